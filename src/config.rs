@@ -1,0 +1,133 @@
+//! Settings shared by `serve` and `mcp`, and turning them into an open [`Vault`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+
+use crate::crypto::{MasterKey, master};
+use crate::error::{Error, Result};
+use crate::store::{Store, postgres::PgStore, sqlite::SqliteStore};
+use crate::vault::{Vault, VaultConfig};
+
+/// Where the data lives and how it is unlocked.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the embedded SQLite database and the generated key file.
+    #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://…` to use PostgreSQL; absent means SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignupMode {
+    Open,
+    Closed,
+}
+
+/// Operator policy for the vault's services.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Whether anyone who reaches the server may sign up.
+    #[arg(long, env = "LATCHKEY_SIGNUP", value_enum, default_value = "open")]
+    pub signup: SignupMode,
+
+    /// Plan given to self-signup tenants: free, pro or unlimited.
+    #[arg(long, env = "LATCHKEY_DEFAULT_PLAN", default_value = "free")]
+    pub default_plan: String,
+
+    /// Largest secret value accepted, in bytes.
+    #[arg(long, env = "LATCHKEY_MAX_VALUE_BYTES", default_value_t = 64 * 1024)]
+    pub max_value_bytes: usize,
+
+    /// Signups allowed per client IP per minute.
+    #[arg(long, env = "LATCHKEY_SIGNUP_PER_MINUTE", default_value_t = 10)]
+    pub signup_per_minute: u32,
+}
+
+impl PolicyArgs {
+    /// The defaults, for commands that take no policy flags.
+    pub fn defaults() -> Self {
+        PolicyArgs {
+            signup: SignupMode::Open,
+            default_plan: "free".into(),
+            max_value_bytes: 64 * 1024,
+            signup_per_minute: 10,
+        }
+    }
+
+    pub fn vault_config(&self) -> VaultConfig {
+        VaultConfig {
+            max_value_bytes: self.max_value_bytes,
+            default_plan: self.default_plan.clone(),
+            signup_open: self.signup == SignupMode::Open,
+            signup_per_minute: self.signup_per_minute,
+        }
+    }
+}
+
+/// Opens the database the arguments name and applies its migrations.
+pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
+    match args.database_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(PgStore::open(url).await?))
+        }
+        Some(url) => {
+            let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+            Err(Error::InvalidRequest(format!(
+                "unsupported database URL scheme '{scheme}': use postgres://… or leave DATABASE_URL unset for embedded SQLite"
+            )))
+        }
+        None => {
+            std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+                Error::internal(format_args!(
+                    "creating data dir {}: {e}",
+                    args.data_dir.display()
+                ))
+            })?;
+            Ok(Arc::new(SqliteStore::open(&args.data_dir).await?))
+        }
+    }
+}
+
+/// Finds the master key: `LATCHKEY_MASTER_KEY`, else `LATCHKEY_PASSPHRASE`
+/// (salt kept in the database), else the data dir's key file, created on first start.
+pub async fn master_key(args: &StoreArgs, store: &dyn Store) -> Result<MasterKey> {
+    if let Ok(b64) = std::env::var("LATCHKEY_MASTER_KEY") {
+        return master::from_base64(&b64);
+    }
+    if let Ok(pass) = std::env::var("LATCHKEY_PASSPHRASE") {
+        if pass.is_empty() {
+            return Err(Error::InvalidRequest("LATCHKEY_PASSPHRASE is empty".into()));
+        }
+        let fresh: [u8; 16] = rand::random();
+        let salt = store.meta_init("passphrase_salt", &fresh).await?;
+        return Ok(
+            tokio::task::spawn_blocking(move || master::from_passphrase(&pass, &salt))
+                .await
+                .map_err(Error::internal)?,
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| Error::internal(format_args!("creating data dir: {e}")))?;
+    let (key, created) = master::from_key_file(&args.data_dir)?;
+    if created {
+        tracing::warn!(
+            path = %args.data_dir.join(master::KEY_FILE).display(),
+            "no LATCHKEY_MASTER_KEY or LATCHKEY_PASSPHRASE: generated a master key file; back it up, and prefer an env key in production"
+        );
+    }
+    Ok(key)
+}
+
+/// Opens the store, finds the master key and checks it against the data.
+pub async fn open_vault(store_args: &StoreArgs, policy: &PolicyArgs) -> Result<Arc<Vault>> {
+    let store = open_store(store_args).await?;
+    let key = master_key(store_args, store.as_ref()).await?;
+    Ok(Arc::new(
+        Vault::open(store, key, policy.vault_config()).await?,
+    ))
+}

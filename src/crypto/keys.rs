@@ -1,0 +1,231 @@
+//! Key types and the two sealing operations: wrapping a tenant key under the
+//! master key, and sealing a secret version under a tenant key.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hkdf::Hkdf;
+use rand::RngCore;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+
+/// Format byte in front of every sealed blob, so the layout can evolve.
+const FORMAT_V1: u8 = 1;
+const NONCE_LEN: usize = 12;
+const SALT_LEN: usize = 16;
+const KEY_CHECK_PLAINTEXT: &[u8] = b"latchkey key check v1";
+
+/// The key-encryption key. Never stored in the database.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey([u8; 32]);
+
+/// A tenant's data key, unwrapped in memory only.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct DataKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+/// What a secret version's ciphertext is bound to: moving it to another row
+/// (other tenant, secret or version) makes decryption fail.
+pub struct SecretAad<'a> {
+    pub tenant_id: &'a str,
+    pub secret_id: &'a str,
+    pub version: i64,
+}
+
+impl SecretAad<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        format!(
+            "latchkey/secret/v1|{}|{}|{}",
+            self.tenant_id, self.secret_id, self.version
+        )
+        .into_bytes()
+    }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8], prefix: &[u8]) -> Vec<u8> {
+    let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
+    let nonce = random::<NONCE_LEN>();
+    let ct = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encryption does not fail for in-memory buffers");
+    let mut out = Vec::with_capacity(1 + prefix.len() + NONCE_LEN + ct.len());
+    out.push(FORMAT_V1);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+fn open_with(key: &[u8; 32], aad: &[u8], nonce_and_ct: &[u8]) -> Result<Vec<u8>> {
+    if nonce_and_ct.len() < NONCE_LEN + 16 {
+        return Err(Error::Integrity);
+    }
+    let (nonce, ct) = nonce_and_ct.split_at(NONCE_LEN);
+    let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map_err(|_| Error::Integrity)
+}
+
+fn split_format(blob: &[u8]) -> Result<&[u8]> {
+    match blob.split_first() {
+        Some((&FORMAT_V1, rest)) => Ok(rest),
+        _ => Err(Error::Integrity),
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        MasterKey(bytes)
+    }
+
+    pub fn generate() -> Self {
+        MasterKey(random())
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Wraps a fresh data key for `tenant_id`; returns the key and its wrapped form.
+    pub fn new_data_key(&self, tenant_id: &str) -> (DataKey, Vec<u8>) {
+        let key = DataKey(random());
+        let wrapped = seal_with(&self.0, &tenant_aad(tenant_id), &key.0, &[]);
+        (key, wrapped)
+    }
+
+    pub fn unwrap_data_key(&self, tenant_id: &str, wrapped: &[u8]) -> Result<DataKey> {
+        let mut plain = open_with(&self.0, &tenant_aad(tenant_id), split_format(wrapped)?)?;
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| Error::Integrity)?;
+        plain.zeroize();
+        Ok(DataKey(key))
+    }
+
+    /// A value stored beside the data so a start with the wrong key is refused.
+    pub fn key_check(&self) -> Vec<u8> {
+        seal_with(&self.0, b"latchkey/key-check", KEY_CHECK_PLAINTEXT, &[])
+    }
+
+    pub fn verify_key_check(&self, stored: &[u8]) -> bool {
+        split_format(stored)
+            .and_then(|rest| open_with(&self.0, b"latchkey/key-check", rest))
+            .is_ok_and(|p| p == KEY_CHECK_PLAINTEXT)
+    }
+}
+
+fn tenant_aad(tenant_id: &str) -> Vec<u8> {
+    format!("latchkey/tenant-key/v1|{tenant_id}").into_bytes()
+}
+
+impl DataKey {
+    fn version_key(&self, salt: &[u8]) -> [u8; 32] {
+        let hk = Hkdf::<Sha256>::new(Some(salt), &self.0);
+        let mut okm = [0u8; 32];
+        hk.expand(b"latchkey secret version key v1", &mut okm)
+            .expect("32 bytes is a valid HKDF length");
+        okm
+    }
+
+    /// Seals one secret version: `format | salt | nonce | ciphertext+tag`.
+    pub fn seal(&self, aad: &SecretAad<'_>, value: &[u8]) -> Vec<u8> {
+        let salt = random::<SALT_LEN>();
+        let mut key = self.version_key(&salt);
+        let out = seal_with(&key, &aad.bytes(), value, &salt);
+        key.zeroize();
+        out
+    }
+
+    pub fn open(&self, aad: &SecretAad<'_>, sealed: &[u8]) -> Result<Vec<u8>> {
+        let rest = split_format(sealed)?;
+        if rest.len() < SALT_LEN {
+            return Err(Error::Integrity);
+        }
+        let (salt, nonce_and_ct) = rest.split_at(SALT_LEN);
+        let mut key = self.version_key(salt);
+        let out = open_with(&key, &aad.bytes(), nonce_and_ct);
+        key.zeroize();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ciphertext_moved_to_another_row_fails() {
+        let mk = MasterKey::generate();
+        let (dk, wrapped) = mk.new_data_key("acme");
+        let aad = SecretAad {
+            tenant_id: "acme",
+            secret_id: "s1",
+            version: 1,
+        };
+        let sealed = dk.seal(&aad, b"hunter2");
+        assert_eq!(dk.open(&aad, &sealed).unwrap(), b"hunter2");
+        for other in [
+            SecretAad {
+                tenant_id: "other",
+                secret_id: "s1",
+                version: 1,
+            },
+            SecretAad {
+                tenant_id: "acme",
+                secret_id: "s2",
+                version: 1,
+            },
+            SecretAad {
+                tenant_id: "acme",
+                secret_id: "s1",
+                version: 2,
+            },
+        ] {
+            assert!(matches!(dk.open(&other, &sealed), Err(Error::Integrity)));
+        }
+        assert!(mk.unwrap_data_key("other", &wrapped).is_err());
+        let dk2 = mk.unwrap_data_key("acme", &wrapped).unwrap();
+        assert_eq!(dk2.open(&aad, &sealed).unwrap(), b"hunter2");
+    }
+
+    #[test]
+    fn same_value_never_seals_the_same_way() {
+        let (dk, _) = MasterKey::generate().new_data_key("t");
+        let aad = SecretAad {
+            tenant_id: "t",
+            secret_id: "s",
+            version: 1,
+        };
+        assert_ne!(dk.seal(&aad, b"v"), dk.seal(&aad, b"v"));
+    }
+
+    #[test]
+    fn key_check_rejects_another_key() {
+        let a = MasterKey::generate();
+        let check = a.key_check();
+        assert!(a.verify_key_check(&check));
+        assert!(!MasterKey::generate().verify_key_check(&check));
+    }
+}

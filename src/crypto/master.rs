@@ -1,0 +1,71 @@
+//! Where the master key comes from: `LATCHKEY_MASTER_KEY`, a passphrase, or a
+//! key file created in the data directory on first start.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use zeroize::Zeroizing;
+
+use super::MasterKey;
+use crate::error::{Error, Result};
+
+/// OWASP's 2023 floor for PBKDF2-HMAC-SHA256; runs once per process start.
+pub const PASSPHRASE_ITERATIONS: u32 = 600_000;
+pub const KEY_FILE: &str = "master.key";
+
+pub fn from_base64(text: &str) -> Result<MasterKey> {
+    let bytes =
+        Zeroizing::new(B64.decode(text.trim()).map_err(|_| {
+            Error::InvalidRequest("LATCHKEY_MASTER_KEY is not valid base64".into())
+        })?);
+    let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        Error::InvalidRequest("LATCHKEY_MASTER_KEY must be base64 of exactly 32 bytes".into())
+    })?;
+    Ok(MasterKey::from_bytes(arr))
+}
+
+pub fn from_passphrase(passphrase: &str, salt: &[u8]) -> MasterKey {
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        passphrase.as_bytes(),
+        salt,
+        PASSPHRASE_ITERATIONS,
+        &mut out,
+    );
+    MasterKey::from_bytes(out)
+}
+
+/// Reads the data directory's key file, creating it (mode 0600) when absent.
+/// Returns the key and whether it was just created.
+pub fn from_key_file(data_dir: &Path) -> Result<(MasterKey, bool)> {
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((from_base64(&text)?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate();
+            let text = Zeroizing::new(B64.encode(key.expose()));
+            write_private(&path, text.as_bytes())
+                .map_err(|e| Error::internal(format_args!("writing {}: {e}", path.display())))?;
+            Ok((key, true))
+        }
+        Err(e) => Err(Error::internal(format_args!(
+            "reading {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

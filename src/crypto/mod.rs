@@ -1,0 +1,14 @@
+//! Envelope encryption and credential hashing.
+//!
+//! ```text
+//! master key (KEK, from env / passphrase / key file)
+//!   └─ wraps ─ tenant data key (random, one per tenant, stored wrapped)
+//!                └─ HKDF(salt per version) ─ version key ─ AES-256-GCM(value, AAD = tenant|secret|version)
+//! ```
+//! PBKDF2 appears only in [`master::from_passphrase`], run once at start.
+
+pub mod keys;
+pub mod master;
+pub mod tokens;
+
+pub use keys::{DataKey, MasterKey, SecretAad};

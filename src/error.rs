@@ -1,0 +1,127 @@
+//! The one domain error type. Every front maps it the same way: REST to a status
+//! and `{"error":{"code","message"}}`, MCP to a tool result with `isError: true`
+//! carrying the same code and message. Messages are safe to show a client; a
+//! cause that must not leave the server (SQL text, crypto detail) goes to the log.
+
+use std::time::Duration;
+
+/// What went wrong, with a stable code per variant. Adding a variant forces a
+/// decision in [`Error::code`] and [`Error::status`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: the request is malformed or a field is invalid.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 401: no credential, or one that is unknown, expired or revoked.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the credential is valid but does not cover this action or project.
+    #[error("{0}")]
+    ScopeDenied(String),
+    /// 403: the tenant's plan does not allow more of this.
+    #[error("{0}")]
+    PlanLimitReached(String),
+    /// 403: the operator closed open signup.
+    #[error("self-signup is closed on this server; ask its operator for an API key")]
+    SignupClosed,
+    /// 404: no such secret visible to the caller.
+    #[error("secret not found")]
+    SecretNotFound,
+    /// 404: no such resource visible to the caller (projects, keys, routes, versions).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: the caller's expected version is stale.
+    #[error("secret is at version {current}, not {expected}; re-read it and retry")]
+    VersionConflict { expected: i64, current: i64 },
+    /// 409: a resource with that identity already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// 409: the resource is in a state that forbids the action.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: a value or body is larger than the server accepts.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 429: too many requests; retry after the given delay.
+    #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration },
+    /// 500: a stored ciphertext failed authentication: tampered or misplaced data.
+    #[error("stored data failed its integrity check")]
+    Integrity,
+    /// 500: anything else; the cause is logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable, machine-readable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "INVALID_REQUEST",
+            Error::Unauthorized(_) => "UNAUTHORIZED",
+            Error::ScopeDenied(_) => "SCOPE_DENIED",
+            Error::PlanLimitReached(_) => "PLAN_LIMIT_REACHED",
+            Error::SignupClosed => "SIGNUP_CLOSED",
+            Error::SecretNotFound => "SECRET_NOT_FOUND",
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::VersionConflict { .. } => "VERSION_CONFLICT",
+            Error::AlreadyExists(_) => "ALREADY_EXISTS",
+            Error::Conflict(_) => "CONFLICT",
+            Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::Integrity => "INTEGRITY_ERROR",
+            Error::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status REST answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::InvalidRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::ScopeDenied(_) | Error::PlanLimitReached(_) | Error::SignupClosed => 403,
+            Error::SecretNotFound | Error::NotFound(_) => 404,
+            Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) => 409,
+            Error::PayloadTooLarge(_) => 413,
+            Error::RateLimited { .. } => 429,
+            Error::Integrity | Error::Internal(_) => 500,
+        }
+    }
+
+    /// The message shown to clients. Internal causes stay in the log.
+    pub fn public_message(&self) -> String {
+        self.to_string()
+    }
+
+    /// For the operator's terminal: internal causes included.
+    pub fn public_message_with_cause(&self) -> String {
+        match self {
+            Error::Internal(cause) => cause.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The outcome recorded in the audit trail for a failed attempt.
+    pub fn audit_outcome(&self) -> &'static str {
+        match self.status() {
+            401 | 403 => "denied",
+            404 => "not_found",
+            400 | 409 | 413 | 429 => "rejected",
+            _ => "error",
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let cause = cause.to_string();
+        tracing::error!(%cause, "internal error");
+        Error::Internal(cause)
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::internal(format_args!("database: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

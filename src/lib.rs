@@ -1,0 +1,30 @@
+//! Latchkey: a self-hosted, agent-native secret vault.
+//!
+//! # Layout
+//!
+//! ```text
+//!  MCP clients (stdio / streamable HTTP)        REST clients, SDKs
+//!               │                                    │
+//!          mcp/ (rmcp tools, resources)        rest/ (axum routes, docs, OpenAPI)
+//!               └──────────────┬─────────────────────┘
+//!                              │ Principal + typed request
+//!                       vault/ (domain services: tenants, keys, secrets,
+//!                              │  projects, audit, plans)
+//!                    ┌─────────┴─────────┐
+//!                 crypto/             store/ (sqlx: SQLite | PostgreSQL)
+//! ```
+//!
+//! - [`config`]: command-line and environment settings, and opening a vault from them.
+//! - [`server`]: binds the HTTP fronts and serves until shutdown.
+//! - [`error`]: the one error type with stable codes.
+
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod rest;
+pub mod server;
+pub mod store;
+pub mod vault;
+
+pub use error::{Error, Result};
+pub use vault::Vault;

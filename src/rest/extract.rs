@@ -1,0 +1,131 @@
+//! Extractors that answer in the project's error shape: the caller's
+//! [`Principal`], JSON bodies and query strings.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use crate::error::Error;
+use crate::vault::{Front, Origin, Principal};
+
+/// Where the request came from: peer address and user agent.
+pub fn origin_of(parts: &Parts, front: Front) -> Origin {
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    Origin {
+        front,
+        ip,
+        user_agent,
+    }
+}
+
+/// The API key a request carries: `X-API-Key`, or `Authorization: Bearer`.
+pub fn credential(parts: &Parts) -> Option<&str> {
+    if let Some(k) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// An authenticated caller; rejects with 401 before the handler runs.
+pub struct Auth(pub Principal);
+
+impl<S> FromRequestParts<S> for Auth
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let origin = origin_of(parts, Front::Rest);
+        match credential(parts) {
+            Some(token) if !token.is_empty() => {
+                Ok(Auth(state.vault.authenticate(token, origin).await?))
+            }
+            _ => {
+                let row = origin.audit(None, "anonymous", "auth.failed", "api_key", None, "denied");
+                state.vault.store().append_audit(&row).await?;
+                Err(Error::Unauthorized(
+                    "send your API key as X-API-Key or Authorization: Bearer".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// The client's origin without requiring authentication (signup).
+pub struct ClientOrigin(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientOrigin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientOrigin(origin_of(parts, Front::Rest)))
+    }
+}
+
+/// A JSON body; malformed or oversized bodies answer in the error shape.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(r))
+                if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(Error::PayloadTooLarge("request body is too large".into()))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::InvalidRequest(
+                "send the body as JSON with Content-Type: application/json".into(),
+            )),
+            Err(e) => Err(Error::InvalidRequest(format!(
+                "invalid JSON body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// A query string; unknown parameters are ignored, bad values answer 400.
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(Error::InvalidRequest(e.body_text()))
+            }
+            Err(e) => Err(Error::InvalidRequest(e.body_text())),
+        }
+    }
+}

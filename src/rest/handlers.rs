@@ -1,0 +1,186 @@
+//! Route handlers: extract, call one vault function, render.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::AppState;
+use super::extract::{Auth, Body, ClientOrigin, Query};
+use crate::error::Result;
+use crate::vault::secrets::SecretRef;
+use crate::vault::views::*;
+use crate::vault::{plans, plans::PlanLimits};
+
+type Created<T> = (StatusCode, Json<T>);
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn signup(
+    State(s): State<AppState>,
+    ClientOrigin(o): ClientOrigin,
+    Body(req): Body<SignupRequest>,
+) -> Result<Created<SignupResponse>> {
+    Ok((StatusCode::CREATED, Json(s.vault.signup(req, o).await?)))
+}
+
+pub async fn signup_limits() -> Result<Json<Vec<PlanLimits>>> {
+    Ok(Json(
+        plans::PLAN_NAMES
+            .iter()
+            .map(|p| plans::limits(p))
+            .collect::<Result<_>>()?,
+    ))
+}
+
+pub async fn plan(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<WhoAmI>> {
+    Ok(Json(s.vault.whoami(&p).await?))
+}
+
+pub async fn create_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Body(req): Body<CreateSecret>,
+) -> Result<Created<SecretMeta>> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.vault.create_secret(&p, req).await?),
+    ))
+}
+
+pub async fn list_secrets(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<ListSecrets>,
+) -> Result<Json<SecretPage>> {
+    Ok(Json(s.vault.list_secrets(&p, q).await?))
+}
+
+pub async fn get_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<ReadVersion>,
+) -> Result<Json<SecretValue>> {
+    Ok(Json(
+        s.vault
+            .read_secret(&p, SecretRef::Id(&id), q.version)
+            .await?,
+    ))
+}
+
+pub async fn update_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateSecret>,
+) -> Result<Json<SecretMeta>> {
+    Ok(Json(
+        s.vault.update_secret(&p, SecretRef::Id(&id), req).await?,
+    ))
+}
+
+pub async fn delete_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>> {
+    Ok(Json(s.vault.delete_secret(&p, SecretRef::Id(&id)).await?))
+}
+
+pub async fn secret_versions(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<VersionList>> {
+    Ok(Json(s.vault.secret_versions(&p, SecretRef::Id(&id)).await?))
+}
+
+pub async fn create_project(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Body(req): Body<CreateProject>,
+) -> Result<Created<ProjectView>> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.vault.create_project(&p, req).await?),
+    ))
+}
+
+pub async fn list_projects(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<ProjectList>> {
+    Ok(Json(s.vault.list_projects(&p).await?))
+}
+
+pub async fn get_project(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<ProjectView>> {
+    Ok(Json(s.vault.get_project(&p, &id).await?))
+}
+
+pub async fn update_project(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateProject>,
+) -> Result<Json<ProjectView>> {
+    Ok(Json(s.vault.update_project(&p, &id, req).await?))
+}
+
+pub async fn delete_project(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>> {
+    Ok(Json(s.vault.delete_project(&p, &id).await?))
+}
+
+pub async fn create_api_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Body(req): Body<CreateApiKey>,
+) -> Result<Created<IssuedApiKey>> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.vault.create_api_key(&p, req).await?),
+    ))
+}
+
+pub async fn list_api_keys(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<ApiKeyList>> {
+    Ok(Json(s.vault.list_api_keys(&p).await?))
+}
+
+pub async fn update_api_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateApiKey>,
+) -> Result<Json<ApiKeyView>> {
+    Ok(Json(s.vault.update_api_key(&p, &id, req).await?))
+}
+
+pub async fn revoke_api_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKeyView>> {
+    Ok(Json(s.vault.revoke_api_key(&p, &id).await?))
+}
+
+pub async fn regenerate_api_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<IssuedApiKey>> {
+    Ok(Json(s.vault.regenerate_api_key(&p, &id).await?))
+}
+
+pub async fn audit(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditPage>> {
+    Ok(Json(s.vault.query_audit(&p, q).await?))
+}

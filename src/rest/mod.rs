@@ -1,0 +1,56 @@
+//! The REST front: SecretCarousel's paths under `/api`, plus the agent-facing
+//! documents. Handlers only extract input, call one vault function and render
+//! the result; every route is declared once in [`routes`], which feeds both the
+//! axum router and the OpenAPI document.
+
+mod api;
+mod docs;
+mod extract;
+mod handlers;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::Error;
+use crate::vault::Vault;
+
+pub use api::routes;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+}
+
+/// REST's rendering of a domain error: status, stable code, safe message.
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = Json(
+            serde_json::json!({ "error": { "code": self.code(), "message": self.public_message() } }),
+        );
+        let mut resp = (status, body).into_response();
+        match &self {
+            Error::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs().max(1).to_string();
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_str(&secs).expect("digits"),
+                );
+            }
+            Error::Unauthorized(_) => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"latchkey\""),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+}

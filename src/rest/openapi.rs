@@ -1,0 +1,230 @@
+//! The OpenAPI 3.1 document, generated from the route table and the same
+//! `JsonSchema` types the handlers and MCP tools use.
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// One documented operation. Built next to the route it describes.
+pub struct Op {
+    pub method: &'static str,
+    pub path: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    auth: bool,
+    body: Option<SchemaFn>,
+    query: Option<SchemaFn>,
+    success: u16,
+    response: Option<SchemaFn>,
+    text_response: Option<&'static str>,
+}
+
+impl Op {
+    pub fn new(
+        method: &'static str,
+        path: &'static str,
+        tag: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        Op {
+            method,
+            path,
+            summary,
+            tag,
+            auth: true,
+            body: None,
+            query: None,
+            success: 200,
+            response: None,
+            text_response: None,
+        }
+    }
+    pub fn public(mut self) -> Self {
+        self.auth = false;
+        self
+    }
+    pub fn body<T: JsonSchema>(mut self) -> Self {
+        self.body = Some(schema_of::<T>);
+        self
+    }
+    pub fn query<T: JsonSchema>(mut self) -> Self {
+        self.query = Some(schema_of::<T>);
+        self
+    }
+    pub fn returns<T: JsonSchema>(mut self, status: u16) -> Self {
+        self.success = status;
+        self.response = Some(schema_of::<T>);
+        self
+    }
+    pub fn returns_text(mut self, content_type: &'static str) -> Self {
+        self.text_response = Some(content_type);
+        self
+    }
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } })
+}
+
+/// Query parameters are the properties of the query type's object schema.
+fn query_parameters(g: &mut SchemaGenerator, f: SchemaFn) -> Vec<Value> {
+    let reference = f(g);
+    let name = reference
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let defs = g.definitions().clone();
+    let Some(obj) = defs.get(&name) else {
+        return vec![];
+    };
+    let required: Vec<&str> = obj
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    obj.get("properties")
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .map(|(k, v)| {
+                    let mut schema = v.clone();
+                    let description = schema.as_object_mut().and_then(|o| o.remove("description"));
+                    json!({ "name": k, "in": "query", "required": required.contains(&k.as_str()), "schema": schema, "description": description })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn document(ops: &[Op]) -> Value {
+    let mut g = SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let mut paths: Map<String, Value> = Map::new();
+    for op in ops {
+        let mut o = Map::new();
+        o.insert("summary".into(), json!(op.summary));
+        o.insert("tags".into(), json!([op.tag]));
+        o.insert(
+            "operationId".into(),
+            json!(format!(
+                "{}_{}",
+                op.method,
+                op.path
+                    .trim_start_matches('/')
+                    .replace(['/', '{', '}', '-', '.'], "_")
+            )),
+        );
+        let mut params: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if let Some(q) = op.query {
+            params.extend(query_parameters(&mut g, q));
+        }
+        if !params.is_empty() {
+            o.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(b) = op.body {
+            o.insert("requestBody".into(), json!({ "required": true, "content": { "application/json": { "schema": b(&mut g) } } }));
+        }
+        let mut responses = Map::new();
+        let ok = match (op.response, op.text_response) {
+            (Some(r), _) => {
+                json!({ "description": "success", "content": { "application/json": { "schema": r(&mut g) } } })
+            }
+            (None, Some(ct)) => {
+                json!({ "description": "success", "content": { ct: { "schema": { "type": "string" } } } })
+            }
+            (None, None) => json!({ "description": "success" }),
+        };
+        responses.insert(op.success.to_string(), ok);
+        if op.body.is_some() || op.query.is_some() {
+            responses.insert(
+                "400".into(),
+                error_response("INVALID_REQUEST: malformed body, bad field or enum value"),
+            );
+        }
+        if op.auth {
+            responses.insert(
+                "401".into(),
+                error_response("UNAUTHORIZED: missing, unknown, expired or revoked API key"),
+            );
+            responses.insert(
+                "403".into(),
+                error_response("SCOPE_DENIED or PLAN_LIMIT_REACHED"),
+            );
+            responses.insert(
+                "429".into(),
+                error_response("RATE_LIMITED: see Retry-After"),
+            );
+            o.insert(
+                "security".into(),
+                json!([{ "apiKey": [] }, { "bearer": [] }]),
+            );
+        } else {
+            o.insert("security".into(), json!([]));
+        }
+        if op.path.contains('{') {
+            responses.insert(
+                "404".into(),
+                error_response("not found (or another tenant's)"),
+            );
+        }
+        if matches!(op.method, "post" | "put") && op.auth {
+            responses.insert(
+                "409".into(),
+                error_response("ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT"),
+            );
+            responses.insert("413".into(), error_response("PAYLOAD_TOO_LARGE"));
+        }
+        o.insert("responses".into(), Value::Object(responses));
+        paths
+            .entry(op.path.to_owned())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("object")
+            .insert(op.method.into(), Value::Object(o));
+    }
+    let mut schemas = g.take_definitions(true);
+    schemas.insert(
+        "ErrorBody".into(),
+        json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string", "description": "stable machine-readable code, e.g. SECRET_NOT_FOUND" },
+                "message": { "type": "string" } } } }
+        }),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Latchkey",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Self-hosted, agent-native secret vault. SecretCarousel-compatible REST API; MCP at /mcp."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
+                "bearer": { "type": "http", "scheme": "bearer" }
+            }
+        }
+    })
+}

@@ -1,0 +1,234 @@
+//! Persistence. One [`Store`] trait, one implementation per database, each with
+//! its own migrations. Methods are units of work: a method that changes state
+//! takes the audit entry that records it and commits both in one transaction,
+//! so an action without its audit row can never be acknowledged.
+//!
+//! The SQL is written once (in `sql.rs`) in the dialect both databases accept
+//! (`$n` placeholders, `COALESCE`, `RETURNING`, expression indexes) and
+//! instantiated per backend; only connection set-up differs.
+
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// Milliseconds since the Unix epoch: the only time format the store knows.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantRow {
+    pub id: String,
+    pub email: Option<String>,
+    pub agent: Option<String>,
+    pub description: Option<String>,
+    pub plan: String,
+    pub wrapped_key: Vec<u8>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: Vec<u8>,
+    pub permission: String,
+    /// JSON array of project ids; empty means every project.
+    pub project_scope: String,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON array of strings.
+    pub tags: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Filled by reads; ignored by writes.
+    #[sqlx(default)]
+    pub secret_count: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SecretRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub project_id: Option<String>,
+    /// Empty when the secret belongs to no environment.
+    pub environment: String,
+    pub name: String,
+    pub secret_type: String,
+    pub description: Option<String>,
+    /// JSON array of strings (the searchable copy lives in `secret_tags`).
+    pub tags: String,
+    pub current_version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    pub secret_id: String,
+    pub version: i64,
+    pub sealed: Vec<u8>,
+    pub created_at: Millis,
+    pub created_by: String,
+}
+
+/// Version history without ciphertext.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionMeta {
+    pub version: i64,
+    pub created_at: Millis,
+    pub created_by: String,
+}
+
+/// One audit record. Never carries a secret value.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    #[sqlx(default)]
+    pub id: i64,
+    pub tenant_id: Option<String>,
+    pub at: Millis,
+    pub actor: String,
+    pub front: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub outcome: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// JSON object with non-secret context (names, versions, reasons).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SecretFilter {
+    pub secret_type: Option<String>,
+    pub environment: Option<String>,
+    pub project_id: Option<String>,
+    pub tag: Option<String>,
+    pub search: Option<String>,
+    /// When set, only secrets in these projects are visible (project-scoped keys).
+    pub project_scope: Option<Vec<String>>,
+    /// Keyset cursor: the (name, id) of the last row of the previous page.
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub start: Option<Millis>,
+    pub end: Option<Millis>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// What a conditional secret write found.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    Written(SecretRow),
+    /// The secret moved on since the caller's base version.
+    Stale {
+        current: i64,
+    },
+    Missing,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is, for logs and `whoami`.
+    fn backend(&self) -> &'static str;
+
+    /// Closes the pool, waiting for in-flight transactions.
+    async fn close(&self);
+
+    async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores `value` unless `key` exists; returns whatever is stored afterwards,
+    /// so concurrent first starts agree on one value.
+    async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+
+    // Tenants and keys.
+    async fn create_tenant(
+        &self,
+        tenant: &TenantRow,
+        key: &ApiKeyRow,
+        audit: &AuditRow,
+    ) -> Result<()>;
+    async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>>;
+    async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool>;
+    async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>>;
+    async fn get_api_key(&self, tenant_id: &str, id: &str) -> Result<Option<ApiKeyRow>>;
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>>;
+    async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
+    /// Rewrites a key's mutable fields (name, hash, prefix, permission, scope,
+    /// expiry, revocation). Returns false when the key is not the tenant's.
+    async fn update_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<bool>;
+
+    // Projects.
+    async fn insert_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<()>;
+    async fn get_project(&self, tenant_id: &str, id: &str) -> Result<Option<ProjectRow>>;
+    async fn list_projects(&self, tenant_id: &str) -> Result<Vec<ProjectRow>>;
+    async fn update_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<bool>;
+    /// Deletes an empty project. `Err(Conflict)` while secrets remain; `Ok(false)` when missing.
+    async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
+
+    // Secrets.
+    /// Inserts a secret with its first version. `max_secrets` is the plan quota,
+    /// checked inside the transaction.
+    async fn create_secret(
+        &self,
+        secret: &SecretRow,
+        first: &VersionRow,
+        max_secrets: Option<i64>,
+        audit: &AuditRow,
+    ) -> Result<()>;
+    async fn get_secret(&self, tenant_id: &str, id: &str) -> Result<Option<SecretRow>>;
+    async fn find_secret(
+        &self,
+        tenant_id: &str,
+        project_id: Option<&str>,
+        environment: &str,
+        name: &str,
+    ) -> Result<Option<SecretRow>>;
+    async fn get_version(&self, secret_id: &str, version: i64) -> Result<Option<VersionRow>>;
+    /// Writes new metadata (and a new version when `next` is given) only if the
+    /// secret is still at `base_version`: one conditional update, no read-then-write.
+    async fn update_secret(
+        &self,
+        updated: &SecretRow,
+        base_version: i64,
+        next: Option<&VersionRow>,
+        audit: &AuditRow,
+    ) -> Result<WriteOutcome>;
+    async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>>;
+    async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>>;
+    async fn count_secrets(&self, tenant_id: &str) -> Result<i64>;
+
+    // Audit.
+    async fn append_audit(&self, entry: &AuditRow) -> Result<()>;
+    async fn query_audit(
+        &self,
+        tenant_id: &str,
+        filter: &AuditFilter,
+    ) -> Result<(Vec<AuditRow>, i64)>;
+    async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64>;
+}

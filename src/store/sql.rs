@@ -1,0 +1,611 @@
+//! The SQL behind [`Store`](super::Store), written once and instantiated for
+//! each backend by [`sql_store!`]. Both SQLite and PostgreSQL accept this
+//! dialect; the backends differ in pools, `BEGIN` and row locking only.
+
+use crate::error::Error;
+
+/// A bound parameter of a query whose shape depends on the filters given.
+pub(super) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside `LIKE … ESCAPE '\'`.
+pub(super) fn like_contains(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Turns a constraint violation into the domain error it means.
+pub(super) fn constraint_error(e: sqlx::Error, on_unique: impl FnOnce() -> Error) -> Error {
+    if let Some(db) = e.as_database_error() {
+        if db.is_unique_violation() {
+            return on_unique();
+        }
+        if db.is_foreign_key_violation() {
+            return Error::Conflict("the referenced resource changed concurrently; retry".into());
+        }
+    }
+    Error::from(e)
+}
+
+/// Builds the WHERE clause and binds of a secret listing.
+pub(super) fn secret_list_query(tenant_id: &str, f: &super::SecretFilter) -> (String, Vec<Bind>) {
+    let mut sql = String::from(
+        "SELECT s.id, s.tenant_id, s.project_id, s.environment, s.name, s.secret_type, s.description, \
+         s.tags, s.current_version, s.created_at, s.updated_at FROM secrets s WHERE s.tenant_id = $1",
+    );
+    let mut binds = vec![Bind::Text(tenant_id.to_owned())];
+    let mut push = |sql: &mut String, clause: &str, value: String| {
+        binds.push(Bind::Text(value));
+        sql.push_str(&clause.replace("$?", &format!("${}", binds.len())));
+    };
+    if let Some(v) = &f.secret_type {
+        push(&mut sql, " AND s.secret_type = $?", v.clone());
+    }
+    if let Some(v) = &f.environment {
+        push(&mut sql, " AND s.environment = $?", v.clone());
+    }
+    if let Some(v) = &f.project_id {
+        push(&mut sql, " AND s.project_id = $?", v.clone());
+    }
+    if let Some(v) = &f.tag {
+        push(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND t.tag = $?)",
+            v.clone(),
+        );
+    }
+    if let Some(v) = &f.search {
+        push(
+            &mut sql,
+            " AND (LOWER(s.name) LIKE $? ESCAPE '\\' OR LOWER(COALESCE(s.description, '')) LIKE $? ESCAPE '\\' \
+             OR EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND LOWER(t.tag) LIKE $? ESCAPE '\\'))",
+            like_contains(v),
+        );
+    }
+    if let Some(scope) = &f.project_scope {
+        if scope.is_empty() {
+            sql.push_str(" AND 1 = 0");
+        } else {
+            sql.push_str(" AND s.project_id IN (");
+            for (i, p) in scope.iter().enumerate() {
+                binds.push(Bind::Text(p.clone()));
+                sql.push_str(&format!(
+                    "{}${}",
+                    if i > 0 { ", " } else { "" },
+                    binds.len()
+                ));
+            }
+            sql.push(')');
+        }
+    }
+    if let Some((name, id)) = &f.after {
+        binds.push(Bind::Text(name.clone()));
+        binds.push(Bind::Text(id.clone()));
+        sql.push_str(&format!(
+            " AND (s.name, s.id) > (${}, ${})",
+            binds.len() - 1,
+            binds.len()
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY s.name, s.id LIMIT {}",
+        f.limit.clamp(1, 1000)
+    ));
+    (sql, binds)
+}
+
+/// Builds the WHERE clause and binds of an audit query (newest first).
+pub(super) fn audit_where(tenant_id: &str, f: &super::AuditFilter) -> (String, Vec<Bind>) {
+    let mut sql = String::from(" FROM audit_log WHERE tenant_id = $1");
+    let mut binds = vec![Bind::Text(tenant_id.to_owned())];
+    let mut add = |sql: &mut String, clause: &str, b: Bind| {
+        binds.push(b);
+        sql.push_str(&format!("{clause}${}", binds.len()));
+    };
+    if let Some(v) = &f.action {
+        add(&mut sql, " AND action = ", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &f.resource_type {
+        add(&mut sql, " AND resource_type = ", Bind::Text(v.clone()));
+    }
+    if let Some(v) = f.start {
+        add(&mut sql, " AND at >= ", Bind::Int(v));
+    }
+    if let Some(v) = f.end {
+        add(&mut sql, " AND at <= ", Bind::Int(v));
+    }
+    (sql, binds)
+}
+
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                $crate::store::sql::Bind::Text(s) => q.bind(s),
+                $crate::store::sql::Bind::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }};
+}
+pub(super) use bind_all;
+
+/// Implements [`Store`](super::Store) for `$store`, which must have `writer` and
+/// `reader` pools of `$db` and a `begin_write()` that opens a write transaction.
+/// `$lock_tenant` is the statement that serialises quota checks per tenant.
+macro_rules! sql_store {
+    ($store:ty, $db:ty, $backend:literal, $lock_tenant:literal) => {
+        use async_trait::async_trait;
+        use sqlx::{AssertSqlSafe, Transaction};
+
+        use $crate::error::{Error, Result};
+        use $crate::store::sql::{bind_all, constraint_error};
+        use $crate::store::*;
+
+        const SECRET_COLS: &str = "id, tenant_id, project_id, environment, name, secret_type, description, tags, \
+                                   current_version, created_at, updated_at";
+        const KEY_COLS: &str = "id, tenant_id, name, prefix, key_hash, permission, project_scope, expires_at, \
+                                revoked_at, created_at, updated_at";
+
+        async fn insert_audit(tx: &mut Transaction<'static, $db>, a: &AuditRow) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&a.tenant_id)
+            .bind(a.at)
+            .bind(&a.actor)
+            .bind(&a.front)
+            .bind(&a.action)
+            .bind(&a.resource_type)
+            .bind(&a.resource_id)
+            .bind(&a.outcome)
+            .bind(&a.ip)
+            .bind(&a.user_agent)
+            .bind(&a.detail)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_version(tx: &mut Transaction<'static, $db>, v: &VersionRow) -> Result<()> {
+            sqlx::query("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&v.secret_id)
+                .bind(v.version)
+                .bind(&v.sealed)
+                .bind(v.created_at)
+                .bind(&v.created_by)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| constraint_error(e, || Error::VersionConflict { expected: v.version - 1, current: v.version }))?;
+            Ok(())
+        }
+
+        async fn replace_tags(tx: &mut Transaction<'static, $db>, s: &SecretRow) -> Result<()> {
+            sqlx::query("DELETE FROM secret_tags WHERE secret_id = $1").bind(&s.id).execute(&mut **tx).await?;
+            let tags: Vec<String> = serde_json::from_str(&s.tags).unwrap_or_default();
+            for tag in tags {
+                sqlx::query("INSERT INTO secret_tags (secret_id, tenant_id, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(&s.id)
+                    .bind(&s.tenant_id)
+                    .bind(tag)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn close(&self) {
+                self.writer.close().await;
+                self.reader.close().await;
+            }
+
+            async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+                Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.reader).await?)
+            }
+
+            async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn create_tenant(&self, t: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("INSERT INTO tenants (id, email, agent, description, plan, wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&t.id)
+                    .bind(&t.email)
+                    .bind(&t.agent)
+                    .bind(&t.description)
+                    .bind(&t.plan)
+                    .bind(&t.wrapped_key)
+                    .bind(t.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| constraint_error(e, || Error::AlreadyExists(format!("tenant '{}' is taken", t.id))))?;
+                insert_key(&mut tx, key).await?;
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>> {
+                Ok(sqlx::query_as("SELECT id, email, agent, description, plan, wrapped_key, created_at FROM tenants WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.reader)
+                    .await?)
+            }
+
+            async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query("UPDATE tenants SET plan = $2 WHERE id = $1").bind(id).bind(plan).execute(&mut *tx).await?.rows_affected();
+                if n == 0 {
+                    return Ok(false);
+                }
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>> {
+                Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {KEY_COLS} FROM api_keys WHERE key_hash = $1")))
+                    .bind(key_hash)
+                    .fetch_optional(&self.reader)
+                    .await?)
+            }
+
+            async fn get_api_key(&self, tenant_id: &str, id: &str) -> Result<Option<ApiKeyRow>> {
+                Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND id = $2")))
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(&self.reader)
+                    .await?)
+            }
+
+            async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>> {
+                Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")))
+                    .bind(tenant_id)
+                    .fetch_all(&self.reader)
+                    .await?)
+            }
+
+            async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                insert_key(&mut tx, key).await?;
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_api_key(&self, k: &ApiKeyRow, audit: &AuditRow) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE api_keys SET name = $3, prefix = $4, key_hash = $5, permission = $6, project_scope = $7, \
+                     expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(&k.tenant_id)
+                .bind(&k.id)
+                .bind(&k.name)
+                .bind(&k.prefix)
+                .bind(&k.key_hash)
+                .bind(&k.permission)
+                .bind(&k.project_scope)
+                .bind(k.expires_at)
+                .bind(k.revoked_at)
+                .bind(k.updated_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Ok(false);
+                }
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn insert_project(&self, p: &ProjectRow, audit: &AuditRow) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("INSERT INTO projects (id, tenant_id, name, description, tags, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&p.id)
+                    .bind(&p.tenant_id)
+                    .bind(&p.name)
+                    .bind(&p.description)
+                    .bind(&p.tags)
+                    .bind(p.created_at)
+                    .bind(p.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| constraint_error(e, || Error::AlreadyExists(format!("a project named '{}' exists", p.name))))?;
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_project(&self, tenant_id: &str, id: &str) -> Result<Option<ProjectRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT p.id, p.tenant_id, p.name, p.description, p.tags, p.created_at, p.updated_at, \
+                     (SELECT COUNT(*) FROM secrets s WHERE s.project_id = p.id) AS secret_count \
+                     FROM projects p WHERE p.tenant_id = $1 AND p.id = $2",
+                )
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?)
+            }
+
+            async fn list_projects(&self, tenant_id: &str) -> Result<Vec<ProjectRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT p.id, p.tenant_id, p.name, p.description, p.tags, p.created_at, p.updated_at, \
+                     (SELECT COUNT(*) FROM secrets s WHERE s.project_id = p.id) AS secret_count \
+                     FROM projects p WHERE p.tenant_id = $1 ORDER BY p.name, p.id",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.reader)
+                .await?)
+            }
+
+            async fn update_project(&self, p: &ProjectRow, audit: &AuditRow) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query("UPDATE projects SET name = $3, description = $4, tags = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2")
+                    .bind(&p.tenant_id)
+                    .bind(&p.id)
+                    .bind(&p.name)
+                    .bind(&p.description)
+                    .bind(&p.tags)
+                    .bind(p.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| constraint_error(e, || Error::AlreadyExists(format!("a project named '{}' exists", p.name))))?
+                    .rows_affected();
+                if n == 0 {
+                    return Ok(false);
+                }
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let remaining: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1 AND project_id = $2")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if remaining > 0 {
+                    return Err(Error::Conflict(format!("project still holds {remaining} secret(s); delete or move them first")));
+                }
+                let n = sqlx::query("DELETE FROM projects WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| constraint_error(e, || Error::Conflict("project is in use".into())))?
+                    .rows_affected();
+                if n == 0 {
+                    return Ok(false);
+                }
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn create_secret(&self, s: &SecretRow, first: &VersionRow, max_secrets: Option<i64>, audit: &AuditRow) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                if let Some(max) = max_secrets {
+                    sqlx::query($lock_tenant).bind(&s.tenant_id).execute(&mut *tx).await?;
+                    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(&s.tenant_id).fetch_one(&mut *tx).await?;
+                    if count >= max {
+                        return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
+                    }
+                }
+                sqlx::query(AssertSqlSafe(format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")))
+                    .bind(&s.id)
+                    .bind(&s.tenant_id)
+                    .bind(&s.project_id)
+                    .bind(&s.environment)
+                    .bind(&s.name)
+                    .bind(&s.secret_type)
+                    .bind(&s.description)
+                    .bind(&s.tags)
+                    .bind(s.current_version)
+                    .bind(s.created_at)
+                    .bind(s.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        constraint_error(e, || {
+                            Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name))
+                        })
+                    })?;
+                replace_tags(&mut tx, s).await?;
+                insert_version(&mut tx, first).await?;
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_secret(&self, tenant_id: &str, id: &str) -> Result<Option<SecretRow>> {
+                Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND id = $2")))
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(&self.reader)
+                    .await?)
+            }
+
+            async fn find_secret(&self, tenant_id: &str, project_id: Option<&str>, environment: &str, name: &str) -> Result<Option<SecretRow>> {
+                Ok(sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND COALESCE(project_id, '') = $2 AND environment = $3 AND name = $4"
+                )))
+                .bind(tenant_id)
+                .bind(project_id.unwrap_or(""))
+                .bind(environment)
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?)
+            }
+
+            async fn get_version(&self, secret_id: &str, version: i64) -> Result<Option<VersionRow>> {
+                Ok(sqlx::query_as("SELECT secret_id, version, sealed, created_at, created_by FROM secret_versions WHERE secret_id = $1 AND version = $2")
+                    .bind(secret_id)
+                    .bind(version)
+                    .fetch_optional(&self.reader)
+                    .await?)
+            }
+
+            async fn update_secret(&self, s: &SecretRow, base_version: i64, next: Option<&VersionRow>, audit: &AuditRow) -> Result<WriteOutcome> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE secrets SET project_id = $3, environment = $4, name = $5, secret_type = $6, description = $7, tags = $8, \
+                     current_version = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND current_version = $11",
+                )
+                .bind(&s.tenant_id)
+                .bind(&s.id)
+                .bind(&s.project_id)
+                .bind(&s.environment)
+                .bind(&s.name)
+                .bind(&s.secret_type)
+                .bind(&s.description)
+                .bind(&s.tags)
+                .bind(s.current_version)
+                .bind(s.updated_at)
+                .bind(base_version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    constraint_error(e, || Error::AlreadyExists(format!("a secret named '{}' already exists in that project and environment", s.name)))
+                })?
+                .rows_affected();
+                if n == 0 {
+                    let current: Option<i64> = sqlx::query_scalar("SELECT current_version FROM secrets WHERE tenant_id = $1 AND id = $2")
+                        .bind(&s.tenant_id)
+                        .bind(&s.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    return Ok(match current {
+                        Some(current) => WriteOutcome::Stale { current },
+                        None => WriteOutcome::Missing,
+                    });
+                }
+                replace_tags(&mut tx, s).await?;
+                if let Some(v) = next {
+                    insert_version(&mut tx, v).await?;
+                }
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(WriteOutcome::Written(s.clone()))
+            }
+
+            async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("DELETE FROM secret_versions WHERE secret_id = (SELECT id FROM secrets WHERE tenant_id = $1 AND id = $2)")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM secret_tags WHERE secret_id = (SELECT id FROM secrets WHERE tenant_id = $1 AND id = $2)")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2").bind(tenant_id).bind(id).execute(&mut *tx).await?.rows_affected();
+                if n == 0 {
+                    return Ok(false);
+                }
+                insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>> {
+                Ok(sqlx::query_as("SELECT version, created_at, created_by FROM secret_versions WHERE secret_id = $1 ORDER BY version DESC")
+                    .bind(secret_id)
+                    .fetch_all(&self.reader)
+                    .await?)
+            }
+
+            async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>> {
+                let (sql, binds) = $crate::store::sql::secret_list_query(tenant_id, filter);
+                let q = sqlx::query_as::<_, SecretRow>(AssertSqlSafe(sql));
+                Ok(bind_all!(q, binds).fetch_all(&self.reader).await?)
+            }
+
+            async fn count_secrets(&self, tenant_id: &str) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one(&self.reader).await?)
+            }
+
+            async fn append_audit(&self, entry: &AuditRow) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                insert_audit(&mut tx, entry).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<(Vec<AuditRow>, i64)> {
+                let (where_sql, binds) = $crate::store::sql::audit_where(tenant_id, f);
+                let count_sql = format!("SELECT COUNT(*){where_sql}");
+                let total: i64 = bind_all!(sqlx::query_scalar(AssertSqlSafe(count_sql)), binds).fetch_one(&self.reader).await?;
+                let (_, binds) = $crate::store::sql::audit_where(tenant_id, f);
+                let sql = format!(
+                    "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail{where_sql} \
+                     ORDER BY at DESC, id DESC LIMIT {} OFFSET {}",
+                    f.limit.clamp(1, 1000),
+                    f.offset.max(0)
+                );
+                let rows = bind_all!(sqlx::query_as::<_, AuditRow>(AssertSqlSafe(sql)), binds).fetch_all(&self.reader).await?;
+                Ok((rows, total))
+            }
+
+            async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND at >= $2")
+                    .bind(tenant_id)
+                    .bind(since)
+                    .fetch_one(&self.reader)
+                    .await?)
+            }
+        }
+
+        async fn insert_key(tx: &mut Transaction<'static, $db>, k: &ApiKeyRow) -> Result<()> {
+            sqlx::query(AssertSqlSafe(format!("INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")))
+                .bind(&k.id)
+                .bind(&k.tenant_id)
+                .bind(&k.name)
+                .bind(&k.prefix)
+                .bind(&k.key_hash)
+                .bind(&k.permission)
+                .bind(&k.project_scope)
+                .bind(k.expires_at)
+                .bind(k.revoked_at)
+                .bind(k.created_at)
+                .bind(k.updated_at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    };
+}
+pub(super) use sql_store;

@@ -1,0 +1,228 @@
+//! The domain services. Both fronts call these and nothing else: each function
+//! takes the caller's [`Principal`], enforces tenant isolation, permission and
+//! project scope, and returns typed views that never contain a value unless the
+//! function is an explicit, audited read.
+
+pub mod audit;
+pub mod keys;
+pub mod names;
+pub mod plans;
+pub mod principal;
+pub mod projects;
+pub mod secrets;
+pub mod tenants;
+pub mod views;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+
+use crate::crypto::{DataKey, MasterKey, tokens};
+use crate::error::{Error, Result};
+use crate::store::{Store, now_millis};
+pub use principal::{Front, Origin, Permission, Principal};
+
+/// Operator settings the services need.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    pub max_value_bytes: usize,
+    pub default_plan: String,
+    pub signup_open: bool,
+    /// Signups allowed per client IP per minute.
+    pub signup_per_minute: u32,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        VaultConfig {
+            max_value_bytes: 64 * 1024,
+            default_plan: "free".into(),
+            signup_open: true,
+            signup_per_minute: 10,
+        }
+    }
+}
+
+pub struct Vault {
+    store: Arc<dyn Store>,
+    master: MasterKey,
+    config: VaultConfig,
+    /// Unwrapped tenant keys. Unwrapping is cheap (one AES-GCM open) but the
+    /// cache keeps it off the read path entirely.
+    data_keys: RwLock<HashMap<String, Arc<DataKey>>>,
+    signup_limiter: DefaultKeyedRateLimiter<String>,
+    /// One limiter per plan that has a request rate, keyed by tenant.
+    request_limiters: HashMap<&'static str, DefaultKeyedRateLimiter<String>>,
+}
+
+const KEY_CHECK: &str = "key_check";
+
+impl Vault {
+    /// Opens the vault over `store`, refusing a master key that does not match
+    /// the one the data was written with.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        config: VaultConfig,
+    ) -> Result<Self> {
+        plans::limits(&config.default_plan)?;
+        let stored = store.meta_init(KEY_CHECK, &master.key_check()).await?;
+        if !master.verify_key_check(&stored) {
+            return Err(Error::Unauthorized(
+                "the master key does not match this database (key-check failed); start with the key it was created with".into(),
+            ));
+        }
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("nonzero"));
+        let mut request_limiters = HashMap::new();
+        for name in plans::PLAN_NAMES {
+            if let Some(rpm) = plans::limits(name)?.requests_per_minute {
+                request_limiters.insert(name, RateLimiter::keyed(per_minute(rpm)));
+            }
+        }
+        Ok(Vault {
+            signup_limiter: RateLimiter::keyed(per_minute(config.signup_per_minute)),
+            store,
+            master,
+            config,
+            data_keys: RwLock::new(HashMap::new()),
+            request_limiters,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    async fn data_key(&self, tenant_id: &str) -> Result<Arc<DataKey>> {
+        if let Some(k) = self.data_keys.read().expect("lock").get(tenant_id) {
+            return Ok(k.clone());
+        }
+        let tenant = self
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or_else(|| Error::internal("tenant row vanished"))?;
+        let key = Arc::new(
+            self.master
+                .unwrap_data_key(tenant_id, &tenant.wrapped_key)?,
+        );
+        self.data_keys
+            .write()
+            .expect("lock")
+            .insert(tenant_id.to_owned(), key.clone());
+        Ok(key)
+    }
+
+    /// Resolves an API key to a principal. Unknown, expired and revoked keys
+    /// answer the same 401; the attempt is audited.
+    pub async fn authenticate(&self, token: &str, origin: Origin) -> Result<Principal> {
+        let hash = tokens::hash(token);
+        let found = self
+            .store
+            .find_api_key(&hash)
+            .await?
+            .filter(|k| tokens::hashes_match(&k.key_hash, &hash));
+        let now = now_millis();
+        let Some(key) = found else {
+            self.store
+                .append_audit(&origin.audit(
+                    None,
+                    "unknown-key",
+                    "auth.failed",
+                    "api_key",
+                    None,
+                    "denied",
+                ))
+                .await?;
+            return Err(Error::Unauthorized("invalid API key".into()));
+        };
+        let dead = if key.revoked_at.is_some() {
+            Some("revoked")
+        } else if key.expires_at.is_some_and(|e| e <= now) {
+            Some("expired")
+        } else {
+            None
+        };
+        if let Some(why) = dead {
+            let row = origin.audit(
+                Some(&key.tenant_id),
+                &key.id,
+                "auth.failed",
+                "api_key",
+                Some(&key.id),
+                "denied",
+            );
+            self.store
+                .append_audit(&principal::WithDetail::detail(
+                    row,
+                    serde_json::json!({ "reason": why }),
+                ))
+                .await?;
+            return Err(Error::Unauthorized(format!("this API key is {why}")));
+        }
+        let tenant = self
+            .store
+            .get_tenant(&key.tenant_id)
+            .await?
+            .ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
+        if let Some(limiter) = self.request_limiters.get(tenant.plan.as_str()) {
+            if let Err(not_until) = limiter.check_key(&tenant.id) {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                return Err(Error::RateLimited {
+                    retry_after: wait.max(Duration::from_secs(1)),
+                });
+            }
+        }
+        let scope: Vec<String> = serde_json::from_str(&key.project_scope).unwrap_or_default();
+        Ok(Principal {
+            tenant_id: key.tenant_id,
+            key_id: key.id,
+            plan: tenant.plan,
+            permission: Permission::parse(&key.permission)?,
+            project_scope: if scope.is_empty() { None } else { Some(scope) },
+            origin,
+        })
+    }
+
+    /// Records a failed attempt by an authenticated caller (denied, missing,
+    /// rejected), then hands the error back. Internal errors are not recorded:
+    /// the store that would record them is usually what failed.
+    async fn audit_failure(
+        &self,
+        p: &Principal,
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<&str>,
+        err: Error,
+    ) -> Error {
+        if matches!(err, Error::Internal(_)) {
+            return err;
+        }
+        let row = principal::WithDetail::detail(
+            p.audit(action, resource_type, resource_id, err.audit_outcome()),
+            serde_json::json!({ "code": err.code() }),
+        );
+        if let Err(e) = self.store.append_audit(&row).await {
+            return e;
+        }
+        err
+    }
+}
+
+/// Wraps a service body so a failure is audited under the same action name.
+macro_rules! audited {
+    ($vault:expr, $p:expr, $action:expr, $rtype:expr, $rid:expr, $body:expr) => {{
+        match $body {
+            Ok(v) => Ok(v),
+            Err(e) => Err($vault.audit_failure($p, $action, $rtype, $rid, e).await),
+        }
+    }};
+}
+pub(crate) use audited;

@@ -1,0 +1,60 @@
+//! Plans are quotas an operator configures. `free` and `pro` follow the
+//! SecretCarousel reference; `unlimited` is for self-hosted operators and tests.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The limits of one plan. `null` means unlimited.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanLimits {
+    pub plan: &'static str,
+    pub max_secrets: Option<i64>,
+    pub api_calls_per_month: Option<i64>,
+    pub requests_per_minute: Option<u32>,
+    pub features: Vec<&'static str>,
+}
+
+pub const PLAN_NAMES: [&str; 3] = ["free", "pro", "unlimited"];
+
+pub fn limits(plan: &str) -> Result<PlanLimits> {
+    let core = vec![
+        "secrets", "versions", "projects", "api-keys", "audit", "mcp",
+    ];
+    Ok(match plan {
+        "free" => PlanLimits {
+            plan: "free",
+            max_secrets: Some(5),
+            api_calls_per_month: Some(10_000),
+            requests_per_minute: Some(100),
+            features: core,
+        },
+        "pro" => PlanLimits {
+            plan: "pro",
+            max_secrets: Some(50),
+            api_calls_per_month: Some(100_000),
+            requests_per_minute: Some(1_000),
+            features: core,
+        },
+        "unlimited" => PlanLimits {
+            plan: "unlimited",
+            max_secrets: None,
+            api_calls_per_month: None,
+            requests_per_minute: None,
+            features: core,
+        },
+        other => {
+            return Err(Error::InvalidRequest(format!(
+                "unknown plan '{other}'; plans are {}",
+                PLAN_NAMES.join(", ")
+            )));
+        }
+    })
+}
+
+/// API keys carry the plan in their prefix, as SecretCarousel's do.
+pub fn key_prefix(plan: &str) -> &'static str {
+    if plan == "free" { "sc_free_" } else { "sc_" }
+}

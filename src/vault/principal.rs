@@ -1,0 +1,176 @@
+//! Who is calling: resolved once per request by a front, then handed to every
+//! service function, which enforces tenant, permission and project scope itself.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{AuditRow, now_millis};
+
+/// What a key may do. Each level includes the ones below it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "read" => Ok(Permission::Read),
+            "write" => Ok(Permission::Write),
+            "admin" => Ok(Permission::Admin),
+            _ => Err(Error::InvalidRequest(
+                "permissions must be one of read, write, admin".into(),
+            )),
+        }
+    }
+}
+
+/// Which front a request came through, recorded in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    Rest,
+    Mcp,
+    Cli,
+}
+
+impl Front {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Front::Rest => "rest",
+            Front::Mcp => "mcp",
+            Front::Cli => "cli",
+        }
+    }
+}
+
+/// Where a request came from; known before the caller is.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub front: Front,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    pub fn new(front: Front) -> Self {
+        Origin {
+            front,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    /// An audit row for an action taken before (or without) authentication.
+    pub fn audit(
+        &self,
+        tenant_id: Option<&str>,
+        actor: &str,
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<&str>,
+        outcome: &str,
+    ) -> AuditRow {
+        AuditRow {
+            id: 0,
+            tenant_id: tenant_id.map(str::to_owned),
+            at: now_millis(),
+            actor: actor.to_owned(),
+            front: self.front.as_str().to_owned(),
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.map(str::to_owned),
+            outcome: outcome.to_owned(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            detail: None,
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant_id: String,
+    pub key_id: String,
+    pub plan: String,
+    pub permission: Permission,
+    /// `None`: every project. `Some(ids)`: only secrets in these projects.
+    pub project_scope: Option<Vec<String>>,
+    pub origin: Origin,
+}
+
+impl Principal {
+    pub fn require(&self, needed: Permission) -> Result<()> {
+        if self.permission >= needed {
+            Ok(())
+        } else {
+            Err(Error::ScopeDenied(format!(
+                "this key has '{}' permission; the action needs '{}'",
+                self.permission.as_str(),
+                needed.as_str()
+            )))
+        }
+    }
+
+    /// Whether a secret in `project_id` lies within this key's project scope.
+    pub fn covers(&self, project_id: Option<&str>) -> bool {
+        match (&self.project_scope, project_id) {
+            (None, _) => true,
+            (Some(scope), Some(p)) => scope.iter().any(|s| s == p),
+            (Some(_), None) => false,
+        }
+    }
+
+    pub fn require_project(&self, project_id: Option<&str>) -> Result<()> {
+        if self.covers(project_id) {
+            Ok(())
+        } else {
+            Err(Error::ScopeDenied(
+                "this key's project scope does not cover that project".into(),
+            ))
+        }
+    }
+
+    pub fn audit(
+        &self,
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<&str>,
+        outcome: &str,
+    ) -> AuditRow {
+        self.origin.audit(
+            Some(&self.tenant_id),
+            &self.key_id,
+            action,
+            resource_type,
+            resource_id,
+            outcome,
+        )
+    }
+}
+
+/// Adds non-secret context to an audit row.
+pub trait WithDetail {
+    fn detail(self, detail: serde_json::Value) -> Self;
+}
+
+impl WithDetail for AuditRow {
+    fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail.to_string());
+        self
+    }
+}

@@ -1,0 +1,449 @@
+//! Secrets and their versions: the heart of the vault.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::principal::WithDetail;
+use super::views::*;
+use super::{Permission, Principal, Vault, audited, names, plans};
+use crate::crypto::SecretAad;
+use crate::error::{Error, Result};
+use crate::store::{SecretFilter, SecretRow, VersionRow, WriteOutcome, now_millis};
+
+/// How often an update without `expectedVersion` retries after losing a race.
+const UNCONDITIONAL_RETRIES: usize = 8;
+
+/// How a caller names the secret it wants.
+pub enum SecretRef<'a> {
+    Id(&'a str),
+    Name {
+        name: &'a str,
+        project_id: Option<&'a str>,
+        environment: Option<&'a str>,
+    },
+}
+
+impl SecretRef<'_> {
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            SecretRef::Id(id) => Some(id),
+            SecretRef::Name { .. } => None,
+        }
+    }
+}
+
+fn encode_cursor(s: &SecretRow) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(&s.name, &s.id)).expect("serialisable"))
+}
+
+fn decode_cursor(c: &str) -> Result<(String, String)> {
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| Error::InvalidRequest("cursor is not one this server issued".into()))
+}
+
+impl Vault {
+    fn check_value(&self, value: &str) -> Result<()> {
+        if value.len() > self.config.max_value_bytes {
+            return Err(Error::PayloadTooLarge(format!(
+                "secret values are limited to {} bytes",
+                self.config.max_value_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Finds a secret the caller may see. Another tenant's secret, a malformed
+    /// id and a missing one all answer the same `SECRET_NOT_FOUND`.
+    async fn visible_secret(&self, p: &Principal, r: &SecretRef<'_>) -> Result<SecretRow> {
+        let row = match r {
+            SecretRef::Id(id) if names::is_id(id) => {
+                self.store.get_secret(&p.tenant_id, id).await?
+            }
+            SecretRef::Id(_) => None,
+            SecretRef::Name {
+                name,
+                project_id,
+                environment,
+            } => {
+                let env = names::environment(*environment)?;
+                self.store
+                    .find_secret(&p.tenant_id, *project_id, &env, name)
+                    .await?
+            }
+        };
+        let row = row.ok_or(Error::SecretNotFound)?;
+        p.require_project(row.project_id.as_deref())?;
+        Ok(row)
+    }
+
+    async fn check_project(&self, p: &Principal, project_id: Option<&str>) -> Result<()> {
+        p.require_project(project_id)?;
+        if let Some(id) = project_id {
+            if !names::is_id(id) || self.store.get_project(&p.tenant_id, id).await?.is_none() {
+                return Err(Error::InvalidRequest(format!(
+                    "projectId '{id}' is not a project of this tenant"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_secret(&self, p: &Principal, req: CreateSecret) -> Result<SecretMeta> {
+        audited!(
+            self,
+            p,
+            "secret.create",
+            "secret",
+            None,
+            self.create_secret_inner(p, req).await
+        )
+    }
+
+    async fn create_secret_inner(&self, p: &Principal, req: CreateSecret) -> Result<SecretMeta> {
+        p.require(Permission::Write)?;
+        let name = names::secret_name(&req.name)?;
+        let environment = names::environment(req.environment.as_deref())?;
+        let tags = names::tags(&req.tags)?;
+        let description = req
+            .description
+            .map(|d| names::text("description", &d, 1024))
+            .transpose()?;
+        self.check_value(&req.value)?;
+        let project_id = req.project_id.filter(|p| !p.is_empty());
+        self.check_project(p, project_id.as_deref()).await?;
+
+        let now = now_millis();
+        let row = SecretRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: p.tenant_id.clone(),
+            project_id,
+            environment,
+            name,
+            secret_type: req
+                .secret_type
+                .unwrap_or(SecretType::Custom)
+                .as_str()
+                .to_owned(),
+            description,
+            tags: serde_json::to_string(&tags).expect("serialisable"),
+            current_version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let key = self.data_key(&p.tenant_id).await?;
+        let first = VersionRow {
+            secret_id: row.id.clone(),
+            version: 1,
+            sealed: key.seal(
+                &SecretAad {
+                    tenant_id: &p.tenant_id,
+                    secret_id: &row.id,
+                    version: 1,
+                },
+                req.value.as_bytes(),
+            ),
+            created_at: now,
+            created_by: p.key_id.clone(),
+        };
+        let audit = p
+            .audit("secret.create", "secret", Some(&row.id), "success")
+            .detail(serde_json::json!({ "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id }));
+        let quota = plans::limits(&p.plan)?.max_secrets;
+        self.store
+            .create_secret(&row, &first, quota, &audit)
+            .await?;
+        Ok(SecretMeta::from(&row))
+    }
+
+    /// The explicit read: decrypts one version and records the read before
+    /// returning the value.
+    pub async fn read_secret(
+        &self,
+        p: &Principal,
+        r: SecretRef<'_>,
+        version: Option<i64>,
+    ) -> Result<SecretValue> {
+        let rid = r.id();
+        audited!(
+            self,
+            p,
+            "secret.read",
+            "secret",
+            rid,
+            self.read_secret_inner(p, &r, version).await
+        )
+    }
+
+    async fn read_secret_inner(
+        &self,
+        p: &Principal,
+        r: &SecretRef<'_>,
+        version: Option<i64>,
+    ) -> Result<SecretValue> {
+        p.require(Permission::Read)?;
+        let row = self.visible_secret(p, r).await?;
+        let wanted = version.unwrap_or(row.current_version);
+        let v = self
+            .store
+            .get_version(&row.id, wanted)
+            .await?
+            .ok_or(Error::NotFound("version"))?;
+        let key = self.data_key(&p.tenant_id).await?;
+        let plain = key.open(
+            &SecretAad {
+                tenant_id: &p.tenant_id,
+                secret_id: &row.id,
+                version: v.version,
+            },
+            &v.sealed,
+        )?;
+        let value = String::from_utf8(plain).map_err(|_| Error::Integrity)?;
+        let audit = p
+            .audit("secret.read", "secret", Some(&row.id), "success")
+            .detail(serde_json::json!({ "name": row.name, "version": v.version }));
+        self.store.append_audit(&audit).await?;
+        Ok(SecretValue {
+            meta: SecretMeta::from(&row),
+            value,
+            value_version: v.version,
+        })
+    }
+
+    pub async fn update_secret(
+        &self,
+        p: &Principal,
+        r: SecretRef<'_>,
+        req: UpdateSecret,
+    ) -> Result<SecretMeta> {
+        let rid = r.id();
+        audited!(
+            self,
+            p,
+            "secret.update",
+            "secret",
+            rid,
+            self.update_secret_inner(p, &r, req).await
+        )
+    }
+
+    async fn update_secret_inner(
+        &self,
+        p: &Principal,
+        r: &SecretRef<'_>,
+        req: UpdateSecret,
+    ) -> Result<SecretMeta> {
+        p.require(Permission::Write)?;
+        if req.value.is_none()
+            && req.description.is_none()
+            && req.tags.is_none()
+            && req.secret_type.is_none()
+        {
+            return Err(Error::InvalidRequest(
+                "nothing to update: give value, description, tags or secretType".into(),
+            ));
+        }
+        if let Some(v) = &req.value {
+            self.check_value(v)?;
+        }
+        let description = req
+            .description
+            .as_deref()
+            .map(|d| names::text("description", d, 1024))
+            .transpose()?;
+        let tags = req.tags.as_deref().map(names::tags).transpose()?;
+        let key = self.data_key(&p.tenant_id).await?;
+
+        for _ in 0..UNCONDITIONAL_RETRIES {
+            let current = self.visible_secret(p, r).await?;
+            if let Some(expected) = req.expected_version {
+                if expected != current.current_version {
+                    return Err(Error::VersionConflict {
+                        expected,
+                        current: current.current_version,
+                    });
+                }
+            }
+            let base = current.current_version;
+            let now = now_millis();
+            let mut next = current.clone();
+            next.updated_at = now;
+            if let Some(d) = &description {
+                next.description = Some(d.clone()).filter(|d| !d.is_empty());
+            }
+            if let Some(t) = &tags {
+                next.tags = serde_json::to_string(t).expect("serialisable");
+            }
+            if let Some(t) = req.secret_type {
+                next.secret_type = t.as_str().to_owned();
+            }
+            let version = req.value.as_ref().map(|value| {
+                next.current_version = base + 1;
+                VersionRow {
+                    secret_id: next.id.clone(),
+                    version: base + 1,
+                    sealed: key.seal(
+                        &SecretAad {
+                            tenant_id: &p.tenant_id,
+                            secret_id: &next.id,
+                            version: base + 1,
+                        },
+                        value.as_bytes(),
+                    ),
+                    created_at: now,
+                    created_by: p.key_id.clone(),
+                }
+            });
+            let audit = p
+                .audit("secret.update", "secret", Some(&next.id), "success")
+                .detail(serde_json::json!({
+                    "name": next.name,
+                    "version": next.current_version,
+                    "newVersion": version.is_some(),
+                }));
+            match self
+                .store
+                .update_secret(&next, base, version.as_ref(), &audit)
+                .await?
+            {
+                WriteOutcome::Written(row) => return Ok(SecretMeta::from(&row)),
+                WriteOutcome::Missing => return Err(Error::SecretNotFound),
+                WriteOutcome::Stale { current } => {
+                    if let Some(expected) = req.expected_version {
+                        return Err(Error::VersionConflict { expected, current });
+                    }
+                }
+            }
+        }
+        Err(Error::Conflict(
+            "the secret is being updated too often to apply this change; retry".into(),
+        ))
+    }
+
+    pub async fn delete_secret(&self, p: &Principal, r: SecretRef<'_>) -> Result<Deleted> {
+        let rid = r.id();
+        audited!(
+            self,
+            p,
+            "secret.delete",
+            "secret",
+            rid,
+            self.delete_secret_inner(p, &r).await
+        )
+    }
+
+    async fn delete_secret_inner(&self, p: &Principal, r: &SecretRef<'_>) -> Result<Deleted> {
+        p.require(Permission::Write)?;
+        let row = self.visible_secret(p, r).await?;
+        let audit = p
+            .audit("secret.delete", "secret", Some(&row.id), "success")
+            .detail(serde_json::json!({ "name": row.name }));
+        if self
+            .store
+            .delete_secret(&p.tenant_id, &row.id, &audit)
+            .await?
+        {
+            Ok(Deleted {
+                id: row.id,
+                deleted: true,
+            })
+        } else {
+            Err(Error::SecretNotFound)
+        }
+    }
+
+    pub async fn list_secrets(&self, p: &Principal, q: ListSecrets) -> Result<SecretPage> {
+        audited!(
+            self,
+            p,
+            "secret.list",
+            "secret",
+            None,
+            self.list_secrets_inner(p, q).await
+        )
+    }
+
+    async fn list_secrets_inner(&self, p: &Principal, q: ListSecrets) -> Result<SecretPage> {
+        p.require(Permission::Read)?;
+        let limit = q.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(Error::InvalidRequest(
+                "limit must be between 1 and 200".into(),
+            ));
+        }
+        let filter = SecretFilter {
+            secret_type: q.secret_type.map(|t| t.as_str().to_owned()),
+            environment: q.environment.filter(|e| !e.is_empty()),
+            project_id: q.project_id.filter(|e| !e.is_empty()),
+            tag: q.tag.filter(|e| !e.is_empty()),
+            search: q.search.filter(|e| !e.is_empty()),
+            project_scope: p.project_scope.clone(),
+            after: q
+                .cursor
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .map(decode_cursor)
+                .transpose()?,
+            limit: limit + 1,
+        };
+        let mut rows = self.store.list_secrets(&p.tenant_id, &filter).await?;
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if has_more {
+            rows.last().map(encode_cursor)
+        } else {
+            None
+        };
+        self.store
+            .append_audit(
+                &p.audit("secret.list", "secret", None, "success")
+                    .detail(serde_json::json!({ "count": rows.len() })),
+            )
+            .await?;
+        let secrets: Vec<SecretMeta> = rows.iter().map(SecretMeta::from).collect();
+        Ok(SecretPage {
+            count: secrets.len(),
+            secrets,
+            has_more,
+            next_cursor,
+        })
+    }
+
+    pub async fn secret_versions(&self, p: &Principal, r: SecretRef<'_>) -> Result<VersionList> {
+        let rid = r.id();
+        audited!(
+            self,
+            p,
+            "secret.versions",
+            "secret",
+            rid,
+            self.secret_versions_inner(p, &r).await
+        )
+    }
+
+    async fn secret_versions_inner(&self, p: &Principal, r: &SecretRef<'_>) -> Result<VersionList> {
+        p.require(Permission::Read)?;
+        let row = self.visible_secret(p, r).await?;
+        let versions = self.store.list_versions(&row.id).await?;
+        self.store
+            .append_audit(&p.audit("secret.versions", "secret", Some(&row.id), "success"))
+            .await?;
+        Ok(VersionList {
+            versions: versions
+                .iter()
+                .map(|v| VersionInfo::new(v, row.current_version))
+                .collect(),
+            secret_id: row.id,
+            name: row.name,
+            current_version: row.current_version,
+        })
+    }
+
+    /// Metadata of one secret, without its value.
+    pub async fn secret_metadata(&self, p: &Principal, r: SecretRef<'_>) -> Result<SecretMeta> {
+        p.require(Permission::Read)?;
+        Ok(SecretMeta::from(&self.visible_secret(p, &r).await?))
+    }
+}

@@ -1,0 +1,143 @@
+//! Tenants: self-signup, the operator's plan changes, and `whoami`.
+
+use chrono::{Datelike, TimeZone, Utc};
+
+use super::principal::{Origin, WithDetail};
+use super::views::{Quickstart, SignupRequest, SignupResponse, Usage, WhoAmI};
+use super::{Permission, Principal, Vault, names, plans};
+use crate::crypto::tokens;
+use crate::error::{Error, Result};
+use crate::store::{ApiKeyRow, TenantRow, now_millis};
+
+impl Vault {
+    /// Creates a tenant on the operator's default plan with one admin key.
+    /// Rate-limited per client IP; closed when the operator says so.
+    pub async fn signup(&self, req: SignupRequest, origin: Origin) -> Result<SignupResponse> {
+        if !self.config.signup_open {
+            return Err(Error::SignupClosed);
+        }
+        if let Some(ip) = &origin.ip {
+            if let Err(not_until) = self.signup_limiter.check_key(ip) {
+                use governor::clock::Clock;
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                return Err(Error::RateLimited {
+                    retry_after: wait.max(std::time::Duration::from_secs(1)),
+                });
+            }
+        }
+        let (tenant, issued) = self
+            .create_tenant(req, &self.config.default_plan, "signup", origin)
+            .await?;
+        Ok(SignupResponse {
+            api_key: issued,
+            tenant_id: tenant.id,
+            limits: plans::limits(&tenant.plan)?,
+            plan: tenant.plan,
+            quickstart: Quickstart {
+                docs: "/llms.txt".into(),
+                steps: "/api/quickstart".into(),
+                auth_header: "X-API-Key: <apiKey>  (or Authorization: Bearer <apiKey>)".into(),
+            },
+        })
+    }
+
+    /// Creates a tenant and returns it with its first admin key (plaintext, once).
+    pub async fn create_tenant(
+        &self,
+        req: SignupRequest,
+        plan: &str,
+        action_by: &str,
+        origin: Origin,
+    ) -> Result<(TenantRow, String)> {
+        let id = names::tenant_id(&req.tenant_id)?;
+        let limits = plans::limits(plan)?;
+        let bounded =
+            |what: &str, v: Option<String>| v.map(|v| names::text(what, &v, 512)).transpose();
+        let now = now_millis();
+        let (_, wrapped) = self.master.new_data_key(&id);
+        let tenant = TenantRow {
+            email: bounded("email", req.email)?,
+            agent: bounded("agent", req.agent)?,
+            description: bounded("description", req.description)?,
+            id,
+            plan: limits.plan.to_owned(),
+            wrapped_key: wrapped,
+            created_at: now,
+        };
+        let token = tokens::generate(plans::key_prefix(plan));
+        let key = ApiKeyRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.id.clone(),
+            name: "default".into(),
+            prefix: tokens::display_prefix(&token),
+            key_hash: tokens::hash(&token),
+            permission: Permission::Admin.as_str().into(),
+            project_scope: "[]".into(),
+            expires_at: None,
+            revoked_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let audit = origin
+            .audit(
+                Some(&tenant.id),
+                &key.id,
+                "tenant.signup",
+                "tenant",
+                Some(&tenant.id),
+                "success",
+            )
+            .detail(
+                serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }),
+            );
+        self.store.create_tenant(&tenant, &key, &audit).await?;
+        Ok((tenant, token))
+    }
+
+    /// Operator action (CLI): move a tenant to another plan.
+    pub async fn set_plan(&self, tenant_id: &str, plan: &str) -> Result<()> {
+        let limits = plans::limits(plan)?;
+        let audit = Origin::new(super::Front::Cli)
+            .audit(
+                Some(tenant_id),
+                "operator",
+                "tenant.plan",
+                "tenant",
+                Some(tenant_id),
+                "success",
+            )
+            .detail(serde_json::json!({ "plan": limits.plan }));
+        if self
+            .store
+            .set_tenant_plan(tenant_id, limits.plan, &audit)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound("tenant"))
+        }
+    }
+
+    pub async fn whoami(&self, p: &Principal) -> Result<WhoAmI> {
+        let now = Utc::now();
+        let month_start = Utc
+            .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+            .single()
+            .map_or(0, |t| t.timestamp_millis());
+        Ok(WhoAmI {
+            tenant_id: p.tenant_id.clone(),
+            plan: p.plan.clone(),
+            limits: plans::limits(&p.plan)?,
+            usage: Usage {
+                secrets: self.store.count_secrets(&p.tenant_id).await?,
+                api_calls_this_month: self
+                    .store
+                    .count_audit_since(&p.tenant_id, month_start)
+                    .await?,
+            },
+            key_id: p.key_id.clone(),
+            permissions: p.permission,
+            project_scope: p.project_scope.clone(),
+        })
+    }
+}

@@ -1,0 +1,459 @@
+//! Request and response types, shared by REST (JSON bodies, OpenAPI) and MCP
+//! (tool parameters, structured output). Field names follow SecretCarousel's
+//! camelCase. Nothing here that lists or describes a secret carries its value;
+//! only [`SecretValue`] does, and only an audited read returns it.
+
+use chrono::{DateTime, TimeZone, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::plans::PlanLimits;
+use crate::store::{ApiKeyRow, AuditRow, Millis, ProjectRow, SecretRow, VersionMeta};
+
+pub fn time(ms: Millis) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// The kinds of secret SecretCarousel defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretType {
+    DatabaseCredentials,
+    ApiKey,
+    Certificate,
+    OauthToken,
+    EncryptionKey,
+    Configuration,
+    Custom,
+}
+
+impl SecretType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::DatabaseCredentials => "database-credentials",
+            SecretType::ApiKey => "api-key",
+            SecretType::Certificate => "certificate",
+            SecretType::OauthToken => "oauth-token",
+            SecretType::EncryptionKey => "encryption-key",
+            SecretType::Configuration => "configuration",
+            SecretType::Custom => "custom",
+        }
+    }
+
+    pub fn parse(s: &str) -> crate::error::Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+            crate::error::Error::InvalidRequest(
+                "secretType must be one of database-credentials, api-key, certificate, oauth-token, encryption-key, configuration, custom".into(),
+            )
+        })
+    }
+}
+
+// ---------------------------------------------------------------- signup, plan
+
+/// Self-signup: creates a tenant and its first (admin) API key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignupRequest {
+    /// The tenant's id: 3-63 lowercase letters, digits and inner hyphens. Must be unused.
+    pub tenant_id: String,
+    /// A human to reach about this tenant (optional).
+    pub email: Option<String>,
+    /// The agent signing up, e.g. "claude-code" (optional).
+    pub agent: Option<String>,
+    /// What the tenant is for (optional).
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupResponse {
+    /// The tenant's first API key (admin). Shown once: store it now.
+    pub api_key: String,
+    pub tenant_id: String,
+    pub plan: String,
+    pub limits: PlanLimits,
+    /// Where to go next.
+    pub quickstart: Quickstart,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quickstart {
+    pub docs: String,
+    pub steps: String,
+    pub auth_header: String,
+}
+
+/// The current key's view of its tenant: plan, usage and what the key may do.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    pub tenant_id: String,
+    pub plan: String,
+    pub limits: PlanLimits,
+    pub usage: Usage,
+    pub key_id: String,
+    pub permissions: super::Permission,
+    /// Project ids this key is limited to; absent means all projects.
+    pub project_scope: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub secrets: i64,
+    /// Audited operations since the start of the current month (UTC).
+    pub api_calls_this_month: i64,
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateSecret {
+    /// Name, unique per project and environment, e.g. `STRIPE_SECRET_KEY` or `production/stripe/key`.
+    pub name: String,
+    /// The secret value. Encrypted at rest; never shown in lists or logs.
+    pub value: String,
+    /// Defaults to `custom`.
+    pub secret_type: Option<SecretType>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Project to file the secret under (optional).
+    pub project_id: Option<String>,
+    /// Environment such as `production` or `staging` (optional).
+    pub environment: Option<String>,
+    pub description: Option<String>,
+}
+
+/// A change to a secret. A `value` creates a new version; metadata alone does not.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateSecret {
+    /// New value: stored as the next version.
+    pub value: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub secret_type: Option<SecretType>,
+    /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
+    pub expected_version: Option<i64>,
+}
+
+/// A secret's metadata. Never includes the value.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretMeta {
+    pub id: String,
+    /// Same as `id` (SecretCarousel's name for it).
+    pub secret_id: String,
+    pub name: String,
+    pub secret_type: String,
+    pub project_id: Option<String>,
+    pub environment: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// The current version number.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&SecretRow> for SecretMeta {
+    fn from(s: &SecretRow) -> Self {
+        SecretMeta {
+            id: s.id.clone(),
+            secret_id: s.id.clone(),
+            name: s.name.clone(),
+            secret_type: s.secret_type.clone(),
+            project_id: s.project_id.clone(),
+            environment: (!s.environment.is_empty()).then(|| s.environment.clone()),
+            description: s.description.clone(),
+            tags: json_list(&s.tags),
+            version: s.current_version,
+            created_at: time(s.created_at),
+            updated_at: time(s.updated_at),
+        }
+    }
+}
+
+/// A secret with its decrypted value: the answer to an explicit, audited read.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretValue {
+    #[serde(flatten)]
+    pub meta: SecretMeta,
+    pub value: String,
+    /// The version this value belongs to (the current one unless an older was asked for).
+    pub value_version: i64,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListSecrets {
+    pub secret_type: Option<SecretType>,
+    pub environment: Option<String>,
+    pub project_id: Option<String>,
+    /// Only secrets carrying this tag.
+    pub tag: Option<String>,
+    /// Case-insensitive substring of name, description or a tag.
+    pub search: Option<String>,
+    /// Page size, 1-200 (default 50).
+    pub limit: Option<i64>,
+    /// `nextCursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Which version of a secret to read.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadVersion {
+    /// An older version number; absent means the current one.
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretPage {
+    pub secrets: Vec<SecretMeta>,
+    pub count: usize,
+    pub has_more: bool,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    /// The API key id that wrote this version.
+    pub created_by: String,
+    pub current: bool,
+}
+
+impl VersionInfo {
+    pub fn new(v: &VersionMeta, current: i64) -> Self {
+        VersionInfo {
+            version: v.version,
+            created_at: time(v.created_at),
+            created_by: v.created_by.clone(),
+            current: v.version == current,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionList {
+    pub secret_id: String,
+    pub name: String,
+    pub current_version: i64,
+    pub versions: Vec<VersionInfo>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
+// ---------------------------------------------------------------- projects
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProject {
+    /// Unique within the tenant.
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateProject {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectView {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub secret_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&ProjectRow> for ProjectView {
+    fn from(p: &ProjectRow) -> Self {
+        ProjectView {
+            id: p.id.clone(),
+            project_id: p.id.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            tags: json_list(&p.tags),
+            secret_count: p.secret_count,
+            created_at: time(p.created_at),
+            updated_at: time(p.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectList {
+    pub projects: Vec<ProjectView>,
+    pub count: usize,
+}
+
+// ---------------------------------------------------------------- API keys
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub name: String,
+    /// read < write < admin; at most the creating key's own permission.
+    pub permissions: super::Permission,
+    /// Limit the key to these project ids (within the creating key's own scope).
+    #[serde(default)]
+    pub project_scope: Vec<String>,
+    /// When the key stops working (RFC 3339).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateApiKey {
+    pub name: Option<String>,
+    pub permissions: Option<super::Permission>,
+    pub project_scope: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API key as listed: never the key itself, only its prefix.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    pub permissions: String,
+    pub project_scope: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked: bool,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&ApiKeyRow> for ApiKeyView {
+    fn from(k: &ApiKeyRow) -> Self {
+        ApiKeyView {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            permissions: k.permission.clone(),
+            project_scope: json_list(&k.project_scope),
+            expires_at: k.expires_at.map(time),
+            revoked: k.revoked_at.is_some(),
+            revoked_at: k.revoked_at.map(time),
+            created_at: time(k.created_at),
+        }
+    }
+}
+
+/// A newly issued key: the only time the full key is shown.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedApiKey {
+    /// The full key. Shown once; only its hash is stored.
+    pub api_key: String,
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKeyView>,
+    pub count: usize,
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditQuery {
+    /// e.g. `secret.read`, `secret.create`, `apikey.revoke`, `auth.failed`.
+    pub action: Option<String>,
+    /// e.g. `secret`, `project`, `api_key`, `tenant`, `audit`.
+    pub resource_type: Option<String>,
+    /// RFC 3339 time or `YYYY-MM-DD` (inclusive).
+    pub start_date: Option<String>,
+    /// RFC 3339 time or `YYYY-MM-DD` (inclusive, whole day).
+    pub end_date: Option<String>,
+    /// 1-1000, default 100.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    pub timestamp: DateTime<Utc>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    /// The API key id that acted.
+    pub actor: String,
+    /// `rest`, `mcp` or `cli`.
+    pub front: String,
+    /// `success`, `denied`, `not_found`, `rejected` or `error`.
+    pub outcome: String,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl From<&AuditRow> for AuditEntry {
+    fn from(a: &AuditRow) -> Self {
+        AuditEntry {
+            id: a.id,
+            timestamp: time(a.at),
+            action: a.action.clone(),
+            resource_type: a.resource_type.clone(),
+            resource_id: a.resource_id.clone(),
+            actor: a.actor.clone(),
+            front: a.front.clone(),
+            outcome: a.outcome.clone(),
+            ip_address: a.ip.clone(),
+            user_agent: a.user_agent.clone(),
+            detail: a
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub logs: Vec<AuditEntry>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
