@@ -73,6 +73,8 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             })?;
             let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
             tracing::info!(%addr, backend = vault.store().backend(), "latchkey listening");
+            // One line on stdout so scripts and tests learn the port when listening on :0.
+            println!("latchkey listening on http://{addr}");
             latchkey::server::serve(listener, vault, latchkey::server::shutdown_signal())
                 .await
                 .map_err(latchkey::Error::internal)

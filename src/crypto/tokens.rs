@@ -21,11 +21,9 @@ pub fn hashes_match(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// What list output shows of a key: its prefix and a few characters.
-pub fn display_prefix(token: &str) -> String {
-    let cut = token
-        .char_indices()
-        .nth(token.rfind('_').map_or(0, |i| i + 1) + 6)
-        .map_or(token.len(), |(i, _)| i);
-    format!("{}…", &token[..cut])
+/// What list output shows of a key: its readable prefix and six more characters
+/// (36 bits: enough to tell keys apart, far too few to guess the rest).
+pub fn display_prefix(token: &str, prefix: &str) -> String {
+    let end = (prefix.len() + 6).min(token.len());
+    format!("{}…", &token[..end])
 }

@@ -73,7 +73,7 @@ impl Vault {
                 id: uuid::Uuid::new_v4().to_string(),
                 tenant_id: p.tenant_id.clone(),
                 name,
-                prefix: tokens::display_prefix(&token),
+                prefix: tokens::display_prefix(&token, plans::key_prefix(&p.plan)),
                 key_hash: tokens::hash(&token),
                 permission: req.permissions.as_str().into(),
                 project_scope: serde_json::to_string(&scope).expect("serialisable"),
@@ -206,7 +206,7 @@ impl Vault {
                 }
                 let token = tokens::generate(plans::key_prefix(&p.plan));
                 row.key_hash = tokens::hash(&token);
-                row.prefix = tokens::display_prefix(&token);
+                row.prefix = tokens::display_prefix(&token, plans::key_prefix(&p.plan));
                 row.updated_at = now_millis();
                 let audit = p
                     .audit("apikey.regenerate", "api_key", Some(&row.id), "success")

@@ -69,7 +69,7 @@ impl Vault {
             id: uuid::Uuid::new_v4().to_string(),
             tenant_id: tenant.id.clone(),
             name: "default".into(),
-            prefix: tokens::display_prefix(&token),
+            prefix: tokens::display_prefix(&token, plans::key_prefix(plan)),
             key_hash: tokens::hash(&token),
             permission: Permission::Admin.as_str().into(),
             project_scope: "[]".into(),
