@@ -34,13 +34,13 @@ impl Opts {
     pub fn new(backend: Backend) -> Self {
         Opts {
             backend,
-            args: vec![
-                "--signup-per-minute".into(),
-                "10000".into(),
-                "--default-plan".into(),
-                "unlimited".into(),
+            args: vec![],
+            // Defaults through env so a test's own flag overrides them.
+            env: vec![
+                ("LATCHKEY_MASTER_KEY".into(), TEST_MASTER_KEY.into()),
+                ("LATCHKEY_SIGNUP_PER_MINUTE".into(), "10000".into()),
+                ("LATCHKEY_DEFAULT_PLAN".into(), "unlimited".into()),
             ],
-            env: vec![("LATCHKEY_MASTER_KEY".into(), TEST_MASTER_KEY.into())],
             data_dir: None,
             database_url: None,
         }
@@ -181,6 +181,7 @@ impl Server {
         let http = reqwest::Client::builder()
             .no_proxy()
             .user_agent("latchkey-tests")
+            .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
