@@ -97,6 +97,23 @@ pub fn pg_admin_url() -> &'static str {
     })
 }
 
+/// A Python with the external clients installed: `LATCHKEY_TEST_PYTHON`, or
+/// the virtualenv `tools/py-venv` makes.
+pub fn python() -> &'static str {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| tool_output("py-venv")))
+}
+
+fn tool_output(tool: &str) -> String {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(tool))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run tools/{tool}: {e}"));
+    assert!(out.status.success(), "tools/{tool} failed");
+    String::from_utf8(out.stdout).unwrap().trim().lines().last().expect("one line of output").to_owned()
+}
+
 /// A new, empty database on the test PostgreSQL server.
 pub async fn fresh_pg_database() -> String {
     let admin = pg_admin_url();
