@@ -105,11 +105,9 @@ pub async fn master_key(args: &StoreArgs, store: &dyn Store) -> Result<MasterKey
         }
         let fresh: [u8; 16] = rand::random();
         let salt = store.meta_init("passphrase_salt", &fresh).await?;
-        return Ok(
-            tokio::task::spawn_blocking(move || master::from_passphrase(&pass, &salt))
-                .await
-                .map_err(Error::internal)?,
-        );
+        return tokio::task::spawn_blocking(move || master::from_passphrase(&pass, &salt))
+            .await
+            .map_err(Error::internal);
     }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| Error::internal(format_args!("creating data dir: {e}")))?;

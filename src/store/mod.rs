@@ -144,7 +144,7 @@ pub struct AuditFilter {
 /// What a conditional secret write found.
 #[derive(Debug)]
 pub enum WriteOutcome {
-    Written(SecretRow),
+    Written,
     /// The secret moved on since the caller's base version.
     Stale {
         current: i64,

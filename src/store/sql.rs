@@ -517,7 +517,7 @@ macro_rules! sql_store {
                 }
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
-                Ok(WriteOutcome::Written(s.clone()))
+                Ok(WriteOutcome::Written)
             }
 
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

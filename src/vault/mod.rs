@@ -172,13 +172,13 @@ impl Vault {
             .get_tenant(&key.tenant_id)
             .await?
             .ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
-        if let Some(limiter) = self.request_limiters.get(tenant.plan.as_str()) {
-            if let Err(not_until) = limiter.check_key(&tenant.id) {
-                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-                return Err(Error::RateLimited {
-                    retry_after: wait.max(Duration::from_secs(1)),
-                });
-            }
+        if let Some(limiter) = self.request_limiters.get(tenant.plan.as_str())
+            && let Err(not_until) = limiter.check_key(&tenant.id)
+        {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Err(Error::RateLimited {
+                retry_after: wait.max(Duration::from_secs(1)),
+            });
         }
         let scope: Vec<String> = serde_json::from_str(&key.project_scope).unwrap_or_default();
         Ok(Principal {

@@ -81,12 +81,12 @@ impl Vault {
 
     async fn check_project(&self, p: &Principal, project_id: Option<&str>) -> Result<()> {
         p.require_project(project_id)?;
-        if let Some(id) = project_id {
-            if !names::is_id(id) || self.store.get_project(&p.tenant_id, id).await?.is_none() {
-                return Err(Error::InvalidRequest(format!(
-                    "projectId '{id}' is not a project of this tenant"
-                )));
-            }
+        if let Some(id) = project_id
+            && (!names::is_id(id) || self.store.get_project(&p.tenant_id, id).await?.is_none())
+        {
+            return Err(Error::InvalidRequest(format!(
+                "projectId '{id}' is not a project of this tenant"
+            )));
         }
         Ok(())
     }
@@ -258,13 +258,13 @@ impl Vault {
 
         for _ in 0..UNCONDITIONAL_RETRIES {
             let current = self.visible_secret(p, r).await?;
-            if let Some(expected) = req.expected_version {
-                if expected != current.current_version {
-                    return Err(Error::VersionConflict {
-                        expected,
-                        current: current.current_version,
-                    });
-                }
+            if let Some(expected) = req.expected_version
+                && expected != current.current_version
+            {
+                return Err(Error::VersionConflict {
+                    expected,
+                    current: current.current_version,
+                });
             }
             let base = current.current_version;
             let now = now_millis();
@@ -308,7 +308,7 @@ impl Vault {
                 .update_secret(&next, base, version.as_ref(), &audit)
                 .await?
             {
-                WriteOutcome::Written(row) => return Ok(SecretMeta::from(&row)),
+                WriteOutcome::Written => return Ok(SecretMeta::from(&next)),
                 WriteOutcome::Missing => return Err(Error::SecretNotFound),
                 WriteOutcome::Stale { current } => {
                     if let Some(expected) = req.expected_version {

@@ -16,14 +16,14 @@ impl Vault {
         if !self.config.signup_open {
             return Err(Error::SignupClosed);
         }
-        if let Some(ip) = &origin.ip {
-            if let Err(not_until) = self.signup_limiter.check_key(ip) {
-                use governor::clock::Clock;
-                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-                return Err(Error::RateLimited {
-                    retry_after: wait.max(std::time::Duration::from_secs(1)),
-                });
-            }
+        if let Some(ip) = &origin.ip
+            && let Err(not_until) = self.signup_limiter.check_key(ip)
+        {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Err(Error::RateLimited {
+                retry_after: wait.max(std::time::Duration::from_secs(1)),
+            });
         }
         let (tenant, issued) = self
             .create_tenant(req, &self.config.default_plan, "signup", origin)

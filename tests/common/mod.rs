@@ -101,17 +101,29 @@ pub fn pg_admin_url() -> &'static str {
 /// the virtualenv `tools/py-venv` makes.
 pub fn python() -> &'static str {
     static PY: OnceLock<String> = OnceLock::new();
-    PY.get_or_init(|| std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| tool_output("py-venv")))
+    PY.get_or_init(|| {
+        std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| tool_output("py-venv"))
+    })
 }
 
 fn tool_output(tool: &str) -> String {
     let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(tool))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tools")
+                .join(tool),
+        )
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("run tools/{tool}: {e}"));
     assert!(out.status.success(), "tools/{tool} failed");
-    String::from_utf8(out.stdout).unwrap().trim().lines().last().expect("one line of output").to_owned()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .expect("one line of output")
+        .to_owned()
 }
 
 /// A new, empty database on the test PostgreSQL server.
@@ -142,6 +154,7 @@ impl Server {
     }
 
     /// Starts the server; `Err` carries its stderr when it exits instead.
+    #[allow(clippy::zombie_processes)] // the error path waits; `Drop` reaps the rest
     pub async fn try_start(opts: Opts) -> Result<Server, String> {
         let (tmp, data_dir) = match &opts.data_dir {
             Some(d) => (None, d.clone()),
