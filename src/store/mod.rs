@@ -141,10 +141,14 @@ pub struct AuditFilter {
     pub offset: i64,
 }
 
+/// See [`Store::update_secret`].
+pub type SecretChange<'a> =
+    &'a (dyn Fn(&SecretRow) -> Result<(SecretRow, Option<VersionRow>, AuditRow)> + Send + Sync);
+
 /// What a conditional secret write found.
 #[derive(Debug)]
 pub enum WriteOutcome {
-    Written,
+    Written(Box<SecretRow>),
     /// The secret moved on since the caller's base version.
     Stale {
         current: i64,
@@ -211,12 +215,16 @@ pub trait Store: Send + Sync + 'static {
     async fn get_version(&self, secret_id: &str, version: i64) -> Result<Option<VersionRow>>;
     /// Writes new metadata (and a new version when `next` is given) only if the
     /// secret is still at `base_version`: one conditional update, no read-then-write.
+    /// Changes a secret inside one write transaction that holds its row:
+    /// `change` sees the current row and returns the new row, the new version
+    /// (if any) and the audit entry. Sealing happens there, so the version
+    /// number bound into the ciphertext is the one that commits.
     async fn update_secret(
         &self,
-        updated: &SecretRow,
-        base_version: i64,
-        next: Option<&VersionRow>,
-        audit: &AuditRow,
+        tenant_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        change: SecretChange<'_>,
     ) -> Result<WriteOutcome>;
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>>;

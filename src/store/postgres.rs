@@ -37,5 +37,6 @@ super::sql::sql_store!(
     PgStore,
     sqlx::Postgres,
     "postgres",
-    "SELECT id FROM tenants WHERE id = $1 FOR UPDATE"
+    "SELECT id FROM tenants WHERE id = $1 FOR UPDATE",
+    " FOR UPDATE"
 );

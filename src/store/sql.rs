@@ -143,9 +143,10 @@ pub(super) use bind_all;
 
 /// Implements [`Store`](super::Store) for `$store`, which must have `writer` and
 /// `reader` pools of `$db` and a `begin_write()` that opens a write transaction.
-/// `$lock_tenant` is the statement that serialises quota checks per tenant.
+/// `$lock_tenant` is the statement that serialises quota checks per tenant;
+/// `$for_update` is appended to a SELECT that must lock the row it reads.
 macro_rules! sql_store {
-    ($store:ty, $db:ty, $backend:literal, $lock_tenant:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $lock_tenant:literal, $for_update:literal) => {
         use async_trait::async_trait;
         use sqlx::{AssertSqlSafe, Transaction};
 
@@ -477,8 +478,19 @@ macro_rules! sql_store {
                     .await?)
             }
 
-            async fn update_secret(&self, s: &SecretRow, base_version: i64, next: Option<&VersionRow>, audit: &AuditRow) -> Result<WriteOutcome> {
+            async fn update_secret(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: SecretChange<'_>) -> Result<WriteOutcome> {
                 let mut tx = self.begin_write().await?;
+                let current: Option<SecretRow> =
+                    sqlx::query_as(AssertSqlSafe(format!("SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND id = $2{}", $for_update)))
+                        .bind(tenant_id)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(current) = current else { return Ok(WriteOutcome::Missing) };
+                if expected_version.is_some_and(|e| e != current.current_version) {
+                    return Ok(WriteOutcome::Stale { current: current.current_version });
+                }
+                let (s, next, audit) = change(&current)?;
                 let n = sqlx::query(
                     "UPDATE secrets SET project_id = $3, environment = $4, name = $5, secret_type = $6, description = $7, tags = $8, \
                      current_version = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND current_version = $11",
@@ -493,7 +505,7 @@ macro_rules! sql_store {
                 .bind(&s.tags)
                 .bind(s.current_version)
                 .bind(s.updated_at)
-                .bind(base_version)
+                .bind(current.current_version)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
@@ -501,23 +513,16 @@ macro_rules! sql_store {
                 })?
                 .rows_affected();
                 if n == 0 {
-                    let current: Option<i64> = sqlx::query_scalar("SELECT current_version FROM secrets WHERE tenant_id = $1 AND id = $2")
-                        .bind(&s.tenant_id)
-                        .bind(&s.id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    return Ok(match current {
-                        Some(current) => WriteOutcome::Stale { current },
-                        None => WriteOutcome::Missing,
-                    });
+                    // Only reachable if the row lock was not held; report it as a lost race.
+                    return Ok(WriteOutcome::Stale { current: current.current_version });
                 }
-                replace_tags(&mut tx, s).await?;
-                if let Some(v) = next {
+                replace_tags(&mut tx, &s).await?;
+                if let Some(v) = &next {
                     insert_version(&mut tx, v).await?;
                 }
-                insert_audit(&mut tx, audit).await?;
+                insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
-                Ok(WriteOutcome::Written)
+                Ok(WriteOutcome::Written(Box::new(s)))
             }
 
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

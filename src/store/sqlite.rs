@@ -54,5 +54,7 @@ super::sql::sql_store!(
     SqliteStore,
     sqlx::Sqlite,
     "sqlite",
-    "SELECT 1 WHERE $1 IS NOT NULL"
+    "SELECT 1 WHERE $1 IS NOT NULL",
+    // The single writer connection already serialises writes.
+    ""
 );

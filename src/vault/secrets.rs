@@ -254,19 +254,11 @@ impl Vault {
             .map(|d| names::text("description", d, 1024))
             .transpose()?;
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
+        let row = self.visible_secret(p, r).await?;
         let key = self.data_key(&p.tenant_id).await?;
 
-        for _ in 0..UNCONDITIONAL_RETRIES {
-            let current = self.visible_secret(p, r).await?;
-            if let Some(expected) = req.expected_version
-                && expected != current.current_version
-            {
-                return Err(Error::VersionConflict {
-                    expected,
-                    current: current.current_version,
-                });
-            }
-            let base = current.current_version;
+        // Runs inside the store's write transaction, on the row as it is there.
+        let change = |current: &SecretRow| {
             let now = now_millis();
             let mut next = current.clone();
             next.updated_at = now;
@@ -280,15 +272,15 @@ impl Vault {
                 next.secret_type = t.as_str().to_owned();
             }
             let version = req.value.as_ref().map(|value| {
-                next.current_version = base + 1;
+                next.current_version = current.current_version + 1;
                 VersionRow {
                     secret_id: next.id.clone(),
-                    version: base + 1,
+                    version: next.current_version,
                     sealed: key.seal(
                         &SecretAad {
                             tenant_id: &p.tenant_id,
                             secret_id: &next.id,
-                            version: base + 1,
+                            version: next.current_version,
                         },
                         value.as_bytes(),
                     ),
@@ -303,23 +295,20 @@ impl Vault {
                     "version": next.current_version,
                     "newVersion": version.is_some(),
                 }));
-            match self
-                .store
-                .update_secret(&next, base, version.as_ref(), &audit)
-                .await?
-            {
-                WriteOutcome::Written => return Ok(SecretMeta::from(&next)),
-                WriteOutcome::Missing => return Err(Error::SecretNotFound),
-                WriteOutcome::Stale { current } => {
-                    if let Some(expected) = req.expected_version {
-                        return Err(Error::VersionConflict { expected, current });
-                    }
-                }
-            }
+            Ok((next, version, audit))
+        };
+        match self
+            .store
+            .update_secret(&p.tenant_id, &row.id, req.expected_version, &change)
+            .await?
+        {
+            WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
+            WriteOutcome::Missing => Err(Error::SecretNotFound),
+            WriteOutcome::Stale { current } => Err(Error::VersionConflict {
+                expected: req.expected_version.unwrap_or(current),
+                current,
+            }),
         }
-        Err(Error::Conflict(
-            "the secret is being updated too often to apply this change; retry".into(),
-        ))
     }
 
     pub async fn delete_secret(&self, p: &Principal, r: SecretRef<'_>) -> Result<Deleted> {
@@ -439,6 +428,79 @@ impl Vault {
             name: row.name,
             current_version: row.current_version,
         })
+    }
+
+    /// Creates the secret, or writes a new version of the one with this name in
+    /// the same project and environment. Racing creators resolve to one create
+    /// and one new version, never a duplicate.
+    pub async fn set_secret(&self, p: &Principal, req: SetSecret) -> Result<SetSecretResult> {
+        for _ in 0..UNCONDITIONAL_RETRIES {
+            let name_ref = SecretRef::Name {
+                name: &req.name,
+                project_id: req.project_id.as_deref(),
+                environment: req.environment.as_deref(),
+            };
+            let existing = match self.secret_metadata(p, name_ref).await {
+                Ok(meta) => Some(meta),
+                Err(Error::SecretNotFound) => None,
+                Err(e) => return Err(e),
+            };
+            match existing {
+                None => {
+                    if let Some(expected) = req.expected_version.filter(|v| *v != 0) {
+                        return Err(Error::VersionConflict {
+                            expected,
+                            current: 0,
+                        });
+                    }
+                    let create = CreateSecret {
+                        name: req.name.clone(),
+                        value: req.value.clone(),
+                        secret_type: req.secret_type,
+                        tags: req.tags.clone().unwrap_or_default(),
+                        project_id: req.project_id.clone(),
+                        environment: req.environment.clone(),
+                        description: req.description.clone(),
+                    };
+                    match self.create_secret(p, create).await {
+                        Ok(secret) => {
+                            return Ok(SetSecretResult {
+                                created: true,
+                                secret,
+                            });
+                        }
+                        // Someone created it between our look and our insert: update instead.
+                        Err(Error::AlreadyExists(_)) if req.expected_version.is_none() => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(meta) => {
+                    if req.expected_version == Some(0) {
+                        return Err(Error::VersionConflict {
+                            expected: 0,
+                            current: meta.version,
+                        });
+                    }
+                    let update = UpdateSecret {
+                        value: Some(req.value.clone()),
+                        description: req.description.clone(),
+                        tags: req.tags.clone(),
+                        secret_type: req.secret_type,
+                        expected_version: req.expected_version,
+                    };
+                    let secret = self
+                        .update_secret(p, SecretRef::Id(&meta.id), update)
+                        .await?;
+                    return Ok(SetSecretResult {
+                        created: false,
+                        secret,
+                    });
+                }
+            }
+        }
+        Err(Error::Conflict(
+            "the secret is being created and deleted too often to apply this change; retry".into(),
+        ))
     }
 
     /// Metadata of one secret, without its value.

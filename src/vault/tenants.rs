@@ -94,6 +94,78 @@ impl Vault {
         Ok((tenant, token))
     }
 
+    /// The principal of a local, single-user front (`latchkey mcp` over stdio
+    /// without an API key): the tenant's admin, created with its tenant on
+    /// first use. Its key exists so the audit trail names an actor; the key's
+    /// plaintext is never kept.
+    pub async fn local_principal(&self, tenant_id: &str, origin: Origin) -> Result<Principal> {
+        const LOCAL_KEY: &str = "local-stdio";
+        if self.store.get_tenant(tenant_id).await?.is_none() {
+            let req = SignupRequest {
+                tenant_id: tenant_id.to_owned(),
+                email: None,
+                agent: Some("latchkey mcp".into()),
+                description: None,
+            };
+            match self
+                .create_tenant(req, "unlimited", "local", origin.clone())
+                .await
+            {
+                Ok(_) | Err(Error::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let tenant = self
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        let keys = self.store.list_api_keys(tenant_id).await?;
+        let key = match keys
+            .into_iter()
+            .find(|k| k.name == LOCAL_KEY && k.revoked_at.is_none())
+        {
+            Some(k) => k,
+            None => {
+                let token = tokens::generate(plans::key_prefix(&tenant.plan));
+                let now = now_millis();
+                let row = ApiKeyRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    tenant_id: tenant_id.to_owned(),
+                    name: LOCAL_KEY.into(),
+                    prefix: tokens::display_prefix(&token, plans::key_prefix(&tenant.plan)),
+                    key_hash: tokens::hash(&token),
+                    permission: Permission::Admin.as_str().into(),
+                    project_scope: "[]".into(),
+                    expires_at: None,
+                    revoked_at: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let audit = origin
+                    .audit(
+                        Some(tenant_id),
+                        &row.id,
+                        "apikey.create",
+                        "api_key",
+                        Some(&row.id),
+                        "success",
+                    )
+                    .detail(serde_json::json!({ "name": LOCAL_KEY }));
+                self.store.insert_api_key(&row, &audit).await?;
+                row
+            }
+        };
+        Ok(Principal {
+            tenant_id: tenant.id,
+            key_id: key.id,
+            plan: tenant.plan,
+            permission: Permission::Admin,
+            project_scope: None,
+            origin,
+        })
+    }
+
     /// Operator action (CLI): move a tenant to another plan.
     pub async fn set_plan(&self, tenant_id: &str, plan: &str) -> Result<()> {
         let limits = plans::limits(plan)?;

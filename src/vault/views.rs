@@ -144,6 +144,37 @@ pub struct UpdateSecret {
     pub expected_version: Option<i64>,
 }
 
+/// Create a secret, or add a version when one with this name exists in the
+/// same project and environment.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetSecret {
+    /// Name, unique per project and environment, e.g. `STRIPE_SECRET_KEY` or `production/stripe/key`.
+    pub name: String,
+    /// The secret value. Encrypted at rest; never shown in lists or logs.
+    pub value: String,
+    /// Project id (optional).
+    pub project_id: Option<String>,
+    /// Environment such as `production` (optional).
+    pub environment: Option<String>,
+    /// Used when creating; on an existing secret, changes its type.
+    pub secret_type: Option<SecretType>,
+    /// Used when creating; on an existing secret, replaces its tags.
+    pub tags: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// Only write if the secret is currently at this version (0 = must not exist yet).
+    pub expected_version: Option<i64>,
+}
+
+/// What `set_secret` did.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetSecretResult {
+    /// True when a new secret was created, false when a new version was added.
+    pub created: bool,
+    pub secret: SecretMeta,
+}
+
 /// A secret's metadata. Never includes the value.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
