@@ -21,6 +21,7 @@
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod mcp;
 pub mod rest;
 pub mod server;
 pub mod store;

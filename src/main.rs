@@ -22,6 +22,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8200")]
         listen: String,
+        /// The URL clients use to reach this server when it is not loopback
+        /// (e.g. https://vault.example.com); its host and origin are allowed on /mcp.
+        #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+        public_url: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
@@ -64,6 +68,7 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
     match cli.command {
         Command::Serve {
             listen,
+            public_url,
             store,
             policy,
         } => {
@@ -75,9 +80,15 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             tracing::info!(%addr, backend = vault.store().backend(), "latchkey listening");
             // One line on stdout so scripts and tests learn the port when listening on :0.
             println!("latchkey listening on http://{addr}");
-            latchkey::server::serve(listener, vault, latchkey::server::shutdown_signal())
-                .await
-                .map_err(latchkey::Error::internal)
+            let allowed = latchkey::mcp::http::Allowed::new(public_url.as_deref());
+            latchkey::server::serve(
+                listener,
+                vault,
+                allowed,
+                latchkey::server::shutdown_signal(),
+            )
+            .await
+            .map_err(latchkey::Error::internal)
         }
         Command::Tenant {
             action: TenantAction::SetPlan { tenant, plan },

@@ -3,18 +3,53 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::http::header;
+use axum::http::request::Parts;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower_http::add_extension::AddExtension;
 use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
+use crate::mcp;
 use crate::rest::{self, AppState};
-use crate::vault::Vault;
+use crate::vault::{Front, Origin, Vault};
+
+/// Where a request came from: peer address and user agent.
+pub fn origin_of(parts: &Parts, front: Front) -> Origin {
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    Origin {
+        front,
+        ip,
+        user_agent,
+    }
+}
+
+/// The API key a request carries: `X-API-Key`, or `Authorization: Bearer`.
+pub fn credential(parts: &Parts) -> Option<&str> {
+    if let Some(k) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
 
 /// The whole HTTP surface; tests can drive it without a socket.
-pub fn app(vault: Arc<Vault>) -> Router {
+pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
     // Room for the largest value after JSON escaping, plus metadata.
     let body_limit = vault
         .config()
@@ -22,7 +57,18 @@ pub fn app(vault: Arc<Vault>) -> Router {
         .saturating_mul(6)
         .saturating_add(64 * 1024);
     let (routes, _) = rest::routes();
+    let guard = mcp::http::Guard {
+        vault: vault.clone(),
+        allowed: allowed.clone(),
+    };
+    let mcp = Router::new()
+        .fallback_service(mcp::http::service(vault.clone(), &allowed))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            mcp::http::guard,
+        ));
     routes
+        .nest_service("/mcp", mcp)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             Error::InvalidRequest("method not allowed on this path".into())
@@ -34,18 +80,53 @@ pub fn app(vault: Arc<Vault>) -> Router {
 
 /// Serves on `listener` until `shutdown` resolves, lets in-flight requests
 /// finish, then closes the database.
+///
+/// HTTP/1.1 with Title-Case header names: SecretCarousel's Python SDK looks up
+/// `Content-Type` case-sensitively, and existing clients must work unchanged.
 pub async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
+    allowed: mcp::http::Allowed,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let store = vault.store().clone();
-    let app = app(vault).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let router = app(vault, allowed);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = AddExtension::new(router.clone(), ConnectInfo(peer));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .title_case_headers(true)
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after 30 s; closing anyway");
+    }
     store.close().await;
-    result
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

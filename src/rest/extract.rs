@@ -1,45 +1,15 @@
 //! Extractors that answer in the project's error shape: the caller's
 //! [`Principal`], JSON bodies and query strings.
 
-use std::net::SocketAddr;
-
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::header;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use crate::error::Error;
+use crate::server::{credential, origin_of};
 use crate::vault::{Front, Origin, Principal};
-
-/// Where the request came from: peer address and user agent.
-pub fn origin_of(parts: &Parts, front: Front) -> Origin {
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect());
-    Origin {
-        front,
-        ip,
-        user_agent,
-    }
-}
-
-/// The API key a request carries: `X-API-Key`, or `Authorization: Bearer`.
-pub fn credential(parts: &Parts) -> Option<&str> {
-    if let Some(k) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(k.trim());
-    }
-    let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = auth.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
 
 /// An authenticated caller; rejects with 401 before the handler runs.
 pub struct Auth(pub Principal);

@@ -1,0 +1,244 @@
+//! MCP over streamable HTTP at `/mcp`: rmcp's service behind Latchkey's own
+//! guard, which checks `Host`/`Origin` (DNS rebinding), resolves the caller's
+//! credential per request, and answers 401 to anonymous calls of anything but
+//! signup and the public resources.
+//!
+//! The service runs stateless (no MCP sessions): every request stands alone
+//! with its own credential, so no session can carry one tenant's identity into
+//! another's request, and any replica can answer any request.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::Value;
+
+use super::{ANONYMOUS_TOOLS, LatchkeyMcp, resources};
+use crate::error::Error;
+use crate::server::{credential, origin_of};
+use crate::vault::{Front, Vault};
+
+/// Largest MCP request body read while deciding whether an anonymous call is allowed.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Which hosts and browser origins may talk to `/mcp`.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    /// Host names (no port) accepted in `Host` and `Origin`.
+    hosts: Vec<String>,
+    /// Full origins (`scheme://host[:port]`) accepted in `Origin` besides loopback.
+    origins: Vec<String>,
+}
+
+impl Allowed {
+    /// Loopback, plus the host of the operator's public URL when one is configured.
+    pub fn new(public_url: Option<&str>) -> Self {
+        let mut hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let mut origins = Vec::new();
+        if let Some(url) = public_url {
+            let url = url.trim_end_matches('/');
+            if let Some(host) = origin_host(url) {
+                hosts.push(host);
+                origins.push(url.to_owned());
+            }
+        }
+        Allowed { hosts, origins }
+    }
+
+    fn host_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+            return true;
+        };
+        self.hosts.iter().any(|h| *h == strip_port(host))
+    }
+
+    fn origin_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) else {
+            return true;
+        };
+        let loopback = ["localhost", "127.0.0.1", "::1"];
+        self.origins.iter().any(|o| o == origin)
+            || origin_host(origin).is_some_and(|h| loopback.contains(&h.as_str()))
+    }
+
+    fn rmcp_config(&self) -> StreamableHttpServerConfig {
+        let mut origins: Vec<String> =
+            ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                .map(String::from)
+                .to_vec();
+        origins.extend(self.origins.iter().cloned());
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_allowed_hosts(self.hosts.clone())
+            .with_allowed_origins(origins)
+            .with_max_request_body_bytes(MAX_BODY)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// The host of `scheme://host[:port][/…]`.
+fn origin_host(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    Some(strip_port(authority).to_owned()).filter(|h| !h.is_empty())
+}
+
+/// The `/mcp` service, ready to nest into the router.
+pub fn service(
+    vault: Arc<Vault>,
+    allowed: &Allowed,
+) -> StreamableHttpService<LatchkeyMcp, LocalSessionManager> {
+    StreamableHttpService::new(
+        move || Ok(LatchkeyMcp::for_http(vault.clone())),
+        Default::default(),
+        allowed.rmcp_config(),
+    )
+}
+
+/// State of the guard in front of `/mcp`.
+#[derive(Clone)]
+pub struct Guard {
+    pub vault: Arc<Vault>,
+    pub allowed: Allowed,
+}
+
+/// Whether one JSON-RPC message may be sent without a credential.
+fn anonymous_ok(msg: &Value) -> bool {
+    let method = msg.get("method").and_then(Value::as_str);
+    let params = msg.get("params");
+    match method {
+        None => true, // a response from the client
+        Some(m) if m.starts_with("notifications/") => true,
+        Some(
+            "initialize"
+            | "ping"
+            | "server/discover"
+            | "tools/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "logging/setLevel",
+        ) => true,
+        Some("tools/call") => params
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .is_some_and(|n| ANONYMOUS_TOOLS.contains(&n)),
+        Some("resources/read") => params
+            .and_then(|p| p.get("uri"))
+            .and_then(Value::as_str)
+            .is_some_and(|u| resources::PUBLIC.contains(&u)),
+        Some(_) => false,
+    }
+}
+
+fn forbidden(what: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": "FORBIDDEN_ORIGIN", "message": format!("{what} is not allowed to reach /mcp") } });
+    (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
+/// Guards `/mcp`: Host/Origin first (403), then the caller (401 / 429).
+pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    if !g.allowed.host_ok(req.headers()) {
+        return forbidden("this Host");
+    }
+    if !g.allowed.origin_ok(req.headers()) {
+        return forbidden("this Origin");
+    }
+    let (mut parts, body) = req.into_parts();
+    let origin = origin_of(&parts, Front::Mcp);
+    if let Some(token) = credential(&parts).filter(|t| !t.is_empty()) {
+        return match g.vault.authenticate(token, origin).await {
+            Ok(principal) => {
+                parts.extensions.insert(principal);
+                next.run(Request::from_parts(parts, body)).await
+            }
+            Err(e) => e.into_response(),
+        };
+    }
+    if parts.method != Method::POST {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Error::PayloadTooLarge("MCP request body is too large".into()).into_response();
+        }
+    };
+    let allowed = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Array(batch)) => batch.iter().all(anonymous_ok),
+        Ok(msg) => anonymous_ok(&msg),
+        Err(_) => true, // let rmcp answer the parse error
+    };
+    if !allowed {
+        let row = origin.audit(None, "anonymous", "auth.failed", "mcp", None, "denied");
+        if let Err(e) = g.vault.store().append_audit(&row).await {
+            return e.into_response();
+        }
+        return Error::Unauthorized("this MCP call needs an API key: call the signup tool, then send Authorization: Bearer <apiKey>".into()).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_origins() {
+        let a = Allowed::new(Some("https://vault.example.com"));
+        let h = |host: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, host.parse().unwrap());
+            m
+        };
+        assert!(
+            a.host_ok(&h("127.0.0.1:8200"))
+                && a.host_ok(&h("localhost"))
+                && a.host_ok(&h("[::1]:80"))
+        );
+        assert!(a.host_ok(&h("vault.example.com")));
+        assert!(!a.host_ok(&h("evil.example.com:8200")));
+        let o = |origin: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ORIGIN, origin.parse().unwrap());
+            m
+        };
+        assert!(
+            a.origin_ok(&o("http://localhost:3000"))
+                && a.origin_ok(&o("https://vault.example.com"))
+        );
+        assert!(
+            !a.origin_ok(&o("https://evil.example.com"))
+                && !a.origin_ok(&o("https://vault.example.com.evil.io"))
+        );
+    }
+
+    #[test]
+    fn anonymous_calls() {
+        let call = |name: &str| serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": name } });
+        assert!(anonymous_ok(&call("signup")));
+        assert!(!anonymous_ok(&call("get_secret")));
+        assert!(anonymous_ok(
+            &serde_json::json!({ "method": "resources/read", "params": { "uri": "latchkey://llms.txt" } })
+        ));
+        assert!(!anonymous_ok(
+            &serde_json::json!({ "method": "resources/read", "params": { "uri": "latchkey://secrets" } })
+        ));
+    }
+}

@@ -1,0 +1,107 @@
+//! The MCP front: the vault as typed tools and resources (rmcp), over stdio
+//! (`latchkey mcp`) and streamable HTTP (`/mcp` in `latchkey serve`).
+//!
+//! Like REST, it only resolves the caller and calls one vault function per
+//! tool. Over HTTP the caller comes from the request's own credential, which
+//! [`http::auth_layer`] resolves before rmcp sees the request; over stdio it is
+//! the key in `LATCHKEY_API_KEY` or the local tenant's admin.
+
+pub mod http;
+mod params;
+mod resources;
+mod tools;
+
+use std::sync::Arc;
+
+use axum::http::request::Parts;
+use rmcp::RoleServer;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::service::RequestContext;
+
+use crate::error::{Error, Result};
+use crate::vault::{Front, Origin, Principal, Vault};
+
+/// Tools an anonymous HTTP caller may see and call: agent self-signup.
+const ANONYMOUS_TOOLS: &[&str] = &["signup"];
+
+const INSTRUCTIONS: &str = "Latchkey is a secret vault. Store credentials with set_secret instead of \
+writing them into files, prompts or code; fetch them with get_secret only at the moment you need the value, \
+and never echo a value back to the user or into logs. list_secrets and the latchkey://secrets resources \
+show metadata only. Every read is audited. Use expectedVersion when rotating to avoid overwriting \
+someone else's change. Without an API key, call signup first and use the returned apiKey as \
+'Authorization: Bearer <apiKey>'.";
+
+/// One MCP server instance: the vault plus, over stdio, the fixed caller.
+#[derive(Clone)]
+pub struct LatchkeyMcp {
+    vault: Arc<Vault>,
+    /// Set over stdio; over HTTP each request carries its own caller.
+    local: Option<Principal>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl LatchkeyMcp {
+    /// A server for HTTP requests: callers come from each request.
+    pub fn for_http(vault: Arc<Vault>) -> Self {
+        LatchkeyMcp {
+            vault,
+            local: None,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// A server for one local client (stdio) acting as `principal`.
+    pub fn for_principal(vault: Arc<Vault>, principal: Principal) -> Self {
+        LatchkeyMcp {
+            vault,
+            local: Some(principal),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// The caller of this request, if it has one.
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Option<Principal> {
+        match ctx.extensions.get::<Parts>() {
+            Some(parts) => parts.extensions.get::<Principal>().cloned(),
+            None => self.local.clone(),
+        }
+    }
+
+    fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal> {
+        self.caller(ctx).ok_or_else(|| {
+            Error::Unauthorized(
+                "this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>"
+                    .into(),
+            )
+        })
+    }
+
+    fn origin(&self, ctx: &RequestContext<RoleServer>) -> Origin {
+        match ctx.extensions.get::<Parts>() {
+            Some(parts) => crate::server::origin_of(parts, Front::Mcp),
+            None => Origin::new(Front::Mcp),
+        }
+    }
+
+    /// The full tool catalog with schemas, for `latchkey mcp --print-tools`.
+    pub fn tool_catalog() -> serde_json::Value {
+        let tools = Self::tool_router().list_all();
+        serde_json::json!({ "tools": tools })
+    }
+}
+
+/// Domain failures reach the agent as a tool result with `isError: true`,
+/// carrying the same code and message REST would send, so it can correct itself.
+impl rmcp::handler::server::tool::IntoCallToolResult for Error {
+    fn into_call_tool_result(
+        self,
+    ) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let body = serde_json::json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        Ok(
+            rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
+                body.to_string(),
+            )])
+            .into(),
+        )
+    }
+}

@@ -1,0 +1,71 @@
+//! Tool parameters that exist only on the MCP side: ways to name a secret
+//! (by id, or by name + project + environment) that REST expresses in its path.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::vault::secrets::SecretRef;
+use crate::vault::views::SecretType;
+
+/// Which secret: give `id`, or `name` (with `projectId` / `environment` when the
+/// secret was filed under them).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTarget {
+    /// The secret's id (from list_secrets or set_secret).
+    pub id: Option<String>,
+    /// The secret's name, e.g. `STRIPE_SECRET_KEY`; used when no id is given.
+    pub name: Option<String>,
+    /// The project the named secret is filed under, if any.
+    pub project_id: Option<String>,
+    /// The environment of the named secret, if any.
+    pub environment: Option<String>,
+}
+
+impl SecretTarget {
+    pub fn as_ref(&self) -> Result<SecretRef<'_>> {
+        match (&self.id, &self.name) {
+            (Some(id), _) => Ok(SecretRef::Id(id)),
+            (None, Some(name)) => Ok(SecretRef::Name {
+                name,
+                project_id: self.project_id.as_deref(),
+                environment: self.environment.as_deref(),
+            }),
+            (None, None) => Err(Error::InvalidRequest(
+                "give the secret's id, or its name (with projectId and environment if it has them)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GetSecretParams {
+    #[serde(flatten)]
+    pub target: SecretTarget,
+    /// An older version number; absent means the current one.
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateMetadataParams {
+    #[serde(flatten)]
+    pub target: SecretTarget,
+    /// New description ("" clears it).
+    pub description: Option<String>,
+    /// Replaces the tags.
+    pub tags: Option<Vec<String>>,
+    pub secret_type: Option<SecretType>,
+    /// Apply only if the secret is still at this version.
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdParams {
+    /// The resource's id.
+    pub id: String,
+}

@@ -1,0 +1,152 @@
+//! Resources: the agent-facing documents, and metadata views of the vault
+//! (never values).
+
+use rmcp::model::{
+    ListResourceTemplatesResult, ListResourcesResult, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ResourceTemplate,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
+
+use super::LatchkeyMcp;
+use crate::error::Error;
+use crate::vault::secrets::SecretRef;
+use crate::vault::views::{AuditQuery, ListSecrets};
+
+pub const LLMS: &str = "latchkey://llms.txt";
+pub const QUICKSTART: &str = "latchkey://quickstart";
+pub const SECRETS: &str = "latchkey://secrets";
+pub const SECRET_PREFIX: &str = "latchkey://secrets/";
+pub const AUDIT_RECENT: &str = "latchkey://audit/recent";
+
+/// Resources anyone may read, with or without a key.
+pub const PUBLIC: &[&str] = &[LLMS, QUICKSTART];
+
+fn json_contents(uri: &str, value: &impl serde::Serialize) -> ReadResourceResponse {
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    ReadResourceResponse::Complete(ReadResourceResult::new(vec![
+        ResourceContents::text(text, uri).with_mime_type("application/json"),
+    ]))
+}
+
+/// A domain error while reading a resource becomes a JSON-RPC error carrying the code.
+fn resource_error(e: Error) -> ErrorData {
+    let data = Some(serde_json::json!({ "code": e.code() }));
+    match e.status() {
+        404 => ErrorData::resource_not_found(e.public_message(), data),
+        400 => ErrorData::invalid_params(e.public_message(), data),
+        500 => ErrorData::internal_error(e.public_message(), data),
+        _ => ErrorData::invalid_request(e.public_message(), data),
+    }
+}
+
+impl LatchkeyMcp {
+    pub(super) fn resource_list(&self, ctx: &RequestContext<RoleServer>) -> ListResourcesResult {
+        let mut resources = vec![
+            Resource::new(LLMS, "llms.txt")
+                .with_description("The Latchkey API summary for agents")
+                .with_mime_type("text/plain"),
+            Resource::new(QUICKSTART, "quickstart")
+                .with_description("Steps to start using the vault")
+                .with_mime_type("application/json"),
+        ];
+        if self.caller(ctx).is_some() {
+            resources.push(
+                Resource::new(SECRETS, "secrets")
+                    .with_description("Metadata of the first 200 secrets (never values)")
+                    .with_mime_type("application/json"),
+            );
+            resources.push(
+                Resource::new(AUDIT_RECENT, "recent audit")
+                    .with_description("The 50 newest audit entries")
+                    .with_mime_type("application/json"),
+            );
+        }
+        ListResourcesResult::with_all_items(resources)
+    }
+
+    pub(super) fn resource_templates(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+    ) -> ListResourceTemplatesResult {
+        let templates = if self.caller(ctx).is_some() {
+            vec![
+                ResourceTemplate::new("latchkey://secrets/{name}", "secret")
+                    .with_description(
+                        "One secret's metadata and version history, by name (never the value)",
+                    )
+                    .with_mime_type("application/json"),
+            ]
+        } else {
+            vec![]
+        };
+        ListResourceTemplatesResult::with_all_items(templates)
+    }
+
+    pub(super) async fn read(
+        &self,
+        uri: &str,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        match uri {
+            LLMS => {
+                return Ok(ReadResourceResponse::Complete(ReadResourceResult::new(
+                    vec![ResourceContents::text(crate::rest::LLMS_TXT, uri)],
+                )));
+            }
+            QUICKSTART => return Ok(json_contents(uri, &crate::rest::quickstart_doc())),
+            _ => {}
+        }
+        let p = self.principal(ctx).map_err(resource_error)?;
+        let result = match uri {
+            SECRETS => {
+                let page = self
+                    .vault
+                    .list_secrets(
+                        &p,
+                        ListSecrets {
+                            limit: Some(200),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                page.map(|page| json_contents(uri, &page))
+            }
+            AUDIT_RECENT => self
+                .vault
+                .query_audit(
+                    &p,
+                    AuditQuery {
+                        limit: Some(50),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map(|a| json_contents(uri, &a)),
+            _ => {
+                match uri.strip_prefix(SECRET_PREFIX) {
+                    Some(name) if !name.is_empty() => {
+                        let target = || SecretRef::Name {
+                            name,
+                            project_id: None,
+                            environment: None,
+                        };
+                        match self.vault.secret_metadata(&p, target()).await {
+                            Ok(meta) => self.vault.secret_versions(&p, target()).await.map(
+                                |versions| {
+                                    json_contents(
+                                        uri,
+                                        &serde_json::json!({ "secret": meta, "history": versions }),
+                                    )
+                                },
+                            ),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    _ => Err(Error::NotFound("resource")),
+                }
+            }
+        };
+        result.map_err(resource_error)
+    }
+}

@@ -1,0 +1,327 @@
+//! The tools. Each resolves the caller, calls one vault function and returns
+//! its typed view as structured output.
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CacheScope, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+
+use super::params::*;
+use super::{ANONYMOUS_TOOLS, INSTRUCTIONS, LatchkeyMcp};
+use crate::error::Error;
+use crate::vault::views::*;
+
+type ToolResult<T> = Result<Json<T>, Error>;
+
+#[tool_router(vis = "pub(super)")]
+impl LatchkeyMcp {
+    /// Create a new tenant (vault) and get its first admin API key. Needs no key:
+    /// this is how an agent without credentials starts. The returned apiKey is
+    /// shown once; send it as `Authorization: Bearer <apiKey>` from then on.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn signup(
+        &self,
+        Parameters(req): Parameters<SignupRequest>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<SignupResponse> {
+        Ok(Json(self.vault.signup(req, self.origin(&ctx)).await?))
+    }
+
+    /// Who am I: the tenant, plan, limits and usage, and what the current key may do.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> ToolResult<WhoAmI> {
+        Ok(Json(self.vault.whoami(&self.principal(&ctx)?).await?))
+    }
+
+    /// List secrets: names, types, tags, versions; never values. Filter by
+    /// secretType, environment, projectId, tag or search (substring of name,
+    /// description or tag); page with limit and the returned nextCursor.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn list_secrets(
+        &self,
+        Parameters(q): Parameters<ListSecrets>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<SecretPage> {
+        Ok(Json(
+            self.vault.list_secrets(&self.principal(&ctx)?, q).await?,
+        ))
+    }
+
+    /// Read one secret's value, by id or by name (+ projectId / environment).
+    /// Use it only when you need the value; the read is audited. Do not repeat
+    /// the value to the user or write it into files or logs.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn get_secret(
+        &self,
+        Parameters(p): Parameters<GetSecretParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<SecretValue> {
+        Ok(Json(
+            self.vault
+                .read_secret(&self.principal(&ctx)?, p.target.as_ref()?, p.version)
+                .await?,
+        ))
+    }
+
+    /// Store a secret: creates it, or adds a new version when a secret with this
+    /// name exists in the same project and environment. Pass expectedVersion to
+    /// write only if nobody changed it since you read it (0 = must be new).
+    /// Returns metadata, never the value.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn set_secret(
+        &self,
+        Parameters(req): Parameters<SetSecret>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<SetSecretResult> {
+        Ok(Json(
+            self.vault.set_secret(&self.principal(&ctx)?, req).await?,
+        ))
+    }
+
+    /// Change a secret's description, tags or type without touching its value
+    /// (no new version).
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn update_secret_metadata(
+        &self,
+        Parameters(p): Parameters<UpdateMetadataParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<SecretMeta> {
+        let change = UpdateSecret {
+            value: None,
+            description: p.description,
+            tags: p.tags,
+            secret_type: p.secret_type,
+            expected_version: p.expected_version,
+        };
+        Ok(Json(
+            self.vault
+                .update_secret(&self.principal(&ctx)?, p.target.as_ref()?, change)
+                .await?,
+        ))
+    }
+
+    /// Delete a secret and all its versions. Cannot be undone.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn delete_secret(
+        &self,
+        Parameters(t): Parameters<SecretTarget>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<Deleted> {
+        Ok(Json(
+            self.vault
+                .delete_secret(&self.principal(&ctx)?, t.as_ref()?)
+                .await?,
+        ))
+    }
+
+    /// A secret's version history: numbers, times and writers; never values.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn list_secret_versions(
+        &self,
+        Parameters(t): Parameters<SecretTarget>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<VersionList> {
+        Ok(Json(
+            self.vault
+                .secret_versions(&self.principal(&ctx)?, t.as_ref()?)
+                .await?,
+        ))
+    }
+
+    /// List projects with how many secrets each holds.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn list_projects(&self, ctx: RequestContext<RoleServer>) -> ToolResult<ProjectList> {
+        Ok(Json(
+            self.vault.list_projects(&self.principal(&ctx)?).await?,
+        ))
+    }
+
+    /// Create a project to group secrets (names are unique per tenant).
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn create_project(
+        &self,
+        Parameters(req): Parameters<CreateProject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<ProjectView> {
+        Ok(Json(
+            self.vault
+                .create_project(&self.principal(&ctx)?, req)
+                .await?,
+        ))
+    }
+
+    /// Delete an empty project (fails with CONFLICT while it holds secrets).
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn delete_project(
+        &self,
+        Parameters(p): Parameters<IdParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<Deleted> {
+        Ok(Json(
+            self.vault
+                .delete_project(&self.principal(&ctx)?, &p.id)
+                .await?,
+        ))
+    }
+
+    /// Issue an API key, e.g. a read-only key for a script or a key limited to
+    /// one project. Never more permission or scope than your own key. The key
+    /// is shown once.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn create_api_key(
+        &self,
+        Parameters(req): Parameters<CreateApiKey>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<IssuedApiKey> {
+        Ok(Json(
+            self.vault
+                .create_api_key(&self.principal(&ctx)?, req)
+                .await?,
+        ))
+    }
+
+    /// List API keys: names, prefixes, permissions, scope; never the keys.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn list_api_keys(&self, ctx: RequestContext<RoleServer>) -> ToolResult<ApiKeyList> {
+        Ok(Json(
+            self.vault.list_api_keys(&self.principal(&ctx)?).await?,
+        ))
+    }
+
+    /// Revoke an API key; it stops working at once.
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn revoke_api_key(
+        &self,
+        Parameters(p): Parameters<IdParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<ApiKeyView> {
+        Ok(Json(
+            self.vault
+                .revoke_api_key(&self.principal(&ctx)?, &p.id)
+                .await?,
+        ))
+    }
+
+    /// Query the audit trail (newest first): filter by action (e.g. secret.read),
+    /// resourceType, startDate, endDate; page with limit and offset.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn query_audit(
+        &self,
+        Parameters(q): Parameters<AuditQuery>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<AuditPage> {
+        Ok(Json(
+            self.vault.query_audit(&self.principal(&ctx)?, q).await?,
+        ))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for LatchkeyMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(rmcp::model::Implementation::new(
+            "latchkey",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Anonymous HTTP callers see only the signup tool.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let anonymous = self.caller(&ctx).is_none();
+        let tools = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| !anonymous || ANONYMOUS_TOOLS.contains(&t.name.as_ref()))
+            .collect();
+        Ok(ListToolsResult {
+            result_type: Some(ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: None,
+            cache_scope: Some(CacheScope::Private).filter(|_| {
+                ctx.protocol_version()
+                    .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)
+            }),
+        })
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        Ok(self.resource_list(&ctx))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
+        Ok(self.resource_templates(&ctx))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        self.read(&request.uri, &ctx).await
+    }
+}
