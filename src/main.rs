@@ -1,5 +1,7 @@
 //! The `latchkey` binary: parse the command line and hand over to the library.
 
+use std::io::Write;
+
 use clap::{Parser, Subcommand};
 use latchkey::config::{PolicyArgs, StoreArgs, open_vault};
 use tracing_subscriber::EnvFilter;
@@ -26,6 +28,20 @@ enum Command {
         /// (e.g. https://vault.example.com); its host and origin are allowed on /mcp.
         #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
         public_url: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Speak MCP over stdio (stdout carries only JSON-RPC; logs go to stderr).
+    /// Acts for the tenant of LATCHKEY_API_KEY, or for a local tenant created on first use.
+    Mcp {
+        /// The local tenant to act for when LATCHKEY_API_KEY is not set.
+        #[arg(long, env = "LATCHKEY_TENANT", default_value = "local")]
+        tenant: String,
+        /// Print the tool catalog (names, descriptions, schemas) as JSON and exit.
+        #[arg(long)]
+        print_tools: bool,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
@@ -89,6 +105,17 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             )
             .await
             .map_err(latchkey::Error::internal)
+        }
+        Command::Mcp { print_tools: true, .. } => {
+            let text = serde_json::to_string_pretty(&latchkey::mcp::LatchkeyMcp::tool_catalog()).map_err(latchkey::Error::internal)?;
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{text}");
+            Ok(())
+        }
+        Command::Mcp { tenant, store, policy, .. } => {
+            let vault = open_vault(&store, &policy).await?;
+            let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
+            latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant).await
         }
         Command::Tenant {
             action: TenantAction::SetPlan { tenant, plan },

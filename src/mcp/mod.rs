@@ -90,6 +90,26 @@ impl LatchkeyMcp {
     }
 }
 
+/// Serves one local MCP client over stdin/stdout until it hangs up.
+pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str) -> Result<()> {
+    use rmcp::ServiceExt;
+    let origin = Origin { front: Front::Mcp, ip: None, user_agent: Some("latchkey mcp (stdio)".into()) };
+    let principal = match api_key {
+        Some(key) => vault.authenticate(key, origin).await?,
+        None => vault.local_principal(&crate::vault::names::tenant_id(tenant)?, origin).await?,
+    };
+    tracing::info!(tenant = %principal.tenant_id, "serving MCP on stdio");
+    let store = vault.store().clone();
+    let running = LatchkeyMcp::for_principal(vault, principal)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| Error::internal(format_args!("MCP handshake: {e}")))?;
+    let reason = running.waiting().await;
+    tracing::info!(?reason, "MCP client went away");
+    store.close().await;
+    Ok(())
+}
+
 /// Domain failures reach the agent as a tool result with `isError: true`,
 /// carrying the same code and message REST would send, so it can correct itself.
 impl rmcp::handler::server::tool::IntoCallToolResult for Error {

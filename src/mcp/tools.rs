@@ -14,8 +14,6 @@ use super::{ANONYMOUS_TOOLS, INSTRUCTIONS, LatchkeyMcp};
 use crate::error::Error;
 use crate::vault::views::*;
 
-type ToolResult<T> = Result<Json<T>, Error>;
-
 #[tool_router(vis = "pub(super)")]
 impl LatchkeyMcp {
     /// Create a new tenant (vault) and get its first admin API key. Needs no key:
@@ -31,13 +29,13 @@ impl LatchkeyMcp {
         &self,
         Parameters(req): Parameters<SignupRequest>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<SignupResponse> {
+    ) -> Result<Json<SignupResponse>, Error> {
         Ok(Json(self.vault.signup(req, self.origin(&ctx)).await?))
     }
 
     /// Who am I: the tenant, plan, limits and usage, and what the current key may do.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> ToolResult<WhoAmI> {
+    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<Json<WhoAmI>, Error> {
         Ok(Json(self.vault.whoami(&self.principal(&ctx)?).await?))
     }
 
@@ -49,7 +47,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(q): Parameters<ListSecrets>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<SecretPage> {
+    ) -> Result<Json<SecretPage>, Error> {
         Ok(Json(
             self.vault.list_secrets(&self.principal(&ctx)?, q).await?,
         ))
@@ -63,7 +61,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(p): Parameters<GetSecretParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<SecretValue> {
+    ) -> Result<Json<SecretValue>, Error> {
         Ok(Json(
             self.vault
                 .read_secret(&self.principal(&ctx)?, p.target.as_ref()?, p.version)
@@ -85,7 +83,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(req): Parameters<SetSecret>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<SetSecretResult> {
+    ) -> Result<Json<SetSecretResult>, Error> {
         Ok(Json(
             self.vault.set_secret(&self.principal(&ctx)?, req).await?,
         ))
@@ -103,7 +101,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(p): Parameters<UpdateMetadataParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<SecretMeta> {
+    ) -> Result<Json<SecretMeta>, Error> {
         let change = UpdateSecret {
             value: None,
             description: p.description,
@@ -129,7 +127,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(t): Parameters<SecretTarget>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<Deleted> {
+    ) -> Result<Json<Deleted>, Error> {
         Ok(Json(
             self.vault
                 .delete_secret(&self.principal(&ctx)?, t.as_ref()?)
@@ -143,7 +141,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(t): Parameters<SecretTarget>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<VersionList> {
+    ) -> Result<Json<VersionList>, Error> {
         Ok(Json(
             self.vault
                 .secret_versions(&self.principal(&ctx)?, t.as_ref()?)
@@ -153,7 +151,7 @@ impl LatchkeyMcp {
 
     /// List projects with how many secrets each holds.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn list_projects(&self, ctx: RequestContext<RoleServer>) -> ToolResult<ProjectList> {
+    async fn list_projects(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ProjectList>, Error> {
         Ok(Json(
             self.vault.list_projects(&self.principal(&ctx)?).await?,
         ))
@@ -170,7 +168,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(req): Parameters<CreateProject>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<ProjectView> {
+    ) -> Result<Json<ProjectView>, Error> {
         Ok(Json(
             self.vault
                 .create_project(&self.principal(&ctx)?, req)
@@ -189,7 +187,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(p): Parameters<IdParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<Deleted> {
+    ) -> Result<Json<Deleted>, Error> {
         Ok(Json(
             self.vault
                 .delete_project(&self.principal(&ctx)?, &p.id)
@@ -210,7 +208,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(req): Parameters<CreateApiKey>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<IssuedApiKey> {
+    ) -> Result<Json<IssuedApiKey>, Error> {
         Ok(Json(
             self.vault
                 .create_api_key(&self.principal(&ctx)?, req)
@@ -220,7 +218,7 @@ impl LatchkeyMcp {
 
     /// List API keys: names, prefixes, permissions, scope; never the keys.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn list_api_keys(&self, ctx: RequestContext<RoleServer>) -> ToolResult<ApiKeyList> {
+    async fn list_api_keys(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ApiKeyList>, Error> {
         Ok(Json(
             self.vault.list_api_keys(&self.principal(&ctx)?).await?,
         ))
@@ -237,7 +235,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(p): Parameters<IdParams>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<ApiKeyView> {
+    ) -> Result<Json<ApiKeyView>, Error> {
         Ok(Json(
             self.vault
                 .revoke_api_key(&self.principal(&ctx)?, &p.id)
@@ -252,7 +250,7 @@ impl LatchkeyMcp {
         &self,
         Parameters(q): Parameters<AuditQuery>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult<AuditPage> {
+    ) -> Result<Json<AuditPage>, Error> {
         Ok(Json(
             self.vault.query_audit(&self.principal(&ctx)?, q).await?,
         ))
