@@ -51,12 +51,7 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     /// The defaults, for commands that take no policy flags.
     pub fn defaults() -> Self {
-        PolicyArgs {
-            signup: SignupMode::Open,
-            default_plan: "free".into(),
-            max_value_bytes: 64 * 1024,
-            signup_per_minute: 10,
-        }
+        PolicyArgs { signup: SignupMode::Open, default_plan: "free".into(), max_value_bytes: 64 * 1024, signup_per_minute: 10 }
     }
 
     pub fn vault_config(&self) -> VaultConfig {
@@ -72,9 +67,7 @@ impl PolicyArgs {
 /// Opens the database the arguments name and applies its migrations.
 pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
     match args.database_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(PgStore::open(url).await?))
-        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(Arc::new(PgStore::open(url).await?)),
         Some(url) => {
             let scheme = url.split_once(':').map_or(url, |(s, _)| s);
             Err(Error::InvalidRequest(format!(
@@ -82,12 +75,8 @@ pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
             )))
         }
         None => {
-            std::fs::create_dir_all(&args.data_dir).map_err(|e| {
-                Error::internal(format_args!(
-                    "creating data dir {}: {e}",
-                    args.data_dir.display()
-                ))
-            })?;
+            std::fs::create_dir_all(&args.data_dir)
+                .map_err(|e| Error::internal(format_args!("creating data dir {}: {e}", args.data_dir.display())))?;
             Ok(Arc::new(SqliteStore::open(&args.data_dir).await?))
         }
     }
@@ -105,12 +94,9 @@ pub async fn master_key(args: &StoreArgs, store: &dyn Store) -> Result<MasterKey
         }
         let fresh: [u8; 16] = rand::random();
         let salt = store.meta_init("passphrase_salt", &fresh).await?;
-        return tokio::task::spawn_blocking(move || master::from_passphrase(&pass, &salt))
-            .await
-            .map_err(Error::internal);
+        return tokio::task::spawn_blocking(move || master::from_passphrase(&pass, &salt)).await.map_err(Error::internal);
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| Error::internal(format_args!("creating data dir: {e}")))?;
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| Error::internal(format_args!("creating data dir: {e}")))?;
     let (key, created) = master::from_key_file(&args.data_dir)?;
     if created {
         tracing::warn!(
@@ -125,7 +111,5 @@ pub async fn master_key(args: &StoreArgs, store: &dyn Store) -> Result<MasterKey
 pub async fn open_vault(store_args: &StoreArgs, policy: &PolicyArgs) -> Result<Arc<Vault>> {
     let store = open_store(store_args).await?;
     let key = master_key(store_args, store.as_ref()).await?;
-    Ok(Arc::new(
-        Vault::open(store, key, policy.vault_config()).await?,
-    ))
+    Ok(Arc::new(Vault::open(store, key, policy.vault_config()).await?))
 }

@@ -7,11 +7,7 @@ use latchkey::config::{PolicyArgs, StoreArgs, open_vault};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "latchkey",
-    version,
-    about = "Self-hosted, agent-native secret vault (REST + MCP)"
-)]
+#[command(name = "latchkey", version, about = "Self-hosted, agent-native secret vault (REST + MCP)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,10 +61,7 @@ enum TenantAction {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("LATCHKEY_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {
@@ -82,29 +75,17 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> latchkey::Result<()> {
     match cli.command {
-        Command::Serve {
-            listen,
-            public_url,
-            store,
-            policy,
-        } => {
+        Command::Serve { listen, public_url, store, policy } => {
             let vault = open_vault(&store, &policy).await?;
-            let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
-                latchkey::Error::InvalidRequest(format!("cannot listen on {listen}: {e}"))
-            })?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| latchkey::Error::InvalidRequest(format!("cannot listen on {listen}: {e}")))?;
             let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
             tracing::info!(%addr, backend = vault.store().backend(), "latchkey listening");
             // One line on stdout so scripts and tests learn the port when listening on :0.
             println!("latchkey listening on http://{addr}");
             let allowed = latchkey::mcp::http::Allowed::new(public_url.as_deref());
-            latchkey::server::serve(
-                listener,
-                vault,
-                allowed,
-                latchkey::server::shutdown_signal(),
-            )
-            .await
-            .map_err(latchkey::Error::internal)
+            latchkey::server::serve(listener, vault, allowed, latchkey::server::shutdown_signal()).await.map_err(latchkey::Error::internal)
         }
         Command::Mcp { print_tools: true, .. } => {
             let text = serde_json::to_string_pretty(&latchkey::mcp::LatchkeyMcp::tool_catalog()).map_err(latchkey::Error::internal)?;
@@ -117,10 +98,7 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
             latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant).await
         }
-        Command::Tenant {
-            action: TenantAction::SetPlan { tenant, plan },
-            store,
-        } => {
+        Command::Tenant { action: TenantAction::SetPlan { tenant, plan }, store } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             vault.set_plan(&tenant, &plan).await?;
             vault.store().close().await;

@@ -22,20 +22,9 @@ use crate::vault::{Front, Origin, Vault};
 
 /// Where a request came from: peer address and user agent.
 pub fn origin_of(parts: &Parts, front: Front) -> Origin {
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect());
-    Origin {
-        front,
-        ip,
-        user_agent,
-    }
+    let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
+    Origin { front, ip, user_agent }
 }
 
 /// The API key a request carries: `X-API-Key`, or `Authorization: Bearer`.
@@ -51,28 +40,16 @@ pub fn credential(parts: &Parts) -> Option<&str> {
 /// The whole HTTP surface; tests can drive it without a socket.
 pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
     // Room for the largest value after JSON escaping, plus metadata.
-    let body_limit = vault
-        .config()
-        .max_value_bytes
-        .saturating_mul(6)
-        .saturating_add(64 * 1024);
+    let body_limit = vault.config().max_value_bytes.saturating_mul(6).saturating_add(64 * 1024);
     let (routes, _) = rest::routes();
-    let guard = mcp::http::Guard {
-        vault: vault.clone(),
-        allowed: allowed.clone(),
-    };
+    let guard = mcp::http::Guard { vault: vault.clone(), allowed: allowed.clone() };
     let mcp = Router::new()
         .fallback_service(mcp::http::service(vault.clone(), &allowed))
-        .layer(axum::middleware::from_fn_with_state(
-            guard,
-            mcp::http::guard,
-        ));
+        .layer(axum::middleware::from_fn_with_state(guard, mcp::http::guard));
     routes
         .nest_service("/mcp", mcp)
         .fallback(|| async { Error::NotFound("route") })
-        .method_not_allowed_fallback(|| async {
-            Error::InvalidRequest("method not allowed on this path".into())
-        })
+        .method_not_allowed_fallback(|| async { Error::InvalidRequest("method not allowed on this path".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(AppState { vault })
@@ -119,10 +96,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still running after 30 s; closing anyway");
     }
     store.close().await;

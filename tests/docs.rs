@@ -9,19 +9,8 @@ use serde_json::Value;
 async fn llms_txt_quickstart_and_openapi_match_the_server() {
     let srv = Server::start(Backend::Sqlite).await;
 
-    let llms = srv
-        .http
-        .get(srv.url("/llms.txt"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        llms,
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/llms.txt")).unwrap()
-    );
+    let llms = srv.http.get(srv.url("/llms.txt")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(llms, std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/llms.txt")).unwrap());
 
     let (s, qs) = srv.call("GET", "/api/quickstart", None, None).await;
     assert_eq!(s, 200);
@@ -31,13 +20,7 @@ async fn llms_txt_quickstart_and_openapi_match_the_server() {
 
     let (s, limits) = srv.call("GET", "/api/signup/limits", None, None).await;
     assert_eq!(s, 200);
-    assert!(
-        limits
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["plan"] == "free")
-    );
+    assert!(limits.as_array().unwrap().iter().any(|p| p["plan"] == "free"));
 
     let (s, doc) = srv.call("GET", "/api/openapi.json", None, None).await;
     assert_eq!(s, 200);
@@ -49,14 +32,9 @@ async fn llms_txt_quickstart_and_openapi_match_the_server() {
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             operations += 1;
-            assert!(
-                !op["responses"].as_object().unwrap().is_empty(),
-                "{method} {path} documents responses"
-            );
+            assert!(!op["responses"].as_object().unwrap().is_empty(), "{method} {path} documents responses");
             let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
-            let (s, body) = srv
-                .call(&method.to_uppercase(), &concrete, None, None)
-                .await;
+            let (s, body) = srv.call(&method.to_uppercase(), &concrete, None, None).await;
             let code = body["error"]["code"].as_str().unwrap_or_default();
             assert!(
                 !(s == 404 && code == "NOT_FOUND" && body["error"]["message"] == "route not found"),
@@ -72,23 +50,12 @@ async fn llms_txt_quickstart_and_openapi_match_the_server() {
     for line in llms.lines() {
         for word in line.split_whitespace().filter(|w| w.starts_with("/api/")) {
             let path = word.split('?').next().unwrap().replace(":id", "{id}");
-            assert!(
-                paths.contains_key(&path),
-                "llms.txt names {path}, which OpenAPI lacks"
-            );
+            assert!(paths.contains_key(&path), "llms.txt names {path}, which OpenAPI lacks");
         }
     }
     // Request and response schemas resolve.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for name in [
-        "CreateSecret",
-        "SecretMeta",
-        "SecretValue",
-        "SecretPage",
-        "AuditPage",
-        "SignupRequest",
-        "IssuedApiKey",
-    ] {
+    for name in ["CreateSecret", "SecretMeta", "SecretValue", "SecretPage", "AuditPage", "SignupRequest", "IssuedApiKey"] {
         assert!(schemas.contains_key(name), "components lack {name}");
     }
     let text = doc.to_string();

@@ -6,96 +6,33 @@ use common::{Backend, Opts, Server, unique};
 use serde_json::{Value, json};
 
 async fn count(srv: &Server, key: &str) -> i64 {
-    srv.get("/api/v1/secrets", key).await.1["count"]
-        .as_i64()
-        .unwrap()
+    srv.get("/api/v1/secrets", key).await.1["count"].as_i64().unwrap()
 }
 
-async fn raw(
-    srv: &Server,
-    method: &str,
-    path: &str,
-    key: &str,
-    content_type: Option<&str>,
-    body: &str,
-) -> (u16, Value) {
-    let mut req = srv
-        .http
-        .request(method.parse().unwrap(), srv.url(path))
-        .header("X-API-Key", key)
-        .body(body.to_owned());
+async fn raw(srv: &Server, method: &str, path: &str, key: &str, content_type: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = srv.http.request(method.parse().unwrap(), srv.url(path)).header("X-API-Key", key).body(body.to_owned());
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
     let resp = req.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn malformed_requests_are_rejected_and_change_nothing() {
-    let srv = Server::start_with(
-        Opts::new(Backend::Sqlite)
-            .arg("--max-value-bytes")
-            .arg("1024"),
-    )
-    .await;
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--max-value-bytes").arg("1024")).await;
     let key = srv.signup(&unique("errors")).await;
-    let (_, ok) = srv
-        .post(
-            "/api/v1/secrets",
-            &key,
-            json!({ "name": "KEEP", "value": "original" }),
-        )
-        .await;
+    let (_, ok) = srv.post("/api/v1/secrets", &key, json!({ "name": "KEEP", "value": "original" })).await;
     let id = ok["id"].as_str().unwrap().to_owned();
 
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
     let cases: Vec<(&str, Option<&str>, &str, u16, &str)> = vec![
-        (
-            "malformed JSON",
-            Some("application/json"),
-            "{\"name\": ",
-            400,
-            "INVALID_REQUEST",
-        ),
-        (
-            "missing value",
-            Some("application/json"),
-            r#"{"name":"X"}"#,
-            400,
-            "INVALID_REQUEST",
-        ),
-        (
-            "bad enum",
-            Some("application/json"),
-            r#"{"name":"X","value":"v","secretType":"bogus"}"#,
-            400,
-            "INVALID_REQUEST",
-        ),
-        (
-            "unknown field",
-            Some("application/json"),
-            r#"{"name":"X","value":"v","valeu":"typo"}"#,
-            400,
-            "INVALID_REQUEST",
-        ),
-        (
-            "bad name",
-            Some("application/json"),
-            r#"{"name":"has space","value":"v"}"#,
-            400,
-            "INVALID_REQUEST",
-        ),
-        (
-            "bad environment",
-            Some("application/json"),
-            r#"{"name":"X","value":"v","environment":"prod/eu"}"#,
-            400,
-            "INVALID_REQUEST",
-        ),
+        ("malformed JSON", Some("application/json"), "{\"name\": ", 400, "INVALID_REQUEST"),
+        ("missing value", Some("application/json"), r#"{"name":"X"}"#, 400, "INVALID_REQUEST"),
+        ("bad enum", Some("application/json"), r#"{"name":"X","value":"v","secretType":"bogus"}"#, 400, "INVALID_REQUEST"),
+        ("unknown field", Some("application/json"), r#"{"name":"X","value":"v","valeu":"typo"}"#, 400, "INVALID_REQUEST"),
+        ("bad name", Some("application/json"), r#"{"name":"has space","value":"v"}"#, 400, "INVALID_REQUEST"),
+        ("bad environment", Some("application/json"), r#"{"name":"X","value":"v","environment":"prod/eu"}"#, 400, "INVALID_REQUEST"),
         (
             "unknown project",
             Some("application/json"),
@@ -103,27 +40,9 @@ async fn malformed_requests_are_rejected_and_change_nothing() {
             400,
             "INVALID_REQUEST",
         ),
-        (
-            "not JSON content type",
-            Some("text/plain"),
-            r#"{"name":"X","value":"v"}"#,
-            400,
-            "INVALID_REQUEST",
-        ),
-        (
-            "wrong JSON type",
-            Some("application/json"),
-            r#"{"name":"X","value":42}"#,
-            400,
-            "INVALID_REQUEST",
-        ),
-        (
-            "duplicate name",
-            Some("application/json"),
-            r#"{"name":"KEEP","value":"v"}"#,
-            409,
-            "ALREADY_EXISTS",
-        ),
+        ("not JSON content type", Some("text/plain"), r#"{"name":"X","value":"v"}"#, 400, "INVALID_REQUEST"),
+        ("wrong JSON type", Some("application/json"), r#"{"name":"X","value":42}"#, 400, "INVALID_REQUEST"),
+        ("duplicate name", Some("application/json"), r#"{"name":"KEEP","value":"v"}"#, 409, "ALREADY_EXISTS"),
     ];
     for (what, ct, body, status, want) in cases {
         let (s, b) = raw(&srv, "POST", "/api/v1/secrets", &key, ct, body).await;
@@ -131,184 +50,65 @@ async fn malformed_requests_are_rejected_and_change_nothing() {
         assert!(!b["error"]["message"].as_str().unwrap().is_empty());
     }
     let big = "x".repeat(1025);
-    let (s, b) = srv
-        .post(
-            "/api/v1/secrets",
-            &key,
-            json!({ "name": "BIG", "value": big }),
-        )
-        .await;
+    let (s, b) = srv.post("/api/v1/secrets", &key, json!({ "name": "BIG", "value": big })).await;
     assert_eq!((s, code(&b).as_str()), (413, "PAYLOAD_TOO_LARGE"));
-    let (s, b) = srv
-        .put(
-            &format!("/api/v1/secrets/{id}"),
-            &key,
-            json!({ "value": big }),
-        )
-        .await;
+    let (s, b) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": big })).await;
     assert_eq!((s, code(&b).as_str()), (413, "PAYLOAD_TOO_LARGE"));
     let huge = "y".repeat(2 * 1024 * 1024);
-    let (s, b) = srv
-        .post(
-            "/api/v1/secrets",
-            &key,
-            json!({ "name": "HUGE", "value": huge }),
-        )
-        .await;
-    assert_eq!(
-        (s, code(&b).as_str()),
-        (413, "PAYLOAD_TOO_LARGE"),
-        "body limit answers in the error shape"
-    );
-    let (s, b) = srv
-        .put(&format!("/api/v1/secrets/{id}"), &key, json!({}))
-        .await;
-    assert_eq!(
-        (s, code(&b).as_str()),
-        (400, "INVALID_REQUEST"),
-        "empty update"
-    );
+    let (s, b) = srv.post("/api/v1/secrets", &key, json!({ "name": "HUGE", "value": huge })).await;
+    assert_eq!((s, code(&b).as_str()), (413, "PAYLOAD_TOO_LARGE"), "body limit answers in the error shape");
+    let (s, b) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({})).await;
+    assert_eq!((s, code(&b).as_str()), (400, "INVALID_REQUEST"), "empty update");
 
     assert_eq!(count(&srv, &key).await, 1, "nothing was created");
     let (_, got) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
-    assert_eq!(
-        (got["value"].as_str(), got["version"].as_i64()),
-        (Some("original"), Some(1)),
-        "nothing was changed"
-    );
+    assert_eq!((got["value"].as_str(), got["version"].as_i64()), (Some("original"), Some(1)), "nothing was changed");
 
     // Unknown ids and routes answer 404 in the same shape.
     let (s, b) = srv.get("/api/v1/secrets/not-a-uuid", &key).await;
     assert_eq!((s, code(&b).as_str()), (404, "SECRET_NOT_FOUND"));
     let (s, b) = srv.get("/api/v1/nothing-here", &key).await;
     assert_eq!((s, code(&b).as_str()), (404, "NOT_FOUND"));
-    let (s, b) = srv
-        .call("GET", "/api/v1/secrets", Some("sc_free_not-a-key"), None)
-        .await;
+    let (s, b) = srv.call("GET", "/api/v1/secrets", Some("sc_free_not-a-key"), None).await;
     assert_eq!((s, code(&b).as_str()), (401, "UNAUTHORIZED"));
-    let resp = srv
-        .http
-        .get(srv.url("/api/v1/secrets"))
-        .send()
-        .await
-        .unwrap();
+    let resp = srv.http.get(srv.url("/api/v1/secrets")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().contains_key("www-authenticate"));
-    let resp = srv
-        .http
-        .get(srv.url("/api/v1/secrets"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let resp = srv.http.get(srv.url("/api/v1/secrets")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(resp.status(), 200, "Authorization: Bearer works too");
 }
 
 #[tokio::test]
 async fn signup_rules() {
-    let srv = Server::start_with(
-        Opts::new(Backend::Sqlite)
-            .arg("--signup-per-minute")
-            .arg("3"),
-    )
-    .await;
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--signup-per-minute").arg("3")).await;
     let tenant = unique("dup");
     srv.signup(&tenant).await;
-    let (s, b) = srv
-        .call(
-            "POST",
-            "/api/signup",
-            None,
-            Some(json!({ "tenantId": tenant })),
-        )
-        .await;
-    assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (409, Some("ALREADY_EXISTS"))
-    );
-    let (s, b) = srv
-        .call(
-            "POST",
-            "/api/signup",
-            None,
-            Some(json!({ "tenantId": "Not A Slug" })),
-        )
-        .await;
-    assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (400, Some("INVALID_REQUEST"))
-    );
+    let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant }))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("ALREADY_EXISTS")));
+    let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": "Not A Slug" }))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")));
     // The limiter has now seen three attempts from 127.0.0.1.
-    let (s, headers, b) = srv
-        .call_full(
-            "POST",
-            "/api/signup",
-            None,
-            Some(json!({ "tenantId": unique("late") })),
-        )
-        .await;
-    assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (429, Some("RATE_LIMITED")),
-        "{b}"
-    );
-    assert!(
-        headers
-            .get("retry-after")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            >= 1
-    );
+    let (s, headers, b) = srv.call_full("POST", "/api/signup", None, Some(json!({ "tenantId": unique("late") }))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (429, Some("RATE_LIMITED")), "{b}");
+    assert!(headers.get("retry-after").unwrap().to_str().unwrap().parse::<u64>().unwrap() >= 1);
 
     let closed = Server::start_with(Opts::new(Backend::Sqlite).arg("--signup").arg("closed")).await;
-    let (s, b) = closed
-        .call(
-            "POST",
-            "/api/signup",
-            None,
-            Some(json!({ "tenantId": unique("closed") })),
-        )
-        .await;
-    assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (403, Some("SIGNUP_CLOSED"))
-    );
+    let (s, b) = closed.call("POST", "/api/signup", None, Some(json!({ "tenantId": unique("closed") }))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("SIGNUP_CLOSED")));
 }
 
 #[tokio::test]
 async fn free_plan_quota_is_enforced() {
-    let srv =
-        Server::start_with(Opts::new(Backend::Sqlite).arg("--default-plan").arg("free")).await;
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--default-plan").arg("free")).await;
     let key = srv.signup(&unique("free")).await;
     assert!(key.starts_with("sc_free_"));
     let (_, plan) = srv.get("/api/v1/plan", &key).await;
     assert_eq!(plan["limits"]["maxSecrets"], 5);
     for i in 0..5 {
-        assert_eq!(
-            srv.post(
-                "/api/v1/secrets",
-                &key,
-                json!({ "name": format!("S{i}"), "value": "v" })
-            )
-            .await
-            .0,
-            201
-        );
+        assert_eq!(srv.post("/api/v1/secrets", &key, json!({ "name": format!("S{i}"), "value": "v" })).await.0, 201);
     }
-    let (s, b) = srv
-        .post(
-            "/api/v1/secrets",
-            &key,
-            json!({ "name": "S5", "value": "v" }),
-        )
-        .await;
-    assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (403, Some("PLAN_LIMIT_REACHED"))
-    );
+    let (s, b) = srv.post("/api/v1/secrets", &key, json!({ "name": "S5", "value": "v" })).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")));
     assert_eq!(count(&srv, &key).await, 5);
     let (_, plan) = srv.get("/api/v1/plan", &key).await;
     assert_eq!(plan["usage"]["secrets"], 5);

@@ -9,64 +9,33 @@ use serde_json::json;
 #[tokio::test]
 async fn first_start_creates_a_private_key_file_and_later_starts_reuse_it() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || Opts {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Opts::new(Backend::Sqlite).without_env("LATCHKEY_MASTER_KEY")
-    };
+    let opts = || Opts { data_dir: Some(dir.path().to_path_buf()), ..Opts::new(Backend::Sqlite).without_env("LATCHKEY_MASTER_KEY") };
     let srv = Server::start_with(opts()).await;
     let key_file = dir.path().join("master.key");
     assert!(key_file.exists());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     }
-    assert!(
-        srv.stderr().contains("generated a master key file"),
-        "warns about the generated key"
-    );
+    assert!(srv.stderr().contains("generated a master key file"), "warns about the generated key");
     let api = srv.signup(&unique("keyfile")).await;
-    let (_, created) = srv
-        .post(
-            "/api/v1/secrets",
-            &api,
-            json!({ "name": "A", "value": "kept across restarts" }),
-        )
-        .await;
+    let (_, created) = srv.post("/api/v1/secrets", &api, json!({ "name": "A", "value": "kept across restarts" })).await;
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(srv.stop(), Some(0));
 
     let srv = Server::start_with(opts()).await;
-    assert_eq!(
-        srv.get(&format!("/api/v1/secrets/{id}"), &api).await.1["value"],
-        "kept across restarts"
-    );
+    assert_eq!(srv.get(&format!("/api/v1/secrets/{id}"), &api).await.1["value"], "kept across restarts");
     assert!(!srv.stderr().contains("generated a master key file"));
     srv.stop();
 }
 
 async fn refuses_a_wrong_master_key(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_with(Opts {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Opts::new(backend)
-    })
-    .await;
+    let srv = Server::start_with(Opts { data_dir: Some(dir.path().to_path_buf()), ..Opts::new(backend) }).await;
     let db = srv.database_url.clone();
     let api = srv.signup(&unique("wrongkey")).await;
-    assert_eq!(
-        srv.post(
-            "/api/v1/secrets",
-            &api,
-            json!({ "name": "A", "value": "v" })
-        )
-        .await
-        .0,
-        201
-    );
+    assert_eq!(srv.post("/api/v1/secrets", &api, json!({ "name": "A", "value": "v" })).await.0, 201);
     srv.stop();
 
     let other_key = "ZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
@@ -96,86 +65,51 @@ async fn passphrase_unlocks_the_same_data_and_a_wrong_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let opts = |pass: &str| Opts {
         data_dir: Some(dir.path().to_path_buf()),
-        ..Opts::new(Backend::Sqlite)
-            .without_env("LATCHKEY_MASTER_KEY")
-            .env("LATCHKEY_PASSPHRASE", pass)
+        ..Opts::new(Backend::Sqlite).without_env("LATCHKEY_MASTER_KEY").env("LATCHKEY_PASSPHRASE", pass)
     };
     let srv = Server::start_with(opts("correct horse battery staple")).await;
     let api = srv.signup(&unique("pass")).await;
-    let (_, created) = srv
-        .post(
-            "/api/v1/secrets",
-            &api,
-            json!({ "name": "P", "value": "behind a passphrase" }),
-        )
-        .await;
+    let (_, created) = srv.post("/api/v1/secrets", &api, json!({ "name": "P", "value": "behind a passphrase" })).await;
     let id = created["id"].as_str().unwrap().to_owned();
     srv.stop();
-    assert!(
-        !dir.path().join("master.key").exists(),
-        "no key file when a passphrase is given"
-    );
+    assert!(!dir.path().join("master.key").exists(), "no key file when a passphrase is given");
 
     let srv = Server::start_with(opts("correct horse battery staple")).await;
-    assert_eq!(
-        srv.get(&format!("/api/v1/secrets/{id}"), &api).await.1["value"],
-        "behind a passphrase"
-    );
+    assert_eq!(srv.get(&format!("/api/v1/secrets/{id}"), &api).await.1["value"], "behind a passphrase");
     srv.stop();
     assert!(Server::try_start(opts("wrong horse")).await.is_err());
 }
 
 #[tokio::test]
 async fn bad_configuration_is_refused_with_a_clear_message() {
-    let err = Server::try_start(Opts {
-        database_url: Some("mysql://localhost/x".into()),
-        ..Opts::new(Backend::Sqlite)
-    })
-    .await
-    .err()
-    .unwrap();
-    assert!(
-        err.contains("unsupported database URL scheme 'mysql'"),
-        "{err}"
-    );
-    let err = Server::try_start(Opts::new(Backend::Sqlite).env("LATCHKEY_MASTER_KEY", "c2hvcnQ="))
-        .await
-        .err()
-        .unwrap();
+    let err =
+        Server::try_start(Opts { database_url: Some("mysql://localhost/x".into()), ..Opts::new(Backend::Sqlite) }).await.err().unwrap();
+    assert!(err.contains("unsupported database URL scheme 'mysql'"), "{err}");
+    let err = Server::try_start(Opts::new(Backend::Sqlite).env("LATCHKEY_MASTER_KEY", "c2hvcnQ=")).await.err().unwrap();
     assert!(err.contains("32 bytes"), "{err}");
-    let err = Server::try_start(
-        Opts::new(Backend::Sqlite)
-            .arg("--default-plan")
-            .arg("platinum"),
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = Server::try_start(Opts::new(Backend::Sqlite).arg("--default-plan").arg("platinum")).await.err().unwrap();
     assert!(err.contains("unknown plan"), "{err}");
 }
 
 #[tokio::test]
 async fn no_plaintext_value_anywhere_in_the_data_dir() {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = Server::start_with(Opts {
-        data_dir: Some(tmp.path().to_path_buf()),
-        ..Opts::new(Backend::Sqlite)
-    })
-    .await;
+    let srv = Server::start_with(Opts { data_dir: Some(tmp.path().to_path_buf()), ..Opts::new(Backend::Sqlite) }).await;
     let api = srv.signup(&unique("canary")).await;
     let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
     for i in 0..3 {
-        let (s, _) = srv.post("/api/v1/secrets", &api, json!({ "name": format!("C{i}"), "value": format!("{canary}-{i}"), "description": "not the value" })).await;
+        let (s, _) = srv
+            .post(
+                "/api/v1/secrets",
+                &api,
+                json!({ "name": format!("C{i}"), "value": format!("{canary}-{i}"), "description": "not the value" }),
+            )
+            .await;
         assert_eq!(s, 201);
     }
     let (_, list) = srv.get("/api/v1/secrets", &api).await;
     let id = list["secrets"][0]["id"].as_str().unwrap().to_owned();
-    assert!(
-        srv.get(&format!("/api/v1/secrets/{id}"), &api).await.1["value"]
-            .as_str()
-            .unwrap()
-            .starts_with(&canary)
-    );
+    assert!(srv.get(&format!("/api/v1/secrets/{id}"), &api).await.1["value"].as_str().unwrap().starts_with(&canary));
     let dir = srv.data_dir.clone();
     let data = |dir: &std::path::Path| {
         let mut hits = vec![];
@@ -196,9 +130,7 @@ async fn no_plaintext_value_anywhere_in_the_data_dir() {
 
 #[tokio::test]
 async fn healthz_and_graceful_shutdown() {
-    let srv =
-        Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY))
-            .await;
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)).await;
     let resp = srv.http.get(srv.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(srv.stop(), Some(0));

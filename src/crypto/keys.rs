@@ -45,11 +45,7 @@ pub struct SecretAad<'a> {
 
 impl SecretAad<'_> {
     fn bytes(&self) -> Vec<u8> {
-        format!(
-            "latchkey/secret/v1|{}|{}|{}",
-            self.tenant_id, self.secret_id, self.version
-        )
-        .into_bytes()
+        format!("latchkey/secret/v1|{}|{}|{}", self.tenant_id, self.secret_id, self.version).into_bytes()
     }
 }
 
@@ -63,13 +59,7 @@ fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8], prefix: &[u8]) -> Vec
     let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
     let nonce = random::<NONCE_LEN>();
     let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption does not fail for in-memory buffers");
     let mut out = Vec::with_capacity(1 + prefix.len() + NONCE_LEN + ct.len());
     out.push(FORMAT_V1);
@@ -85,9 +75,7 @@ fn open_with(key: &[u8; 32], aad: &[u8], nonce_and_ct: &[u8]) -> Result<Vec<u8>>
     }
     let (nonce, ct) = nonce_and_ct.split_at(NONCE_LEN);
     let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
-    cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-        .map_err(|_| Error::Integrity)
+    cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).map_err(|_| Error::Integrity)
 }
 
 fn split_format(blob: &[u8]) -> Result<&[u8]> {
@@ -130,9 +118,7 @@ impl MasterKey {
     }
 
     pub fn verify_key_check(&self, stored: &[u8]) -> bool {
-        split_format(stored)
-            .and_then(|rest| open_with(&self.0, b"latchkey/key-check", rest))
-            .is_ok_and(|p| p == KEY_CHECK_PLAINTEXT)
+        split_format(stored).and_then(|rest| open_with(&self.0, b"latchkey/key-check", rest)).is_ok_and(|p| p == KEY_CHECK_PLAINTEXT)
     }
 }
 
@@ -144,8 +130,7 @@ impl DataKey {
     fn version_key(&self, salt: &[u8]) -> [u8; 32] {
         let hk = Hkdf::<Sha256>::new(Some(salt), &self.0);
         let mut okm = [0u8; 32];
-        hk.expand(b"latchkey secret version key v1", &mut okm)
-            .expect("32 bytes is a valid HKDF length");
+        hk.expand(b"latchkey secret version key v1", &mut okm).expect("32 bytes is a valid HKDF length");
         okm
     }
 
@@ -179,29 +164,13 @@ mod tests {
     fn ciphertext_moved_to_another_row_fails() {
         let mk = MasterKey::generate();
         let (dk, wrapped) = mk.new_data_key("acme");
-        let aad = SecretAad {
-            tenant_id: "acme",
-            secret_id: "s1",
-            version: 1,
-        };
+        let aad = SecretAad { tenant_id: "acme", secret_id: "s1", version: 1 };
         let sealed = dk.seal(&aad, b"hunter2");
         assert_eq!(dk.open(&aad, &sealed).unwrap(), b"hunter2");
         for other in [
-            SecretAad {
-                tenant_id: "other",
-                secret_id: "s1",
-                version: 1,
-            },
-            SecretAad {
-                tenant_id: "acme",
-                secret_id: "s2",
-                version: 1,
-            },
-            SecretAad {
-                tenant_id: "acme",
-                secret_id: "s1",
-                version: 2,
-            },
+            SecretAad { tenant_id: "other", secret_id: "s1", version: 1 },
+            SecretAad { tenant_id: "acme", secret_id: "s2", version: 1 },
+            SecretAad { tenant_id: "acme", secret_id: "s1", version: 2 },
         ] {
             assert!(matches!(dk.open(&other, &sealed), Err(Error::Integrity)));
         }
@@ -213,11 +182,7 @@ mod tests {
     #[test]
     fn same_value_never_seals_the_same_way() {
         let (dk, _) = MasterKey::generate().new_data_key("t");
-        let aad = SecretAad {
-            tenant_id: "t",
-            secret_id: "s",
-            version: 1,
-        };
+        let aad = SecretAad { tenant_id: "t", secret_id: "s", version: 1 };
         assert_ne!(dk.seal(&aad, b"v"), dk.seal(&aad, b"v"));
     }
 

@@ -16,23 +16,15 @@ pub const KEY_FILE: &str = "master.key";
 
 pub fn from_base64(text: &str) -> Result<MasterKey> {
     let bytes =
-        Zeroizing::new(B64.decode(text.trim()).map_err(|_| {
-            Error::InvalidRequest("LATCHKEY_MASTER_KEY is not valid base64".into())
-        })?);
-    let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-        Error::InvalidRequest("LATCHKEY_MASTER_KEY must be base64 of exactly 32 bytes".into())
-    })?;
+        Zeroizing::new(B64.decode(text.trim()).map_err(|_| Error::InvalidRequest("LATCHKEY_MASTER_KEY is not valid base64".into()))?);
+    let arr: [u8; 32] =
+        bytes.as_slice().try_into().map_err(|_| Error::InvalidRequest("LATCHKEY_MASTER_KEY must be base64 of exactly 32 bytes".into()))?;
     Ok(MasterKey::from_bytes(arr))
 }
 
 pub fn from_passphrase(passphrase: &str, salt: &[u8]) -> MasterKey {
     let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-        passphrase.as_bytes(),
-        salt,
-        PASSPHRASE_ITERATIONS,
-        &mut out,
-    );
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(passphrase.as_bytes(), salt, PASSPHRASE_ITERATIONS, &mut out);
     MasterKey::from_bytes(out)
 }
 
@@ -45,14 +37,10 @@ pub fn from_key_file(data_dir: &Path) -> Result<(MasterKey, bool)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate();
             let text = Zeroizing::new(B64.encode(key.expose()));
-            write_private(&path, text.as_bytes())
-                .map_err(|e| Error::internal(format_args!("writing {}: {e}", path.display())))?;
+            write_private(&path, text.as_bytes()).map_err(|e| Error::internal(format_args!("writing {}: {e}", path.display())))?;
             Ok((key, true))
         }
-        Err(e) => Err(Error::internal(format_args!(
-            "reading {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(Error::internal(format_args!("reading {}: {e}", path.display()))),
     }
 }
 

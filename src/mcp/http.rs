@@ -38,11 +38,7 @@ pub struct Allowed {
 impl Allowed {
     /// Loopback, plus the host of the operator's public URL when one is configured.
     pub fn new(public_url: Option<&str>) -> Self {
-        let mut hosts = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
+        let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
         let mut origins = Vec::new();
         if let Some(url) = public_url {
             let url = url.trim_end_matches('/');
@@ -66,15 +62,11 @@ impl Allowed {
             return true;
         };
         let loopback = ["localhost", "127.0.0.1", "::1"];
-        self.origins.iter().any(|o| o == origin)
-            || origin_host(origin).is_some_and(|h| loopback.contains(&h.as_str()))
+        self.origins.iter().any(|o| o == origin) || origin_host(origin).is_some_and(|h| loopback.contains(&h.as_str()))
     }
 
     fn rmcp_config(&self) -> StreamableHttpServerConfig {
-        let mut origins: Vec<String> =
-            ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
-                .map(String::from)
-                .to_vec();
+        let mut origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"].map(String::from).to_vec();
         origins.extend(self.origins.iter().cloned());
         StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)
@@ -100,15 +92,8 @@ fn origin_host(url: &str) -> Option<String> {
 }
 
 /// The `/mcp` service, ready to nest into the router.
-pub fn service(
-    vault: Arc<Vault>,
-    allowed: &Allowed,
-) -> StreamableHttpService<LatchkeyMcp, LocalSessionManager> {
-    StreamableHttpService::new(
-        move || Ok(LatchkeyMcp::for_http(vault.clone())),
-        Default::default(),
-        allowed.rmcp_config(),
-    )
+pub fn service(vault: Arc<Vault>, allowed: &Allowed) -> StreamableHttpService<LatchkeyMcp, LocalSessionManager> {
+    StreamableHttpService::new(move || Ok(LatchkeyMcp::for_http(vault.clone())), Default::default(), allowed.rmcp_config())
 }
 
 /// State of the guard in front of `/mcp`.
@@ -126,22 +111,10 @@ fn anonymous_ok(msg: &Value) -> bool {
         None => true, // a response from the client
         Some(m) if m.starts_with("notifications/") => true,
         Some(
-            "initialize"
-            | "ping"
-            | "server/discover"
-            | "tools/list"
-            | "resources/list"
-            | "resources/templates/list"
-            | "logging/setLevel",
+            "initialize" | "ping" | "server/discover" | "tools/list" | "resources/list" | "resources/templates/list" | "logging/setLevel",
         ) => true,
-        Some("tools/call") => params
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-            .is_some_and(|n| ANONYMOUS_TOOLS.contains(&n)),
-        Some("resources/read") => params
-            .and_then(|p| p.get("uri"))
-            .and_then(Value::as_str)
-            .is_some_and(|u| resources::PUBLIC.contains(&u)),
+        Some("tools/call") => params.and_then(|p| p.get("name")).and_then(Value::as_str).is_some_and(|n| ANONYMOUS_TOOLS.contains(&n)),
+        Some("resources/read") => params.and_then(|p| p.get("uri")).and_then(Value::as_str).is_some_and(|u| resources::PUBLIC.contains(&u)),
         Some(_) => false,
     }
 }
@@ -189,10 +162,12 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         if let Err(e) = g.vault.store().append_audit(&row).await {
             return e.into_response();
         }
-        return Error::Unauthorized("this MCP call needs an API key: call the signup tool, then send Authorization: Bearer <apiKey>".into()).into_response();
+        return Error::Unauthorized(
+            "this MCP call needs an API key: call the signup tool, then send Authorization: Bearer <apiKey>".into(),
+        )
+        .into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 #[cfg(test)]
@@ -207,11 +182,7 @@ mod tests {
             m.insert(header::HOST, host.parse().unwrap());
             m
         };
-        assert!(
-            a.host_ok(&h("127.0.0.1:8200"))
-                && a.host_ok(&h("localhost"))
-                && a.host_ok(&h("[::1]:80"))
-        );
+        assert!(a.host_ok(&h("127.0.0.1:8200")) && a.host_ok(&h("localhost")) && a.host_ok(&h("[::1]:80")));
         assert!(a.host_ok(&h("vault.example.com")));
         assert!(!a.host_ok(&h("evil.example.com:8200")));
         let o = |origin: &str| {
@@ -219,14 +190,8 @@ mod tests {
             m.insert(header::ORIGIN, origin.parse().unwrap());
             m
         };
-        assert!(
-            a.origin_ok(&o("http://localhost:3000"))
-                && a.origin_ok(&o("https://vault.example.com"))
-        );
-        assert!(
-            !a.origin_ok(&o("https://evil.example.com"))
-                && !a.origin_ok(&o("https://vault.example.com.evil.io"))
-        );
+        assert!(a.origin_ok(&o("http://localhost:3000")) && a.origin_ok(&o("https://vault.example.com")));
+        assert!(!a.origin_ok(&o("https://evil.example.com")) && !a.origin_ok(&o("https://vault.example.com.evil.io")));
     }
 
     #[test]
@@ -234,11 +199,7 @@ mod tests {
         let call = |name: &str| serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": name } });
         assert!(anonymous_ok(&call("signup")));
         assert!(!anonymous_ok(&call("get_secret")));
-        assert!(anonymous_ok(
-            &serde_json::json!({ "method": "resources/read", "params": { "uri": "latchkey://llms.txt" } })
-        ));
-        assert!(!anonymous_ok(
-            &serde_json::json!({ "method": "resources/read", "params": { "uri": "latchkey://secrets" } })
-        ));
+        assert!(anonymous_ok(&serde_json::json!({ "method": "resources/read", "params": { "uri": "latchkey://llms.txt" } })));
+        assert!(!anonymous_ok(&serde_json::json!({ "method": "resources/read", "params": { "uri": "latchkey://secrets" } })));
     }
 }

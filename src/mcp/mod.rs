@@ -43,20 +43,12 @@ pub struct LatchkeyMcp {
 impl LatchkeyMcp {
     /// A server for HTTP requests: callers come from each request.
     pub fn for_http(vault: Arc<Vault>) -> Self {
-        LatchkeyMcp {
-            vault,
-            local: None,
-            tool_router: Self::tool_router(),
-        }
+        LatchkeyMcp { vault, local: None, tool_router: Self::tool_router() }
     }
 
     /// A server for one local client (stdio) acting as `principal`.
     pub fn for_principal(vault: Arc<Vault>, principal: Principal) -> Self {
-        LatchkeyMcp {
-            vault,
-            local: Some(principal),
-            tool_router: Self::tool_router(),
-        }
+        LatchkeyMcp { vault, local: Some(principal), tool_router: Self::tool_router() }
     }
 
     /// The caller of this request, if it has one.
@@ -68,12 +60,8 @@ impl LatchkeyMcp {
     }
 
     fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal> {
-        self.caller(ctx).ok_or_else(|| {
-            Error::Unauthorized(
-                "this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>"
-                    .into(),
-            )
-        })
+        self.caller(ctx)
+            .ok_or_else(|| Error::Unauthorized("this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>".into()))
     }
 
     fn origin(&self, ctx: &RequestContext<RoleServer>) -> Origin {
@@ -113,15 +101,8 @@ pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str)
 /// Domain failures reach the agent as a tool result with `isError: true`,
 /// carrying the same code and message REST would send, so it can correct itself.
 impl rmcp::handler::server::tool::IntoCallToolResult for Error {
-    fn into_call_tool_result(
-        self,
-    ) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+    fn into_call_tool_result(self) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
         let body = serde_json::json!({ "error": { "code": self.code(), "message": self.public_message() } });
-        Ok(
-            rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
-                body.to_string(),
-            )])
-            .into(),
-        )
+        Ok(rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(body.to_string())]).into())
     }
 }

@@ -27,15 +27,12 @@ impl SecretTarget {
     pub fn as_ref(&self) -> Result<SecretRef<'_>> {
         match (&self.id, &self.name) {
             (Some(id), _) => Ok(SecretRef::Id(id)),
-            (None, Some(name)) => Ok(SecretRef::Name {
-                name,
-                project_id: self.project_id.as_deref(),
-                environment: self.environment.as_deref(),
-            }),
-            (None, None) => Err(Error::InvalidRequest(
-                "give the secret's id, or its name (with projectId and environment if it has them)"
-                    .into(),
-            )),
+            (None, Some(name)) => {
+                Ok(SecretRef::Name { name, project_id: self.project_id.as_deref(), environment: self.environment.as_deref() })
+            }
+            (None, None) => {
+                Err(Error::InvalidRequest("give the secret's id, or its name (with projectId and environment if it has them)".into()))
+            }
         }
     }
 }

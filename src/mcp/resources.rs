@@ -2,8 +2,8 @@
 //! (never values).
 
 use rmcp::model::{
-    ListResourceTemplatesResult, ListResourcesResult, ReadResourceResponse, ReadResourceResult,
-    Resource, ResourceContents, ResourceTemplate,
+    ListResourceTemplatesResult, ListResourcesResult, ReadResourceResponse, ReadResourceResult, Resource, ResourceContents,
+    ResourceTemplate,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
@@ -24,9 +24,7 @@ pub const PUBLIC: &[&str] = &[LLMS, QUICKSTART];
 
 fn json_contents(uri: &str, value: &impl serde::Serialize) -> ReadResourceResponse {
     let text = serde_json::to_string_pretty(value).expect("serialisable");
-    ReadResourceResponse::Complete(ReadResourceResult::new(vec![
-        ResourceContents::text(text, uri).with_mime_type("application/json"),
-    ]))
+    ReadResourceResponse::Complete(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")]))
 }
 
 /// A domain error while reading a resource becomes a JSON-RPC error carrying the code.
@@ -43,12 +41,8 @@ fn resource_error(e: Error) -> ErrorData {
 impl LatchkeyMcp {
     pub(super) fn resource_list(&self, ctx: &RequestContext<RoleServer>) -> ListResourcesResult {
         let mut resources = vec![
-            Resource::new(LLMS, "llms.txt")
-                .with_description("The Latchkey API summary for agents")
-                .with_mime_type("text/plain"),
-            Resource::new(QUICKSTART, "quickstart")
-                .with_description("Steps to start using the vault")
-                .with_mime_type("application/json"),
+            Resource::new(LLMS, "llms.txt").with_description("The Latchkey API summary for agents").with_mime_type("text/plain"),
+            Resource::new(QUICKSTART, "quickstart").with_description("Steps to start using the vault").with_mime_type("application/json"),
         ];
         if self.caller(ctx).is_some() {
             resources.push(
@@ -65,16 +59,11 @@ impl LatchkeyMcp {
         ListResourcesResult::with_all_items(resources)
     }
 
-    pub(super) fn resource_templates(
-        &self,
-        ctx: &RequestContext<RoleServer>,
-    ) -> ListResourceTemplatesResult {
+    pub(super) fn resource_templates(&self, ctx: &RequestContext<RoleServer>) -> ListResourceTemplatesResult {
         let templates = if self.caller(ctx).is_some() {
             vec![
                 ResourceTemplate::new("latchkey://secrets/{name}", "secret")
-                    .with_description(
-                        "One secret's metadata and version history, by name (never the value)",
-                    )
+                    .with_description("One secret's metadata and version history, by name (never the value)")
                     .with_mime_type("application/json"),
             ]
         } else {
@@ -83,16 +72,13 @@ impl LatchkeyMcp {
         ListResourceTemplatesResult::with_all_items(templates)
     }
 
-    pub(super) async fn read(
-        &self,
-        uri: &str,
-        ctx: &RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, ErrorData> {
+    pub(super) async fn read(&self, uri: &str, ctx: &RequestContext<RoleServer>) -> Result<ReadResourceResponse, ErrorData> {
         match uri {
             LLMS => {
-                return Ok(ReadResourceResponse::Complete(ReadResourceResult::new(
-                    vec![ResourceContents::text(crate::rest::LLMS_TXT, uri)],
-                )));
+                return Ok(ReadResourceResponse::Complete(ReadResourceResult::new(vec![ResourceContents::text(
+                    crate::rest::LLMS_TXT,
+                    uri,
+                )])));
             }
             QUICKSTART => return Ok(json_contents(uri, &crate::rest::quickstart_doc())),
             _ => {}
@@ -100,52 +86,26 @@ impl LatchkeyMcp {
         let p = self.principal(ctx).map_err(resource_error)?;
         let result = match uri {
             SECRETS => {
-                let page = self
-                    .vault
-                    .list_secrets(
-                        &p,
-                        ListSecrets {
-                            limit: Some(200),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
+                let page = self.vault.list_secrets(&p, ListSecrets { limit: Some(200), ..Default::default() }).await;
                 page.map(|page| json_contents(uri, &page))
             }
-            AUDIT_RECENT => self
-                .vault
-                .query_audit(
-                    &p,
-                    AuditQuery {
-                        limit: Some(50),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map(|a| json_contents(uri, &a)),
-            _ => {
-                match uri.strip_prefix(SECRET_PREFIX) {
-                    Some(name) if !name.is_empty() => {
-                        let target = || SecretRef::Name {
-                            name,
-                            project_id: None,
-                            environment: None,
-                        };
-                        match self.vault.secret_metadata(&p, target()).await {
-                            Ok(meta) => self.vault.secret_versions(&p, target()).await.map(
-                                |versions| {
-                                    json_contents(
-                                        uri,
-                                        &serde_json::json!({ "secret": meta, "history": versions }),
-                                    )
-                                },
-                            ),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    _ => Err(Error::NotFound("resource")),
-                }
+            AUDIT_RECENT => {
+                self.vault.query_audit(&p, AuditQuery { limit: Some(50), ..Default::default() }).await.map(|a| json_contents(uri, &a))
             }
+            _ => match uri.strip_prefix(SECRET_PREFIX) {
+                Some(name) if !name.is_empty() => {
+                    let target = || SecretRef::Name { name, project_id: None, environment: None };
+                    match self.vault.secret_metadata(&p, target()).await {
+                        Ok(meta) => self
+                            .vault
+                            .secret_versions(&p, target())
+                            .await
+                            .map(|versions| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions }))),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => Err(Error::NotFound("resource")),
+            },
         };
         result.map_err(resource_error)
     }

@@ -1,9 +1,10 @@
 //! The tools. Each resolves the caller, calls one vault function and returns
 //! its typed view as structured output.
 
+use rmcp::handler::server::tool::{IntoCallToolResult, ToolCallContext};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CacheScope, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
+    CacheScope, CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
     ServerConfig,
 };
 use rmcp::service::RequestContext;
@@ -19,12 +20,7 @@ impl LatchkeyMcp {
     /// Create a new tenant (vault) and get its first admin API key. Needs no key:
     /// this is how an agent without credentials starts. The returned apiKey is
     /// shown once; send it as `Authorization: Bearer <apiKey>` from then on.
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = false,
-        idempotent_hint = false,
-        open_world_hint = false
-    ))]
+    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
     async fn signup(
         &self,
         Parameters(req): Parameters<SignupRequest>,
@@ -48,9 +44,7 @@ impl LatchkeyMcp {
         Parameters(q): Parameters<ListSecrets>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SecretPage>, Error> {
-        Ok(Json(
-            self.vault.list_secrets(&self.principal(&ctx)?, q).await?,
-        ))
+        Ok(Json(self.vault.list_secrets(&self.principal(&ctx)?, q).await?))
     }
 
     /// Read one secret's value, by id or by name (+ projectId / environment).
@@ -62,41 +56,25 @@ impl LatchkeyMcp {
         Parameters(p): Parameters<GetSecretParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SecretValue>, Error> {
-        Ok(Json(
-            self.vault
-                .read_secret(&self.principal(&ctx)?, p.target.as_ref()?, p.version)
-                .await?,
-        ))
+        Ok(Json(self.vault.read_secret(&self.principal(&ctx)?, p.target.as_ref()?, p.version).await?))
     }
 
     /// Store a secret: creates it, or adds a new version when a secret with this
     /// name exists in the same project and environment. Pass expectedVersion to
     /// write only if nobody changed it since you read it (0 = must be new).
     /// Returns metadata, never the value.
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = false,
-        idempotent_hint = false,
-        open_world_hint = false
-    ))]
+    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
     async fn set_secret(
         &self,
         Parameters(req): Parameters<SetSecret>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SetSecretResult>, Error> {
-        Ok(Json(
-            self.vault.set_secret(&self.principal(&ctx)?, req).await?,
-        ))
+        Ok(Json(self.vault.set_secret(&self.principal(&ctx)?, req).await?))
     }
 
     /// Change a secret's description, tags or type without touching its value
     /// (no new version).
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = false,
-        idempotent_hint = true,
-        open_world_hint = false
-    ))]
+    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
     async fn update_secret_metadata(
         &self,
         Parameters(p): Parameters<UpdateMetadataParams>,
@@ -109,30 +87,17 @@ impl LatchkeyMcp {
             secret_type: p.secret_type,
             expected_version: p.expected_version,
         };
-        Ok(Json(
-            self.vault
-                .update_secret(&self.principal(&ctx)?, p.target.as_ref()?, change)
-                .await?,
-        ))
+        Ok(Json(self.vault.update_secret(&self.principal(&ctx)?, p.target.as_ref()?, change).await?))
     }
 
     /// Delete a secret and all its versions. Cannot be undone.
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = true,
-        idempotent_hint = false,
-        open_world_hint = false
-    ))]
+    #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
     async fn delete_secret(
         &self,
         Parameters(t): Parameters<SecretTarget>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<Deleted>, Error> {
-        Ok(Json(
-            self.vault
-                .delete_secret(&self.principal(&ctx)?, t.as_ref()?)
-                .await?,
-        ))
+        Ok(Json(self.vault.delete_secret(&self.principal(&ctx)?, t.as_ref()?).await?))
     }
 
     /// A secret's version history: numbers, times and writers; never values.
@@ -142,135 +107,89 @@ impl LatchkeyMcp {
         Parameters(t): Parameters<SecretTarget>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<VersionList>, Error> {
-        Ok(Json(
-            self.vault
-                .secret_versions(&self.principal(&ctx)?, t.as_ref()?)
-                .await?,
-        ))
+        Ok(Json(self.vault.secret_versions(&self.principal(&ctx)?, t.as_ref()?).await?))
     }
 
     /// List projects with how many secrets each holds.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn list_projects(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ProjectList>, Error> {
-        Ok(Json(
-            self.vault.list_projects(&self.principal(&ctx)?).await?,
-        ))
+        Ok(Json(self.vault.list_projects(&self.principal(&ctx)?).await?))
     }
 
     /// Create a project to group secrets (names are unique per tenant).
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = false,
-        idempotent_hint = false,
-        open_world_hint = false
-    ))]
+    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
     async fn create_project(
         &self,
         Parameters(req): Parameters<CreateProject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ProjectView>, Error> {
-        Ok(Json(
-            self.vault
-                .create_project(&self.principal(&ctx)?, req)
-                .await?,
-        ))
+        Ok(Json(self.vault.create_project(&self.principal(&ctx)?, req).await?))
     }
 
     /// Delete an empty project (fails with CONFLICT while it holds secrets).
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = true,
-        idempotent_hint = false,
-        open_world_hint = false
-    ))]
-    async fn delete_project(
-        &self,
-        Parameters(p): Parameters<IdParams>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<Deleted>, Error> {
-        Ok(Json(
-            self.vault
-                .delete_project(&self.principal(&ctx)?, &p.id)
-                .await?,
-        ))
+    #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
+    async fn delete_project(&self, Parameters(p): Parameters<IdParams>, ctx: RequestContext<RoleServer>) -> Result<Json<Deleted>, Error> {
+        Ok(Json(self.vault.delete_project(&self.principal(&ctx)?, &p.id).await?))
     }
 
     /// Issue an API key, e.g. a read-only key for a script or a key limited to
     /// one project. Never more permission or scope than your own key. The key
     /// is shown once.
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = false,
-        idempotent_hint = false,
-        open_world_hint = false
-    ))]
+    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
     async fn create_api_key(
         &self,
         Parameters(req): Parameters<CreateApiKey>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<IssuedApiKey>, Error> {
-        Ok(Json(
-            self.vault
-                .create_api_key(&self.principal(&ctx)?, req)
-                .await?,
-        ))
+        Ok(Json(self.vault.create_api_key(&self.principal(&ctx)?, req).await?))
     }
 
     /// List API keys: names, prefixes, permissions, scope; never the keys.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn list_api_keys(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ApiKeyList>, Error> {
-        Ok(Json(
-            self.vault.list_api_keys(&self.principal(&ctx)?).await?,
-        ))
+        Ok(Json(self.vault.list_api_keys(&self.principal(&ctx)?).await?))
     }
 
     /// Revoke an API key; it stops working at once.
-    #[tool(annotations(
-        read_only_hint = false,
-        destructive_hint = true,
-        idempotent_hint = false,
-        open_world_hint = false
-    ))]
+    #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
     async fn revoke_api_key(
         &self,
         Parameters(p): Parameters<IdParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ApiKeyView>, Error> {
-        Ok(Json(
-            self.vault
-                .revoke_api_key(&self.principal(&ctx)?, &p.id)
-                .await?,
-        ))
+        Ok(Json(self.vault.revoke_api_key(&self.principal(&ctx)?, &p.id).await?))
     }
 
     /// Query the audit trail (newest first): filter by action (e.g. secret.read),
     /// resourceType, startDate, endDate; page with limit and offset.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn query_audit(
-        &self,
-        Parameters(q): Parameters<AuditQuery>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<AuditPage>, Error> {
-        Ok(Json(
-            self.vault.query_audit(&self.principal(&ctx)?, q).await?,
-        ))
+    async fn query_audit(&self, Parameters(q): Parameters<AuditQuery>, ctx: RequestContext<RoleServer>) -> Result<Json<AuditPage>, Error> {
+        Ok(Json(self.vault.query_audit(&self.principal(&ctx)?, q).await?))
     }
 }
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for LatchkeyMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_resources()
-                .build(),
-        )
-        .with_server_info(rmcp::model::Implementation::new(
-            "latchkey",
-            env!("CARGO_PKG_VERSION"),
-        ))
-        .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
+            .with_server_info(rmcp::model::Implementation::new("latchkey", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Routes the call; arguments that do not fit the tool's schema come back
+    /// as INVALID_REQUEST in the same error shape as every other failure.
+    async fn call_tool(&self, request: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+        let response = self.tool_router.call(ToolCallContext::new(self, request, ctx)).await?;
+        Ok(match response {
+            CallToolResponse::Complete(result) if result.is_error == Some(true) => {
+                let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
+                match text.strip_prefix("failed to deserialize parameters:") {
+                    Some(why) => Error::InvalidRequest(format!("invalid arguments:{why}")).into_call_tool_result()?,
+                    None => CallToolResponse::Complete(result),
+                }
+            }
+            other => other,
+        })
     }
 
     /// Anonymous HTTP callers see only the signup tool.
@@ -280,22 +199,15 @@ impl ServerHandler for LatchkeyMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let anonymous = self.caller(&ctx).is_none();
-        let tools = self
-            .tool_router
-            .list_all()
-            .into_iter()
-            .filter(|t| !anonymous || ANONYMOUS_TOOLS.contains(&t.name.as_ref()))
-            .collect();
+        let tools = self.tool_router.list_all().into_iter().filter(|t| !anonymous || ANONYMOUS_TOOLS.contains(&t.name.as_ref())).collect();
         Ok(ListToolsResult {
             result_type: Some(ResultType::COMPLETE),
             tools,
             meta: None,
             next_cursor: None,
             ttl_ms: None,
-            cache_scope: Some(CacheScope::Private).filter(|_| {
-                ctx.protocol_version()
-                    .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)
-            }),
+            cache_scope: Some(CacheScope::Private)
+                .filter(|_| ctx.protocol_version().is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)),
         })
     }
 

@@ -24,267 +24,119 @@ impl Table {
 
 /// Every HTTP route Latchkey serves (MCP is mounted beside these), with its documentation.
 pub fn routes() -> (Router<AppState>, Vec<Op>) {
-    let t = Table {
-        router: Router::new(),
-        ops: Vec::new(),
-    };
+    let t = Table { router: Router::new(), ops: Vec::new() };
     let t = t
         .add(
             get(h::healthz),
-            Op::new(
-                "get",
-                "/healthz",
-                "meta",
-                "Liveness: 200 once the server is ready",
-            )
-            .public()
-            .returns_text("text/plain"),
+            Op::new("get", "/healthz", "meta", "Liveness: 200 once the server is ready").public().returns_text("text/plain"),
         )
-        .add(
-            get(docs::llms_txt),
-            Op::new("get", "/llms.txt", "meta", "Agent-facing API summary")
-                .public()
-                .returns_text("text/plain"),
-        )
+        .add(get(docs::llms_txt), Op::new("get", "/llms.txt", "meta", "Agent-facing API summary").public().returns_text("text/plain"))
         .add(
             get(docs::quickstart),
-            Op::new(
-                "get",
-                "/api/quickstart",
-                "meta",
-                "Machine-readable getting-started steps",
-            )
-            .public()
-            .returns::<docs::QuickstartDoc>(200),
-        )
-        .add(
-            get(docs::openapi),
-            Op::new("get", "/api/openapi.json", "meta", "This document")
+            Op::new("get", "/api/quickstart", "meta", "Machine-readable getting-started steps")
                 .public()
-                .returns_text("application/json"),
+                .returns::<docs::QuickstartDoc>(200),
         )
+        .add(get(docs::openapi), Op::new("get", "/api/openapi.json", "meta", "This document").public().returns_text("application/json"))
         .add(
             get(h::signup_limits),
-            Op::new("get", "/api/signup/limits", "tenants", "Public plan table")
-                .public()
-                .returns::<Vec<PlanLimits>>(200),
+            Op::new("get", "/api/signup/limits", "tenants", "Public plan table").public().returns::<Vec<PlanLimits>>(200),
         )
         .add(
             post(h::signup),
-            Op::new(
-                "post",
-                "/api/signup",
-                "tenants",
-                "Self-signup: create a tenant and its first admin API key",
-            )
-            .public()
-            .body::<SignupRequest>()
-            .returns::<SignupResponse>(201),
+            Op::new("post", "/api/signup", "tenants", "Self-signup: create a tenant and its first admin API key")
+                .public()
+                .body::<SignupRequest>()
+                .returns::<SignupResponse>(201),
         )
         .add(
             get(h::plan),
-            Op::new(
-                "get",
-                "/api/v1/plan",
-                "tenants",
-                "Current plan, usage, limits and this key's permissions",
-            )
-            .returns::<WhoAmI>(200),
+            Op::new("get", "/api/v1/plan", "tenants", "Current plan, usage, limits and this key's permissions").returns::<WhoAmI>(200),
         )
-        .add(
-            get(h::plan),
-            Op::new(
-                "get",
-                "/api/v1/plan/usage",
-                "tenants",
-                "Usage breakdown (same as /api/v1/plan)",
-            )
-            .returns::<WhoAmI>(200),
-        )
+        .add(get(h::plan), Op::new("get", "/api/v1/plan/usage", "tenants", "Usage breakdown (same as /api/v1/plan)").returns::<WhoAmI>(200))
         .add(
             post(h::create_secret),
-            Op::new(
-                "post",
-                "/api/v1/secrets",
-                "secrets",
-                "Create a secret (returns its id, never the value)",
-            )
-            .body::<CreateSecret>()
-            .returns::<SecretMeta>(201),
+            Op::new("post", "/api/v1/secrets", "secrets", "Create a secret (returns its id, never the value)")
+                .body::<CreateSecret>()
+                .returns::<SecretMeta>(201),
         )
         .add(
             get(h::list_secrets),
-            Op::new(
-                "get",
-                "/api/v1/secrets",
-                "secrets",
-                "List secrets: metadata only, filters, cursor pagination",
-            )
-            .query::<ListSecrets>()
-            .returns::<SecretPage>(200),
+            Op::new("get", "/api/v1/secrets", "secrets", "List secrets: metadata only, filters, cursor pagination")
+                .query::<ListSecrets>()
+                .returns::<SecretPage>(200),
         )
         .add(
             get(h::get_secret),
-            Op::new(
-                "get",
-                "/api/v1/secrets/{id}",
-                "secrets",
-                "Read a secret with its decrypted value (audited)",
-            )
-            .query::<ReadVersion>()
-            .returns::<SecretValue>(200),
+            Op::new("get", "/api/v1/secrets/{id}", "secrets", "Read a secret with its decrypted value (audited)")
+                .query::<ReadVersion>()
+                .returns::<SecretValue>(200),
         )
         .add(
             put(h::update_secret),
-            Op::new(
-                "put",
-                "/api/v1/secrets/{id}",
-                "secrets",
-                "Update a secret; a new value creates a new version",
-            )
-            .body::<UpdateSecret>()
-            .returns::<SecretMeta>(200),
+            Op::new("put", "/api/v1/secrets/{id}", "secrets", "Update a secret; a new value creates a new version")
+                .body::<UpdateSecret>()
+                .returns::<SecretMeta>(200),
         )
         .add(
             delete(h::delete_secret),
-            Op::new(
-                "delete",
-                "/api/v1/secrets/{id}",
-                "secrets",
-                "Delete a secret and all its versions",
-            )
-            .returns::<Deleted>(200),
+            Op::new("delete", "/api/v1/secrets/{id}", "secrets", "Delete a secret and all its versions").returns::<Deleted>(200),
         )
         .add(
             get(h::secret_versions),
-            Op::new(
-                "get",
-                "/api/v1/secrets/{id}/versions",
-                "secrets",
-                "Version history (no values)",
-            )
-            .returns::<VersionList>(200),
+            Op::new("get", "/api/v1/secrets/{id}/versions", "secrets", "Version history (no values)").returns::<VersionList>(200),
         )
         .add(
             post(h::create_project),
-            Op::new("post", "/api/v1/projects", "projects", "Create a project")
-                .body::<CreateProject>()
-                .returns::<ProjectView>(201),
+            Op::new("post", "/api/v1/projects", "projects", "Create a project").body::<CreateProject>().returns::<ProjectView>(201),
         )
         .add(
             get(h::list_projects),
-            Op::new(
-                "get",
-                "/api/v1/projects",
-                "projects",
-                "List projects with secret counts",
-            )
-            .returns::<ProjectList>(200),
+            Op::new("get", "/api/v1/projects", "projects", "List projects with secret counts").returns::<ProjectList>(200),
         )
-        .add(
-            get(h::get_project),
-            Op::new(
-                "get",
-                "/api/v1/projects/{id}",
-                "projects",
-                "Project details",
-            )
-            .returns::<ProjectView>(200),
-        )
+        .add(get(h::get_project), Op::new("get", "/api/v1/projects/{id}", "projects", "Project details").returns::<ProjectView>(200))
         .add(
             put(h::update_project),
-            Op::new(
-                "put",
-                "/api/v1/projects/{id}",
-                "projects",
-                "Update a project",
-            )
-            .body::<UpdateProject>()
-            .returns::<ProjectView>(200),
+            Op::new("put", "/api/v1/projects/{id}", "projects", "Update a project").body::<UpdateProject>().returns::<ProjectView>(200),
         )
         .add(
             delete(h::delete_project),
-            Op::new(
-                "delete",
-                "/api/v1/projects/{id}",
-                "projects",
-                "Delete an empty project (409 while secrets remain)",
-            )
-            .returns::<Deleted>(200),
+            Op::new("delete", "/api/v1/projects/{id}", "projects", "Delete an empty project (409 while secrets remain)")
+                .returns::<Deleted>(200),
         )
         .add(
             post(h::create_api_key),
-            Op::new(
-                "post",
-                "/api/v1/api-keys",
-                "api-keys",
-                "Issue an API key (shown once)",
-            )
-            .body::<CreateApiKey>()
-            .returns::<IssuedApiKey>(201),
+            Op::new("post", "/api/v1/api-keys", "api-keys", "Issue an API key (shown once)")
+                .body::<CreateApiKey>()
+                .returns::<IssuedApiKey>(201),
         )
         .add(
             get(h::list_api_keys),
-            Op::new(
-                "get",
-                "/api/v1/api-keys",
-                "api-keys",
-                "List API keys (prefix only, never the key)",
-            )
-            .returns::<ApiKeyList>(200),
+            Op::new("get", "/api/v1/api-keys", "api-keys", "List API keys (prefix only, never the key)").returns::<ApiKeyList>(200),
         )
         .add(
             put(h::update_api_key),
-            Op::new(
-                "put",
-                "/api/v1/api-keys/{id}",
-                "api-keys",
-                "Change a key's name, permissions, scope or expiry",
-            )
-            .body::<UpdateApiKey>()
-            .returns::<ApiKeyView>(200),
+            Op::new("put", "/api/v1/api-keys/{id}", "api-keys", "Change a key's name, permissions, scope or expiry")
+                .body::<UpdateApiKey>()
+                .returns::<ApiKeyView>(200),
         )
-        .add(
-            delete(h::revoke_api_key),
-            Op::new(
-                "delete",
-                "/api/v1/api-keys/{id}",
-                "api-keys",
-                "Revoke a key",
-            )
-            .returns::<ApiKeyView>(200),
-        )
+        .add(delete(h::revoke_api_key), Op::new("delete", "/api/v1/api-keys/{id}", "api-keys", "Revoke a key").returns::<ApiKeyView>(200))
         .add(
             post(h::regenerate_api_key),
-            Op::new(
-                "post",
-                "/api/v1/api-keys/{id}/regenerate",
-                "api-keys",
-                "New key material; the old key stops working",
-            )
-            .returns::<IssuedApiKey>(200),
+            Op::new("post", "/api/v1/api-keys/{id}/regenerate", "api-keys", "New key material; the old key stops working")
+                .returns::<IssuedApiKey>(200),
         )
         .add(
             get(h::audit),
-            Op::new(
-                "get",
-                "/api/v1/audit",
-                "audit",
-                "Query the audit trail (newest first)",
-            )
-            .query::<AuditQuery>()
-            .returns::<AuditPage>(200),
+            Op::new("get", "/api/v1/audit", "audit", "Query the audit trail (newest first)")
+                .query::<AuditQuery>()
+                .returns::<AuditPage>(200),
         )
         .add(
             get(h::audit),
-            Op::new(
-                "get",
-                "/api/v1/audit/logs",
-                "audit",
-                "Same as /api/v1/audit (SDK path)",
-            )
-            .query::<AuditQuery>()
-            .returns::<AuditPage>(200),
+            Op::new("get", "/api/v1/audit/logs", "audit", "Same as /api/v1/audit (SDK path)")
+                .query::<AuditQuery>()
+                .returns::<AuditPage>(200),
         );
     (t.router, t.ops)
 }

@@ -13,18 +13,12 @@ use serde_json::{Value, json};
 pub const LLMS_TXT: &str = include_str!("../../llms.txt");
 
 pub async fn llms_txt() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        LLMS_TXT,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], LLMS_TXT)
 }
 
 pub async fn openapi() -> impl IntoResponse {
     static DOC: OnceLock<Value> = OnceLock::new();
-    Json(
-        DOC.get_or_init(|| super::openapi::document(&super::routes().1))
-            .clone(),
-    )
+    Json(DOC.get_or_init(|| super::openapi::document(&super::routes().1)).clone())
 }
 
 /// The steps an agent follows to start using the vault.
@@ -51,15 +45,8 @@ pub struct QuickstartStep {
 }
 
 pub fn quickstart_doc() -> QuickstartDoc {
-    let step = |n, title, method, path, auth, body: Option<Value>, returns| QuickstartStep {
-        step: n,
-        title,
-        method,
-        path,
-        auth,
-        body,
-        returns,
-    };
+    let step =
+        |n, title, method, path, auth, body: Option<Value>, returns| QuickstartStep { step: n, title, method, path, auth, body, returns };
     QuickstartDoc {
         name: "Latchkey",
         description: "Self-hosted, agent-native secret vault. Values are encrypted at rest and never appear in lists, logs or audit entries.",
@@ -85,24 +72,8 @@ pub fn quickstart_doc() -> QuickstartDoc {
                 ),
                 "{secretId, name, version}: never the value",
             ),
-            step(
-                3,
-                "Find secrets (metadata only)",
-                "GET",
-                "/api/v1/secrets?search=stripe",
-                true,
-                None,
-                "{secrets[], hasMore, nextCursor}",
-            ),
-            step(
-                4,
-                "Read one value (audited)",
-                "GET",
-                "/api/v1/secrets/{secretId}",
-                true,
-                None,
-                "{secretId, name, value, version}",
-            ),
+            step(3, "Find secrets (metadata only)", "GET", "/api/v1/secrets?search=stripe", true, None, "{secrets[], hasMore, nextCursor}"),
+            step(4, "Read one value (audited)", "GET", "/api/v1/secrets/{secretId}", true, None, "{secretId, name, value, version}"),
             step(
                 5,
                 "Rotate: write a new version",
@@ -112,15 +83,7 @@ pub fn quickstart_doc() -> QuickstartDoc {
                 Some(json!({"value": "sk_live_new...", "expectedVersion": 1})),
                 "{secretId, version: 2}; 409 VERSION_CONFLICT if someone else wrote first",
             ),
-            step(
-                6,
-                "Review who did what",
-                "GET",
-                "/api/v1/audit?limit=20",
-                true,
-                None,
-                "{logs[], total}",
-            ),
+            step(6, "Review who did what", "GET", "/api/v1/audit?limit=20", true, None, "{logs[], total}"),
         ],
         docs: json!({ "llms": "/llms.txt", "openapi": "/api/openapi.json", "plans": "/api/signup/limits", "mcp": "/mcp" }),
     }

@@ -25,15 +25,11 @@ where
         let state = AppState::from_ref(state);
         let origin = origin_of(parts, Front::Rest);
         match credential(parts) {
-            Some(token) if !token.is_empty() => {
-                Ok(Auth(state.vault.authenticate(token, origin).await?))
-            }
+            Some(token) if !token.is_empty() => Ok(Auth(state.vault.authenticate(token, origin).await?)),
             _ => {
                 let row = origin.audit(None, "anonymous", "auth.failed", "api_key", None, "denied");
                 state.vault.store().append_audit(&row).await?;
-                Err(Error::Unauthorized(
-                    "send your API key as X-API-Key or Authorization: Bearer".into(),
-                ))
+                Err(Error::Unauthorized("send your API key as X-API-Key or Authorization: Bearer".into()))
             }
         }
     }
@@ -63,18 +59,13 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(JsonRejection::BytesRejection(r))
-                if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-            {
+            Err(JsonRejection::BytesRejection(r)) if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(Error::PayloadTooLarge("request body is too large".into()))
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::InvalidRequest(
-                "send the body as JSON with Content-Type: application/json".into(),
-            )),
-            Err(e) => Err(Error::InvalidRequest(format!(
-                "invalid JSON body: {}",
-                e.body_text()
-            ))),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(Error::InvalidRequest("send the body as JSON with Content-Type: application/json".into()))
+            }
+            Err(e) => Err(Error::InvalidRequest(format!("invalid JSON body: {}", e.body_text()))),
         }
     }
 }
@@ -92,9 +83,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
-                Err(Error::InvalidRequest(e.body_text()))
-            }
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => Err(Error::InvalidRequest(e.body_text())),
             Err(e) => Err(Error::InvalidRequest(e.body_text())),
         }
     }

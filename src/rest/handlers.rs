@@ -26,34 +26,18 @@ pub async fn signup(
 }
 
 pub async fn signup_limits() -> Result<Json<Vec<PlanLimits>>> {
-    Ok(Json(
-        plans::PLAN_NAMES
-            .iter()
-            .map(|p| plans::limits(p))
-            .collect::<Result<_>>()?,
-    ))
+    Ok(Json(plans::PLAN_NAMES.iter().map(|p| plans::limits(p)).collect::<Result<_>>()?))
 }
 
 pub async fn plan(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<WhoAmI>> {
     Ok(Json(s.vault.whoami(&p).await?))
 }
 
-pub async fn create_secret(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Body(req): Body<CreateSecret>,
-) -> Result<Created<SecretMeta>> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.vault.create_secret(&p, req).await?),
-    ))
+pub async fn create_secret(State(s): State<AppState>, Auth(p): Auth, Body(req): Body<CreateSecret>) -> Result<Created<SecretMeta>> {
+    Ok((StatusCode::CREATED, Json(s.vault.create_secret(&p, req).await?)))
 }
 
-pub async fn list_secrets(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Query(q): Query<ListSecrets>,
-) -> Result<Json<SecretPage>> {
+pub async fn list_secrets(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ListSecrets>) -> Result<Json<SecretPage>> {
     Ok(Json(s.vault.list_secrets(&p, q).await?))
 }
 
@@ -63,11 +47,7 @@ pub async fn get_secret(
     Path(id): Path<String>,
     Query(q): Query<ReadVersion>,
 ) -> Result<Json<SecretValue>> {
-    Ok(Json(
-        s.vault
-            .read_secret(&p, SecretRef::Id(&id), q.version)
-            .await?,
-    ))
+    Ok(Json(s.vault.read_secret(&p, SecretRef::Id(&id), q.version).await?))
 }
 
 pub async fn update_secret(
@@ -76,47 +56,26 @@ pub async fn update_secret(
     Path(id): Path<String>,
     Body(req): Body<UpdateSecret>,
 ) -> Result<Json<SecretMeta>> {
-    Ok(Json(
-        s.vault.update_secret(&p, SecretRef::Id(&id), req).await?,
-    ))
+    Ok(Json(s.vault.update_secret(&p, SecretRef::Id(&id), req).await?))
 }
 
-pub async fn delete_secret(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> Result<Json<Deleted>> {
+pub async fn delete_secret(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Deleted>> {
     Ok(Json(s.vault.delete_secret(&p, SecretRef::Id(&id)).await?))
 }
 
-pub async fn secret_versions(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> Result<Json<VersionList>> {
+pub async fn secret_versions(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<VersionList>> {
     Ok(Json(s.vault.secret_versions(&p, SecretRef::Id(&id)).await?))
 }
 
-pub async fn create_project(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Body(req): Body<CreateProject>,
-) -> Result<Created<ProjectView>> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.vault.create_project(&p, req).await?),
-    ))
+pub async fn create_project(State(s): State<AppState>, Auth(p): Auth, Body(req): Body<CreateProject>) -> Result<Created<ProjectView>> {
+    Ok((StatusCode::CREATED, Json(s.vault.create_project(&p, req).await?)))
 }
 
 pub async fn list_projects(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<ProjectList>> {
     Ok(Json(s.vault.list_projects(&p).await?))
 }
 
-pub async fn get_project(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> Result<Json<ProjectView>> {
+pub async fn get_project(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<ProjectView>> {
     Ok(Json(s.vault.get_project(&p, &id).await?))
 }
 
@@ -129,23 +88,12 @@ pub async fn update_project(
     Ok(Json(s.vault.update_project(&p, &id, req).await?))
 }
 
-pub async fn delete_project(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> Result<Json<Deleted>> {
+pub async fn delete_project(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Deleted>> {
     Ok(Json(s.vault.delete_project(&p, &id).await?))
 }
 
-pub async fn create_api_key(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Body(req): Body<CreateApiKey>,
-) -> Result<Created<IssuedApiKey>> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.vault.create_api_key(&p, req).await?),
-    ))
+pub async fn create_api_key(State(s): State<AppState>, Auth(p): Auth, Body(req): Body<CreateApiKey>) -> Result<Created<IssuedApiKey>> {
+    Ok((StatusCode::CREATED, Json(s.vault.create_api_key(&p, req).await?)))
 }
 
 pub async fn list_api_keys(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<ApiKeyList>> {
@@ -161,26 +109,14 @@ pub async fn update_api_key(
     Ok(Json(s.vault.update_api_key(&p, &id, req).await?))
 }
 
-pub async fn revoke_api_key(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> Result<Json<ApiKeyView>> {
+pub async fn revoke_api_key(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<ApiKeyView>> {
     Ok(Json(s.vault.revoke_api_key(&p, &id).await?))
 }
 
-pub async fn regenerate_api_key(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> Result<Json<IssuedApiKey>> {
+pub async fn regenerate_api_key(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<IssuedApiKey>> {
     Ok(Json(s.vault.regenerate_api_key(&p, &id).await?))
 }
 
-pub async fn audit(
-    State(s): State<AppState>,
-    Auth(p): Auth,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<AuditPage>> {
+pub async fn audit(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<AuditQuery>) -> Result<Json<AuditPage>> {
     Ok(Json(s.vault.query_audit(&p, q).await?))
 }

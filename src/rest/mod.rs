@@ -30,25 +30,16 @@ pub struct AppState {
 /// REST's rendering of a domain error: status, stable code, safe message.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = Json(
-            serde_json::json!({ "error": { "code": self.code(), "message": self.public_message() } }),
-        );
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = Json(serde_json::json!({ "error": { "code": self.code(), "message": self.public_message() } }));
         let mut resp = (status, body).into_response();
         match &self {
             Error::RateLimited { retry_after } => {
                 let secs = retry_after.as_secs().max(1).to_string();
-                resp.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_str(&secs).expect("digits"),
-                );
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
             }
             Error::Unauthorized(_) => {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"latchkey\""),
-                );
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"latchkey\""));
             }
             _ => {}
         }

@@ -26,24 +26,8 @@ pub struct Op {
 }
 
 impl Op {
-    pub fn new(
-        method: &'static str,
-        path: &'static str,
-        tag: &'static str,
-        summary: &'static str,
-    ) -> Self {
-        Op {
-            method,
-            path,
-            summary,
-            tag,
-            auth: true,
-            body: None,
-            query: None,
-            success: 200,
-            response: None,
-            text_response: None,
-        }
+    pub fn new(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str) -> Self {
+        Op { method, path, summary, tag, auth: true, body: None, query: None, success: 200, response: None, text_response: None }
     }
     pub fn public(mut self) -> Self {
         self.auth = false;
@@ -75,21 +59,13 @@ fn error_response(description: &str) -> Value {
 /// Query parameters are the properties of the query type's object schema.
 fn query_parameters(g: &mut SchemaGenerator, f: SchemaFn) -> Vec<Value> {
     let reference = f(g);
-    let name = reference
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.rsplit('/').next())
-        .unwrap_or_default()
-        .to_owned();
+    let name = reference.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()).unwrap_or_default().to_owned();
     let defs = g.definitions().clone();
     let Some(obj) = defs.get(&name) else {
         return vec![];
     };
-    let required: Vec<&str> = obj
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let required: Vec<&str> =
+        obj.get("required").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     obj.get("properties")
         .and_then(Value::as_object)
         .map(|props| {
@@ -119,13 +95,7 @@ pub fn document(ops: &[Op]) -> Value {
         o.insert("tags".into(), json!([op.tag]));
         o.insert(
             "operationId".into(),
-            json!(format!(
-                "{}_{}",
-                op.method,
-                op.path
-                    .trim_start_matches('/')
-                    .replace(['/', '{', '}', '-', '.'], "_")
-            )),
+            json!(format!("{}_{}", op.method, op.path.trim_start_matches('/').replace(['/', '{', '}', '-', '.'], "_"))),
         );
         let mut params: Vec<Value> = op
             .path
@@ -154,42 +124,21 @@ pub fn document(ops: &[Op]) -> Value {
         };
         responses.insert(op.success.to_string(), ok);
         if op.body.is_some() || op.query.is_some() {
-            responses.insert(
-                "400".into(),
-                error_response("INVALID_REQUEST: malformed body, bad field or enum value"),
-            );
+            responses.insert("400".into(), error_response("INVALID_REQUEST: malformed body, bad field or enum value"));
         }
         if op.auth {
-            responses.insert(
-                "401".into(),
-                error_response("UNAUTHORIZED: missing, unknown, expired or revoked API key"),
-            );
-            responses.insert(
-                "403".into(),
-                error_response("SCOPE_DENIED or PLAN_LIMIT_REACHED"),
-            );
-            responses.insert(
-                "429".into(),
-                error_response("RATE_LIMITED: see Retry-After"),
-            );
-            o.insert(
-                "security".into(),
-                json!([{ "apiKey": [] }, { "bearer": [] }]),
-            );
+            responses.insert("401".into(), error_response("UNAUTHORIZED: missing, unknown, expired or revoked API key"));
+            responses.insert("403".into(), error_response("SCOPE_DENIED or PLAN_LIMIT_REACHED"));
+            responses.insert("429".into(), error_response("RATE_LIMITED: see Retry-After"));
+            o.insert("security".into(), json!([{ "apiKey": [] }, { "bearer": [] }]));
         } else {
             o.insert("security".into(), json!([]));
         }
         if op.path.contains('{') {
-            responses.insert(
-                "404".into(),
-                error_response("not found (or another tenant's)"),
-            );
+            responses.insert("404".into(), error_response("not found (or another tenant's)"));
         }
         if matches!(op.method, "post" | "put") && op.auth {
-            responses.insert(
-                "409".into(),
-                error_response("ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT"),
-            );
+            responses.insert("409".into(), error_response("ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT"));
             responses.insert("413".into(), error_response("PAYLOAD_TOO_LARGE"));
         }
         o.insert("responses".into(), Value::Object(responses));

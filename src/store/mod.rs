@@ -142,8 +142,7 @@ pub struct AuditFilter {
 }
 
 /// See [`Store::update_secret`].
-pub type SecretChange<'a> =
-    &'a (dyn Fn(&SecretRow) -> Result<(SecretRow, Option<VersionRow>, AuditRow)> + Send + Sync);
+pub type SecretChange<'a> = &'a (dyn Fn(&SecretRow) -> Result<(SecretRow, Option<VersionRow>, AuditRow)> + Send + Sync);
 
 /// What a conditional secret write found.
 #[derive(Debug)]
@@ -170,12 +169,7 @@ pub trait Store: Send + Sync + 'static {
     async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
 
     // Tenants and keys.
-    async fn create_tenant(
-        &self,
-        tenant: &TenantRow,
-        key: &ApiKeyRow,
-        audit: &AuditRow,
-    ) -> Result<()>;
+    async fn create_tenant(&self, tenant: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
     async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>>;
     async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool>;
     async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>>;
@@ -197,21 +191,9 @@ pub trait Store: Send + Sync + 'static {
     // Secrets.
     /// Inserts a secret with its first version. `max_secrets` is the plan quota,
     /// checked inside the transaction.
-    async fn create_secret(
-        &self,
-        secret: &SecretRow,
-        first: &VersionRow,
-        max_secrets: Option<i64>,
-        audit: &AuditRow,
-    ) -> Result<()>;
+    async fn create_secret(&self, secret: &SecretRow, first: &VersionRow, max_secrets: Option<i64>, audit: &AuditRow) -> Result<()>;
     async fn get_secret(&self, tenant_id: &str, id: &str) -> Result<Option<SecretRow>>;
-    async fn find_secret(
-        &self,
-        tenant_id: &str,
-        project_id: Option<&str>,
-        environment: &str,
-        name: &str,
-    ) -> Result<Option<SecretRow>>;
+    async fn find_secret(&self, tenant_id: &str, project_id: Option<&str>, environment: &str, name: &str) -> Result<Option<SecretRow>>;
     async fn get_version(&self, secret_id: &str, version: i64) -> Result<Option<VersionRow>>;
     /// Writes new metadata (and a new version when `next` is given) only if the
     /// secret is still at `base_version`: one conditional update, no read-then-write.
@@ -233,10 +215,6 @@ pub trait Store: Send + Sync + 'static {
 
     // Audit.
     async fn append_audit(&self, entry: &AuditRow) -> Result<()>;
-    async fn query_audit(
-        &self,
-        tenant_id: &str,
-        filter: &AuditFilter,
-    ) -> Result<(Vec<AuditRow>, i64)>;
+    async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)>;
     async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64>;
 }

@@ -13,19 +13,12 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn open(url: &str) -> crate::error::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
-        Ok(PgStore {
-            writer: pool.clone(),
-            reader: pool,
-        })
+        Ok(PgStore { writer: pool.clone(), reader: pool })
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
@@ -33,10 +26,4 @@ impl PgStore {
     }
 }
 
-super::sql::sql_store!(
-    PgStore,
-    sqlx::Postgres,
-    "postgres",
-    "SELECT id FROM tenants WHERE id = $1 FOR UPDATE",
-    " FOR UPDATE"
-);
+super::sql::sql_store!(PgStore, sqlx::Postgres, "postgres", "SELECT id FROM tenants WHERE id = $1 FOR UPDATE", " FOR UPDATE");

@@ -58,11 +58,7 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &super::SecretFilter) -> (St
         push(&mut sql, " AND s.project_id = $?", v.clone());
     }
     if let Some(v) = &f.tag {
-        push(
-            &mut sql,
-            " AND EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND t.tag = $?)",
-            v.clone(),
-        );
+        push(&mut sql, " AND EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND t.tag = $?)", v.clone());
     }
     if let Some(v) = &f.search {
         push(
@@ -79,11 +75,7 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &super::SecretFilter) -> (St
             sql.push_str(" AND s.project_id IN (");
             for (i, p) in scope.iter().enumerate() {
                 binds.push(Bind::Text(p.clone()));
-                sql.push_str(&format!(
-                    "{}${}",
-                    if i > 0 { ", " } else { "" },
-                    binds.len()
-                ));
+                sql.push_str(&format!("{}${}", if i > 0 { ", " } else { "" }, binds.len()));
             }
             sql.push(')');
         }
@@ -91,16 +83,9 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &super::SecretFilter) -> (St
     if let Some((name, id)) = &f.after {
         binds.push(Bind::Text(name.clone()));
         binds.push(Bind::Text(id.clone()));
-        sql.push_str(&format!(
-            " AND (s.name, s.id) > (${}, ${})",
-            binds.len() - 1,
-            binds.len()
-        ));
+        sql.push_str(&format!(" AND (s.name, s.id) > (${}, ${})", binds.len() - 1, binds.len()));
     }
-    sql.push_str(&format!(
-        " ORDER BY s.name, s.id LIMIT {}",
-        f.limit.clamp(1, 1000)
-    ));
+    sql.push_str(&format!(" ORDER BY s.name, s.id LIMIT {}", f.limit.clamp(1, 1000)));
     (sql, binds)
 }
 

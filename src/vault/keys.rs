@@ -10,11 +10,7 @@ use crate::store::{ApiKeyRow, now_millis};
 
 impl Vault {
     async fn visible_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRow> {
-        let row = if names::is_id(id) {
-            self.store.get_api_key(&p.tenant_id, id).await?
-        } else {
-            None
-        };
+        let row = if names::is_id(id) { self.store.get_api_key(&p.tenant_id, id).await? } else { None };
         row.ok_or(Error::NotFound("api key"))
     }
 
@@ -23,9 +19,7 @@ impl Vault {
         let mut out: Vec<String> = Vec::new();
         for id in scope {
             if !names::is_id(id) || self.store.get_project(&p.tenant_id, id).await?.is_none() {
-                return Err(Error::InvalidRequest(format!(
-                    "projectScope: '{id}' is not a project of this tenant"
-                )));
+                return Err(Error::InvalidRequest(format!("projectScope: '{id}' is not a project of this tenant")));
             }
             if !out.contains(id) {
                 out.push(id.clone());
@@ -33,9 +27,7 @@ impl Vault {
         }
         match &p.project_scope {
             Some(own) if out.is_empty() || out.iter().any(|id| !own.contains(id)) => {
-                Err(Error::ScopeDenied(
-                    "a project-scoped key can only issue keys within its own projects".into(),
-                ))
+                Err(Error::ScopeDenied("a project-scoped key can only issue keys within its own projects".into()))
             }
             _ => Ok(out),
         }
@@ -43,52 +35,53 @@ impl Vault {
 
     fn grantable_permission(p: &Principal, wanted: Permission) -> Result<()> {
         if wanted > p.permission {
-            return Err(Error::ScopeDenied(format!(
-                "a '{}' key cannot grant '{}'",
-                p.permission.as_str(),
-                wanted.as_str()
-            )));
+            return Err(Error::ScopeDenied(format!("a '{}' key cannot grant '{}'", p.permission.as_str(), wanted.as_str())));
         }
         Ok(())
     }
 
     fn future(t: Option<chrono::DateTime<chrono::Utc>>) -> Result<Option<i64>> {
         match t.map(|t| t.timestamp_millis()) {
-            Some(ms) if ms <= now_millis() => Err(Error::InvalidRequest(
-                "expiresAt must be in the future".into(),
-            )),
+            Some(ms) if ms <= now_millis() => Err(Error::InvalidRequest("expiresAt must be in the future".into())),
             other => Ok(other),
         }
     }
 
     pub async fn create_api_key(&self, p: &Principal, req: CreateApiKey) -> Result<IssuedApiKey> {
-        audited!(self, p, "apikey.create", "api_key", None, async {
-            p.require(Permission::Admin)?;
-            Self::grantable_permission(p, req.permissions)?;
-            let name = names::text("name", req.name.trim(), 128)?;
-            let scope = self.grantable_scope(p, &req.project_scope).await?;
-            let token = tokens::generate(plans::key_prefix(&p.plan));
-            let now = now_millis();
-            let row = ApiKeyRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                tenant_id: p.tenant_id.clone(),
-                name,
-                prefix: tokens::display_prefix(&token, plans::key_prefix(&p.plan)),
-                key_hash: tokens::hash(&token),
-                permission: req.permissions.as_str().into(),
-                project_scope: serde_json::to_string(&scope).expect("serialisable"),
-                expires_at: Self::future(req.expires_at)?,
-                revoked_at: None,
-                created_at: now,
-                updated_at: now,
-            };
-            let audit = p
-                .audit("apikey.create", "api_key", Some(&row.id), "success")
-                .detail(serde_json::json!({ "name": row.name, "permissions": row.permission, "projectScope": scope }));
-            self.store.insert_api_key(&row, &audit).await?;
-            Ok(IssuedApiKey { api_key: token, key: ApiKeyView::from(&row) })
-        }
-        .await)
+        audited!(
+            self,
+            p,
+            "apikey.create",
+            "api_key",
+            None,
+            async {
+                p.require(Permission::Admin)?;
+                Self::grantable_permission(p, req.permissions)?;
+                let name = names::text("name", req.name.trim(), 128)?;
+                let scope = self.grantable_scope(p, &req.project_scope).await?;
+                let token = tokens::generate(plans::key_prefix(&p.plan));
+                let now = now_millis();
+                let row = ApiKeyRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    tenant_id: p.tenant_id.clone(),
+                    name,
+                    prefix: tokens::display_prefix(&token, plans::key_prefix(&p.plan)),
+                    key_hash: tokens::hash(&token),
+                    permission: req.permissions.as_str().into(),
+                    project_scope: serde_json::to_string(&scope).expect("serialisable"),
+                    expires_at: Self::future(req.expires_at)?,
+                    revoked_at: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let audit = p
+                    .audit("apikey.create", "api_key", Some(&row.id), "success")
+                    .detail(serde_json::json!({ "name": row.name, "permissions": row.permission, "projectScope": scope }));
+                self.store.insert_api_key(&row, &audit).await?;
+                Ok(IssuedApiKey { api_key: token, key: ApiKeyView::from(&row) })
+            }
+            .await
+        )
     }
 
     pub async fn list_api_keys(&self, p: &Principal) -> Result<ApiKeyList> {
@@ -101,25 +94,15 @@ impl Vault {
             async {
                 p.require(Permission::Admin)?;
                 let rows = self.store.list_api_keys(&p.tenant_id).await?;
-                self.store
-                    .append_audit(&p.audit("apikey.list", "api_key", None, "success"))
-                    .await?;
+                self.store.append_audit(&p.audit("apikey.list", "api_key", None, "success")).await?;
                 let api_keys: Vec<ApiKeyView> = rows.iter().map(ApiKeyView::from).collect();
-                Ok(ApiKeyList {
-                    count: api_keys.len(),
-                    api_keys,
-                })
+                Ok(ApiKeyList { count: api_keys.len(), api_keys })
             }
             .await
         )
     }
 
-    pub async fn update_api_key(
-        &self,
-        p: &Principal,
-        id: &str,
-        req: UpdateApiKey,
-    ) -> Result<ApiKeyView> {
+    pub async fn update_api_key(&self, p: &Principal, id: &str, req: UpdateApiKey) -> Result<ApiKeyView> {
         audited!(
             self,
             p,
@@ -140,9 +123,7 @@ impl Vault {
                     row.permission = perm.as_str().into();
                 }
                 if let Some(scope) = &req.project_scope {
-                    row.project_scope =
-                        serde_json::to_string(&self.grantable_scope(p, scope).await?)
-                            .expect("serialisable");
+                    row.project_scope = serde_json::to_string(&self.grantable_scope(p, scope).await?).expect("serialisable");
                 }
                 if req.expires_at.is_some() {
                     row.expires_at = Self::future(req.expires_at)?;
@@ -176,9 +157,7 @@ impl Vault {
                 let now = now_millis();
                 row.revoked_at = Some(now);
                 row.updated_at = now;
-                let audit = p
-                    .audit("apikey.revoke", "api_key", Some(&row.id), "success")
-                    .detail(serde_json::json!({ "name": row.name }));
+                let audit = p.audit("apikey.revoke", "api_key", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 if !self.store.update_api_key(&row, &audit).await? {
                     return Err(Error::NotFound("api key"));
                 }
@@ -200,24 +179,18 @@ impl Vault {
                 p.require(Permission::Admin)?;
                 let mut row = self.visible_key(p, id).await?;
                 if row.revoked_at.is_some() {
-                    return Err(Error::Conflict(
-                        "this key is revoked; create a new one".into(),
-                    ));
+                    return Err(Error::Conflict("this key is revoked; create a new one".into()));
                 }
                 let token = tokens::generate(plans::key_prefix(&p.plan));
                 row.key_hash = tokens::hash(&token);
                 row.prefix = tokens::display_prefix(&token, plans::key_prefix(&p.plan));
                 row.updated_at = now_millis();
-                let audit = p
-                    .audit("apikey.regenerate", "api_key", Some(&row.id), "success")
-                    .detail(serde_json::json!({ "name": row.name }));
+                let audit =
+                    p.audit("apikey.regenerate", "api_key", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 if !self.store.update_api_key(&row, &audit).await? {
                     return Err(Error::NotFound("api key"));
                 }
-                Ok(IssuedApiKey {
-                    api_key: token,
-                    key: ApiKeyView::from(&row),
-                })
+                Ok(IssuedApiKey { api_key: token, key: ApiKeyView::from(&row) })
             }
             .await
         )

@@ -37,12 +37,7 @@ pub struct VaultConfig {
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        VaultConfig {
-            max_value_bytes: 64 * 1024,
-            default_plan: "free".into(),
-            signup_open: true,
-            signup_per_minute: 10,
-        }
+        VaultConfig { max_value_bytes: 64 * 1024, default_plan: "free".into(), signup_open: true, signup_per_minute: 10 }
     }
 }
 
@@ -63,11 +58,7 @@ const KEY_CHECK: &str = "key_check";
 impl Vault {
     /// Opens the vault over `store`, refusing a master key that does not match
     /// the one the data was written with.
-    pub async fn open(
-        store: Arc<dyn Store>,
-        master: MasterKey,
-        config: VaultConfig,
-    ) -> Result<Self> {
+    pub async fn open(store: Arc<dyn Store>, master: MasterKey, config: VaultConfig) -> Result<Self> {
         plans::limits(&config.default_plan)?;
         let stored = store.meta_init(KEY_CHECK, &master.key_check()).await?;
         if !master.verify_key_check(&stored) {
@@ -104,19 +95,9 @@ impl Vault {
         if let Some(k) = self.data_keys.read().expect("lock").get(tenant_id) {
             return Ok(k.clone());
         }
-        let tenant = self
-            .store
-            .get_tenant(tenant_id)
-            .await?
-            .ok_or_else(|| Error::internal("tenant row vanished"))?;
-        let key = Arc::new(
-            self.master
-                .unwrap_data_key(tenant_id, &tenant.wrapped_key)?,
-        );
-        self.data_keys
-            .write()
-            .expect("lock")
-            .insert(tenant_id.to_owned(), key.clone());
+        let tenant = self.store.get_tenant(tenant_id).await?.ok_or_else(|| Error::internal("tenant row vanished"))?;
+        let key = Arc::new(self.master.unwrap_data_key(tenant_id, &tenant.wrapped_key)?);
+        self.data_keys.write().expect("lock").insert(tenant_id.to_owned(), key.clone());
         Ok(key)
     }
 
@@ -124,23 +105,10 @@ impl Vault {
     /// answer the same 401; the attempt is audited.
     pub async fn authenticate(&self, token: &str, origin: Origin) -> Result<Principal> {
         let hash = tokens::hash(token);
-        let found = self
-            .store
-            .find_api_key(&hash)
-            .await?
-            .filter(|k| tokens::hashes_match(&k.key_hash, &hash));
+        let found = self.store.find_api_key(&hash).await?.filter(|k| tokens::hashes_match(&k.key_hash, &hash));
         let now = now_millis();
         let Some(key) = found else {
-            self.store
-                .append_audit(&origin.audit(
-                    None,
-                    "unknown-key",
-                    "auth.failed",
-                    "api_key",
-                    None,
-                    "denied",
-                ))
-                .await?;
+            self.store.append_audit(&origin.audit(None, "unknown-key", "auth.failed", "api_key", None, "denied")).await?;
             return Err(Error::Unauthorized("invalid API key".into()));
         };
         let dead = if key.revoked_at.is_some() {
@@ -151,34 +119,16 @@ impl Vault {
             None
         };
         if let Some(why) = dead {
-            let row = origin.audit(
-                Some(&key.tenant_id),
-                &key.id,
-                "auth.failed",
-                "api_key",
-                Some(&key.id),
-                "denied",
-            );
-            self.store
-                .append_audit(&principal::WithDetail::detail(
-                    row,
-                    serde_json::json!({ "reason": why }),
-                ))
-                .await?;
+            let row = origin.audit(Some(&key.tenant_id), &key.id, "auth.failed", "api_key", Some(&key.id), "denied");
+            self.store.append_audit(&principal::WithDetail::detail(row, serde_json::json!({ "reason": why }))).await?;
             return Err(Error::Unauthorized(format!("this API key is {why}")));
         }
-        let tenant = self
-            .store
-            .get_tenant(&key.tenant_id)
-            .await?
-            .ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
+        let tenant = self.store.get_tenant(&key.tenant_id).await?.ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
         if let Some(limiter) = self.request_limiters.get(tenant.plan.as_str())
             && let Err(not_until) = limiter.check_key(&tenant.id)
         {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            return Err(Error::RateLimited {
-                retry_after: wait.max(Duration::from_secs(1)),
-            });
+            return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
         }
         let scope: Vec<String> = serde_json::from_str(&key.project_scope).unwrap_or_default();
         Ok(Principal {
@@ -194,14 +144,7 @@ impl Vault {
     /// Records a failed attempt by an authenticated caller (denied, missing,
     /// rejected), then hands the error back. Internal errors are not recorded:
     /// the store that would record them is usually what failed.
-    async fn audit_failure(
-        &self,
-        p: &Principal,
-        action: &str,
-        resource_type: &str,
-        resource_id: Option<&str>,
-        err: Error,
-    ) -> Error {
+    async fn audit_failure(&self, p: &Principal, action: &str, resource_type: &str, resource_id: Option<&str>, err: Error) -> Error {
         if matches!(err, Error::Internal(_)) {
             return err;
         }

@@ -10,38 +10,24 @@ fn invalid(what: &str, rule: &str) -> Error {
 /// A tenant id: a lowercase slug, 3–63 characters, letters, digits and inner hyphens.
 pub fn tenant_id(raw: &str) -> Result<String> {
     let ok = (3..=63).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !raw.starts_with('-')
         && !raw.ends_with('-');
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err(invalid(
-            "tenantId",
-            "must be 3-63 lowercase letters, digits or inner hyphens",
-        ))
-    }
+    if ok { Ok(raw.to_owned()) } else { Err(invalid("tenantId", "must be 3-63 lowercase letters, digits or inner hyphens")) }
 }
 
 /// A secret name: 1–256 of `A-Z a-z 0-9 _ - . / : @`, not starting or ending with `/`.
 /// Path-like names (`production/stripe/API_KEY`) are allowed.
 pub fn secret_name(raw: &str) -> Result<String> {
     let ok = (1..=256).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-./:@".contains(&b))
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:@".contains(&b))
         && !raw.starts_with('/')
         && !raw.ends_with('/')
         && !raw.contains("//");
     if ok {
         Ok(raw.to_owned())
     } else {
-        Err(invalid(
-            "name",
-            "must be 1-256 characters of A-Z a-z 0-9 _ - . / : @ (no leading, trailing or double '/')",
-        ))
+        Err(invalid("name", "must be 1-256 characters of A-Z a-z 0-9 _ - . / : @ (no leading, trailing or double '/')"))
     }
 }
 
@@ -49,17 +35,8 @@ pub fn secret_name(raw: &str) -> Result<String> {
 pub fn environment(raw: Option<&str>) -> Result<String> {
     match raw {
         None | Some("") => Ok(String::new()),
-        Some(e)
-            if e.len() <= 64
-                && e.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
-        {
-            Ok(e.to_owned())
-        }
-        Some(_) => Err(invalid(
-            "environment",
-            "must be 1-64 characters of A-Z a-z 0-9 _ - .",
-        )),
+        Some(e) if e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) => Ok(e.to_owned()),
+        Some(_) => Err(invalid("environment", "must be 1-64 characters of A-Z a-z 0-9 _ - .")),
     }
 }
 
@@ -84,15 +61,8 @@ pub fn tags(raw: &[String]) -> Result<Vec<String>> {
 /// Free text (descriptions, key names): bounded and without control characters
 /// other than newlines and tabs.
 pub fn text(what: &str, raw: &str, max: usize) -> Result<String> {
-    if raw.len() > max
-        || raw
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(invalid(
-            what,
-            &format!("must be at most {max} bytes of printable text"),
-        ));
+    if raw.len() > max || raw.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid(what, &format!("must be at most {max} bytes of printable text")));
     }
     Ok(raw.to_owned())
 }
@@ -112,51 +82,24 @@ mod tests {
         for ok in ["acme", "my-project", "a1b", &"x".repeat(63)] {
             assert!(tenant_id(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "ab",
-            "-abc",
-            "abc-",
-            "Acme",
-            "a_b_c",
-            "a b c",
-            &"x".repeat(64),
-            "ünï",
-        ] {
+        for bad in ["", "ab", "-abc", "abc-", "Acme", "a_b_c", "a b c", &"x".repeat(64), "ünï"] {
             assert!(tenant_id(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn secret_names() {
-        for ok in [
-            "STRIPE_KEY",
-            "production/stripe/API_KEY",
-            "db.password",
-            "user@host:5432",
-        ] {
+        for ok in ["STRIPE_KEY", "production/stripe/API_KEY", "db.password", "user@host:5432"] {
             assert!(secret_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "/abs",
-            "trail/",
-            "a//b",
-            "sp ace",
-            "semi;colon",
-            "new\nline",
-            &"x".repeat(257),
-        ] {
+        for bad in ["", "/abs", "trail/", "a//b", "sp ace", "semi;colon", "new\nline", &"x".repeat(257)] {
             assert!(secret_name(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn tags_are_bounded_and_deduplicated() {
-        assert_eq!(
-            tags(&["a".into(), "a".into(), " b ".into()]).unwrap(),
-            vec!["a", "b"]
-        );
+        assert_eq!(tags(&["a".into(), "a".into(), " b ".into()]).unwrap(), vec!["a", "b"]);
         assert!(tags(&["".into()]).is_err());
         assert!(tags(&vec!["t".to_string(); 33]).is_err());
     }

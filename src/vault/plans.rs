@@ -20,9 +20,7 @@ pub struct PlanLimits {
 pub const PLAN_NAMES: [&str; 3] = ["free", "pro", "unlimited"];
 
 pub fn limits(plan: &str) -> Result<PlanLimits> {
-    let core = vec![
-        "secrets", "versions", "projects", "api-keys", "audit", "mcp",
-    ];
+    let core = vec!["secrets", "versions", "projects", "api-keys", "audit", "mcp"];
     Ok(match plan {
         "free" => PlanLimits {
             plan: "free",
@@ -38,18 +36,11 @@ pub fn limits(plan: &str) -> Result<PlanLimits> {
             requests_per_minute: Some(1_000),
             features: core,
         },
-        "unlimited" => PlanLimits {
-            plan: "unlimited",
-            max_secrets: None,
-            api_calls_per_month: None,
-            requests_per_minute: None,
-            features: core,
-        },
+        "unlimited" => {
+            PlanLimits { plan: "unlimited", max_secrets: None, api_calls_per_month: None, requests_per_minute: None, features: core }
+        }
         other => {
-            return Err(Error::InvalidRequest(format!(
-                "unknown plan '{other}'; plans are {}",
-                PLAN_NAMES.join(", ")
-            )));
+            return Err(Error::InvalidRequest(format!("unknown plan '{other}'; plans are {}", PLAN_NAMES.join(", "))));
         }
     })
 }

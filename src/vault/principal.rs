@@ -8,9 +8,7 @@ use crate::error::{Error, Result};
 use crate::store::{AuditRow, now_millis};
 
 /// What a key may do. Each level includes the ones below it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
     Read,
@@ -32,9 +30,7 @@ impl Permission {
             "read" => Ok(Permission::Read),
             "write" => Ok(Permission::Write),
             "admin" => Ok(Permission::Admin),
-            _ => Err(Error::InvalidRequest(
-                "permissions must be one of read, write, admin".into(),
-            )),
+            _ => Err(Error::InvalidRequest("permissions must be one of read, write, admin".into())),
         }
     }
 }
@@ -67,11 +63,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(front: Front) -> Self {
-        Origin {
-            front,
-            ip: None,
-            user_agent: None,
-        }
+        Origin { front, ip: None, user_agent: None }
     }
 
     /// An audit row for an action taken before (or without) authentication.
@@ -139,27 +131,12 @@ impl Principal {
         if self.covers(project_id) {
             Ok(())
         } else {
-            Err(Error::ScopeDenied(
-                "this key's project scope does not cover that project".into(),
-            ))
+            Err(Error::ScopeDenied("this key's project scope does not cover that project".into()))
         }
     }
 
-    pub fn audit(
-        &self,
-        action: &str,
-        resource_type: &str,
-        resource_id: Option<&str>,
-        outcome: &str,
-    ) -> AuditRow {
-        self.origin.audit(
-            Some(&self.tenant_id),
-            &self.key_id,
-            action,
-            resource_type,
-            resource_id,
-            outcome,
-        )
+    pub fn audit(&self, action: &str, resource_type: &str, resource_id: Option<&str>, outcome: &str) -> AuditRow {
+        self.origin.audit(Some(&self.tenant_id), &self.key_id, action, resource_type, resource_id, outcome)
     }
 }
 

@@ -8,11 +8,7 @@ use crate::store::{ProjectRow, now_millis};
 
 impl Vault {
     async fn visible_project(&self, p: &Principal, id: &str) -> Result<ProjectRow> {
-        let row = if names::is_id(id) {
-            self.store.get_project(&p.tenant_id, id).await?
-        } else {
-            None
-        };
+        let row = if names::is_id(id) { self.store.get_project(&p.tenant_id, id).await? } else { None };
         let row = row.ok_or(Error::NotFound("project"))?;
         p.require_project(Some(&row.id))?;
         Ok(row)
@@ -28,9 +24,7 @@ impl Vault {
             async {
                 p.require(Permission::Write)?;
                 if p.project_scope.is_some() {
-                    return Err(Error::ScopeDenied(
-                        "a project-scoped key cannot create projects".into(),
-                    ));
+                    return Err(Error::ScopeDenied("a project-scoped key cannot create projects".into()));
                 }
                 let name = project_name(&req.name)?;
                 let now = now_millis();
@@ -38,18 +32,13 @@ impl Vault {
                     id: uuid::Uuid::new_v4().to_string(),
                     tenant_id: p.tenant_id.clone(),
                     name,
-                    description: req
-                        .description
-                        .map(|d| names::text("description", &d, 1024))
-                        .transpose()?,
+                    description: req.description.map(|d| names::text("description", &d, 1024)).transpose()?,
                     tags: serde_json::to_string(&names::tags(&req.tags)?).expect("serialisable"),
                     created_at: now,
                     updated_at: now,
                     secret_count: 0,
                 };
-                let audit = p
-                    .audit("project.create", "project", Some(&row.id), "success")
-                    .detail(serde_json::json!({ "name": row.name }));
+                let audit = p.audit("project.create", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 self.store.insert_project(&row, &audit).await?;
                 Ok(ProjectView::from(&row))
             }
@@ -67,18 +56,9 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let rows = self.store.list_projects(&p.tenant_id).await?;
-                let projects: Vec<ProjectView> = rows
-                    .iter()
-                    .filter(|r| p.covers(Some(&r.id)))
-                    .map(ProjectView::from)
-                    .collect();
-                self.store
-                    .append_audit(&p.audit("project.list", "project", None, "success"))
-                    .await?;
-                Ok(ProjectList {
-                    count: projects.len(),
-                    projects,
-                })
+                let projects: Vec<ProjectView> = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::from).collect();
+                self.store.append_audit(&p.audit("project.list", "project", None, "success")).await?;
+                Ok(ProjectList { count: projects.len(), projects })
             }
             .await
         )
@@ -94,21 +74,14 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let row = self.visible_project(p, id).await?;
-                self.store
-                    .append_audit(&p.audit("project.read", "project", Some(&row.id), "success"))
-                    .await?;
+                self.store.append_audit(&p.audit("project.read", "project", Some(&row.id), "success")).await?;
                 Ok(ProjectView::from(&row))
             }
             .await
         )
     }
 
-    pub async fn update_project(
-        &self,
-        p: &Principal,
-        id: &str,
-        req: UpdateProject,
-    ) -> Result<ProjectView> {
+    pub async fn update_project(&self, p: &Principal, id: &str, req: UpdateProject) -> Result<ProjectView> {
         audited!(
             self,
             p,
@@ -122,16 +95,13 @@ impl Vault {
                     row.name = project_name(n)?;
                 }
                 if let Some(d) = &req.description {
-                    row.description =
-                        Some(names::text("description", d, 1024)?).filter(|d| !d.is_empty());
+                    row.description = Some(names::text("description", d, 1024)?).filter(|d| !d.is_empty());
                 }
                 if let Some(t) = &req.tags {
                     row.tags = serde_json::to_string(&names::tags(t)?).expect("serialisable");
                 }
                 row.updated_at = now_millis();
-                let audit = p
-                    .audit("project.update", "project", Some(&row.id), "success")
-                    .detail(serde_json::json!({ "name": row.name }));
+                let audit = p.audit("project.update", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 if !self.store.update_project(&row, &audit).await? {
                     return Err(Error::NotFound("project"));
                 }
@@ -151,20 +121,11 @@ impl Vault {
             async {
                 p.require(Permission::Write)?;
                 let row = self.visible_project(p, id).await?;
-                let audit = p
-                    .audit("project.delete", "project", Some(&row.id), "success")
-                    .detail(serde_json::json!({ "name": row.name }));
-                if !self
-                    .store
-                    .delete_project(&p.tenant_id, &row.id, &audit)
-                    .await?
-                {
+                let audit = p.audit("project.delete", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
+                if !self.store.delete_project(&p.tenant_id, &row.id, &audit).await? {
                     return Err(Error::NotFound("project"));
                 }
-                Ok(Deleted {
-                    id: row.id,
-                    deleted: true,
-                })
+                Ok(Deleted { id: row.id, deleted: true })
             }
             .await
         )
@@ -174,9 +135,7 @@ impl Vault {
 fn project_name(raw: &str) -> Result<String> {
     let name = raw.trim();
     if name.is_empty() {
-        return Err(Error::InvalidRequest(
-            "project name must not be empty".into(),
-        ));
+        return Err(Error::InvalidRequest("project name must not be empty".into()));
     }
     names::text("project name", name, 128)
 }

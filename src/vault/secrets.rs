@@ -16,11 +16,7 @@ const UNCONDITIONAL_RETRIES: usize = 8;
 /// How a caller names the secret it wants.
 pub enum SecretRef<'a> {
     Id(&'a str),
-    Name {
-        name: &'a str,
-        project_id: Option<&'a str>,
-        environment: Option<&'a str>,
-    },
+    Name { name: &'a str, project_id: Option<&'a str>, environment: Option<&'a str> },
 }
 
 impl SecretRef<'_> {
@@ -47,10 +43,7 @@ fn decode_cursor(c: &str) -> Result<(String, String)> {
 impl Vault {
     fn check_value(&self, value: &str) -> Result<()> {
         if value.len() > self.config.max_value_bytes {
-            return Err(Error::PayloadTooLarge(format!(
-                "secret values are limited to {} bytes",
-                self.config.max_value_bytes
-            )));
+            return Err(Error::PayloadTooLarge(format!("secret values are limited to {} bytes", self.config.max_value_bytes)));
         }
         Ok(())
     }
@@ -59,19 +52,11 @@ impl Vault {
     /// id and a missing one all answer the same `SECRET_NOT_FOUND`.
     async fn visible_secret(&self, p: &Principal, r: &SecretRef<'_>) -> Result<SecretRow> {
         let row = match r {
-            SecretRef::Id(id) if names::is_id(id) => {
-                self.store.get_secret(&p.tenant_id, id).await?
-            }
+            SecretRef::Id(id) if names::is_id(id) => self.store.get_secret(&p.tenant_id, id).await?,
             SecretRef::Id(_) => None,
-            SecretRef::Name {
-                name,
-                project_id,
-                environment,
-            } => {
+            SecretRef::Name { name, project_id, environment } => {
                 let env = names::environment(*environment)?;
-                self.store
-                    .find_secret(&p.tenant_id, *project_id, &env, name)
-                    .await?
+                self.store.find_secret(&p.tenant_id, *project_id, &env, name).await?
             }
         };
         let row = row.ok_or(Error::SecretNotFound)?;
@@ -84,22 +69,13 @@ impl Vault {
         if let Some(id) = project_id
             && (!names::is_id(id) || self.store.get_project(&p.tenant_id, id).await?.is_none())
         {
-            return Err(Error::InvalidRequest(format!(
-                "projectId '{id}' is not a project of this tenant"
-            )));
+            return Err(Error::InvalidRequest(format!("projectId '{id}' is not a project of this tenant")));
         }
         Ok(())
     }
 
     pub async fn create_secret(&self, p: &Principal, req: CreateSecret) -> Result<SecretMeta> {
-        audited!(
-            self,
-            p,
-            "secret.create",
-            "secret",
-            None,
-            self.create_secret_inner(p, req).await
-        )
+        audited!(self, p, "secret.create", "secret", None, self.create_secret_inner(p, req).await)
     }
 
     async fn create_secret_inner(&self, p: &Principal, req: CreateSecret) -> Result<SecretMeta> {
@@ -107,10 +83,7 @@ impl Vault {
         let name = names::secret_name(&req.name)?;
         let environment = names::environment(req.environment.as_deref())?;
         let tags = names::tags(&req.tags)?;
-        let description = req
-            .description
-            .map(|d| names::text("description", &d, 1024))
-            .transpose()?;
+        let description = req.description.map(|d| names::text("description", &d, 1024)).transpose()?;
         self.check_value(&req.value)?;
         let project_id = req.project_id.filter(|p| !p.is_empty());
         self.check_project(p, project_id.as_deref()).await?;
@@ -122,11 +95,7 @@ impl Vault {
             project_id,
             environment,
             name,
-            secret_type: req
-                .secret_type
-                .unwrap_or(SecretType::Custom)
-                .as_str()
-                .to_owned(),
+            secret_type: req.secret_type.unwrap_or(SecretType::Custom).as_str().to_owned(),
             description,
             tags: serde_json::to_string(&tags).expect("serialisable"),
             current_version: 1,
@@ -137,14 +106,7 @@ impl Vault {
         let first = VersionRow {
             secret_id: row.id.clone(),
             version: 1,
-            sealed: key.seal(
-                &SecretAad {
-                    tenant_id: &p.tenant_id,
-                    secret_id: &row.id,
-                    version: 1,
-                },
-                req.value.as_bytes(),
-            ),
+            sealed: key.seal(&SecretAad { tenant_id: &p.tenant_id, secret_id: &row.id, version: 1 }, req.value.as_bytes()),
             created_at: now,
             created_by: p.key_id.clone(),
         };
@@ -152,107 +114,46 @@ impl Vault {
             .audit("secret.create", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id }));
         let quota = plans::limits(&p.plan)?.max_secrets;
-        self.store
-            .create_secret(&row, &first, quota, &audit)
-            .await?;
+        self.store.create_secret(&row, &first, quota, &audit).await?;
         Ok(SecretMeta::from(&row))
     }
 
     /// The explicit read: decrypts one version and records the read before
     /// returning the value.
-    pub async fn read_secret(
-        &self,
-        p: &Principal,
-        r: SecretRef<'_>,
-        version: Option<i64>,
-    ) -> Result<SecretValue> {
+    pub async fn read_secret(&self, p: &Principal, r: SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
         let rid = r.id();
-        audited!(
-            self,
-            p,
-            "secret.read",
-            "secret",
-            rid,
-            self.read_secret_inner(p, &r, version).await
-        )
+        audited!(self, p, "secret.read", "secret", rid, self.read_secret_inner(p, &r, version).await)
     }
 
-    async fn read_secret_inner(
-        &self,
-        p: &Principal,
-        r: &SecretRef<'_>,
-        version: Option<i64>,
-    ) -> Result<SecretValue> {
+    async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
         p.require(Permission::Read)?;
         let row = self.visible_secret(p, r).await?;
         let wanted = version.unwrap_or(row.current_version);
-        let v = self
-            .store
-            .get_version(&row.id, wanted)
-            .await?
-            .ok_or(Error::NotFound("version"))?;
+        let v = self.store.get_version(&row.id, wanted).await?.ok_or(Error::NotFound("version"))?;
         let key = self.data_key(&p.tenant_id).await?;
-        let plain = key.open(
-            &SecretAad {
-                tenant_id: &p.tenant_id,
-                secret_id: &row.id,
-                version: v.version,
-            },
-            &v.sealed,
-        )?;
+        let plain = key.open(&SecretAad { tenant_id: &p.tenant_id, secret_id: &row.id, version: v.version }, &v.sealed)?;
         let value = String::from_utf8(plain).map_err(|_| Error::Integrity)?;
         let audit = p
             .audit("secret.read", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": v.version }));
         self.store.append_audit(&audit).await?;
-        Ok(SecretValue {
-            meta: SecretMeta::from(&row),
-            value,
-            value_version: v.version,
-        })
+        Ok(SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version })
     }
 
-    pub async fn update_secret(
-        &self,
-        p: &Principal,
-        r: SecretRef<'_>,
-        req: UpdateSecret,
-    ) -> Result<SecretMeta> {
+    pub async fn update_secret(&self, p: &Principal, r: SecretRef<'_>, req: UpdateSecret) -> Result<SecretMeta> {
         let rid = r.id();
-        audited!(
-            self,
-            p,
-            "secret.update",
-            "secret",
-            rid,
-            self.update_secret_inner(p, &r, req).await
-        )
+        audited!(self, p, "secret.update", "secret", rid, self.update_secret_inner(p, &r, req).await)
     }
 
-    async fn update_secret_inner(
-        &self,
-        p: &Principal,
-        r: &SecretRef<'_>,
-        req: UpdateSecret,
-    ) -> Result<SecretMeta> {
+    async fn update_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, req: UpdateSecret) -> Result<SecretMeta> {
         p.require(Permission::Write)?;
-        if req.value.is_none()
-            && req.description.is_none()
-            && req.tags.is_none()
-            && req.secret_type.is_none()
-        {
-            return Err(Error::InvalidRequest(
-                "nothing to update: give value, description, tags or secretType".into(),
-            ));
+        if req.value.is_none() && req.description.is_none() && req.tags.is_none() && req.secret_type.is_none() {
+            return Err(Error::InvalidRequest("nothing to update: give value, description, tags or secretType".into()));
         }
         if let Some(v) = &req.value {
             self.check_value(v)?;
         }
-        let description = req
-            .description
-            .as_deref()
-            .map(|d| names::text("description", d, 1024))
-            .transpose()?;
+        let description = req.description.as_deref().map(|d| names::text("description", d, 1024)).transpose()?;
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
         let row = self.visible_secret(p, r).await?;
         let key = self.data_key(&p.tenant_id).await?;
@@ -276,91 +177,51 @@ impl Vault {
                 VersionRow {
                     secret_id: next.id.clone(),
                     version: next.current_version,
-                    sealed: key.seal(
-                        &SecretAad {
-                            tenant_id: &p.tenant_id,
-                            secret_id: &next.id,
-                            version: next.current_version,
-                        },
-                        value.as_bytes(),
-                    ),
+                    sealed: key
+                        .seal(&SecretAad { tenant_id: &p.tenant_id, secret_id: &next.id, version: next.current_version }, value.as_bytes()),
                     created_at: now,
                     created_by: p.key_id.clone(),
                 }
             });
-            let audit = p
-                .audit("secret.update", "secret", Some(&next.id), "success")
-                .detail(serde_json::json!({
-                    "name": next.name,
-                    "version": next.current_version,
-                    "newVersion": version.is_some(),
-                }));
+            let audit = p.audit("secret.update", "secret", Some(&next.id), "success").detail(serde_json::json!({
+                "name": next.name,
+                "version": next.current_version,
+                "newVersion": version.is_some(),
+            }));
             Ok((next, version, audit))
         };
-        match self
-            .store
-            .update_secret(&p.tenant_id, &row.id, req.expected_version, &change)
-            .await?
-        {
+        match self.store.update_secret(&p.tenant_id, &row.id, req.expected_version, &change).await? {
             WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
-            WriteOutcome::Stale { current } => Err(Error::VersionConflict {
-                expected: req.expected_version.unwrap_or(current),
-                current,
-            }),
+            WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: req.expected_version.unwrap_or(current), current }),
         }
     }
 
     pub async fn delete_secret(&self, p: &Principal, r: SecretRef<'_>) -> Result<Deleted> {
         let rid = r.id();
-        audited!(
-            self,
-            p,
-            "secret.delete",
-            "secret",
-            rid,
-            self.delete_secret_inner(p, &r).await
-        )
+        audited!(self, p, "secret.delete", "secret", rid, self.delete_secret_inner(p, &r).await)
     }
 
     async fn delete_secret_inner(&self, p: &Principal, r: &SecretRef<'_>) -> Result<Deleted> {
         p.require(Permission::Write)?;
         let row = self.visible_secret(p, r).await?;
-        let audit = p
-            .audit("secret.delete", "secret", Some(&row.id), "success")
-            .detail(serde_json::json!({ "name": row.name }));
-        if self
-            .store
-            .delete_secret(&p.tenant_id, &row.id, &audit)
-            .await?
-        {
-            Ok(Deleted {
-                id: row.id,
-                deleted: true,
-            })
+        let audit = p.audit("secret.delete", "secret", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
+        if self.store.delete_secret(&p.tenant_id, &row.id, &audit).await? {
+            Ok(Deleted { id: row.id, deleted: true })
         } else {
             Err(Error::SecretNotFound)
         }
     }
 
     pub async fn list_secrets(&self, p: &Principal, q: ListSecrets) -> Result<SecretPage> {
-        audited!(
-            self,
-            p,
-            "secret.list",
-            "secret",
-            None,
-            self.list_secrets_inner(p, q).await
-        )
+        audited!(self, p, "secret.list", "secret", None, self.list_secrets_inner(p, q).await)
     }
 
     async fn list_secrets_inner(&self, p: &Principal, q: ListSecrets) -> Result<SecretPage> {
         p.require(Permission::Read)?;
         let limit = q.limit.unwrap_or(50);
         if !(1..=200).contains(&limit) {
-            return Err(Error::InvalidRequest(
-                "limit must be between 1 and 200".into(),
-            ));
+            return Err(Error::InvalidRequest("limit must be between 1 and 200".into()));
         }
         let filter = SecretFilter {
             secret_type: q.secret_type.map(|t| t.as_str().to_owned()),
@@ -369,61 +230,32 @@ impl Vault {
             tag: q.tag.filter(|e| !e.is_empty()),
             search: q.search.filter(|e| !e.is_empty()),
             project_scope: p.project_scope.clone(),
-            after: q
-                .cursor
-                .as_deref()
-                .filter(|c| !c.is_empty())
-                .map(decode_cursor)
-                .transpose()?,
+            after: q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?,
             limit: limit + 1,
         };
         let mut rows = self.store.list_secrets(&p.tenant_id, &filter).await?;
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if has_more {
-            rows.last().map(encode_cursor)
-        } else {
-            None
-        };
+        let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
         self.store
-            .append_audit(
-                &p.audit("secret.list", "secret", None, "success")
-                    .detail(serde_json::json!({ "count": rows.len() })),
-            )
+            .append_audit(&p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() })))
             .await?;
         let secrets: Vec<SecretMeta> = rows.iter().map(SecretMeta::from).collect();
-        Ok(SecretPage {
-            count: secrets.len(),
-            secrets,
-            has_more,
-            next_cursor,
-        })
+        Ok(SecretPage { count: secrets.len(), secrets, has_more, next_cursor })
     }
 
     pub async fn secret_versions(&self, p: &Principal, r: SecretRef<'_>) -> Result<VersionList> {
         let rid = r.id();
-        audited!(
-            self,
-            p,
-            "secret.versions",
-            "secret",
-            rid,
-            self.secret_versions_inner(p, &r).await
-        )
+        audited!(self, p, "secret.versions", "secret", rid, self.secret_versions_inner(p, &r).await)
     }
 
     async fn secret_versions_inner(&self, p: &Principal, r: &SecretRef<'_>) -> Result<VersionList> {
         p.require(Permission::Read)?;
         let row = self.visible_secret(p, r).await?;
         let versions = self.store.list_versions(&row.id).await?;
-        self.store
-            .append_audit(&p.audit("secret.versions", "secret", Some(&row.id), "success"))
-            .await?;
+        self.store.append_audit(&p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
         Ok(VersionList {
-            versions: versions
-                .iter()
-                .map(|v| VersionInfo::new(v, row.current_version))
-                .collect(),
+            versions: versions.iter().map(|v| VersionInfo::new(v, row.current_version)).collect(),
             secret_id: row.id,
             name: row.name,
             current_version: row.current_version,
@@ -435,11 +267,8 @@ impl Vault {
     /// and one new version, never a duplicate.
     pub async fn set_secret(&self, p: &Principal, req: SetSecret) -> Result<SetSecretResult> {
         for _ in 0..UNCONDITIONAL_RETRIES {
-            let name_ref = SecretRef::Name {
-                name: &req.name,
-                project_id: req.project_id.as_deref(),
-                environment: req.environment.as_deref(),
-            };
+            let name_ref =
+                SecretRef::Name { name: &req.name, project_id: req.project_id.as_deref(), environment: req.environment.as_deref() };
             let existing = match self.secret_metadata(p, name_ref).await {
                 Ok(meta) => Some(meta),
                 Err(Error::SecretNotFound) => None,
@@ -448,10 +277,7 @@ impl Vault {
             match existing {
                 None => {
                     if let Some(expected) = req.expected_version.filter(|v| *v != 0) {
-                        return Err(Error::VersionConflict {
-                            expected,
-                            current: 0,
-                        });
+                        return Err(Error::VersionConflict { expected, current: 0 });
                     }
                     let create = CreateSecret {
                         name: req.name.clone(),
@@ -464,10 +290,7 @@ impl Vault {
                     };
                     match self.create_secret(p, create).await {
                         Ok(secret) => {
-                            return Ok(SetSecretResult {
-                                created: true,
-                                secret,
-                            });
+                            return Ok(SetSecretResult { created: true, secret });
                         }
                         // Someone created it between our look and our insert: update instead.
                         Err(Error::AlreadyExists(_)) if req.expected_version.is_none() => continue,
@@ -476,10 +299,7 @@ impl Vault {
                 }
                 Some(meta) => {
                     if req.expected_version == Some(0) {
-                        return Err(Error::VersionConflict {
-                            expected: 0,
-                            current: meta.version,
-                        });
+                        return Err(Error::VersionConflict { expected: 0, current: meta.version });
                     }
                     let update = UpdateSecret {
                         value: Some(req.value.clone()),
@@ -488,19 +308,12 @@ impl Vault {
                         secret_type: req.secret_type,
                         expected_version: req.expected_version,
                     };
-                    let secret = self
-                        .update_secret(p, SecretRef::Id(&meta.id), update)
-                        .await?;
-                    return Ok(SetSecretResult {
-                        created: false,
-                        secret,
-                    });
+                    let secret = self.update_secret(p, SecretRef::Id(&meta.id), update).await?;
+                    return Ok(SetSecretResult { created: false, secret });
                 }
             }
         }
-        Err(Error::Conflict(
-            "the secret is being created and deleted too often to apply this change; retry".into(),
-        ))
+        Err(Error::Conflict("the secret is being created and deleted too often to apply this change; retry".into()))
     }
 
     /// Metadata of one secret, without its value.

@@ -21,13 +21,9 @@ impl Vault {
         {
             use governor::clock::Clock;
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            return Err(Error::RateLimited {
-                retry_after: wait.max(std::time::Duration::from_secs(1)),
-            });
+            return Err(Error::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
         }
-        let (tenant, issued) = self
-            .create_tenant(req, &self.config.default_plan, "signup", origin)
-            .await?;
+        let (tenant, issued) = self.create_tenant(req, &self.config.default_plan, "signup", origin).await?;
         Ok(SignupResponse {
             api_key: issued,
             tenant_id: tenant.id,
@@ -42,17 +38,10 @@ impl Vault {
     }
 
     /// Creates a tenant and returns it with its first admin key (plaintext, once).
-    pub async fn create_tenant(
-        &self,
-        req: SignupRequest,
-        plan: &str,
-        action_by: &str,
-        origin: Origin,
-    ) -> Result<(TenantRow, String)> {
+    pub async fn create_tenant(&self, req: SignupRequest, plan: &str, action_by: &str, origin: Origin) -> Result<(TenantRow, String)> {
         let id = names::tenant_id(&req.tenant_id)?;
         let limits = plans::limits(plan)?;
-        let bounded =
-            |what: &str, v: Option<String>| v.map(|v| names::text(what, &v, 512)).transpose();
+        let bounded = |what: &str, v: Option<String>| v.map(|v| names::text(what, &v, 512)).transpose();
         let now = now_millis();
         let (_, wrapped) = self.master.new_data_key(&id);
         let tenant = TenantRow {
@@ -79,17 +68,8 @@ impl Vault {
             updated_at: now,
         };
         let audit = origin
-            .audit(
-                Some(&tenant.id),
-                &key.id,
-                "tenant.signup",
-                "tenant",
-                Some(&tenant.id),
-                "success",
-            )
-            .detail(
-                serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }),
-            );
+            .audit(Some(&tenant.id), &key.id, "tenant.signup", "tenant", Some(&tenant.id), "success")
+            .detail(serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }));
         self.store.create_tenant(&tenant, &key, &audit).await?;
         Ok((tenant, token))
     }
@@ -101,30 +81,15 @@ impl Vault {
     pub async fn local_principal(&self, tenant_id: &str, origin: Origin) -> Result<Principal> {
         const LOCAL_KEY: &str = "local-stdio";
         if self.store.get_tenant(tenant_id).await?.is_none() {
-            let req = SignupRequest {
-                tenant_id: tenant_id.to_owned(),
-                email: None,
-                agent: Some("latchkey mcp".into()),
-                description: None,
-            };
-            match self
-                .create_tenant(req, "unlimited", "local", origin.clone())
-                .await
-            {
+            let req = SignupRequest { tenant_id: tenant_id.to_owned(), email: None, agent: Some("latchkey mcp".into()), description: None };
+            match self.create_tenant(req, "unlimited", "local", origin.clone()).await {
                 Ok(_) | Err(Error::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        let tenant = self
-            .store
-            .get_tenant(tenant_id)
-            .await?
-            .ok_or(Error::NotFound("tenant"))?;
+        let tenant = self.store.get_tenant(tenant_id).await?.ok_or(Error::NotFound("tenant"))?;
         let keys = self.store.list_api_keys(tenant_id).await?;
-        let key = match keys
-            .into_iter()
-            .find(|k| k.name == LOCAL_KEY && k.revoked_at.is_none())
-        {
+        let key = match keys.into_iter().find(|k| k.name == LOCAL_KEY && k.revoked_at.is_none()) {
             Some(k) => k,
             None => {
                 let token = tokens::generate(plans::key_prefix(&tenant.plan));
@@ -143,14 +108,7 @@ impl Vault {
                     updated_at: now,
                 };
                 let audit = origin
-                    .audit(
-                        Some(tenant_id),
-                        &row.id,
-                        "apikey.create",
-                        "api_key",
-                        Some(&row.id),
-                        "success",
-                    )
+                    .audit(Some(tenant_id), &row.id, "apikey.create", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": LOCAL_KEY }));
                 self.store.insert_api_key(&row, &audit).await?;
                 row
@@ -170,42 +128,21 @@ impl Vault {
     pub async fn set_plan(&self, tenant_id: &str, plan: &str) -> Result<()> {
         let limits = plans::limits(plan)?;
         let audit = Origin::new(super::Front::Cli)
-            .audit(
-                Some(tenant_id),
-                "operator",
-                "tenant.plan",
-                "tenant",
-                Some(tenant_id),
-                "success",
-            )
+            .audit(Some(tenant_id), "operator", "tenant.plan", "tenant", Some(tenant_id), "success")
             .detail(serde_json::json!({ "plan": limits.plan }));
-        if self
-            .store
-            .set_tenant_plan(tenant_id, limits.plan, &audit)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(Error::NotFound("tenant"))
-        }
+        if self.store.set_tenant_plan(tenant_id, limits.plan, &audit).await? { Ok(()) } else { Err(Error::NotFound("tenant")) }
     }
 
     pub async fn whoami(&self, p: &Principal) -> Result<WhoAmI> {
         let now = Utc::now();
-        let month_start = Utc
-            .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-            .single()
-            .map_or(0, |t| t.timestamp_millis());
+        let month_start = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().map_or(0, |t| t.timestamp_millis());
         Ok(WhoAmI {
             tenant_id: p.tenant_id.clone(),
             plan: p.plan.clone(),
             limits: plans::limits(&p.plan)?,
             usage: Usage {
                 secrets: self.store.count_secrets(&p.tenant_id).await?,
-                api_calls_this_month: self
-                    .store
-                    .count_audit_since(&p.tenant_id, month_start)
-                    .await?,
+                api_calls_this_month: self.store.count_audit_since(&p.tenant_id, month_start).await?,
             },
             key_id: p.key_id.clone(),
             permissions: p.permission,

@@ -47,7 +47,8 @@ impl SecretType {
     pub fn parse(s: &str) -> crate::error::Result<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
             crate::error::Error::InvalidRequest(
-                "secretType must be one of database-credentials, api-key, certificate, oauth-token, encryption-key, configuration, custom".into(),
+                "secretType must be one of database-credentials, api-key, certificate, oauth-token, encryption-key, configuration, custom"
+                    .into(),
             )
         })
     }
@@ -269,12 +270,7 @@ pub struct VersionInfo {
 
 impl VersionInfo {
     pub fn new(v: &VersionMeta, current: i64) -> Self {
-        VersionInfo {
-            version: v.version,
-            created_at: time(v.created_at),
-            created_by: v.created_by.clone(),
-            current: v.version == current,
-        }
+        VersionInfo { version: v.version, created_at: time(v.created_at), created_by: v.created_by.clone(), current: v.version == current }
     }
 }
 
@@ -472,10 +468,7 @@ impl From<&AuditRow> for AuditEntry {
             outcome: a.outcome.clone(),
             ip_address: a.ip.clone(),
             user_agent: a.user_agent.clone(),
-            detail: a
-                .detail
-                .as_deref()
-                .and_then(|d| serde_json::from_str(d).ok()),
+            detail: a.detail.as_deref().and_then(|d| serde_json::from_str(d).ok()),
         }
     }
 }

@@ -87,13 +87,7 @@ pub fn pg_admin_url() -> &'static str {
             .output()
             .expect("run tools/pg-up");
         assert!(out.status.success(), "tools/pg-up failed");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .lines()
-            .last()
-            .expect("a URL")
-            .to_owned()
+        String::from_utf8(out.stdout).unwrap().trim().lines().last().expect("a URL").to_owned()
     })
 }
 
@@ -101,42 +95,25 @@ pub fn pg_admin_url() -> &'static str {
 /// the virtualenv `tools/py-venv` makes.
 pub fn python() -> &'static str {
     static PY: OnceLock<String> = OnceLock::new();
-    PY.get_or_init(|| {
-        std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| tool_output("py-venv"))
-    })
+    PY.get_or_init(|| std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| tool_output("py-venv")))
 }
 
 fn tool_output(tool: &str) -> String {
     let out = Command::new("bash")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tools")
-                .join(tool),
-        )
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(tool))
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("run tools/{tool}: {e}"));
     assert!(out.status.success(), "tools/{tool} failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .lines()
-        .last()
-        .expect("one line of output")
-        .to_owned()
+    String::from_utf8(out.stdout).unwrap().trim().lines().last().expect("one line of output").to_owned()
 }
 
 /// A new, empty database on the test PostgreSQL server.
 pub async fn fresh_pg_database() -> String {
     let admin = pg_admin_url();
     let name = format!("lk_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .expect("connect to test PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
+    let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect to test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
     conn.close().await.ok();
     let (base, _) = admin.rsplit_once('/').expect("URL with a database");
     format!("{base}/{name}")
@@ -148,9 +125,7 @@ impl Server {
     }
 
     pub async fn start_with(opts: Opts) -> Server {
-        Self::try_start(opts)
-            .await
-            .unwrap_or_else(|e| panic!("server did not start: {e}"))
+        Self::try_start(opts).await.unwrap_or_else(|e| panic!("server did not start: {e}"))
     }
 
     /// Starts the server; `Err` carries its stderr when it exits instead.
@@ -169,15 +144,8 @@ impl Server {
             (_, url) => url.clone(),
         };
         let mut cmd = Command::new(bin());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(&opts.args);
-        cmd.env_remove("DATABASE_URL")
-            .env_remove("LATCHKEY_MASTER_KEY")
-            .env_remove("LATCHKEY_PASSPHRASE");
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(&data_dir).args(&opts.args);
+        cmd.env_remove("DATABASE_URL").env_remove("LATCHKEY_MASTER_KEY").env_remove("LATCHKEY_PASSPHRASE");
         cmd.env("LATCHKEY_LOG", "warn");
         if let Some(url) = &database_url {
             cmd.env("DATABASE_URL", url);
@@ -187,8 +155,7 @@ impl Server {
         }
         let stderr_path = data_dir.join("stderr.log");
         std::fs::create_dir_all(&data_dir).unwrap();
-        cmd.stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr_path).unwrap());
         let mut child = cmd.spawn().expect("spawn latchkey");
         let stdout = child.stdout.take().unwrap();
         let line = tokio::task::spawn_blocking(move || {
@@ -200,11 +167,7 @@ impl Server {
             .map_err(|_| "no listening line within 60 s".to_string())?
             .unwrap()
             .unwrap();
-        let Some(base) = line
-            .trim()
-            .strip_prefix("latchkey listening on ")
-            .map(str::to_owned)
-        else {
+        let Some(base) = line.trim().strip_prefix("latchkey listening on ").map(str::to_owned) else {
             let _ = child.wait();
             return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
         };
@@ -215,14 +178,7 @@ impl Server {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        Ok(Server {
-            child,
-            base,
-            data_dir,
-            database_url,
-            _tmp: tmp,
-            http,
-        })
+        Ok(Server { child, base, data_dir, database_url, _tmp: tmp, http })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -230,13 +186,7 @@ impl Server {
     }
 
     /// Sends a request; returns status and JSON body (`Value::Null` when not JSON).
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
         let (status, _, body) = self.call_full(method, path, key, body).await;
         (status, body)
     }
@@ -259,11 +209,7 @@ impl Server {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
@@ -281,25 +227,14 @@ impl Server {
 
     /// Signs up `tenant` and returns its admin key.
     pub async fn signup(&self, tenant: &str) -> String {
-        let (status, body) = self
-            .call(
-                "POST",
-                "/api/signup",
-                None,
-                Some(serde_json::json!({ "tenantId": tenant })),
-            )
-            .await;
+        let (status, body) = self.call("POST", "/api/signup", None, Some(serde_json::json!({ "tenantId": tenant }))).await;
         assert_eq!(status, 201, "signup {tenant}: {body}");
         body["apiKey"].as_str().unwrap().to_owned()
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit code.
     pub fn stop(mut self) -> Option<i32> {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
@@ -325,8 +260,5 @@ impl Drop for Server {
 
 /// A tenant id no other test (or earlier run on a shared database) uses.
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }

@@ -1,0 +1,321 @@
+//! The MCP front through real clients: rmcp's own client over streamable HTTP
+//! against the real server, in process over a duplex pipe, and raw JSON-RPC
+//! over `latchkey mcp`'s stdio. One core, two fronts: what MCP writes, REST reads.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::{Backend, Opts, Server, unique};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ReadResourceRequestParams};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+type Client = RunningService<RoleClient, ()>;
+
+async fn http_client(srv: &Server, key: Option<&str>) -> Client {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(srv.url("/mcp"));
+    if let Some(k) = key {
+        config = config.auth_header(k);
+    }
+    ().serve(StreamableHttpClientTransport::from_config(config)).await.expect("MCP handshake")
+}
+
+async fn call(c: &Client, tool: &str, args: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.as_object().unwrap().clone());
+    c.call_tool(params).await.unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
+}
+
+/// The structured result of a successful call.
+async fn ok(c: &Client, tool: &str, args: Value) -> Value {
+    let r = call(c, tool, args).await;
+    assert_ne!(r.is_error, Some(true), "{tool} failed: {:?}", r.content);
+    r.structured_content.unwrap_or_else(|| panic!("{tool} returned no structured content"))
+}
+
+/// The error code of a failed call (a tool result with isError, not a protocol error).
+async fn err_code(c: &Client, tool: &str, args: Value) -> String {
+    let r = call(c, tool, args).await;
+    assert_eq!(r.is_error, Some(true), "{tool} should fail");
+    let text = r.content[0].as_text().expect("text content").text.clone();
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{tool}: error text is not JSON: {text}"));
+    body["error"]["code"].as_str().unwrap().to_owned()
+}
+
+async fn tool_names(c: &Client) -> Vec<String> {
+    let mut names: Vec<String> = c.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    names
+}
+
+async fn story_over_http(backend: Backend) {
+    let srv = Server::start(backend).await;
+
+    // An agent with no credentials sees one tool: signup.
+    let anon = http_client(&srv, None).await;
+    assert_eq!(tool_names(&anon).await, ["signup"]);
+    let tenant = unique("agent");
+    let signed = ok(&anon, "signup", json!({ "tenantId": tenant, "agent": "rmcp-test" })).await;
+    let key = signed["apiKey"].as_str().unwrap().to_owned();
+    let llms = anon.read_resource(ReadResourceRequestParams::new("latchkey://llms.txt")).await.unwrap();
+    assert!(format!("{:?}", llms.contents).contains("Latchkey"));
+    anon.cancel().await.ok();
+
+    // With its key, the whole vault.
+    let c = http_client(&srv, Some(&key)).await;
+    let info = c.peer_info().expect("server info");
+    assert!(info.instructions.as_deref().unwrap_or_default().contains("set_secret"));
+    assert_eq!(tool_names(&c).await.len(), 15);
+    let me = ok(&c, "whoami", json!({})).await;
+    assert_eq!(me["tenantId"], tenant.as_str());
+
+    let canary = format!("mcp-canary-{}", uuid::Uuid::new_v4().simple());
+    let first = ok(&c, "set_secret", json!({ "name": "OPENAI_API_KEY", "value": canary, "secretType": "api-key", "tags": ["llm"] })).await;
+    assert_eq!(first["created"], true);
+    assert!(!first.to_string().contains(&canary), "set_secret never echoes the value");
+    let id = first["secret"]["id"].as_str().unwrap().to_owned();
+    let second = ok(&c, "set_secret", json!({ "name": "OPENAI_API_KEY", "value": "rotated", "expectedVersion": 1 })).await;
+    assert_eq!((second["created"].as_bool(), second["secret"]["version"].as_i64()), (Some(false), Some(2)));
+    assert_eq!(
+        err_code(&c, "set_secret", json!({ "name": "OPENAI_API_KEY", "value": "stale", "expectedVersion": 1 })).await,
+        "VERSION_CONFLICT"
+    );
+
+    let by_name = ok(&c, "get_secret", json!({ "name": "OPENAI_API_KEY" })).await;
+    assert_eq!(by_name["value"], "rotated");
+    let old = ok(&c, "get_secret", json!({ "id": id, "version": 1 })).await;
+    assert_eq!(old["value"], canary.as_str());
+    let listed = ok(&c, "list_secrets", json!({ "search": "openai" })).await;
+    assert_eq!(listed["count"], 1);
+    assert!(!listed.to_string().contains("rotated") && !listed.to_string().contains(&canary));
+    let meta = ok(&c, "update_secret_metadata", json!({ "id": id, "description": "for the summariser" })).await;
+    assert_eq!((meta["description"].as_str(), meta["version"].as_i64()), (Some("for the summariser"), Some(2)));
+    let versions = ok(&c, "list_secret_versions", json!({ "name": "OPENAI_API_KEY" })).await;
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+
+    // A failing tool is a result the agent can read, and the connection lives on.
+    assert_eq!(err_code(&c, "get_secret", json!({ "id": uuid::Uuid::new_v4().to_string() })).await, "SECRET_NOT_FOUND");
+    assert_eq!(err_code(&c, "get_secret", json!({})).await, "INVALID_REQUEST");
+    assert_eq!(err_code(&c, "set_secret", json!({ "name": "X", "value": "v", "secretType": "nonsense" })).await, "INVALID_REQUEST");
+    assert_eq!(ok(&c, "whoami", json!({})).await["tenantId"], tenant.as_str());
+
+    // One core, two fronts: REST reads what MCP wrote, MCP reads what REST wrote.
+    let (s, rest_view) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+    assert_eq!((s, rest_view["value"].as_str()), (200, Some("rotated")));
+    let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "FROM_REST", "value": "rest-value" })).await;
+    let rest_id = made["id"].as_str().unwrap();
+    assert_eq!(ok(&c, "get_secret", json!({ "id": rest_id })).await["value"], "rest-value");
+
+    // Projects and keys.
+    let project = ok(&c, "create_project", json!({ "name": "agents" })).await;
+    assert_eq!(ok(&c, "list_projects", json!({})).await["count"], 1);
+    let reader = ok(&c, "create_api_key", json!({ "name": "reader", "permissions": "read" })).await;
+    assert!(reader["apiKey"].as_str().unwrap().starts_with("sc_"));
+    let keys = ok(&c, "list_api_keys", json!({})).await;
+    assert!(!keys.to_string().contains(reader["apiKey"].as_str().unwrap()));
+    let revoked = ok(&c, "revoke_api_key", json!({ "id": reader["id"] })).await;
+    assert_eq!(revoked["revoked"], true);
+    assert_eq!(ok(&c, "delete_project", json!({ "id": project["id"] })).await["deleted"], true);
+
+    // Resources show metadata, never values.
+    let secrets = c.read_resource(ReadResourceRequestParams::new("latchkey://secrets")).await.unwrap();
+    let text = format!("{:?}", secrets.contents);
+    assert!(text.contains("OPENAI_API_KEY") && !text.contains("rotated"));
+    let one = c.read_resource(ReadResourceRequestParams::new("latchkey://secrets/OPENAI_API_KEY")).await.unwrap();
+    assert!(format!("{:?}", one.contents).contains("history"));
+    let templates = c.list_all_resource_templates().await.unwrap();
+    assert!(templates.iter().any(|t| t.uri_template == "latchkey://secrets/{name}"));
+    assert!(c.read_resource(ReadResourceRequestParams::new("latchkey://audit/recent")).await.is_ok());
+
+    // Another tenant's key acts only for that tenant.
+    let other = srv.signup(&unique("other")).await;
+    let intruder = http_client(&srv, Some(&other)).await;
+    assert_eq!(err_code(&intruder, "get_secret", json!({ "id": id })).await, "SECRET_NOT_FOUND");
+    assert_eq!(err_code(&intruder, "delete_secret", json!({ "id": id })).await, "SECRET_NOT_FOUND");
+    assert_eq!(ok(&intruder, "list_secrets", json!({})).await["count"], 0);
+    intruder.cancel().await.ok();
+
+    // The audit trail names the front and the key.
+    let audit = ok(&c, "query_audit", json!({ "action": "secret.read", "limit": 100 })).await;
+    let fronts: Vec<&str> = audit["logs"].as_array().unwrap().iter().map(|l| l["front"].as_str().unwrap()).collect();
+    assert!(fronts.contains(&"mcp") && fronts.contains(&"rest"), "{fronts:?}");
+    assert!(!audit.to_string().contains(&canary));
+    assert_eq!(ok(&c, "delete_secret", json!({ "name": "OPENAI_API_KEY" })).await["deleted"], true);
+    c.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn mcp_story_over_http_on_sqlite() {
+    story_over_http(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn mcp_story_over_http_on_postgres() {
+    story_over_http(Backend::Postgres).await;
+}
+
+async fn raw_mcp(srv: &Server, headers: &[(&str, &str)], body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = srv.http.post(srv.url("/mcp")).header("accept", "application/json, text/event-stream").json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    (status, h, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn initialize(version: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": { "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } })
+}
+
+#[tokio::test]
+async fn http_guard_versions_and_credentials() {
+    let srv = Server::start(Backend::Sqlite).await;
+    // Today's clients negotiate their own revision.
+    for version in ["2025-06-18", "2025-11-25"] {
+        let (s, _, body) = raw_mcp(&srv, &[], initialize(version)).await;
+        assert_eq!((s, body["result"]["protocolVersion"].as_str()), (200, Some(version)), "{body}");
+    }
+    // DNS rebinding: foreign Origin or Host is refused before anything else.
+    let (s, _, _) = raw_mcp(&srv, &[("origin", "http://evil.example")], initialize("2025-06-18")).await;
+    assert_eq!(s, 403);
+    let (s, _, _) = raw_mcp(&srv, &[("host", "evil.example")], initialize("2025-06-18")).await;
+    assert_eq!(s, 403);
+    let (s, _, _) = raw_mcp(&srv, &[("origin", "http://localhost:5173")], initialize("2025-06-18")).await;
+    assert_eq!(s, 200, "loopback origins are fine");
+
+    // Without a credential, anything but signup and public resources is 401.
+    let get = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "list_secrets", "arguments": {} } });
+    let (s, h, _) = raw_mcp(&srv, &[("mcp-protocol-version", "2025-06-18")], get.clone()).await;
+    assert_eq!(s, 401);
+    assert!(h.contains_key("www-authenticate"));
+    let read = json!({ "jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": { "uri": "latchkey://secrets" } });
+    assert_eq!(raw_mcp(&srv, &[], read).await.0, 401);
+    let (s, _, _) = raw_mcp(&srv, &[("authorization", "Bearer sc_free_bogus")], get.clone()).await;
+    assert_eq!(s, 401, "a bad key is refused, not downgraded to anonymous");
+
+    // A session id is never a credential: tenant B's key with whatever session
+    // header tenant A's client sent still acts as B.
+    let a = srv.signup(&unique("sess-a")).await;
+    let b = srv.signup(&unique("sess-b")).await;
+    let (_, made) = srv.post("/api/v1/secrets", &a, json!({ "name": "A_ONLY", "value": "a-secret" })).await;
+    let a_id = made["id"].as_str().unwrap();
+    let bearer_a = format!("Bearer {a}");
+    let (_, h, _) = raw_mcp(&srv, &[("authorization", &bearer_a)], initialize("2025-06-18")).await;
+    let session = h.get("mcp-session-id").and_then(|v| v.to_str().ok()).unwrap_or("fabricated-session").to_owned();
+    let bearer_b = format!("Bearer {b}");
+    let read_a =
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": { "name": "get_secret", "arguments": { "id": a_id } } });
+    let (s, _, body) =
+        raw_mcp(&srv, &[("authorization", &bearer_b), ("mcp-session-id", &session), ("mcp-protocol-version", "2025-06-18")], read_a).await;
+    assert!(s == 404 || body["result"]["isError"] == true, "B must not read A's secret through A's session: {s} {body}");
+    assert!(!body.to_string().contains("a-secret"));
+}
+
+#[tokio::test]
+async fn in_process_over_a_duplex_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_args = latchkey::config::StoreArgs { data_dir: dir.path().to_path_buf(), database_url: None };
+    let vault = latchkey::config::open_vault(&store_args, &latchkey::config::PolicyArgs::defaults()).await.unwrap();
+    let principal = vault.local_principal("local", latchkey::vault::Origin::new(latchkey::vault::Front::Mcp)).await.unwrap();
+    let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+    let server = latchkey::mcp::LatchkeyMcp::for_principal(vault.clone(), principal);
+    tokio::spawn(async move {
+        let running = server.serve(server_end).await.unwrap();
+        let _ = running.waiting().await;
+    });
+    let c: Client = ().serve(client_end).await.unwrap();
+    assert_eq!(tool_names(&c).await.len(), 15);
+    let set = ok(&c, "set_secret", json!({ "name": "LOCAL", "value": "in-process" })).await;
+    assert_eq!(set["created"], true);
+    assert_eq!(ok(&c, "get_secret", json!({ "name": "LOCAL" })).await["value"], "in-process");
+    let me = ok(&c, "whoami", json!({})).await;
+    assert_eq!(
+        (me["tenantId"].as_str(), me["permissions"].as_str(), me["plan"].as_str()),
+        (Some("local"), Some("admin"), Some("unlimited"))
+    );
+    c.cancel().await.ok();
+}
+
+/// Stdout carries only JSON-RPC, and a failing tool leaves the process alive.
+#[tokio::test]
+async fn stdio_hygiene_and_shared_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::bin())
+        .args(["mcp", "--data-dir"])
+        .arg(dir.path())
+        .env("LATCHKEY_MASTER_KEY", common::TEST_MASTER_KEY)
+        .env_remove("LATCHKEY_API_KEY")
+        .env_remove("DATABASE_URL")
+        .env("LATCHKEY_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Lines from stdout, each checked to be JSON-RPC, handed over by id.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("non-JSON-RPC line on stdout: {line}"));
+            assert_eq!(v["jsonrpc"], "2.0", "{line}");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut send_and_wait = |msgs: Vec<Value>| {
+        let expected = msgs.iter().filter(|m| m.get("id").is_some()).count();
+        for m in &msgs {
+            writeln!(stdin, "{m}").unwrap();
+        }
+        stdin.flush().unwrap();
+        expected
+    };
+    let mut by_id = std::collections::HashMap::new();
+    // Requests in one batch may be answered in any order; a later batch waits for the earlier.
+    for batch in [
+        vec![initialize("2025-06-18"), json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })],
+        vec![
+            json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "get_secret", "arguments": { "name": "MISSING" } } }),
+            json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "set_secret", "arguments": { "name": "STDIO", "value": "over-stdio" } } }),
+            json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": { "name": "no_such_tool", "arguments": {} } }),
+        ],
+        vec![
+            json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "get_secret", "arguments": { "name": "STDIO" } } }),
+        ],
+    ] {
+        let expected = send_and_wait(batch);
+        for _ in 0..expected {
+            let v = tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv())
+                .await
+                .expect("answer within 60 s")
+                .expect("stdout open");
+            by_id.insert(v["id"].as_i64().unwrap(), v);
+        }
+    }
+    assert_eq!(by_id[&2]["result"]["isError"], true, "a domain failure is a tool result");
+    assert_eq!(by_id[&3]["result"]["structuredContent"]["created"], true);
+    assert!(by_id[&4].get("error").is_some(), "an unknown tool is a protocol error");
+    assert_eq!(by_id[&5]["result"]["structuredContent"]["value"], "over-stdio", "still alive after failures");
+    assert!(child.try_wait().unwrap().is_none());
+    drop(send_and_wait);
+    drop(stdin);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exits cleanly when the client hangs up");
+
+    // `serve` on the same data dir sees what stdio wrote (local tenant's own audit included).
+    let srv = Server::start_with(Opts { data_dir: Some(dir.path().to_path_buf()), ..Opts::new(Backend::Sqlite) }).await;
+    let (s, _) = srv.call("GET", "/healthz", None, None).await;
+    assert_eq!(s, 200);
+}
