@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
@@ -92,7 +92,7 @@ fn origin_host(url: &str) -> Option<String> {
 }
 
 /// The `/mcp` service, ready to nest into the router.
-pub fn service(vault: Arc<Vault>, allowed: &Allowed) -> StreamableHttpService<LatchkeyMcp, LocalSessionManager> {
+pub fn service(vault: Arc<Vault>, allowed: &Allowed) -> StreamableHttpService<LatchkeyMcp, NeverSessionManager> {
     StreamableHttpService::new(move || Ok(LatchkeyMcp::for_http(vault.clone())), Default::default(), allowed.rmcp_config())
 }
 
@@ -159,7 +159,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     };
     if !allowed {
         let row = origin.audit(None, "anonymous", "auth.failed", "mcp", None, "denied");
-        if let Err(e) = g.vault.store().append_audit(&row).await {
+        if let Err(e) = g.vault.record(row).await {
             return e.into_response();
         }
         return Error::Unauthorized(

@@ -28,7 +28,7 @@ where
             Some(token) if !token.is_empty() => Ok(Auth(state.vault.authenticate(token, origin).await?)),
             _ => {
                 let row = origin.audit(None, "anonymous", "auth.failed", "api_key", None, "denied");
-                state.vault.store().append_audit(&row).await?;
+                state.vault.record(row).await?;
                 Err(Error::Unauthorized("send your API key as X-API-Key or Authorization: Bearer".into()))
             }
         }

@@ -214,7 +214,8 @@ pub trait Store: Send + Sync + 'static {
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64>;
 
     // Audit.
-    async fn append_audit(&self, entry: &AuditRow) -> Result<()>;
+    /// Appends entries in one transaction (the audit writer batches concurrent ones).
+    async fn append_audit(&self, entries: &[AuditRow]) -> Result<()>;
     async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)>;
     async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64>;
 }

@@ -548,9 +548,11 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one(&self.reader).await?)
             }
 
-            async fn append_audit(&self, entry: &AuditRow) -> Result<()> {
+            async fn append_audit(&self, entries: &[AuditRow]) -> Result<()> {
                 let mut tx = self.begin_write().await?;
-                insert_audit(&mut tx, entry).await?;
+                for entry in entries {
+                    insert_audit(&mut tx, entry).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }

@@ -42,7 +42,7 @@ impl Vault {
                     offset,
                 };
                 let (rows, total) = self.store.query_audit(&p.tenant_id, &filter).await?;
-                self.store.append_audit(&p.audit("audit.query", "audit", None, "success")).await?;
+                self.record(p.audit("audit.query", "audit", None, "success")).await?;
                 Ok(AuditPage { logs: rows.iter().map(AuditEntry::from).collect(), total, limit, offset })
             }
             .await

@@ -4,6 +4,7 @@
 //! function is an explicit, audited read.
 
 pub mod audit;
+mod audit_writer;
 pub mod keys;
 pub mod names;
 pub mod plans;
@@ -43,6 +44,7 @@ impl Default for VaultConfig {
 
 pub struct Vault {
     store: Arc<dyn Store>,
+    audit: audit_writer::AuditWriter,
     master: MasterKey,
     config: VaultConfig,
     /// Unwrapped tenant keys. Unwrapping is cheap (one AES-GCM open) but the
@@ -74,6 +76,7 @@ impl Vault {
             }
         }
         Ok(Vault {
+            audit: audit_writer::AuditWriter::start(store.clone()),
             signup_limiter: RateLimiter::keyed(per_minute(config.signup_per_minute)),
             store,
             master,
@@ -85,6 +88,12 @@ impl Vault {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Appends an audit entry that records no state change of its own (a
+    /// read, a listing, a denied attempt); returns once it is committed.
+    pub async fn record(&self, row: crate::store::AuditRow) -> Result<()> {
+        self.audit.record(row).await
     }
 
     pub fn config(&self) -> &VaultConfig {
@@ -108,7 +117,7 @@ impl Vault {
         let found = self.store.find_api_key(&hash).await?.filter(|k| tokens::hashes_match(&k.key_hash, &hash));
         let now = now_millis();
         let Some(key) = found else {
-            self.store.append_audit(&origin.audit(None, "unknown-key", "auth.failed", "api_key", None, "denied")).await?;
+            self.record(origin.audit(None, "unknown-key", "auth.failed", "api_key", None, "denied")).await?;
             return Err(Error::Unauthorized("invalid API key".into()));
         };
         let dead = if key.revoked_at.is_some() {
@@ -120,7 +129,7 @@ impl Vault {
         };
         if let Some(why) = dead {
             let row = origin.audit(Some(&key.tenant_id), &key.id, "auth.failed", "api_key", Some(&key.id), "denied");
-            self.store.append_audit(&principal::WithDetail::detail(row, serde_json::json!({ "reason": why }))).await?;
+            self.record(principal::WithDetail::detail(row, serde_json::json!({ "reason": why }))).await?;
             return Err(Error::Unauthorized(format!("this API key is {why}")));
         }
         let tenant = self.store.get_tenant(&key.tenant_id).await?.ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
@@ -152,7 +161,7 @@ impl Vault {
             p.audit(action, resource_type, resource_id, err.audit_outcome()),
             serde_json::json!({ "code": err.code() }),
         );
-        if let Err(e) = self.store.append_audit(&row).await {
+        if let Err(e) = self.record(row).await {
             return e;
         }
         err

@@ -136,7 +136,7 @@ impl Vault {
         let audit = p
             .audit("secret.read", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": v.version }));
-        self.store.append_audit(&audit).await?;
+        self.record(audit).await?;
         Ok(SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version })
     }
 
@@ -237,9 +237,7 @@ impl Vault {
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
-        self.store
-            .append_audit(&p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() })))
-            .await?;
+        self.record(p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() }))).await?;
         let secrets: Vec<SecretMeta> = rows.iter().map(SecretMeta::from).collect();
         Ok(SecretPage { count: secrets.len(), secrets, has_more, next_cursor })
     }
@@ -253,7 +251,7 @@ impl Vault {
         p.require(Permission::Read)?;
         let row = self.visible_secret(p, r).await?;
         let versions = self.store.list_versions(&row.id).await?;
-        self.store.append_audit(&p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
+        self.record(p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
         Ok(VersionList {
             versions: versions.iter().map(|v| VersionInfo::new(v, row.current_version)).collect(),
             secret_id: row.id,
