@@ -49,6 +49,14 @@ pub struct ApiKeyRow {
     pub updated_at: Millis,
 }
 
+/// An API key with its tenant's plan: what authentication needs, in one read.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyWithPlan {
+    #[sqlx(flatten)]
+    pub key: ApiKeyRow,
+    pub plan: String,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProjectRow {
     pub id: String,
@@ -172,7 +180,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
     async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>>;
     async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool>;
-    async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>>;
+    async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyWithPlan>>;
     async fn get_api_key(&self, tenant_id: &str, id: &str) -> Result<Option<ApiKeyRow>>;
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>>;
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;

@@ -256,11 +256,16 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
-            async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>> {
-                Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {KEY_COLS} FROM api_keys WHERE key_hash = $1")))
-                    .bind(key_hash)
-                    .fetch_optional(&self.reader)
-                    .await?)
+            async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyWithPlan>> {
+                // One indexed lookup per request: the key and its tenant's plan together.
+                Ok(sqlx::query_as(
+                    "SELECT k.id, k.tenant_id, k.name, k.prefix, k.key_hash, k.permission, k.project_scope, k.expires_at, \
+                     k.revoked_at, k.created_at, k.updated_at, t.plan FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+                     WHERE k.key_hash = $1",
+                )
+                .bind(key_hash)
+                .fetch_optional(&self.reader)
+                .await?)
             }
 
             async fn get_api_key(&self, tenant_id: &str, id: &str) -> Result<Option<ApiKeyRow>> {

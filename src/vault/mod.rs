@@ -114,9 +114,9 @@ impl Vault {
     /// answer the same 401; the attempt is audited.
     pub async fn authenticate(&self, token: &str, origin: Origin) -> Result<Principal> {
         let hash = tokens::hash(token);
-        let found = self.store.find_api_key(&hash).await?.filter(|k| tokens::hashes_match(&k.key_hash, &hash));
+        let found = self.store.find_api_key(&hash).await?.filter(|k| tokens::hashes_match(&k.key.key_hash, &hash));
         let now = now_millis();
-        let Some(key) = found else {
+        let Some(crate::store::KeyWithPlan { key, plan }) = found else {
             self.record(origin.audit(None, "unknown-key", "auth.failed", "api_key", None, "denied")).await?;
             return Err(Error::Unauthorized("invalid API key".into()));
         };
@@ -132,9 +132,8 @@ impl Vault {
             self.record(principal::WithDetail::detail(row, serde_json::json!({ "reason": why }))).await?;
             return Err(Error::Unauthorized(format!("this API key is {why}")));
         }
-        let tenant = self.store.get_tenant(&key.tenant_id).await?.ok_or_else(|| Error::Unauthorized("invalid API key".into()))?;
-        if let Some(limiter) = self.request_limiters.get(tenant.plan.as_str())
-            && let Err(not_until) = limiter.check_key(&tenant.id)
+        if let Some(limiter) = self.request_limiters.get(plan.as_str())
+            && let Err(not_until) = limiter.check_key(&key.tenant_id)
         {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
@@ -143,7 +142,7 @@ impl Vault {
         Ok(Principal {
             tenant_id: key.tenant_id,
             key_id: key.id,
-            plan: tenant.plan,
+            plan,
             permission: Permission::parse(&key.permission)?,
             project_scope: if scope.is_empty() { None } else { Some(scope) },
             origin,
