@@ -171,7 +171,11 @@ impl LatchkeyMcp {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for LatchkeyMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
+        // Logging is deprecated from 2026-07-28 on, but 2025 clients (Claude Code
+        // among them) may still set a level; accepting it keeps them working.
+        #[allow(deprecated)]
+        let capabilities = ServerCapabilities::builder().enable_tools().enable_resources().enable_logging().build();
+        ServerConfig::new(capabilities)
             .with_server_info(rmcp::model::Implementation::new("latchkey", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
@@ -190,6 +194,12 @@ impl ServerHandler for LatchkeyMcp {
             }
             other => other,
         })
+    }
+
+    /// Accepts a log level. Latchkey sends no log notifications (its logs stay
+    /// on the server, where values never appear), so there is nothing to filter.
+    async fn set_level(&self, _request: rmcp::model::SetLevelRequestParams, _ctx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        Ok(())
     }
 
     /// Anonymous HTTP callers see only the signup tool.
