@@ -198,6 +198,7 @@ impl ServerHandler for LatchkeyMcp {
 
     /// Accepts a log level. Latchkey sends no log notifications (its logs stay
     /// on the server, where values never appear), so there is nothing to filter.
+    #[allow(deprecated)]
     async fn set_level(&self, _request: rmcp::model::SetLevelRequestParams, _ctx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         Ok(())
     }
