@@ -72,7 +72,7 @@ impl Vault {
         let mut request_limiters = HashMap::new();
         for name in plans::PLAN_NAMES {
             if let Some(rpm) = plans::limits(name)?.requests_per_minute {
-                request_limiters.insert(name, RateLimiter::keyed(per_minute(rpm)));
+                request_limiters.insert(name, RateLimiter::keyed(per_minute(u32::try_from(rpm).unwrap_or(u32::MAX))));
             }
         }
         Ok(Vault {

@@ -13,7 +13,7 @@ pub struct PlanLimits {
     pub plan: &'static str,
     pub max_secrets: Option<i64>,
     pub api_calls_per_month: Option<i64>,
-    pub requests_per_minute: Option<u32>,
+    pub requests_per_minute: Option<i64>,
     pub features: Vec<&'static str>,
 }
 
