@@ -8,6 +8,34 @@ use crate::crypto::tokens;
 use crate::error::{Error, Result};
 use crate::store::{ApiKeyRow, now_millis};
 
+/// A fresh key for `tenant_id` on `plan`: its row (hash and display prefix
+/// only) and the plaintext, which the caller shows once and forgets.
+pub(super) fn new_key(
+    tenant_id: &str,
+    plan: &str,
+    name: String,
+    permission: Permission,
+    scope: &[String],
+    expires_at: Option<i64>,
+) -> (ApiKeyRow, String) {
+    let token = tokens::generate(plans::key_prefix(plan));
+    let now = now_millis();
+    let row = ApiKeyRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: tenant_id.to_owned(),
+        name,
+        prefix: tokens::display_prefix(&token, plans::key_prefix(plan)),
+        key_hash: tokens::hash(&token),
+        permission: permission.as_str().into(),
+        project_scope: serde_json::to_string(scope).expect("serialisable"),
+        expires_at,
+        revoked_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    (row, token)
+}
+
 impl Vault {
     async fn visible_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRow> {
         let row = if names::is_id(id) { self.store.get_api_key(&p.tenant_id, id).await? } else { None };
@@ -59,21 +87,7 @@ impl Vault {
                 Self::grantable_permission(p, req.permissions)?;
                 let name = names::text("name", req.name.trim(), 128)?;
                 let scope = self.grantable_scope(p, &req.project_scope).await?;
-                let token = tokens::generate(plans::key_prefix(&p.plan));
-                let now = now_millis();
-                let row = ApiKeyRow {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    tenant_id: p.tenant_id.clone(),
-                    name,
-                    prefix: tokens::display_prefix(&token, plans::key_prefix(&p.plan)),
-                    key_hash: tokens::hash(&token),
-                    permission: req.permissions.as_str().into(),
-                    project_scope: serde_json::to_string(&scope).expect("serialisable"),
-                    expires_at: Self::future(req.expires_at)?,
-                    revoked_at: None,
-                    created_at: now,
-                    updated_at: now,
-                };
+                let (row, token) = new_key(&p.tenant_id, &p.plan, name, req.permissions, &scope, Self::future(req.expires_at)?);
                 let audit = p
                     .audit("apikey.create", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": row.name, "permissions": row.permission, "projectScope": scope }));

@@ -5,9 +5,8 @@ use chrono::{Datelike, TimeZone, Utc};
 use super::principal::{Origin, WithDetail};
 use super::views::{Quickstart, SignupRequest, SignupResponse, Usage, WhoAmI};
 use super::{Permission, Principal, Vault, names, plans};
-use crate::crypto::tokens;
 use crate::error::{Error, Result};
-use crate::store::{ApiKeyRow, TenantRow, now_millis};
+use crate::store::{TenantRow, now_millis};
 
 impl Vault {
     /// Creates a tenant on the operator's default plan with one admin key.
@@ -53,20 +52,7 @@ impl Vault {
             wrapped_key: wrapped,
             created_at: now,
         };
-        let token = tokens::generate(plans::key_prefix(plan));
-        let key = ApiKeyRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: tenant.id.clone(),
-            name: "default".into(),
-            prefix: tokens::display_prefix(&token, plans::key_prefix(plan)),
-            key_hash: tokens::hash(&token),
-            permission: Permission::Admin.as_str().into(),
-            project_scope: "[]".into(),
-            expires_at: None,
-            revoked_at: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let (key, token) = super::keys::new_key(&tenant.id, plan, "default".into(), Permission::Admin, &[], None);
         let audit = origin
             .audit(Some(&tenant.id), &key.id, "tenant.signup", "tenant", Some(&tenant.id), "success")
             .detail(serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }));
@@ -92,21 +78,8 @@ impl Vault {
         let key = match keys.into_iter().find(|k| k.name == LOCAL_KEY && k.revoked_at.is_none()) {
             Some(k) => k,
             None => {
-                let token = tokens::generate(plans::key_prefix(&tenant.plan));
-                let now = now_millis();
-                let row = ApiKeyRow {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    tenant_id: tenant_id.to_owned(),
-                    name: LOCAL_KEY.into(),
-                    prefix: tokens::display_prefix(&token, plans::key_prefix(&tenant.plan)),
-                    key_hash: tokens::hash(&token),
-                    permission: Permission::Admin.as_str().into(),
-                    project_scope: "[]".into(),
-                    expires_at: None,
-                    revoked_at: None,
-                    created_at: now,
-                    updated_at: now,
-                };
+                let (row, _plaintext_never_kept) =
+                    super::keys::new_key(tenant_id, &tenant.plan, LOCAL_KEY.into(), Permission::Admin, &[], None);
                 let audit = origin
                     .audit(Some(tenant_id), &row.id, "apikey.create", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": LOCAL_KEY }));
