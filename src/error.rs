@@ -30,6 +30,9 @@ pub enum Error {
     /// 404: no such resource visible to the caller (projects, keys, routes, versions).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 405: the path exists, the method does not.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
     /// 409: the caller's expected version is stale.
     #[error("secret is at version {current}, not {expected}; re-read it and retry")]
     VersionConflict { expected: i64, current: i64 },
@@ -64,6 +67,7 @@ impl Error {
             Error::SignupClosed => "SIGNUP_CLOSED",
             Error::SecretNotFound => "SECRET_NOT_FOUND",
             Error::NotFound(_) => "NOT_FOUND",
+            Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::VersionConflict { .. } => "VERSION_CONFLICT",
             Error::AlreadyExists(_) => "ALREADY_EXISTS",
             Error::Conflict(_) => "CONFLICT",
@@ -81,6 +85,7 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::ScopeDenied(_) | Error::PlanLimitReached(_) | Error::SignupClosed => 403,
             Error::SecretNotFound | Error::NotFound(_) => 404,
+            Error::MethodNotAllowed => 405,
             Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::RateLimited { .. } => 429,
@@ -106,7 +111,7 @@ impl Error {
         match self.status() {
             401 | 403 => "denied",
             404 => "not_found",
-            400 | 409 | 413 | 429 => "rejected",
+            400 | 405 | 409 | 413 | 429 => "rejected",
             _ => "error",
         }
     }

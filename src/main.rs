@@ -58,12 +58,16 @@ enum TenantAction {
     SetPlan { tenant: String, plan: String },
 }
 
+/// `LATCHKEY_LOG` (default `info`), except that rmcp never logs below `info`:
+/// at debug it prints whole tool calls and results, secret values included.
+fn log_filter() -> EnvFilter {
+    let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    filter.add_directive("rmcp=info".parse().expect("a valid directive"))
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

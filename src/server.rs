@@ -49,7 +49,7 @@ pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
     routes
         .nest_service("/mcp", mcp)
         .fallback(|| async { Error::NotFound("route") })
-        .method_not_allowed_fallback(|| async { Error::InvalidRequest("method not allowed on this path".into()) })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(AppState { vault })

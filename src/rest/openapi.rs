@@ -137,9 +137,19 @@ pub fn document(ops: &[Op]) -> Value {
         if op.path.contains('{') {
             responses.insert("404".into(), error_response("not found (or another tenant's)"));
         }
-        if matches!(op.method, "post" | "put") && op.auth {
-            responses.insert("409".into(), error_response("ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT"));
+        let writes = matches!(op.method, "post" | "put" | "delete");
+        if writes && (op.auth || op.body.is_some()) {
+            responses.insert(
+                "409".into(),
+                error_response("ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT (e.g. already revoked, project not empty)"),
+            );
+        }
+        if op.body.is_some() {
             responses.insert("413".into(), error_response("PAYLOAD_TOO_LARGE"));
+        }
+        if !op.auth && writes {
+            responses.insert("403".into(), error_response("SIGNUP_CLOSED"));
+            responses.insert("429".into(), error_response("RATE_LIMITED: see Retry-After"));
         }
         o.insert("responses".into(), Value::Object(responses));
         paths

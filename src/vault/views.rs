@@ -61,6 +61,7 @@ impl SecretType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignupRequest {
     /// The tenant's id: 3-63 lowercase letters, digits and inner hyphens. Must be unused.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
     pub tenant_id: String,
     /// A human to reach about this tenant (optional).
     pub email: Option<String>,
@@ -118,6 +119,7 @@ pub struct Usage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSecret {
     /// Name, unique per project and environment, e.g. `STRIPE_SECRET_KEY` or `production/stripe/key`.
+    #[schemars(length(min = 1, max = 256))]
     pub name: String,
     /// The secret value. Encrypted at rest; never shown in lists or logs.
     pub value: String,
@@ -151,6 +153,7 @@ pub struct UpdateSecret {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetSecret {
     /// Name, unique per project and environment, e.g. `STRIPE_SECRET_KEY` or `production/stripe/key`.
+    #[schemars(length(min = 1, max = 256))]
     pub name: String,
     /// The secret value. Encrypted at rest; never shown in lists or logs.
     pub value: String,
@@ -235,6 +238,7 @@ pub struct ListSecrets {
     /// Case-insensitive substring of name, description or a tag.
     pub search: Option<String>,
     /// Page size, 1-200 (default 50).
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<i64>,
     /// `nextCursor` from the previous page.
     pub cursor: Option<String>,
@@ -432,7 +436,9 @@ pub struct AuditQuery {
     /// RFC 3339 time or `YYYY-MM-DD` (inclusive, whole day).
     pub end_date: Option<String>,
     /// 1-1000, default 100.
+    #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<i64>,
+    #[schemars(range(min = 0))]
     pub offset: Option<i64>,
 }
 
