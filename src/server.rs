@@ -51,8 +51,31 @@ pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(body_limit, read_body_first))
         .layer(TraceLayer::new_for_http())
         .with_state(AppState { vault })
+}
+
+/// Reads the whole request body (up to `limit`) before routing. A handler
+/// that answers without reading the body (401 before a JSON body, 404, 405)
+/// would otherwise leave unread bytes on the connection, and hyper closes such
+/// a connection after the response: a keep-alive client's next request then
+/// meets a broken pipe. Oversized bodies answer 413 and close the connection.
+async fn read_body_first(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(_) => {
+            let mut resp = Error::PayloadTooLarge(format!("request bodies are limited to {limit} bytes")).into_response();
+            resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            resp
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves, lets in-flight requests

@@ -1,0 +1,211 @@
+"""Canary sweep: store canary values, run traffic (including failures), then
+search the server's stderr/stdout, every file in the data dir (db, -wal, -shm),
+the audit trail and every recorded response except explicit reads, for each
+canary raw, hex, base64 (every alignment, standard and URL-safe) and
+URL-encoded. Hits are allowed only in explicit reads."""
+
+import base64
+import binascii
+import json
+import os
+import re
+import uuid
+from urllib.parse import quote, quote_plus
+
+from common import Server, signup
+
+EXPLICIT_READ = re.compile(r"^/api/v1/secrets/[^/?]+(\?version=\d+)?$")
+
+
+def encodings(value):
+    b = value.encode()
+    out = {"raw": [b], "hex": [binascii.hexlify(b), binascii.hexlify(b).upper()],
+           "url": [quote(value, safe="").encode(), quote_plus(value).encode(), quote(value).encode()],
+           "base64": []}
+    for k in range(3):
+        sub = b[k:]
+        sub = sub[: len(sub) - len(sub) % 3]
+        out["base64"].append(base64.b64encode(sub))
+        out["base64"].append(base64.urlsafe_b64encode(sub))
+    return out
+
+
+def scan(blob, canaries):
+    """[(canary label, encoding)] found in blob."""
+    hits = []
+    for label, encs in canaries.items():
+        for enc, forms in encs.items():
+            if any(f in blob for f in forms):
+                hits.append((label, enc))
+    return hits
+
+
+def explicit(r):
+    """An explicit read: REST GET of one secret, or the MCP get_secret tool."""
+    if r.method == "GET" and EXPLICIT_READ.match(r.path) and r.status == 200:
+        return True
+    if r.path == "/mcp" and r.req_body:
+        try:
+            req = json.loads(r.req_body)
+        except ValueError:
+            return False
+        return req.get("method") == "tools/call" and req.get("params", {}).get("name") == "get_secret"
+    return False
+
+
+def run(ctx, res):
+    data_dir = ctx.tempdir("canary")
+    log_filter = os.environ.get("LATCHKEY_FAULTS_CANARY_LOG", "debug")
+    server = Server(ctx, data_dir, env={"LATCHKEY_LOG": log_filter})
+    recorded = []
+    values = {}
+    try:
+        server.start()
+        c = server.client(recorder=recorded)
+        _, key = signup(c, "canary")
+        _, other_key = signup(c, "canary-other")
+        c.key = key
+
+        def canary(tag):
+            v = "CNRY-%s p@ss/w+rd:%s;%s" % (tag, uuid.uuid4().hex, uuid.uuid4().hex[:8])
+            values[tag] = v
+            return v
+
+        ids = {}
+        for i in range(4):
+            r = c.req("POST", "/api/v1/secrets", {"name": "CANARY_%d" % i, "value": canary("create%d" % i),
+                                                  "secretType": "api-key", "tags": ["canary"]})
+            ids[i] = r.json()["id"]
+        r = c.req("PUT", "/api/v1/secrets/" + ids[0], {"value": canary("update0"), "expectedVersion": 1})
+        read_key = c.req("POST", "/api/v1/api-keys", {"name": "reader", "permissions": "read"}).json()["apiKey"]
+        pid = c.req("POST", "/api/v1/projects", {"name": "canary-project"}).json()["id"]
+        c.req("POST", "/api/v1/secrets", {"name": "IN_PROJECT", "value": canary("project"), "projectId": pid})
+        # failures, each carrying a canary value
+        fails = [
+            ("PUT", "/api/v1/secrets/" + ids[1], {"value": canary("stale"), "expectedVersion": 7}, key),
+            ("POST", "/api/v1/secrets", {"name": "CANARY_1", "value": canary("dup")}, key),
+            ("POST", "/api/v1/secrets", {"name": "bad name!", "value": canary("badname")}, key),
+            ("POST", "/api/v1/secrets", {"name": "UNKNOWN_FIELD", "value": canary("unknownfield"), "bogus": 1}, key),
+            ("POST", "/api/v1/secrets", {"name": "BAD_TYPE", "value": canary("badtype"), "secretType": "nope"}, key),
+            ("POST", "/api/v1/secrets", {"name": "BIG", "value": canary("big") + "x" * 70000}, key),
+            ("POST", "/api/v1/secrets", {"name": "NOPROJ", "value": canary("noproj"), "projectId": str(uuid.uuid4())}, key),
+            ("PUT", "/api/v1/secrets/" + ids[1], {"value": canary("readonly")}, read_key),
+            ("POST", "/api/v1/secrets", {"name": "NOKEY", "value": canary("nokey")}, None),
+            ("POST", "/api/v1/secrets", {"name": "BADKEY", "value": canary("badkey")}, "sc_" + uuid.uuid4().hex),
+            ("PUT", "/api/v1/secrets/" + ids[1], {"value": canary("othertenant")}, other_key),
+            ("PUT", "/api/v1/secrets/" + str(uuid.uuid4()), {"value": canary("missing")}, key),
+            ("PUT", "/api/v1/secrets/" + ids[2], {"value": canary("bigupdate") + "y" * 70000}, key),
+        ]
+        statuses = []
+        for method, path, body, k in fails:
+            r = c.req(method, path, body, key=k)
+            statuses.append(r.status)
+            if 200 <= r.status < 300:
+                res.fail("a failure case succeeded: " + r.short())
+        # malformed JSON and a wrongly typed value carrying canaries
+        c.req("POST", "/api/v1/secrets", raw='{"name":"TRUNC","value":"%s' % canary("truncated"))
+        c.req("POST", "/api/v1/secrets", raw='{"name":"ARR","value":["%s"]}' % canary("array"))
+        c.req("POST", "/api/v1/secrets", raw='{"name":"NUM","value":"%s","tags":5}' % canary("tagsnum"))
+        # the MCP front (streamable HTTP, JSON answers): writes, failures, metadata, audit
+        def mcp(method, params, k=key, rid=[0]):
+            rid[0] += 1
+            return c.req("POST", "/mcp", {"jsonrpc": "2.0", "id": rid[0], "method": method, "params": params}, key=k,
+                         headers={"Accept": "application/json, text/event-stream"})
+
+        def tool(name, args, k=key):
+            return mcp("tools/call", {"name": name, "arguments": args}, k)
+
+        mcp("initialize", {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "faults", "version": "1"}})
+        tool("set_secret", {"name": "MCP_CANARY", "value": canary("mcp-create")})
+        tool("set_secret", {"name": "MCP_CANARY", "value": canary("mcp-update")})
+        tool("set_secret", {"name": "MCP_CANARY", "value": canary("mcp-stale"), "expectedVersion": 1})
+        tool("set_secret", {"name": "bad name!", "value": canary("mcp-badname")})
+        tool("set_secret", {"name": "MCP_BIG", "value": canary("mcp-big") + "z" * 70000})
+        tool("set_secret", {"name": "MCP_RO", "value": canary("mcp-readonly")}, read_key)
+        tool("set_secret", {"name": "MCP_NOKEY", "value": canary("mcp-nokey")}, None)
+        tool("list_secrets", {})
+        tool("list_secret_versions", {"name": "MCP_CANARY"})
+        tool("query_audit", {"limit": 1000})
+        mcp("resources/list", {})
+        mcp("resources/read", {"uri": "latchkey://secrets"})
+        tool("get_secret", {"name": "MCP_CANARY"})
+        tool("get_secret", {"name": "MCP_CANARY", "version": 1})
+        # ordinary traffic
+        c.req("GET", "/api/v1/secrets?limit=200")
+        c.req("GET", "/api/v1/secrets?tag=canary")
+        c.req("GET", "/api/v1/secrets?search=CANARY")
+        for sid in ids.values():
+            c.req("GET", "/api/v1/secrets/%s/versions" % sid)
+        c.req("GET", "/api/v1/projects")
+        c.req("GET", "/api/v1/plan")
+        c.req("GET", "/api/v1/api-keys")
+        # explicit reads (the only place a value may appear)
+        for sid in ids.values():
+            c.req("GET", "/api/v1/secrets/" + sid)
+            c.req("GET", "/api/v1/secrets/%s?version=1" % sid)
+        c.req("GET", "/api/v1/secrets/" + ids[3], key=read_key)
+        c.req("DELETE", "/api/v1/secrets/" + ids[3])
+        audit = []
+        offset = 0
+        for _ in range(50):
+            r = c.req("GET", "/api/v1/audit?limit=1000&offset=%d" % offset)
+            logs = (r.json() or {}).get("logs", [])
+            audit.append(r.body)
+            offset += len(logs)
+            if len(logs) < 1000:
+                break
+        c.close()
+
+        canaries = {tag: encodings(v) for tag, v in values.items()}
+        hits = []
+
+        def sweep_files(when):
+            for root, _, files in os.walk(data_dir):
+                for f in files:
+                    p = os.path.join(root, f)
+                    with open(p, "rb") as fh:
+                        blob = fh.read()
+                    for label, enc in scan(blob, canaries):
+                        hits.append("%s file %s: canary %s (%s)" % (when, os.path.relpath(p, ctx.workdir), label, enc))
+
+        sweep_files("data dir (running):")
+        server.kill()
+        sweep_files("data dir (after SIGKILL):")
+        with open(server.log_path, "rb") as fh:
+            log = fh.read()
+        plain_log = re.sub(rb"\x1b\[[0-9;]*m", b"", log)
+        for label, enc in scan(plain_log, canaries):
+            forms = canaries[label][enc]
+            line = next((ln for ln in plain_log.splitlines() if any(f in ln for f in forms)), b"")
+            hits.append("server stderr log (LATCHKEY_LOG=%s): canary %s (%s) in: %s"
+                        % (log_filter, label, enc, line.decode("utf-8", "replace")[:400]))
+        for i in range(server.starts):
+            p = data_dir + ".stdout.%d" % i
+            with open(p, "rb") as fh:
+                for label, enc in scan(fh.read(), canaries):
+                    hits.append("server stdout: canary %s (%s)" % (label, enc))
+        for blob in audit:
+            for label, enc in scan(blob, canaries):
+                hits.append("GET /api/v1/audit output: canary %s (%s)" % (label, enc))
+        explicit_hits = 0
+        scanned = 0
+        for r in recorded:
+            head = "\n".join("%s: %s" % kv for kv in r.headers).encode()
+            found = scan(r.body + b"\n" + head, canaries)
+            if explicit(r):
+                explicit_hits += len(found)
+                continue
+            scanned += 1
+            for label, enc in found:
+                hits.append("response to %s %s (%d): canary %s (%s): %s"
+                            % (r.method, r.path, r.status, label, enc, r.body.decode("utf-8", "replace")[:300]))
+        res.num("%d canaries (%d writes that failed with %s); scanned %d responses, %d data-dir files, %d bytes of log, "
+                "%d audit pages; %d hits in explicit reads (expected), %d elsewhere"
+                % (len(values), len(fails) + 3, sorted(set(statuses)), scanned, len(os.listdir(data_dir)), len(log),
+                   len(audit), explicit_hits, len(hits)))
+        if explicit_hits == 0:
+            res.fail("no canary found even in explicit reads: the sweep's search is broken")
+        for h in hits:
+            res.fail(h)
+    finally:
+        server.kill()

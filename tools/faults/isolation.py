@@ -1,0 +1,308 @@
+"""Tenant-isolation matrix generated from /api/openapi.json: every operation x
+every principal. Another tenant's object answers 404, a missing permission or
+project scope 403, a bad or absent credential 401, the owner 2xx; collection
+answers to other principals never mention the owner's objects."""
+
+import datetime
+import re
+import time
+import uuid
+
+from common import Server, signup
+
+PRINCIPALS = ["owner", "other-tenant", "read-key", "scoped-write", "expired", "revoked", "regenerated-old", "bogus", "none"]
+ABBR = {"owner": "own", "other-tenant": "oth", "read-key": "rd", "scoped-write": "scp", "expired": "exp",
+        "revoked": "rev", "regenerated-old": "regen", "bogus": "bog", "none": "none"}
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def required_permission(method, path):
+    """What the operation needs (from llms.txt and the service code): api-keys
+    and audit need admin; reads need read; writes need write; plan needs a key."""
+    if path.startswith("/api/v1/api-keys") or path.startswith("/api/v1/audit"):
+        return "admin"
+    if path.startswith("/api/v1/plan"):
+        return "read"
+    return "read" if method == "get" else "write"
+
+
+def family(path):
+    for f in ("secrets", "projects", "api-keys"):
+        if path.startswith("/api/v1/%s/{" % f):
+            return f
+    return None
+
+
+def uniq(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+def body_for(method, path, schema_ref, components):
+    """A minimal valid body: hand-written for the known operations, otherwise
+    built from the schema's required fields."""
+    known = {
+        ("post", "/api/signup"): lambda: {"tenantId": uniq("iso-signup")},
+        ("post", "/api/v1/secrets"): lambda: {"name": uniq("SEC"), "value": "iso-value"},
+        ("put", "/api/v1/secrets/{id}"): lambda: {"value": "iso-new-value"},
+        ("post", "/api/v1/projects"): lambda: {"name": uniq("proj")},
+        ("put", "/api/v1/projects/{id}"): lambda: {"description": "changed"},
+        ("post", "/api/v1/api-keys"): lambda: {"name": uniq("key"), "permissions": "read"},
+        ("put", "/api/v1/api-keys/{id}"): lambda: {"name": uniq("renamed")},
+    }
+    if (method, path) in known:
+        return known[(method, path)]()
+    if schema_ref is None:
+        return None
+    return example(schema_ref, components, 0)
+
+
+def example(schema, components, depth):
+    if depth > 5:
+        return None
+    if "$ref" in schema:
+        return example(components[schema["$ref"].rsplit("/", 1)[1]], components, depth + 1)
+    if "anyOf" in schema or "oneOf" in schema:
+        return example((schema.get("anyOf") or schema.get("oneOf"))[0], components, depth + 1)
+    if "enum" in schema:
+        return schema["enum"][0]
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = [x for x in t if x != "null"][0]
+    if t == "object":
+        return {k: (uniq(k) if k in ("name", "tenantId") else example(schema["properties"][k], components, depth + 1))
+                for k in schema.get("required", [])}
+    if t == "array":
+        return []
+    if t == "integer":
+        return 1
+    if t == "boolean":
+        return False
+    return "x"
+
+
+class Env:
+    """The owner's tenant, the principals and fixture makers."""
+
+    def __init__(self, server):
+        self.server = server
+        c = server.client()
+        self.c = c
+        self.owner_tenant, self.owner_key = signup(c, "iso-owner")
+        self.other_tenant, self.other_key = signup(c, "iso-other")
+        c.key = self.owner_key
+        self.p1 = self.mk_project()
+        self.p2 = self.mk_project()
+        self.owner_ids = {self.owner_tenant, self.p1, self.p2}
+        self.controls = []  # (description, Resp, ok?)
+        keys = {"owner": self.owner_key, "other-tenant": self.other_key, "none": None,
+                "bogus": "sc_" + uuid.uuid4().hex + uuid.uuid4().hex[:11]}
+        keys["read-key"] = self.mk_key("read")[1]
+        keys["scoped-write"] = self.mk_key("write", [self.p2])[1]
+        exp_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+        self.expired_at = time.monotonic() + 2.5
+        _, keys["expired"] = self.mk_key("admin", expires=exp_at.isoformat().replace("+00:00", "Z"))
+        self.control("expired key works before it expires", "GET", "/api/v1/plan", keys["expired"], 200)
+        rid, keys["revoked"] = self.mk_key("admin")
+        self.control("revoked key works before revocation", "GET", "/api/v1/plan", keys["revoked"], 200)
+        self.control("revoke", "DELETE", "/api/v1/api-keys/" + rid, self.owner_key, 200)
+        gid, keys["regenerated-old"] = self.mk_key("admin")
+        self.control("regenerate", "POST", "/api/v1/api-keys/%s/regenerate" % gid, self.owner_key, 200)
+        self.keys = keys
+        # other tenant's own objects, for the reverse direction
+        self.other_secret = self.req("POST", "/api/v1/secrets", self.other_key, {"name": "OTHER", "value": "o"}).json()["id"]
+
+    def req(self, method, path, key, body=None):
+        return self.c.req(method.upper(), path, body, key=key)
+
+    def control(self, what, method, path, key, want, body=None):
+        r = self.req(method, path, key, body)
+        self.controls.append((what, r, r.status == want))
+        return r
+
+    def mk_project(self):
+        r = self.req("POST", "/api/v1/projects", self.owner_key, {"name": uniq("p")})
+        if r.status != 201:
+            raise RuntimeError("fixture project: " + r.short())
+        pid = r.json()["id"]
+        if hasattr(self, "owner_ids"):
+            self.owner_ids.add(pid)
+        return pid
+
+    def mk_secret(self, project=None):
+        body = {"name": uniq("S"), "value": "fixture-" + uuid.uuid4().hex}
+        if project:
+            body["projectId"] = project
+        r = self.req("POST", "/api/v1/secrets", self.owner_key, body)
+        if r.status != 201:
+            raise RuntimeError("fixture secret: " + r.short())
+        sid = r.json()["id"]
+        self.owner_ids.add(sid)
+        return sid
+
+    def mk_key(self, perm, scope=None, expires=None):
+        body = {"name": uniq("k"), "permissions": perm}
+        if scope:
+            body["projectScope"] = scope
+        if expires:
+            body["expiresAt"] = expires
+        r = self.req("POST", "/api/v1/api-keys", self.owner_key, body)
+        if r.status != 201:
+            raise RuntimeError("fixture key: " + r.short())
+        j = r.json()
+        kid = j.get("id") or j.get("key", {}).get("id")
+        if hasattr(self, "owner_ids"):
+            self.owner_ids.add(kid)
+        return kid, j["apiKey"]
+
+    def fixture(self, fam):
+        if fam == "secrets":
+            return self.mk_secret(self.p1)
+        if fam == "projects":
+            return self.mk_project()
+        if fam == "api-keys":
+            return self.mk_key("read")[0]
+        raise KeyError(fam)
+
+
+def expected(op_public, perm, fam, principal, method):
+    """Expected status class for one cell: '2xx', '401', '403' or '404'."""
+    if op_public:
+        return "2xx"
+    if principal in ("expired", "revoked", "regenerated-old", "bogus", "none"):
+        return "401"
+    if principal == "owner":
+        return "2xx"
+    if principal == "other-tenant":
+        return "404" if fam else "2xx"
+    if principal == "read-key":
+        return "2xx" if perm == "read" else "403"
+    if principal == "scoped-write":
+        if perm == "admin":
+            return "403"
+        if fam in ("secrets", "projects"):
+            return "403"  # the owner's object lies outside the key's project scope
+        if method == "post":
+            return "403"  # a secret without a project, or a project: outside a scoped key's reach
+        return "2xx"
+    raise KeyError(principal)
+
+
+def matches(status, want):
+    return (200 <= status < 300) if want == "2xx" else status == int(want)
+
+
+def run(ctx, res):
+    server = Server(ctx, ctx.tempdir("isolation"))
+    try:
+        server.start()
+        env = Env(server)
+        spec = env.req("GET", "/api/openapi.json", None).json()
+        components = spec.get("components", {}).get("schemas", {})
+        ops = []
+        for path, item in sorted(spec["paths"].items()):
+            for method in METHODS:
+                if method in item:
+                    ops.append((method, path, item[method]))
+        wait = env.expired_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        bad = []
+        table = []
+        cells = 0
+        probed = set()  # owner ids the other tenant itself sent: its own audit rows may echo them
+        for method, path, op in ops:
+            public = op.get("security") == []
+            perm = required_permission(method, path)
+            fam = family(path)
+            if "{" in path and not fam:
+                bad.append("%s %s: no fixture for this path's parameters (update tools/faults/isolation.py)" % (method.upper(), path))
+                continue
+            ref = None
+            rb = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if rb is not None:
+                ref = rb
+            row = []
+            for principal in PRINCIPALS:
+                real = path
+                if fam:
+                    real = re.sub(r"\{[^}]+\}", env.fixture(fam), path)
+                body = body_for(method, path, ref, components)
+                if principal == "other-tenant":
+                    probed.update(i for i in env.owner_ids if i in real)
+                r = env.req(method, real, env.keys[principal], body)
+                cells += 1
+                want = expected(public, perm, fam, principal, method)
+                ok = matches(r.status, want)
+                note = ""
+                if ok and principal != "owner" and not fam and 200 <= r.status < 300 and not public:
+                    text = r.body.decode("utf-8", "replace")
+                    hidden = [i for i in env.owner_ids - probed if i in text]
+                    if principal == "other-tenant" and hidden:
+                        ok, note = False, "answer mentions the owner's objects %s" % hidden[:3]
+                    if principal == "scoped-write" and method == "get":
+                        outside = [i for i in env.owner_ids - {env.p2, env.owner_tenant} if i in text
+                                   and (path.startswith("/api/v1/secrets") or path.startswith("/api/v1/projects"))]
+                        if outside:
+                            ok, note = False, "scoped key's list shows objects outside its scope %s" % outside[:3]
+                row.append("%d%s" % (r.status, "" if ok else "*"))
+                if not ok:
+                    bad.append("%s %s as %s: expected %s, got %s %s; request %s %s body=%s; response %s"
+                               % (method.upper(), path, principal, want, r.status, note, method.upper(), real,
+                                  (r.req_body or b"").decode(), r.body.decode("utf-8", "replace")[:300]))
+            table.append(("%s %s" % (method.upper(), path), row))
+
+        # cross-references and positive controls beyond the plain matrix
+        extra = []
+        ps = env.mk_secret(env.p2)
+        extra.append(("scoped key reads a secret in its project", "GET", "/api/v1/secrets/" + ps, "scoped-write", None, "2xx"))
+        extra.append(("scoped key updates a secret in its project", "PUT", "/api/v1/secrets/" + ps, "scoped-write", {"value": "n"}, "2xx"))
+        extra.append(("scoped key creates a secret in its project", "POST", "/api/v1/secrets", "scoped-write",
+                      {"name": uniq("S"), "value": "v", "projectId": env.p2}, "2xx"))
+        extra.append(("scoped key creates a secret in another project", "POST", "/api/v1/secrets", "scoped-write",
+                      {"name": uniq("S"), "value": "v", "projectId": env.p1}, "403"))
+        extra.append(("read key cannot mint an admin key", "POST", "/api/v1/api-keys", "read-key",
+                      {"name": "x", "permissions": "admin"}, "403"))
+        extra.append(("other tenant files a secret under the owner's project", "POST", "/api/v1/secrets", "other-tenant",
+                      {"name": uniq("S"), "value": "v", "projectId": env.p1}, "400"))
+        extra.append(("other tenant filters its list by the owner's project", "GET", "/api/v1/secrets?projectId=" + env.p1,
+                      "other-tenant", None, "2xx-empty"))
+        extra.append(("owner reads the other tenant's secret", "GET", "/api/v1/secrets/" + env.other_secret, "owner", None, "404"))
+        extra.append(("owner updates the other tenant's secret", "PUT", "/api/v1/secrets/" + env.other_secret, "owner",
+                      {"value": "x"}, "404"))
+        extra.append(("owner deletes the other tenant's secret", "DELETE", "/api/v1/secrets/" + env.other_secret, "owner", None, "404"))
+        extra.append(("other tenant reads a missing id (same answer as another tenant's)", "GET",
+                      "/api/v1/secrets/" + str(uuid.uuid4()), "other-tenant", None, "404"))
+        for what, method, path, principal, body, want in extra:
+            r = env.req(method, path, env.keys[principal], body)
+            cells += 1
+            if want == "2xx-empty":
+                ok = r.status == 200 and not any(i in r.body.decode("utf-8", "replace") for i in env.owner_ids - {env.p1})
+                ok = ok or r.status == 400
+            elif want == "400":
+                ok = r.status in (400, 404)
+            else:
+                ok = matches(r.status, want)
+            if not ok:
+                bad.append("%s: expected %s, got %s; request %s %s as %s body=%s; response %s"
+                           % (what, want, r.status, method, path, principal, body, r.body.decode("utf-8", "replace")[:300]))
+        # Authorization: Bearer is an equal way to present a key
+        b_ok = server.client(timeout=10).req("GET", "/api/v1/plan", key=env.owner_key, auth="bearer")
+        b_bad = server.client(timeout=10).req("GET", "/api/v1/plan", key=env.keys["bogus"], auth="bearer")
+        cells += 2
+        if b_ok.status != 200:
+            bad.append("Bearer owner key: " + b_ok.short())
+        if b_bad.status != 401:
+            bad.append("Bearer bogus key: " + b_bad.short())
+        for what, r, ok in env.controls:
+            if not ok:
+                bad.append("set-up control '%s' failed: %s" % (what, r.short()))
+
+        header = "%-42s " % "operation" + " ".join("%-5s" % ABBR[p] for p in PRINCIPALS)
+        lines = [header] + ["%-42s " % name[:42] + " ".join("%-5s" % c for c in row) for name, row in table]
+        res.num("%d operations x %d principals + %d extra cells = %d requests; %d wrong (marked *)"
+                % (len(ops), len(PRINCIPALS), len(extra) + 2, cells, len(bad)))
+        res.num("\n".join(lines))
+        for b in bad:
+            res.fail(b)
+    finally:
+        server.kill()
