@@ -50,14 +50,16 @@ impl Allowed {
         Allowed { hosts, origins }
     }
 
-    fn host_ok(&self, headers: &HeaderMap) -> bool {
+    /// Public for fuzzing (fuzz/fuzz_targets/mcp_http.rs).
+    pub fn host_ok(&self, headers: &HeaderMap) -> bool {
         let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
             return true;
         };
         self.hosts.iter().any(|h| *h == strip_port(host))
     }
 
-    fn origin_ok(&self, headers: &HeaderMap) -> bool {
+    /// Public for fuzzing (fuzz/fuzz_targets/mcp_http.rs).
+    pub fn origin_ok(&self, headers: &HeaderMap) -> bool {
         let Some(origin) = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) else {
             return true;
         };
@@ -77,7 +79,8 @@ impl Allowed {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// Public for fuzzing (fuzz/fuzz_targets/mcp_http.rs).
+pub fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
@@ -85,7 +88,8 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// The host of `scheme://host[:port][/…]`.
-fn origin_host(url: &str) -> Option<String> {
+/// Public for fuzzing (fuzz/fuzz_targets/mcp_http.rs).
+pub fn origin_host(url: &str) -> Option<String> {
     let (_, rest) = url.split_once("://")?;
     let authority = rest.split('/').next()?;
     Some(strip_port(authority).to_owned()).filter(|h| !h.is_empty())
@@ -104,7 +108,8 @@ pub struct Guard {
 }
 
 /// Whether one JSON-RPC message may be sent without a credential.
-fn anonymous_ok(msg: &Value) -> bool {
+/// Public for fuzzing (fuzz/fuzz_targets/mcp_http.rs).
+pub fn anonymous_ok(msg: &Value) -> bool {
     let method = msg.get("method").and_then(Value::as_str);
     let params = msg.get("params");
     match method {

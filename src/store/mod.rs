@@ -98,6 +98,29 @@ pub struct VersionRow {
     pub created_by: String,
 }
 
+/// A secret row joined with one of its versions (see [`Store::read_secret`]).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SecretWithVersion {
+    #[sqlx(flatten)]
+    pub secret: SecretRow,
+    pub v_version: Option<i64>,
+    pub v_sealed: Option<Vec<u8>>,
+    pub v_created_at: Option<Millis>,
+    pub v_created_by: Option<String>,
+}
+
+impl SecretWithVersion {
+    pub(crate) fn split(self) -> (SecretRow, Option<VersionRow>) {
+        let version = match (self.v_version, self.v_sealed, self.v_created_at, self.v_created_by) {
+            (Some(version), Some(sealed), Some(created_at), Some(created_by)) => {
+                Some(VersionRow { secret_id: self.secret.id.clone(), version, sealed, created_at, created_by })
+            }
+            _ => None,
+        };
+        (self.secret, version)
+    }
+}
+
 /// Version history without ciphertext.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VersionMeta {
@@ -203,6 +226,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_secret(&self, tenant_id: &str, id: &str) -> Result<Option<SecretRow>>;
     async fn find_secret(&self, tenant_id: &str, project_id: Option<&str>, environment: &str, name: &str) -> Result<Option<SecretRow>>;
     async fn get_version(&self, secret_id: &str, version: i64) -> Result<Option<VersionRow>>;
+    /// A secret with one version (`None`: the current one) in a single query;
+    /// the version is `None` when the secret has no such version.
+    async fn read_secret(&self, tenant_id: &str, id: &str, version: Option<i64>) -> Result<Option<(SecretRow, Option<VersionRow>)>>;
     /// Writes new metadata (and a new version when `next` is given) only if the
     /// secret is still at `base_version`: one conditional update, no read-then-write.
     /// Changes a secret inside one write transaction that holds its row:

@@ -468,6 +468,22 @@ macro_rules! sql_store {
                     .await?)
             }
 
+            async fn read_secret(&self, tenant_id: &str, id: &str, version: Option<i64>) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
+                let row: Option<SecretWithVersion> = sqlx::query_as(
+                    "SELECT s.id, s.tenant_id, s.project_id, s.environment, s.name, s.secret_type, s.description, s.tags, \
+                     s.current_version, s.created_at, s.updated_at, v.version AS v_version, v.sealed AS v_sealed, \
+                     v.created_at AS v_created_at, v.created_by AS v_created_by \
+                     FROM secrets s LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = COALESCE($3, s.current_version) \
+                     WHERE s.tenant_id = $1 AND s.id = $2",
+                )
+                .bind(tenant_id)
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&self.reader)
+                .await?;
+                Ok(row.map(SecretWithVersion::split))
+            }
+
             async fn update_secret(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: SecretChange<'_>) -> Result<WriteOutcome> {
                 let mut tx = self.begin_write().await?;
                 let current: Option<SecretRow> =

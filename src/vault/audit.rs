@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::store::AuditFilter;
 
 /// Accepts RFC 3339 or a bare date; a bare end date covers its whole day.
-fn parse_bound(field: &str, raw: &str, end_of_day: bool) -> Result<i64> {
+/// Public for fuzzing (fuzz/fuzz_targets/audit_bound.rs).
+pub fn parse_bound(field: &str, raw: &str, end_of_day: bool) -> Result<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&Utc).timestamp_millis());
     }
