@@ -91,7 +91,11 @@ pub fn strip_port(host: &str) -> &str {
 /// Public for fuzzing (fuzz/fuzz_targets/mcp_http.rs).
 pub fn origin_host(url: &str) -> Option<String> {
     let (_, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    // An origin never carries userinfo; `http://localhost:@evil.com` is not loopback.
+    if authority.contains('@') {
+        return None;
+    }
     Some(strip_port(authority).to_owned()).filter(|h| !h.is_empty())
 }
 
@@ -197,6 +201,7 @@ mod tests {
         };
         assert!(a.origin_ok(&o("http://localhost:3000")) && a.origin_ok(&o("https://vault.example.com")));
         assert!(!a.origin_ok(&o("https://evil.example.com")) && !a.origin_ok(&o("https://vault.example.com.evil.io")));
+        assert!(!a.origin_ok(&o("http://localhost:@evil.com")) && !a.origin_ok(&o("http://127.0.0.1@evil.com")));
     }
 
     #[test]
