@@ -309,7 +309,6 @@ async fn stdio_hygiene_and_shared_database() {
     assert!(by_id[&4].get("error").is_some(), "an unknown tool is a protocol error");
     assert_eq!(by_id[&5]["result"]["structuredContent"]["value"], "over-stdio", "still alive after failures");
     assert!(child.try_wait().unwrap().is_none());
-    drop(send_and_wait);
     drop(stdin);
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exits cleanly when the client hangs up");
