@@ -5,6 +5,7 @@
 use crate::error::Error;
 
 /// A bound parameter of a query whose shape depends on the filters given.
+#[derive(Clone)]
 pub(super) enum Bind {
     Text(String),
     Int(i64),
@@ -581,8 +582,7 @@ macro_rules! sql_store {
             async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<(Vec<AuditRow>, i64)> {
                 let (where_sql, binds) = $crate::store::sql::audit_where(tenant_id, f);
                 let count_sql = format!("SELECT COUNT(*){where_sql}");
-                let total: i64 = bind_all!(sqlx::query_scalar(AssertSqlSafe(count_sql)), binds).fetch_one(&self.reader).await?;
-                let (_, binds) = $crate::store::sql::audit_where(tenant_id, f);
+                let total: i64 = bind_all!(sqlx::query_scalar(AssertSqlSafe(count_sql)), binds.clone()).fetch_one(&self.reader).await?;
                 let sql = format!(
                     "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail{where_sql} \
                      ORDER BY at DESC, id DESC LIMIT {} OFFSET {}",
