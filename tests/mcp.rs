@@ -293,6 +293,7 @@ async fn stdio_hygiene_and_shared_database() {
         ],
         vec![
             json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "get_secret", "arguments": { "name": "STDIO" } } }),
+            json!({ "jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": { "name": "create_api_key", "arguments": { "name": "for-serve", "permissions": "read" } } }),
         ],
     ] {
         let expected = send_and_wait(batch);
@@ -313,8 +314,11 @@ async fn stdio_hygiene_and_shared_database() {
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exits cleanly when the client hangs up");
 
-    // `serve` on the same data dir sees what stdio wrote (local tenant's own audit included).
+    // `serve` on the same data dir sees what stdio wrote, through a key stdio issued.
+    let key = by_id[&6]["result"]["structuredContent"]["apiKey"].as_str().expect("stdio issued a key").to_owned();
     let srv = Server::start_with(Opts { data_dir: Some(dir.path().to_path_buf()), ..Opts::new(Backend::Sqlite) }).await;
-    let (s, _) = srv.call("GET", "/healthz", None, None).await;
-    assert_eq!(s, 200);
+    let (s, list) = srv.get("/api/v1/secrets?search=STDIO", &key).await;
+    assert_eq!((s, list["count"].as_i64()), (200, Some(1)), "{list}");
+    let (_, audit) = srv.call("GET", "/api/v1/audit?action=secret.create", Some(&key), None).await;
+    assert_eq!(audit["error"]["code"], "SCOPE_DENIED", "a read key issued over stdio stays a read key");
 }
