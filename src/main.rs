@@ -58,11 +58,12 @@ enum TenantAction {
     SetPlan { tenant: String, plan: String },
 }
 
-/// `LATCHKEY_LOG` (default `info`), except that rmcp never logs below `info`:
-/// at debug it prints whole tool calls and results, secret values included.
+/// `LATCHKEY_LOG` (default `info`), except that rmcp never logs below `warn`:
+/// at debug it prints whole tool calls and results, secret values included,
+/// and at info it writes lines for every stateless HTTP request.
 fn log_filter() -> EnvFilter {
     let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    filter.add_directive("rmcp=info".parse().expect("a valid directive"))
+    filter.add_directive("rmcp=warn".parse().expect("a valid directive"))
 }
 
 #[tokio::main]

@@ -37,18 +37,25 @@ pub struct LatchkeyMcp {
     vault: Arc<Vault>,
     /// Set over stdio; over HTTP each request carries its own caller.
     local: Option<Principal>,
-    tool_router: ToolRouter<Self>,
+    /// Built once per process: over HTTP every request gets a fresh server,
+    /// and building the router generates every tool's JSON schema.
+    tool_router: Arc<ToolRouter<Self>>,
 }
 
 impl LatchkeyMcp {
     /// A server for HTTP requests: callers come from each request.
     pub fn for_http(vault: Arc<Vault>) -> Self {
-        LatchkeyMcp { vault, local: None, tool_router: Self::tool_router() }
+        LatchkeyMcp { vault, local: None, tool_router: Self::shared_router() }
     }
 
     /// A server for one local client (stdio) acting as `principal`.
     pub fn for_principal(vault: Arc<Vault>, principal: Principal) -> Self {
-        LatchkeyMcp { vault, local: Some(principal), tool_router: Self::tool_router() }
+        LatchkeyMcp { vault, local: Some(principal), tool_router: Self::shared_router() }
+    }
+
+    fn shared_router() -> Arc<ToolRouter<Self>> {
+        static ROUTER: std::sync::OnceLock<Arc<ToolRouter<LatchkeyMcp>>> = std::sync::OnceLock::new();
+        ROUTER.get_or_init(|| Arc::new(Self::tool_router())).clone()
     }
 
     /// The caller of this request, if it has one.

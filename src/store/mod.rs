@@ -7,6 +7,7 @@
 //! (`$n` placeholders, `COALESCE`, `RETURNING`, expression indexes) and
 //! instantiated per backend; only connection set-up differs.
 
+mod cached;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -14,6 +15,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::error::Result;
+pub use cached::CachedStore;
 
 /// Milliseconds since the Unix epoch: the only time format the store knows.
 pub type Millis = i64;
@@ -248,8 +250,37 @@ pub trait Store: Send + Sync + 'static {
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64>;
 
     // Audit.
-    /// Appends entries in one transaction (the audit writer batches concurrent ones).
-    async fn append_audit(&self, entries: &[AuditRow]) -> Result<()>;
+    /// Appends entries (the audit writer batches concurrent ones) and answers
+    /// [`Store::changed_elsewhere`] as of a moment after the entries' first
+    /// statement began, without a round trip of its own where it can.
+    async fn append_audit(&self, entries: &[AuditRow]) -> Result<bool>;
     async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)>;
     async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64>;
+
+    // Changes made by other processes.
+    /// Whether another process (a second `latchkey` on the same SQLite file,
+    /// another replica on PostgreSQL) may have committed a change to keys,
+    /// plans or secrets since the previous call. A store that cannot tell
+    /// answers `true` every time, which turns the cache above it off.
+    async fn changed_elsewhere(&self) -> Result<bool>;
+    /// How many changes by other processes the cache above this store has
+    /// noticed so far. A read served from the cache is current when this did
+    /// not move between the start of the request and the commit of its audit
+    /// entry (which asks [`Store::changed_elsewhere`] first).
+    fn change_epoch(&self) -> u64 {
+        0
+    }
+    /// Whether [`Store::changed_elsewhere`] can be trusted right now; a cache
+    /// above a store that cannot tell stays empty.
+    fn tracks_changes(&self) -> bool;
+    /// [`Store::read_secret`], past any cache: the answer is the database's
+    /// as of this call.
+    async fn read_secret_uncached(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
+        self.read_secret(tenant_id, id, version).await
+    }
 }

@@ -1,14 +1,28 @@
 //! PostgreSQL, for many stateless replicas on one database. Quota checks lock
-//! the tenant row so replicas cannot race past a plan limit.
+//! the tenant row so replicas cannot race past a plan limit. A replica tells
+//! the others about changes that caches depend on with `NOTIFY`, sent inside
+//! the transaction so it is delivered only if the change commits.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+
+/// The channel replicas announce cache-relevant changes on.
+const CHANNEL: &str = "latchkey_changes";
 
 pub struct PgStore {
     writer: PgPool,
     /// The same pool: PostgreSQL needs no separate read path.
     reader: PgPool,
+    /// This process, so it can ignore its own announcements.
+    instance: String,
+    /// Set by the listener when another replica announced a change.
+    changed: Arc<AtomicBool>,
+    /// Whether the listener is subscribed right now. While it is not, every
+    /// check reports a change, which keeps the cache above empty.
+    listening: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -18,11 +32,68 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
-        Ok(PgStore { writer: pool.clone(), reader: pool })
+        let store = PgStore {
+            writer: pool.clone(),
+            reader: pool,
+            instance: uuid::Uuid::new_v4().to_string(),
+            changed: Arc::new(AtomicBool::new(true)),
+            listening: Arc::new(AtomicBool::new(false)),
+        };
+        store.spawn_listener();
+        Ok(store)
+    }
+
+    /// Keeps one `LISTEN` connection open for the life of the process,
+    /// reconnecting after a loss; any gap counts as a change.
+    fn spawn_listener(&self) {
+        let (pool, instance, changed, listening) =
+            (self.reader.clone(), self.instance.clone(), self.changed.clone(), self.listening.clone());
+        tokio::spawn(async move {
+            while !pool.is_closed() {
+                if let Ok(mut listener) = PgListener::connect_with(&pool).await
+                    && listener.listen(CHANNEL).await.is_ok()
+                {
+                    changed.store(true, Ordering::SeqCst);
+                    listening.store(true, Ordering::SeqCst);
+                    while let Ok(Some(n)) = listener.try_recv().await {
+                        if n.payload() != instance {
+                            changed.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    listening.store(false, Ordering::SeqCst);
+                    changed.store(true, Ordering::SeqCst);
+                    tracing::warn!("lost the PostgreSQL LISTEN connection; caching is off until it is back");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.writer.begin().await
+    }
+
+    async fn detect_change_elsewhere(&self) -> crate::error::Result<bool> {
+        let changed = self.changed.swap(false, Ordering::SeqCst);
+        Ok(changed || !self.listening.load(Ordering::SeqCst))
+    }
+
+    fn can_detect_changes(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        for chunk in entries.chunks(super::sql::AUDIT_ROWS_PER_INSERT) {
+            audit_insert(chunk, false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.detect_change_elsewhere().await
+    }
+
+    async fn announce_change(&self, tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, _tenant_id: &str) -> crate::error::Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&self.instance).execute(&mut **tx).await?;
+        Ok(())
     }
 }
 

@@ -113,6 +113,36 @@ pub(super) fn audit_where(tenant_id: &str, f: &super::AuditFilter) -> (String, V
     (sql, binds)
 }
 
+/// Most rows in one audit `INSERT` (11 parameters each, far below either
+/// database's limit); a larger batch takes several statements.
+pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO audit_log … VALUES (…), (…)` for `rows` rows, built once per
+/// size. With `data_version`, each inserted row also returns SQLite's
+/// `data_version` as seen inside the writing statement (see
+/// `SqliteStore::write_audit`).
+pub(super) fn audit_insert_sql(rows: usize, data_version: bool) -> &'static str {
+    use std::sync::OnceLock;
+    static SQL: [[OnceLock<String>; AUDIT_ROWS_PER_INSERT]; 2] = [const { [const { OnceLock::new() }; AUDIT_ROWS_PER_INSERT] }; 2];
+    assert!((1..=AUDIT_ROWS_PER_INSERT).contains(&rows), "audit insert of {rows} rows");
+    SQL[usize::from(data_version)][rows - 1].get_or_init(|| {
+        let mut sql = String::from(
+            "INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail) VALUES ",
+        );
+        for r in 0..rows {
+            let b = r * 11;
+            let params: Vec<String> = (1..=11).map(|i| format!("${}", b + i)).collect();
+            sql.push_str(if r > 0 { ", (" } else { "(" });
+            sql.push_str(&params.join(", "));
+            sql.push(')');
+        }
+        if data_version {
+            sql.push_str(" RETURNING (SELECT data_version FROM pragma_data_version())");
+        }
+        sql
+    })
+}
+
 macro_rules! bind_all {
     ($q:expr, $binds:expr) => {{
         let mut q = $q;
@@ -146,10 +176,7 @@ macro_rules! sql_store {
                                 revoked_at, created_at, updated_at";
 
         async fn insert_audit(tx: &mut Transaction<'static, $db>, a: &AuditRow) -> Result<()> {
-            sqlx::query(
-                "INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
+            sqlx::query(AssertSqlSafe($crate::store::sql::audit_insert_sql(1, false)))
             .bind(&a.tenant_id)
             .bind(a.at)
             .bind(&a.actor)
@@ -164,6 +191,26 @@ macro_rules! sql_store {
             .execute(&mut **tx)
             .await?;
             Ok(())
+        }
+
+        /// One multi-row audit insert (at most `AUDIT_ROWS_PER_INSERT` rows).
+        fn audit_insert(chunk: &[AuditRow], data_version: bool) -> sqlx::query::Query<'_, $db, <$db as sqlx::Database>::Arguments> {
+            let mut q = sqlx::query(AssertSqlSafe($crate::store::sql::audit_insert_sql(chunk.len(), data_version)));
+            for a in chunk {
+                q = q
+                    .bind(&a.tenant_id)
+                    .bind(a.at)
+                    .bind(&a.actor)
+                    .bind(&a.front)
+                    .bind(&a.action)
+                    .bind(&a.resource_type)
+                    .bind(&a.resource_id)
+                    .bind(&a.outcome)
+                    .bind(&a.ip)
+                    .bind(&a.user_agent)
+                    .bind(&a.detail);
+            }
+            q
         }
 
         async fn insert_version(tx: &mut Transaction<'static, $db>, v: &VersionRow) -> Result<()> {
@@ -252,6 +299,7 @@ macro_rules! sql_store {
                 if n == 0 {
                     return Ok(false);
                 }
+                self.announce_change(&mut tx, id).await?;
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(true)
@@ -314,6 +362,7 @@ macro_rules! sql_store {
                 if n == 0 {
                     return Ok(false);
                 }
+                self.announce_change(&mut tx, &k.tenant_id).await?;
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(true)
@@ -523,10 +572,13 @@ macro_rules! sql_store {
                     // Only reachable if the row lock was not held; report it as a lost race.
                     return Ok(WriteOutcome::Stale { current: current.current_version });
                 }
-                replace_tags(&mut tx, &s).await?;
+                if s.tags != current.tags {
+                    replace_tags(&mut tx, &s).await?;
+                }
                 if let Some(v) = &next {
                     insert_version(&mut tx, v).await?;
                 }
+                self.announce_change(&mut tx, tenant_id).await?;
                 insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 Ok(WriteOutcome::Written(Box::new(s)))
@@ -548,6 +600,7 @@ macro_rules! sql_store {
                 if n == 0 {
                     return Ok(false);
                 }
+                self.announce_change(&mut tx, tenant_id).await?;
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(true)
@@ -570,13 +623,8 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one(&self.reader).await?)
             }
 
-            async fn append_audit(&self, entries: &[AuditRow]) -> Result<()> {
-                let mut tx = self.begin_write().await?;
-                for entry in entries {
-                    insert_audit(&mut tx, entry).await?;
-                }
-                tx.commit().await?;
-                Ok(())
+            async fn append_audit(&self, entries: &[AuditRow]) -> Result<bool> {
+                self.write_audit(entries).await
             }
 
             async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<(Vec<AuditRow>, i64)> {
@@ -591,6 +639,14 @@ macro_rules! sql_store {
                 );
                 let rows = bind_all!(sqlx::query_as::<_, AuditRow>(AssertSqlSafe(sql)), binds).fetch_all(&self.reader).await?;
                 Ok((rows, total))
+            }
+
+            async fn changed_elsewhere(&self) -> Result<bool> {
+                self.detect_change_elsewhere().await
+            }
+
+            fn tracks_changes(&self) -> bool {
+                self.can_detect_changes()
             }
 
             async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64> {

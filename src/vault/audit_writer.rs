@@ -17,7 +17,7 @@ use crate::store::{AuditRow, Store};
 /// Most entries written in one transaction.
 const MAX_BATCH: usize = 512;
 
-type Ack = oneshot::Sender<Result<()>>;
+type Ack = oneshot::Sender<Result<u64>>;
 
 #[derive(Clone)]
 pub struct AuditWriter {
@@ -44,10 +44,10 @@ impl AuditWriter {
                         Err(_) => break,
                     }
                 }
-                let result = store.append_audit(&rows).await;
+                let result = store.append_audit(&rows).await.map(|_| store.change_epoch());
                 for ack in acks.drain(..) {
                     let _ = ack.send(match &result {
-                        Ok(()) => Ok(()),
+                        Ok(epoch) => Ok(*epoch),
                         Err(e) => Err(Error::Internal(format!("audit write failed: {}", e.public_message_with_cause()))),
                     });
                 }
@@ -57,8 +57,9 @@ impl AuditWriter {
         AuditWriter { queue }
     }
 
-    /// Appends `row` and returns once it is committed.
-    pub async fn record(&self, row: AuditRow) -> Result<()> {
+    /// Appends `row` and returns once it is committed, with the store's
+    /// change epoch as of the commit.
+    pub async fn record(&self, row: AuditRow) -> Result<u64> {
         let (ack, done) = oneshot::channel();
         self.queue.send((row, ack)).await.map_err(|_| Error::internal("audit writer stopped"))?;
         done.await.map_err(|_| Error::internal("audit writer stopped"))?

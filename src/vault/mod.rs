@@ -62,6 +62,7 @@ impl Vault {
     /// the one the data was written with.
     pub async fn open(store: Arc<dyn Store>, master: MasterKey, config: VaultConfig) -> Result<Self> {
         plans::limits(&config.default_plan)?;
+        let store: Arc<dyn Store> = crate::store::CachedStore::new(store);
         let stored = store.meta_init(KEY_CHECK, &master.key_check()).await?;
         if !master.verify_key_check(&stored) {
             return Err(Error::Unauthorized(
@@ -91,8 +92,9 @@ impl Vault {
     }
 
     /// Appends an audit entry that records no state change of its own (a
-    /// read, a listing, a denied attempt); returns once it is committed.
-    pub async fn record(&self, row: crate::store::AuditRow) -> Result<()> {
+    /// read, a listing, a denied attempt); returns once it is committed, with
+    /// the store's change epoch as of that commit.
+    pub async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
         self.audit.record(row).await
     }
 
@@ -113,6 +115,7 @@ impl Vault {
     /// Resolves an API key to a principal. Unknown, expired and revoked keys
     /// answer the same 401; the attempt is audited.
     pub async fn authenticate(&self, token: &str, origin: Origin) -> Result<Principal> {
+        let seen_epoch = self.store.change_epoch();
         let hash = tokens::hash(token);
         let found = self.store.find_api_key(&hash).await?.filter(|k| tokens::hashes_match(&k.key.key_hash, &hash));
         let now = now_millis();
@@ -138,15 +141,21 @@ impl Vault {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
         }
-        let scope: Vec<String> = serde_json::from_str(&key.project_scope).unwrap_or_default();
-        Ok(Principal {
-            tenant_id: key.tenant_id,
-            key_id: key.id,
-            plan,
-            permission: Permission::parse(&key.permission)?,
-            project_scope: if scope.is_empty() { None } else { Some(scope) },
-            origin,
-        })
+        principal_of(key, plan, origin, seen_epoch)
+    }
+
+    /// Looks the caller's key up again in the database: used when another
+    /// process changed the database while a request was served from the cache.
+    async fn recheck(&self, p: &Principal) -> Result<Principal> {
+        let seen_epoch = self.store.change_epoch();
+        let key = self.store.get_api_key(&p.tenant_id, &p.key_id).await?;
+        let now = now_millis();
+        match key {
+            Some(key) if key.revoked_at.is_none() && key.expires_at.is_none_or(|e| e > now) => {
+                principal_of(key, p.plan.clone(), p.origin.clone(), seen_epoch)
+            }
+            _ => Err(Error::Unauthorized("this API key was revoked or has expired".into())),
+        }
     }
 
     /// Records a failed attempt by an authenticated caller (denied, missing,
@@ -177,3 +186,16 @@ macro_rules! audited {
     }};
 }
 pub(crate) use audited;
+
+fn principal_of(key: crate::store::ApiKeyRow, plan: String, origin: Origin, seen_epoch: u64) -> Result<Principal> {
+    let scope: Vec<String> = serde_json::from_str(&key.project_scope).unwrap_or_default();
+    Ok(Principal {
+        tenant_id: key.tenant_id,
+        key_id: key.id,
+        plan,
+        permission: Permission::parse(&key.permission)?,
+        project_scope: if scope.is_empty() { None } else { Some(scope) },
+        origin,
+        seen_epoch,
+    })
+}

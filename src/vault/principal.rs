@@ -103,6 +103,9 @@ pub struct Principal {
     /// `None`: every project. `Some(ids)`: only secrets in these projects.
     pub project_scope: Option<Vec<String>>,
     pub origin: Origin,
+    /// The store's change epoch before the key was looked up: a read served
+    /// from the cache checks it did not move (see `store::CachedStore`).
+    pub seen_epoch: u64,
 }
 
 impl Principal {

@@ -128,10 +128,28 @@ impl Vault {
 
     async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
         p.require(Permission::Read)?;
+        let (value, committed_epoch) = self.read_once(p, r, version, false).await?;
+        if committed_epoch == p.seen_epoch {
+            return Ok(value);
+        }
+        // The key and the row may have come from the cache, and another process
+        // changed the database meanwhile: look both up again in the database.
+        // The first audit entry stays (that read happened); the answer is the fresh one.
+        let p = self.recheck(p).await?;
+        p.require(Permission::Read)?;
+        Ok(self.read_once(&p, r, version, true).await?.0)
+    }
+
+    async fn read_once(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>, uncached: bool) -> Result<(SecretValue, u64)> {
         let (row, v) = match r {
             // The common case in one query: the secret joined with the wanted version.
             SecretRef::Id(id) if names::is_id(id) => {
-                self.store.read_secret(&p.tenant_id, id, version).await?.ok_or(Error::SecretNotFound)?
+                let found = if uncached {
+                    self.store.read_secret_uncached(&p.tenant_id, id, version).await?
+                } else {
+                    self.store.read_secret(&p.tenant_id, id, version).await?
+                };
+                found.ok_or(Error::SecretNotFound)?
             }
             SecretRef::Id(_) => return Err(Error::SecretNotFound),
             SecretRef::Name { .. } => {
@@ -148,8 +166,8 @@ impl Vault {
         let audit = p
             .audit("secret.read", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": v.version }));
-        self.record(audit).await?;
-        Ok(SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version })
+        let epoch = self.record(audit).await?;
+        Ok((SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version }, epoch))
     }
 
     pub async fn update_secret(&self, p: &Principal, r: SecretRef<'_>, req: UpdateSecret) -> Result<SecretMeta> {

@@ -66,6 +66,7 @@ impl Vault {
     /// plaintext is never kept.
     pub async fn local_principal(&self, tenant_id: &str, origin: Origin) -> Result<Principal> {
         const LOCAL_KEY: &str = "local-stdio";
+        let seen_epoch = self.store.change_epoch();
         if self.store.get_tenant(tenant_id).await?.is_none() {
             let req = SignupRequest { tenant_id: tenant_id.to_owned(), email: None, agent: Some("latchkey mcp".into()), description: None };
             match self.create_tenant(req, "unlimited", "local", origin.clone()).await {
@@ -94,6 +95,7 @@ impl Vault {
             permission: Permission::Admin,
             project_scope: None,
             origin,
+            seen_epoch,
         })
     }
 

@@ -1,0 +1,329 @@
+//! A cache in front of a [`Store`] for the two reads on every hot request:
+//! the API key behind a credential, and the current version of a secret.
+//! With it an audited read costs no query of its own, only its share of an
+//! audit group commit.
+//!
+//! Coherence, which a vault cannot trade away:
+//! - Every write of this process goes through this type, which drops the
+//!   entries the write touches once it returns. A fill that raced with a drop
+//!   is discarded (the generation moved), so a stale row never lands.
+//! - Changes by other processes are noticed through
+//!   [`Store::changed_elsewhere`]: SQLite's `data_version` on the writer
+//!   connection, PostgreSQL's `LISTEN`. Each notice empties the cache and
+//!   advances [`Store::change_epoch`]. The audit writer asks before every
+//!   batch, so a read whose epoch did not move until its audit commit was
+//!   current; the vault repeats a read whose epoch moved, from the database.
+//!   A poller asks at least every [`POLL`] for everything else. While a store
+//!   cannot tell (PostgreSQL's `LISTEN` connection is down), nothing is cached.
+//! - The cache holds ciphertext and key hashes, never a plaintext value or
+//!   an API key, within a fixed byte budget.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::error::Result;
+
+/// The longest a change by another process goes unnoticed while idle.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Bytes of cached rows (mostly ciphertext) before the cache starts over.
+const BUDGET: usize = 8 << 20;
+
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    state: RwLock<State>,
+    epoch: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Moves on every drop; a fill carries the value it started with.
+    generation: u64,
+    keys: HashMap<Vec<u8>, KeyWithPlan>,
+    secrets: HashMap<(String, String), (SecretRow, VersionRow)>,
+    bytes: usize,
+    /// Whether anything was cached since the last change by another process.
+    /// Only then can a request have been served something that change made
+    /// stale, and only then does the epoch move.
+    filled: bool,
+}
+
+impl State {
+    fn clear(&mut self) {
+        self.generation += 1;
+        self.keys.clear();
+        self.secrets.clear();
+        self.bytes = 0;
+    }
+
+    fn make_room(&mut self, size: usize) -> bool {
+        if size > BUDGET / 64 {
+            return false;
+        }
+        if self.bytes + size > BUDGET {
+            let generation = self.generation;
+            self.clear();
+            // A full cache is not a change: fills in flight stay valid.
+            self.generation = generation;
+        }
+        self.bytes += size;
+        self.filled = true;
+        true
+    }
+}
+
+fn secret_size(s: &SecretRow, v: &VersionRow) -> usize {
+    256 + s.id.len() + s.name.len() + s.tags.len() + s.description.as_ref().map_or(0, String::len) + v.sealed.len()
+}
+
+impl CachedStore {
+    /// Wraps `inner` and starts the poller that notices other processes'
+    /// changes while no audit batch asks. The poller ends when the store is
+    /// dropped.
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        let store = Arc::new(CachedStore { inner, state: RwLock::new(State::default()), epoch: AtomicU64::new(0) });
+        let weak = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(POLL).await;
+                let Some(store) = weak.upgrade() else { break };
+                if let Err(e) = store.changed_elsewhere().await {
+                    tracing::debug!("change check failed: {}", e.public_message_with_cause());
+                }
+            }
+        });
+        store
+    }
+
+    fn generation(&self) -> u64 {
+        self.state.read().expect("cache lock").generation
+    }
+
+    /// Another process changed something: drop all, then advance the epoch
+    /// (in this order, so an unchanged epoch always means a current cache).
+    fn forget_everything(&self) {
+        let mut st = self.state.write().expect("cache lock");
+        let served_from_cache = st.filled;
+        st.clear();
+        st.filled = false;
+        drop(st);
+        if served_from_cache {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn forget_keys_of(&self, tenant_id: &str) {
+        let mut st = self.state.write().expect("cache lock");
+        st.generation += 1;
+        st.keys.retain(|_, k| k.key.tenant_id != tenant_id);
+    }
+
+    fn forget_secret(&self, tenant_id: &str, id: &str) {
+        let mut st = self.state.write().expect("cache lock");
+        st.generation += 1;
+        st.secrets.remove(&(tenant_id.to_owned(), id.to_owned()));
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+
+    async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.meta_get(key).await
+    }
+
+    async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.inner.meta_init(key, value).await
+    }
+
+    async fn create_tenant(&self, tenant: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
+        self.inner.create_tenant(tenant, key, audit).await
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>> {
+        self.inner.get_tenant(id).await
+    }
+
+    async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool> {
+        let r = self.inner.set_tenant_plan(id, plan, audit).await;
+        self.forget_keys_of(id);
+        r
+    }
+
+    async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyWithPlan>> {
+        if !self.inner.tracks_changes() {
+            return self.inner.find_api_key(key_hash).await;
+        }
+        if let Some(k) = self.state.read().expect("cache lock").keys.get(key_hash) {
+            return Ok(Some(k.clone()));
+        }
+        let generation = self.generation();
+        let found = self.inner.find_api_key(key_hash).await?;
+        if let Some(k) = &found {
+            let mut st = self.state.write().expect("cache lock");
+            if st.generation == generation && st.make_room(256 + k.key.project_scope.len()) {
+                st.keys.insert(key_hash.to_vec(), k.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn get_api_key(&self, tenant_id: &str, id: &str) -> Result<Option<ApiKeyRow>> {
+        self.inner.get_api_key(tenant_id, id).await
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>> {
+        self.inner.list_api_keys(tenant_id).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
+        self.inner.insert_api_key(key, audit).await
+    }
+
+    async fn update_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<bool> {
+        let r = self.inner.update_api_key(key, audit).await;
+        self.forget_keys_of(&key.tenant_id);
+        r
+    }
+
+    async fn insert_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<()> {
+        self.inner.insert_project(project, audit).await
+    }
+
+    async fn get_project(&self, tenant_id: &str, id: &str) -> Result<Option<ProjectRow>> {
+        self.inner.get_project(tenant_id, id).await
+    }
+
+    async fn list_projects(&self, tenant_id: &str) -> Result<Vec<ProjectRow>> {
+        self.inner.list_projects(tenant_id).await
+    }
+
+    async fn update_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<bool> {
+        self.inner.update_project(project, audit).await
+    }
+
+    async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
+        self.inner.delete_project(tenant_id, id, audit).await
+    }
+
+    async fn create_secret(&self, secret: &SecretRow, first: &VersionRow, max_secrets: Option<i64>, audit: &AuditRow) -> Result<()> {
+        self.inner.create_secret(secret, first, max_secrets, audit).await
+    }
+
+    async fn get_secret(&self, tenant_id: &str, id: &str) -> Result<Option<SecretRow>> {
+        self.inner.get_secret(tenant_id, id).await
+    }
+
+    async fn find_secret(&self, tenant_id: &str, project_id: Option<&str>, environment: &str, name: &str) -> Result<Option<SecretRow>> {
+        self.inner.find_secret(tenant_id, project_id, environment, name).await
+    }
+
+    async fn get_version(&self, secret_id: &str, version: i64) -> Result<Option<VersionRow>> {
+        self.inner.get_version(secret_id, version).await
+    }
+
+    async fn read_secret(&self, tenant_id: &str, id: &str, version: Option<i64>) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
+        if version.is_some() || !self.inner.tracks_changes() {
+            return self.inner.read_secret(tenant_id, id, version).await;
+        }
+        let key = (tenant_id.to_owned(), id.to_owned());
+        if let Some((s, v)) = self.state.read().expect("cache lock").secrets.get(&key) {
+            return Ok(Some((s.clone(), Some(v.clone()))));
+        }
+        let generation = self.generation();
+        let found = self.inner.read_secret(tenant_id, id, None).await?;
+        if let Some((s, Some(v))) = &found {
+            let mut st = self.state.write().expect("cache lock");
+            if st.generation == generation && st.make_room(secret_size(s, v)) {
+                st.secrets.insert(key, (s.clone(), v.clone()));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn read_secret_uncached(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
+        self.inner.read_secret(tenant_id, id, version).await
+    }
+
+    async fn update_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        change: SecretChange<'_>,
+    ) -> Result<WriteOutcome> {
+        let r = self.inner.update_secret(tenant_id, id, expected_version, change).await;
+        self.forget_secret(tenant_id, id);
+        r
+    }
+
+    async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
+        let r = self.inner.delete_secret(tenant_id, id, audit).await;
+        self.forget_secret(tenant_id, id);
+        r
+    }
+
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>> {
+        self.inner.list_versions(secret_id).await
+    }
+
+    async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>> {
+        self.inner.list_secrets(tenant_id, filter).await
+    }
+
+    async fn count_secrets(&self, tenant_id: &str) -> Result<i64> {
+        self.inner.count_secrets(tenant_id).await
+    }
+
+    /// Notes what the store saw of other processes while writing, so the
+    /// epoch a read sees after its audit commit covers every change committed
+    /// before that commit.
+    async fn append_audit(&self, entries: &[AuditRow]) -> Result<bool> {
+        let changed = self.inner.append_audit(entries).await?;
+        if changed {
+            self.forget_everything();
+        }
+        Ok(changed)
+    }
+
+    async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)> {
+        self.inner.query_audit(tenant_id, filter).await
+    }
+
+    async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64> {
+        self.inner.count_audit_since(tenant_id, since).await
+    }
+
+    async fn changed_elsewhere(&self) -> Result<bool> {
+        let changed = self.inner.changed_elsewhere().await?;
+        if changed {
+            self.forget_everything();
+        }
+        Ok(changed)
+    }
+
+    fn change_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn tracks_changes(&self) -> bool {
+        self.inner.tracks_changes()
+    }
+}

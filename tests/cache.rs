@@ -1,0 +1,188 @@
+//! The server keeps keys and current secret versions in memory. These tests
+//! change the database behind its back — from a second process on the same
+//! SQLite file, or from a second replica on the same PostgreSQL database —
+//! and check that nothing stale is ever served: a rotated value, a revoked
+//! key, a deleted secret.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Backend, Opts, Server, unique};
+use serde_json::{Value, json};
+
+/// Runs `latchkey mcp` on `dir` as the holder of `key`, calls each tool in
+/// turn and returns the structured results (a tool error panics).
+fn stdio_calls(dir: &Path, key: &str, calls: &[(&str, Value)]) -> Vec<Value> {
+    let mut child = Command::new(common::bin())
+        .args(["mcp", "--data-dir"])
+        .arg(dir)
+        .env("LATCHKEY_MASTER_KEY", common::TEST_MASTER_KEY)
+        .env("LATCHKEY_API_KEY", key)
+        .env("LATCHKEY_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "cache-test", "version": "1" } } });
+    writeln!(stdin, "{init}").unwrap();
+    writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).unwrap();
+    let mut answer = |id: usize| -> Value {
+        for line in lines.by_ref() {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+        panic!("stdout closed before answer {id}");
+    };
+    answer(0);
+    let mut out = vec![];
+    for (i, (name, args)) in calls.iter().enumerate() {
+        let id = i + 1;
+        writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": name, "arguments": args } }))
+            .unwrap();
+        let v = answer(id);
+        assert_ne!(v["result"]["isError"], true, "{name}: {v}");
+        out.push(v["result"]["structuredContent"].clone());
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    out
+}
+
+/// Warms the server's cache: the key and the secret's current version.
+async fn warm(srv: &Server, id: &str, keys: &[&str], value: &str) {
+    for key in keys {
+        for _ in 0..3 {
+            let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), key).await;
+            assert_eq!((s, body["value"].as_str()), (200, Some(value)), "{body}");
+        }
+    }
+}
+
+/// A second process on the same SQLite file rotates a secret, revokes a key
+/// and deletes a secret; the very next request to `serve` sees each change.
+#[tokio::test]
+async fn sqlite_changes_by_another_process_are_seen_at_once() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("cache")).await;
+    let (_, s) = srv.post("/api/v1/secrets", &admin, json!({ "name": "DB_PASSWORD", "value": "first" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    let (_, other) = srv.post("/api/v1/secrets", &admin, json!({ "name": "OLD_TOKEN", "value": "soon-gone" })).await;
+    let other_id = other["secretId"].as_str().unwrap().to_owned();
+    let (_, reader) = srv.post("/api/v1/api-keys", &admin, json!({ "name": "ci", "permissions": "read" })).await;
+    let (reader_key, reader_id) = (reader["apiKey"].as_str().unwrap().to_owned(), reader["id"].as_str().unwrap().to_owned());
+    warm(&srv, &id, &[&admin, &reader_key], "first").await;
+    warm(&srv, &other_id, &[&admin], "soon-gone").await;
+
+    // Rotation by another process: the next read answers the new value.
+    stdio_calls(&srv.data_dir, &admin, &[("set_secret", json!({ "name": "DB_PASSWORD", "value": "second" }))]);
+    let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), &admin).await;
+    assert_eq!((s, body["value"].as_str(), body["version"].as_i64()), (200, Some("second"), Some(2)), "{body}");
+
+    // Revocation and deletion by another process: the next requests fail.
+    warm(&srv, &id, &[&reader_key], "second").await;
+    stdio_calls(&srv.data_dir, &admin, &[("revoke_api_key", json!({ "id": reader_id })), ("delete_secret", json!({ "id": other_id }))]);
+    let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), &reader_key).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")), "{body}");
+    let (s, body) = srv.get(&format!("/api/v1/secrets/{other_id}"), &admin).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("SECRET_NOT_FOUND")), "{body}");
+    let (s, _) = srv.get("/api/v1/secrets", &reader_key).await;
+    assert_eq!(s, 401, "a revoked key is refused everywhere, not only on reads");
+
+    // The audit trail names the front of each change.
+    let (_, audit) = srv.get("/api/v1/audit?action=secret.update", &admin).await;
+    assert_eq!(audit["logs"][0]["front"], "mcp", "{audit}");
+}
+
+/// Changes in this process reach the cache before the change is acknowledged.
+#[tokio::test]
+async fn changes_in_this_process_are_seen_at_once() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let srv = Server::start(backend).await;
+        let admin = srv.signup(&unique("cache-local")).await;
+        let (_, s) = srv.post("/api/v1/secrets", &admin, json!({ "name": "API_KEY", "value": "v1", "tags": ["a"] })).await;
+        let id = s["secretId"].as_str().unwrap().to_owned();
+        let (_, k) = srv.post("/api/v1/api-keys", &admin, json!({ "name": "agent", "permissions": "read" })).await;
+        let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+        for round in 2..6 {
+            warm(&srv, &id, &[&admin, &key], &format!("v{}", round - 1)).await;
+            let (s, _) = srv.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": format!("v{round}") })).await;
+            assert_eq!(s, 200);
+            let (_, body) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+            assert_eq!(
+                (body["value"].as_str(), body["version"].as_i64()),
+                (Some(format!("v{round}").as_str()), Some(round)),
+                "{backend:?}"
+            );
+        }
+        // Metadata changes too.
+        srv.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "tags": ["b"] })).await;
+        let (_, body) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+        assert_eq!(body["tags"], json!(["b"]), "{backend:?}: {body}");
+        // A key narrowed to a project it does not cover loses the secret at once.
+        let (_, p) = srv.post("/api/v1/projects", &admin, json!({ "name": "elsewhere" })).await;
+        let (s, _) = srv.put(&format!("/api/v1/api-keys/{key_id}"), &admin, json!({ "projectScope": [p["projectId"]] })).await;
+        assert_eq!(s, 200);
+        let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{backend:?}: {body}");
+        let (s, _) = srv.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
+        assert!(s == 200 || s == 204, "{s}");
+        let (s, _) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+        assert_eq!(s, 401, "{backend:?}");
+        let (s, _) = srv.delete(&format!("/api/v1/secrets/{id}"), &admin).await;
+        assert!(s == 200 || s == 204, "{s}");
+        let (s, _) = srv.get(&format!("/api/v1/secrets/{id}"), &admin).await;
+        assert_eq!(s, 404, "{backend:?}");
+    }
+}
+
+/// Two replicas on one PostgreSQL database: what one changes, the other
+/// stops serving from its cache as soon as PostgreSQL delivers the
+/// notification. The wait is bounded; without invalidation it would never end.
+#[tokio::test]
+async fn postgres_replicas_invalidate_each_other() {
+    let a = Server::start(Backend::Postgres).await;
+    let b = Server::start_with(Opts { database_url: a.database_url.clone(), ..Opts::new(Backend::Postgres) }).await;
+    let admin = a.signup(&unique("replicas")).await;
+    let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "SHARED", "value": "one" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    let (_, k) = a.post("/api/v1/api-keys", &admin, json!({ "name": "r", "permissions": "read" })).await;
+    let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+    warm(&a, &id, &[&admin, &key], "one").await;
+    warm(&b, &id, &[&admin, &key], "one").await;
+
+    let (s, _) = b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": "two" })).await;
+    assert_eq!(s, 200);
+    let mut seen = None;
+    for _ in 0..100 {
+        let (_, body) = a.get(&format!("/api/v1/secrets/{id}"), &key).await;
+        if body["value"] == "two" {
+            seen = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.expect("replica A kept serving the old value")["version"], 2);
+
+    let (s, _) = b.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
+    assert!(s == 200 || s == 204, "{s}");
+    let mut refused = false;
+    for _ in 0..100 {
+        if a.get(&format!("/api/v1/secrets/{id}"), &key).await.0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "replica A kept accepting a key revoked on replica B");
+}
