@@ -19,7 +19,7 @@
 //!   an API key, within a fixed byte budget.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     state: RwLock<State>,
     epoch: AtomicU64,
+    /// Set by `close`, so the poller stops before the pools do.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -86,12 +88,13 @@ impl CachedStore {
     /// changes while no audit batch asks. The poller ends when the store is
     /// dropped.
     pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
-        let store = Arc::new(CachedStore { inner, state: RwLock::new(State::default()), epoch: AtomicU64::new(0) });
+        let store =
+            Arc::new(CachedStore { inner, state: RwLock::new(State::default()), epoch: AtomicU64::new(0), closed: AtomicBool::new(false) });
         let weak = Arc::downgrade(&store);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(POLL).await;
-                let Some(store) = weak.upgrade() else { break };
+                let Some(store) = weak.upgrade().filter(|s| !s.closed.load(Ordering::SeqCst)) else { break };
                 if let Err(e) = store.changed_elsewhere().await {
                     tracing::debug!("change check failed: {}", e.public_message_with_cause());
                 }
@@ -137,6 +140,7 @@ impl Store for CachedStore {
     }
 
     async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await
     }
 
