@@ -278,6 +278,12 @@ impl Store for CachedStore {
         r
     }
 
+    async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome> {
+        let r = self.inner.add_version(tenant_id, id, expected_version, change).await;
+        self.forget_secret(tenant_id, id);
+        r
+    }
+
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
         let r = self.inner.delete_secret(tenant_id, id, audit).await;
         self.forget_secret(tenant_id, id);

@@ -174,6 +174,10 @@ pub struct AuditFilter {
     pub offset: i64,
 }
 
+/// See [`Store::add_version`]: given the secret as it is inside the write,
+/// the next version (sealed for `current_version + 1`) and its audit entry.
+pub type VersionChange = std::sync::Arc<dyn Fn(&SecretRow) -> Result<(VersionRow, AuditRow)> + Send + Sync>;
+
 /// See [`Store::update_secret`].
 pub type SecretChange<'a> = &'a (dyn Fn(&SecretRow) -> Result<(SecretRow, Option<VersionRow>, AuditRow)> + Send + Sync);
 
@@ -244,6 +248,10 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<i64>,
         change: SecretChange<'_>,
     ) -> Result<WriteOutcome>;
+    /// A new value and nothing else: the hot write. Same contract as
+    /// [`Store::update_secret`]; a store may commit concurrent calls together
+    /// (SQLite does), acknowledging each only after the shared commit.
+    async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome>;
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>>;
     async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>>;
@@ -283,4 +291,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
         self.read_secret(tenant_id, id, version).await
     }
+}
+
+/// [`Store::add_version`] as one [`Store::update_secret`], for stores whose
+/// writers need no combining (PostgreSQL runs them in parallel).
+pub(crate) async fn add_version_alone<S: Store + ?Sized>(
+    store: &S,
+    tenant_id: &str,
+    id: &str,
+    expected_version: Option<i64>,
+    change: VersionChange,
+) -> Result<WriteOutcome> {
+    let full = move |current: &SecretRow| {
+        let (version, audit) = change(current)?;
+        let mut next = current.clone();
+        next.current_version = version.version;
+        next.updated_at = version.created_at;
+        Ok((next, Some(version), audit))
+    };
+    store.update_secret(tenant_id, id, expected_version, &full).await
 }

@@ -78,16 +78,27 @@ impl PgStore {
         Ok(changed || !self.listening.load(Ordering::SeqCst))
     }
 
+    async fn add_version_here(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        change: super::VersionChange,
+    ) -> crate::error::Result<super::WriteOutcome> {
+        super::add_version_alone(self, tenant_id, id, expected_version, change).await
+    }
+
     fn can_detect_changes(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
     }
 
+    /// Each chunk is one autocommit statement: a batch of reads' audit entries
+    /// costs one round trip instead of three (entries need no shared atomicity;
+    /// each caller waits for all of them).
     async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<bool> {
-        let mut tx = self.begin_write().await?;
         for chunk in entries.chunks(super::sql::AUDIT_ROWS_PER_INSERT) {
-            audit_insert(chunk, false).execute(&mut *tx).await?;
+            audit_insert(chunk, false).execute(&self.writer).await?;
         }
-        tx.commit().await?;
         self.detect_change_elsewhere().await
     }
 

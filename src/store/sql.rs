@@ -584,6 +584,10 @@ macro_rules! sql_store {
                 Ok(WriteOutcome::Written(Box::new(s)))
             }
 
+            async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome> {
+                self.add_version_here(tenant_id, id, expected_version, change).await
+            }
+
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query("DELETE FROM secret_versions WHERE secret_id = (SELECT id FROM secrets WHERE tenant_id = $1 AND id = $2)")

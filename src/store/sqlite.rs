@@ -10,8 +10,12 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+#[path = "version_writer.rs"]
+mod version_writer;
+
 pub struct SqliteStore {
     writer: SqlitePool,
+    versions: version_writer::VersionWriter,
     reader: SqlitePool,
     /// `PRAGMA data_version` as last seen on the writer connection. On that
     /// connection it moves only when another connection commits, and the
@@ -40,14 +44,20 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(opts.clone())
+            // Multi-row statements come in one size per row count.
+            .connect_with(opts.clone().statement_cache_capacity(512))
             .await?;
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
         let reader = SqlitePoolOptions::new().max_connections(8).connect_with(opts.read_only(true)).await?;
-        Ok(SqliteStore { writer, reader, data_version: AtomicI64::new(i64::MIN) })
+        Ok(SqliteStore {
+            versions: version_writer::VersionWriter::start(writer.clone()),
+            writer,
+            reader,
+            data_version: AtomicI64::new(i64::MIN),
+        })
     }
 
     async fn detect_change_elsewhere(&self) -> crate::error::Result<bool> {
@@ -69,6 +79,17 @@ impl SqliteStore {
             }
         }
         Ok(changed)
+    }
+
+    /// New versions go through the group-committing writer.
+    async fn add_version_here(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        change: super::VersionChange,
+    ) -> crate::error::Result<super::WriteOutcome> {
+        self.versions.add(tenant_id, id, expected_version, change).await
     }
 
     fn can_detect_changes(&self) -> bool {

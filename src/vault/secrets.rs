@@ -8,7 +8,9 @@ use super::views::*;
 use super::{Permission, Principal, Vault, audited, names, plans};
 use crate::crypto::SecretAad;
 use crate::error::{Error, Result};
-use crate::store::{SecretFilter, SecretRow, VersionRow, WriteOutcome, now_millis};
+use std::sync::Arc;
+
+use crate::store::{SecretFilter, SecretRow, VersionChange, VersionRow, WriteOutcome, now_millis};
 
 /// How often an update without `expectedVersion` retries after losing a race.
 const UNCONDITIONAL_RETRIES: usize = 8;
@@ -183,6 +185,9 @@ impl Vault {
         if let Some(v) = &req.value {
             self.check_value(v)?;
         }
+        if let Some(value) = req.value.clone().filter(|_| req.description.is_none() && req.tags.is_none() && req.secret_type.is_none()) {
+            return self.add_version(p, r, req.expected_version, value).await;
+        }
         let description = req.description.as_deref().map(|d| names::text("description", d, 1024)).transpose()?;
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
         let row = self.visible_secret(p, r).await?;
@@ -224,6 +229,43 @@ impl Vault {
             WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
             WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: req.expected_version.unwrap_or(current), current }),
+        }
+    }
+
+    /// A new value and nothing else (a rotation): the store may commit it
+    /// together with concurrent ones.
+    async fn add_version(&self, p: &Principal, r: &SecretRef<'_>, expected_version: Option<i64>, value: String) -> Result<SecretMeta> {
+        // A secret's project never changes, so the cached row is good enough to
+        // check visibility; the write itself reads the row again under the lock.
+        let row = match r {
+            SecretRef::Id(id) if names::is_id(id) => {
+                let (row, _) = self.store.read_secret(&p.tenant_id, id, None).await?.ok_or(Error::SecretNotFound)?;
+                p.require_project(row.project_id.as_deref())?;
+                row
+            }
+            _ => self.visible_secret(p, r).await?,
+        };
+        let key = self.data_key(&p.tenant_id).await?;
+        let author = p.clone();
+        let change: VersionChange = Arc::new(move |current: &SecretRow| {
+            let version = current.current_version + 1;
+            let aad = SecretAad { tenant_id: &author.tenant_id, secret_id: &current.id, version };
+            let sealed = VersionRow {
+                secret_id: current.id.clone(),
+                version,
+                sealed: key.seal(&aad, value.as_bytes()),
+                created_at: now_millis(),
+                created_by: author.key_id.clone(),
+            };
+            let audit = author
+                .audit("secret.update", "secret", Some(&current.id), "success")
+                .detail(serde_json::json!({ "name": current.name, "version": version, "newVersion": true }));
+            Ok((sealed, audit))
+        });
+        match self.store.add_version(&p.tenant_id, &row.id, expected_version, change).await? {
+            WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
+            WriteOutcome::Missing => Err(Error::SecretNotFound),
+            WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: expected_version.unwrap_or(current), current }),
         }
     }
 
