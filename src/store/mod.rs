@@ -11,6 +11,7 @@ mod cached;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod version_writer;
 
 use async_trait::async_trait;
 
@@ -291,23 +292,4 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
         self.read_secret(tenant_id, id, version).await
     }
-}
-
-/// [`Store::add_version`] as one [`Store::update_secret`], for stores whose
-/// writers need no combining (PostgreSQL runs them in parallel).
-pub(crate) async fn add_version_alone<S: Store + ?Sized>(
-    store: &S,
-    tenant_id: &str,
-    id: &str,
-    expected_version: Option<i64>,
-    change: VersionChange,
-) -> Result<WriteOutcome> {
-    let full = move |current: &SecretRow| {
-        let (version, audit) = change(current)?;
-        let mut next = current.clone();
-        next.current_version = version.version;
-        next.updated_at = version.created_at;
-        Ok((next, Some(version), audit))
-    };
-    store.update_secret(tenant_id, id, expected_version, &full).await
 }

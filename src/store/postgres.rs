@@ -23,6 +23,7 @@ pub struct PgStore {
     /// Whether the listener is subscribed right now. While it is not, every
     /// check reports a change, which keeps the cache above empty.
     listening: Arc<AtomicBool>,
+    versions: VersionWriter,
 }
 
 impl PgStore {
@@ -32,10 +33,12 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
+        let instance = uuid::Uuid::new_v4().to_string();
         let store = PgStore {
+            versions: VersionWriter::start(Arc::new(PgBatch { pool: pool.clone(), instance: instance.clone() })),
             writer: pool.clone(),
             reader: pool,
-            instance: uuid::Uuid::new_v4().to_string(),
+            instance,
             changed: Arc::new(AtomicBool::new(true)),
             listening: Arc::new(AtomicBool::new(false)),
         };
@@ -78,6 +81,7 @@ impl PgStore {
         Ok(changed || !self.listening.load(Ordering::SeqCst))
     }
 
+    /// New versions go through this replica's group-committing writer.
     async fn add_version_here(
         &self,
         tenant_id: &str,
@@ -85,7 +89,7 @@ impl PgStore {
         expected_version: Option<i64>,
         change: super::VersionChange,
     ) -> crate::error::Result<super::WriteOutcome> {
-        super::add_version_alone(self, tenant_id, id, expected_version, change).await
+        self.versions.add(tenant_id, id, expected_version, change).await
     }
 
     fn can_detect_changes(&self) -> bool {
@@ -107,5 +111,61 @@ impl PgStore {
         Ok(())
     }
 }
+
+/// PostgreSQL's statements for a batch of new versions: whole columns bound
+/// as arrays (`UNNEST`), so one statement text serves every batch size. The
+/// rows are locked in id order, so batches of different replicas cannot
+/// deadlock on each other.
+struct PgBatch {
+    pool: PgPool,
+    instance: String,
+}
+
+#[async_trait::async_trait]
+impl BatchWrite for PgBatch {
+    async fn write_batch(&self, jobs: &[Job]) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = version_writer::ids(jobs).into_iter().map(str::to_owned).collect();
+        let rows: Vec<super::SecretRow> = sqlx::query_as(
+            "SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
+             updated_at FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let plan = version_writer::plan(jobs, rows);
+        if plan.versions.is_empty() {
+            return Ok(plan.outcomes);
+        }
+        let v = &plan.versions;
+        sqlx::query(
+            "INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $5::text[])",
+        )
+        .bind(v.iter().map(|v| v.secret_id.clone()).collect::<Vec<_>>())
+        .bind(v.iter().map(|v| v.version).collect::<Vec<_>>())
+        .bind(v.iter().map(|v| v.sealed.clone()).collect::<Vec<_>>())
+        .bind(v.iter().map(|v| v.created_at).collect::<Vec<_>>())
+        .bind(v.iter().map(|v| v.created_by.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        let t = &plan.touched;
+        sqlx::query(
+            "UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS v(id, ver, at) WHERE s.id = v.id",
+        )
+        .bind(t.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.current_version).collect::<Vec<_>>())
+        .bind(t.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&self.instance).execute(&mut *tx).await?;
+        audit_insert(&plan.audits, false).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+}
+
+use super::version_writer::{self, BatchWrite, Job, VersionWriter};
 
 super::sql::sql_store!(PgStore, sqlx::Postgres, "postgres", "SELECT id FROM tenants WHERE id = $1 FOR UPDATE", " FOR UPDATE");

@@ -5,17 +5,16 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-#[path = "version_writer.rs"]
-mod version_writer;
-
 pub struct SqliteStore {
     writer: SqlitePool,
-    versions: version_writer::VersionWriter,
+    versions: VersionWriter,
     reader: SqlitePool,
     /// `PRAGMA data_version` as last seen on the writer connection. On that
     /// connection it moves only when another connection commits, and the
@@ -53,7 +52,7 @@ impl SqliteStore {
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
         let reader = SqlitePoolOptions::new().max_connections(8).connect_with(opts.read_only(true)).await?;
         Ok(SqliteStore {
-            versions: version_writer::VersionWriter::start(writer.clone()),
+            versions: VersionWriter::start(Arc::new(SqliteBatch(writer.clone()))),
             writer,
             reader,
             data_version: AtomicI64::new(i64::MIN),
@@ -109,7 +108,78 @@ impl SqliteStore {
 
 use super::AuditRow;
 use super::sql::AUDIT_ROWS_PER_INSERT;
+use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
 use sqlx::Row;
+
+/// SQLite's statements for a batch of new versions: multi-row, one prepared
+/// statement per row count (the writer's statement cache holds them all).
+struct SqliteBatch(SqlitePool);
+
+#[async_trait::async_trait]
+impl BatchWrite for SqliteBatch {
+    async fn write_batch(&self, jobs: &[Job]) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
+        let mut tx = self.0.begin_with("BEGIN IMMEDIATE").await?;
+        let ids = version_writer::ids(jobs);
+        let mut q = sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(batch_sql(Shape::Select, ids.len())));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let plan = version_writer::plan(jobs, q.fetch_all(&mut *tx).await?);
+        if plan.versions.is_empty() {
+            return Ok(plan.outcomes);
+        }
+        let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Versions, plan.versions.len())));
+        for v in &plan.versions {
+            q = q.bind(&v.secret_id).bind(v.version).bind(&v.sealed).bind(v.created_at).bind(&v.created_by);
+        }
+        q.execute(&mut *tx).await?;
+        let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Advance, plan.touched.len())));
+        for r in &plan.touched {
+            q = q.bind(&r.id).bind(r.current_version).bind(r.updated_at);
+        }
+        q.execute(&mut *tx).await?;
+        audit_insert(&plan.audits, false).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The secrets a batch touches.
+    Select,
+    /// One row per new version.
+    Versions,
+    /// Each touched secret's new current version and time.
+    Advance,
+}
+
+/// The statement of `shape` for `n` rows, built once per size.
+fn batch_sql(shape: Shape, n: usize) -> &'static str {
+    static SQL: [[OnceLock<String>; MAX_BATCH]; 3] = [const { [const { OnceLock::new() }; MAX_BATCH] }; 3];
+    assert!((1..=MAX_BATCH).contains(&n), "batch of {n}");
+    SQL[shape as usize][n - 1].get_or_init(|| {
+        let tuple = |i: usize, width: usize| {
+            let params: Vec<String> = (1..=width).map(|k| format!("${}", i * width + k)).collect();
+            format!("({})", params.join(", "))
+        };
+        let list = |width: usize| (0..n).map(|i| tuple(i, width)).collect::<Vec<_>>().join(", ");
+        match shape {
+            Shape::Select => format!(
+                "SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
+                 updated_at FROM secrets WHERE id IN ({})",
+                (1..=n).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ")
+            ),
+            Shape::Versions => {
+                format!("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES {}", list(5))
+            }
+            Shape::Advance => format!(
+                "UPDATE secrets SET current_version = v.column2, updated_at = v.column3 FROM (VALUES {}) AS v WHERE secrets.id = v.column1",
+                list(3)
+            ),
+        }
+    })
+}
 
 super::sql::sql_store!(
     SqliteStore,

@@ -1,21 +1,22 @@
-//! Group commit for new secret versions on SQLite.
+//! Group commit for new secret versions (rotations).
 //!
-//! Every statement on a sqlx SQLite connection is a hand-off to the
-//! connection's thread, and SQLite has one writer: a write done statement by
-//! statement, with its own `BEGIN` and `COMMIT` (and fsync), costs about a
-//! millisecond of that single writer whatever the CPU. So concurrent
+//! Done one by one, a rotation is a transaction of six or seven statements
+//! and a commit (an fsync). On SQLite every statement is also a hand-off to
+//! the connection's thread, and there is one writer; on PostgreSQL every
+//! statement is a round trip and a commit a WAL flush. So concurrent
 //! [`Store::add_version`](super::Store::add_version) calls queue here, and one
-//! task writes a whole queue in one transaction with a fixed number of
-//! statements: read the touched secrets, insert every version, move every
-//! secret on, insert every audit entry, commit. Each caller is answered only
-//! after that commit. If the combined transaction fails, each write is tried
-//! again alone, so one bad write never fails its neighbours.
+//! task per process writes a whole queue in one transaction with a fixed
+//! number of statements: read (and lock) the touched secrets, insert every
+//! version, move every secret on, insert every audit entry, commit. Each
+//! caller is answered only after that commit. If the combined transaction
+//! fails, each write is tried again alone, so one bad write never fails its
+//! neighbours. The backends supply the statements ([`BatchWrite`]); the
+//! order of application ([`plan`]) is shared.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
-use sqlx::AssertSqlSafe;
-use sqlx::sqlite::SqlitePool;
+use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ use crate::store::sql::AUDIT_ROWS_PER_INSERT;
 use crate::store::{AuditRow, SecretRow, VersionChange, VersionRow, WriteOutcome};
 
 /// Most writes in one transaction; also the most rows of one statement.
-const MAX_BATCH: usize = AUDIT_ROWS_PER_INSERT;
+pub const MAX_BATCH: usize = AUDIT_ROWS_PER_INSERT;
 
 pub struct Job {
     pub tenant_id: String,
@@ -33,15 +34,23 @@ pub struct Job {
     pub done: oneshot::Sender<Result<WriteOutcome>>,
 }
 
+/// What a backend does with one batch: in one transaction, read the rows of
+/// [`ids`], [`plan`] the jobs on them, write the plan, commit. `Err` only when
+/// the transaction as a whole failed (nothing of it committed); a job's own
+/// failure is its entry in the answer.
+#[async_trait]
+pub trait BatchWrite: Send + Sync + 'static {
+    async fn write_batch(&self, jobs: &[Job]) -> Result<Vec<Result<WriteOutcome>>>;
+}
+
 #[derive(Clone)]
 pub struct VersionWriter {
     queue: mpsc::Sender<Job>,
 }
 
 impl VersionWriter {
-    /// Starts the writer task on `pool` (the store's single writer
-    /// connection); it ends when the store is dropped.
-    pub fn start(pool: SqlitePool) -> Self {
+    /// Starts the writer task; it ends when the store is dropped.
+    pub fn start(backend: Arc<dyn BatchWrite>) -> Self {
         let (queue, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -52,7 +61,7 @@ impl VersionWriter {
                         Err(_) => break,
                     }
                 }
-                match write_batch(&pool, &jobs).await {
+                match backend.write_batch(&jobs).await {
                     Ok(outcomes) => {
                         for (job, outcome) in jobs.into_iter().zip(outcomes) {
                             let _ = job.done.send(outcome);
@@ -63,7 +72,7 @@ impl VersionWriter {
                     }
                     Err(_) => {
                         for job in jobs {
-                            let outcome = match write_batch(&pool, std::slice::from_ref(&job)).await {
+                            let outcome = match backend.write_batch(std::slice::from_ref(&job)).await {
                                 Ok(mut one) => one.pop().expect("one outcome"),
                                 Err(e) => Err(e),
                             };
@@ -84,22 +93,27 @@ impl VersionWriter {
     }
 }
 
-/// Writes `jobs` in one transaction. `Err` only when the transaction as a
-/// whole failed (nothing of it committed); a job's own failure is its entry
-/// in the answer.
-async fn write_batch(pool: &SqlitePool, jobs: &[Job]) -> Result<Vec<Result<WriteOutcome>>> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+/// The distinct secret ids of a batch, sorted (a stable lock order).
+pub fn ids(jobs: &[Job]) -> Vec<&str> {
     let mut ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut q = sqlx::query_as::<_, SecretRow>(AssertSqlSafe(sql(Shape::Select, ids.len())));
-    for id in &ids {
-        q = q.bind(*id);
-    }
-    let mut current: HashMap<String, SecretRow> = q.fetch_all(&mut *tx).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    ids
+}
 
-    // Apply the jobs in arrival order to the rows as the batch leaves them,
-    // exactly as if they had committed one by one.
+/// What a batch writes.
+pub struct Plan {
+    pub outcomes: Vec<Result<WriteOutcome>>,
+    pub versions: Vec<VersionRow>,
+    pub audits: Vec<AuditRow>,
+    /// Each secret a version was added to, as the batch leaves it.
+    pub touched: Vec<SecretRow>,
+}
+
+/// Applies the jobs in arrival order to `rows` (the batch's secrets as the
+/// transaction found them), exactly as if they had committed one by one.
+pub fn plan(jobs: &[Job], rows: Vec<SecretRow>) -> Plan {
+    let mut current: HashMap<String, SecretRow> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut outcomes = Vec::with_capacity(jobs.len());
     let (mut versions, mut audits): (Vec<VersionRow>, Vec<AuditRow>) = (vec![], vec![]);
     for job in jobs {
@@ -126,64 +140,7 @@ async fn write_batch(pool: &SqlitePool, jobs: &[Job]) -> Result<Vec<Result<Write
         };
         outcomes.push(outcome);
     }
-    if versions.is_empty() {
-        return Ok(outcomes);
-    }
-
-    let mut q = sqlx::query(AssertSqlSafe(sql(Shape::Versions, versions.len())));
-    for v in &versions {
-        q = q.bind(&v.secret_id).bind(v.version).bind(&v.sealed).bind(v.created_at).bind(&v.created_by);
-    }
-    q.execute(&mut *tx)
-        .await
-        .map_err(|e| crate::store::sql::constraint_error(e, || Error::Conflict("a version was written concurrently".into())))?;
-
-    let touched: Vec<&SecretRow> =
-        ids.iter().filter_map(|id| current.get(*id)).filter(|r| versions.iter().any(|v| v.secret_id == r.id)).collect();
-    let mut q = sqlx::query(AssertSqlSafe(sql(Shape::Advance, touched.len())));
-    for r in &touched {
-        q = q.bind(&r.id).bind(r.current_version).bind(r.updated_at);
-    }
-    q.execute(&mut *tx).await?;
-
-    super::audit_insert(&audits, false).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-#[derive(Clone, Copy)]
-enum Shape {
-    /// The secrets a batch touches.
-    Select,
-    /// One row per new version.
-    Versions,
-    /// Each touched secret's new current version and time.
-    Advance,
-}
-
-/// The statement of `shape` for `n` rows, built once per size.
-fn sql(shape: Shape, n: usize) -> &'static str {
-    static SQL: [[OnceLock<String>; MAX_BATCH]; 3] = [const { [const { OnceLock::new() }; MAX_BATCH] }; 3];
-    assert!((1..=MAX_BATCH).contains(&n), "batch of {n}");
-    SQL[shape as usize][n - 1].get_or_init(|| {
-        let tuple = |i: usize, width: usize| {
-            let params: Vec<String> = (1..=width).map(|k| format!("${}", i * width + k)).collect();
-            format!("({})", params.join(", "))
-        };
-        let list = |width: usize| (0..n).map(|i| tuple(i, width)).collect::<Vec<_>>().join(", ");
-        match shape {
-            Shape::Select => format!(
-                "SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
-                 updated_at FROM secrets WHERE id IN ({})",
-                (1..=n).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ")
-            ),
-            Shape::Versions => {
-                format!("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES {}", list(5))
-            }
-            Shape::Advance => format!(
-                "UPDATE secrets SET current_version = v.column2, updated_at = v.column3 FROM (VALUES {}) AS v WHERE secrets.id = v.column1",
-                list(3)
-            ),
-        }
-    })
+    let mut touched: Vec<SecretRow> = current.into_values().filter(|r| versions.iter().any(|v| v.secret_id == r.id)).collect();
+    touched.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    Plan { outcomes, versions, audits, touched }
 }
