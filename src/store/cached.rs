@@ -9,10 +9,12 @@
 //!   is discarded (the generation moved), so a stale row never lands.
 //! - Changes by other processes are noticed through
 //!   [`Store::changed_elsewhere`]: SQLite's `data_version` on the writer
-//!   connection, PostgreSQL's `LISTEN`. Each notice empties the cache and
-//!   advances [`Store::change_epoch`]. The audit writer asks before every
-//!   batch, so a read whose epoch did not move until its audit commit was
-//!   current; the vault repeats a read whose epoch moved, from the database.
+//!   connection, PostgreSQL's `LISTEN`. Each notice empties the cache and,
+//!   if anything was served from it since the last notice, advances
+//!   [`Store::change_epoch`]. Every audit batch answers the question as part
+//!   of its own write, so a read whose epoch did not move until its audit
+//!   commit was current; the vault repeats a read whose epoch moved, from the
+//!   database.
 //!   A poller asks at least every [`POLL`] for everything else. While a store
 //!   cannot tell (PostgreSQL's `LISTEN` connection is down), nothing is cached.
 //! - The cache holds ciphertext and key hashes, never a plaintext value or
