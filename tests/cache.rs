@@ -8,7 +8,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Backend, Opts, Server, unique};
@@ -17,18 +16,7 @@ use serde_json::{Value, json};
 /// Runs `latchkey mcp` on `dir` as the holder of `key`, calls each tool in
 /// turn and returns the structured results (a tool error panics).
 fn stdio_calls(dir: &Path, key: &str, calls: &[(&str, Value)]) -> Vec<Value> {
-    let mut child = Command::new(common::bin())
-        .args(["mcp", "--data-dir"])
-        .arg(dir)
-        .env("LATCHKEY_MASTER_KEY", common::TEST_MASTER_KEY)
-        .env("LATCHKEY_API_KEY", key)
-        .env("LATCHKEY_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::mcp_stdio(dir).env("LATCHKEY_API_KEY", key).env("LATCHKEY_LOG", "warn").spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize",

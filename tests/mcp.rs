@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 
 use common::{Backend, Opts, Server, unique};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ReadResourceRequestParams};
@@ -248,18 +247,7 @@ async fn in_process_over_a_duplex_pipe() {
 #[tokio::test]
 async fn stdio_hygiene_and_shared_database() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(common::bin())
-        .args(["mcp", "--data-dir"])
-        .arg(dir.path())
-        .env("LATCHKEY_MASTER_KEY", common::TEST_MASTER_KEY)
-        .env_remove("LATCHKEY_API_KEY")
-        .env_remove("DATABASE_URL")
-        .env("LATCHKEY_LOG", "debug")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::mcp_stdio(dir.path()).env("LATCHKEY_LOG", "debug").spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     // Lines from stdout, each checked to be JSON-RPC, handed over by id.

@@ -275,7 +275,8 @@ pub trait Store: Send + Sync + 'static {
     /// How many changes by other processes the cache above this store has
     /// noticed so far. A read served from the cache is current when this did
     /// not move between the start of the request and the commit of its audit
-    /// entry (which asks [`Store::changed_elsewhere`] first).
+    /// entry (whose write answers [`Store::changed_elsewhere`], see
+    /// [`Store::append_audit`]).
     fn change_epoch(&self) -> u64 {
         0
     }

@@ -23,6 +23,7 @@ pub struct PgStore {
     /// Whether the listener is subscribed right now. While it is not, every
     /// check reports a change, which keeps the cache above empty.
     listening: Arc<AtomicBool>,
+    /// Group-commits this replica's new versions (see `version_writer.rs`).
     versions: VersionWriter,
 }
 
@@ -81,17 +82,6 @@ impl PgStore {
         Ok(changed || !self.listening.load(Ordering::SeqCst))
     }
 
-    /// New versions go through this replica's group-committing writer.
-    async fn add_version_here(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        expected_version: Option<i64>,
-        change: super::VersionChange,
-    ) -> crate::error::Result<super::WriteOutcome> {
-        self.versions.add(tenant_id, id, expected_version, change).await
-    }
-
     fn can_detect_changes(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
     }
@@ -107,9 +97,14 @@ impl PgStore {
     }
 
     async fn announce_change(&self, tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, _tenant_id: &str) -> crate::error::Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&self.instance).execute(&mut **tx).await?;
-        Ok(())
+        announce(tx, &self.instance).await
     }
+}
+
+/// Tells the other replicas, once `tx` commits, that cached keys or secrets changed.
+async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, instance: &str) -> crate::error::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(instance).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// PostgreSQL's statements for a batch of new versions: whole columns bound
@@ -159,7 +154,7 @@ impl BatchWrite for PgBatch {
         .bind(t.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&self.instance).execute(&mut *tx).await?;
+        announce(&mut tx, &self.instance).await?;
         audit_insert(&plan.audits, false).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(plan.outcomes)

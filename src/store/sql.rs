@@ -113,6 +113,13 @@ pub(super) fn audit_where(tenant_id: &str, f: &super::AuditFilter) -> (String, V
     (sql, binds)
 }
 
+/// `($1, …, $width), ($width+1, …), …` for `rows` rows: the VALUES list of a
+/// multi-row statement.
+pub(super) fn values_placeholders(rows: usize, width: usize) -> String {
+    let row = |r: usize| format!("({})", (1..=width).map(|k| format!("${}", r * width + k)).collect::<Vec<_>>().join(", "));
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 /// Most rows in one audit `INSERT` (11 parameters each, far below either
 /// database's limit); a larger batch takes several statements.
 pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
@@ -129,13 +136,7 @@ pub(super) fn audit_insert_sql(rows: usize, data_version: bool) -> &'static str 
         let mut sql = String::from(
             "INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail) VALUES ",
         );
-        for r in 0..rows {
-            let b = r * 11;
-            let params: Vec<String> = (1..=11).map(|i| format!("${}", b + i)).collect();
-            sql.push_str(if r > 0 { ", (" } else { "(" });
-            sql.push_str(&params.join(", "));
-            sql.push(')');
-        }
+        sql.push_str(&values_placeholders(rows, 11));
         if data_version {
             sql.push_str(" RETURNING (SELECT data_version FROM pragma_data_version())");
         }
@@ -158,7 +159,8 @@ macro_rules! bind_all {
 pub(super) use bind_all;
 
 /// Implements [`Store`](super::Store) for `$store`, which must have `writer` and
-/// `reader` pools of `$db` and a `begin_write()` that opens a write transaction.
+/// `reader` pools of `$db`, a `versions` writer (see `version_writer.rs`) and a
+/// `begin_write()` that opens a write transaction.
 /// `$lock_tenant` is the statement that serialises quota checks per tenant;
 /// `$for_update` is appended to a SELECT that must lock the row it reads.
 macro_rules! sql_store {
@@ -176,20 +178,7 @@ macro_rules! sql_store {
                                 revoked_at, created_at, updated_at";
 
         async fn insert_audit(tx: &mut Transaction<'static, $db>, a: &AuditRow) -> Result<()> {
-            sqlx::query(AssertSqlSafe($crate::store::sql::audit_insert_sql(1, false)))
-            .bind(&a.tenant_id)
-            .bind(a.at)
-            .bind(&a.actor)
-            .bind(&a.front)
-            .bind(&a.action)
-            .bind(&a.resource_type)
-            .bind(&a.resource_id)
-            .bind(&a.outcome)
-            .bind(&a.ip)
-            .bind(&a.user_agent)
-            .bind(&a.detail)
-            .execute(&mut **tx)
-            .await?;
+            audit_insert(std::slice::from_ref(a), false).execute(&mut **tx).await?;
             Ok(())
         }
 
@@ -585,7 +574,7 @@ macro_rules! sql_store {
             }
 
             async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome> {
-                self.add_version_here(tenant_id, id, expected_version, change).await
+                self.versions.add(tenant_id, id, expected_version, change).await
             }
 
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// Group-commits new versions (see `version_writer.rs`).
     versions: VersionWriter,
     reader: SqlitePool,
     /// `PRAGMA data_version` as last seen on the writer connection. On that
@@ -78,17 +79,6 @@ impl SqliteStore {
             }
         }
         Ok(changed)
-    }
-
-    /// New versions go through the group-committing writer.
-    async fn add_version_here(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        expected_version: Option<i64>,
-        change: super::VersionChange,
-    ) -> crate::error::Result<super::WriteOutcome> {
-        self.versions.add(tenant_id, id, expected_version, change).await
     }
 
     fn can_detect_changes(&self) -> bool {
@@ -159,11 +149,7 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
     static SQL: [[OnceLock<String>; MAX_BATCH]; 3] = [const { [const { OnceLock::new() }; MAX_BATCH] }; 3];
     assert!((1..=MAX_BATCH).contains(&n), "batch of {n}");
     SQL[shape as usize][n - 1].get_or_init(|| {
-        let tuple = |i: usize, width: usize| {
-            let params: Vec<String> = (1..=width).map(|k| format!("${}", i * width + k)).collect();
-            format!("({})", params.join(", "))
-        };
-        let list = |width: usize| (0..n).map(|i| tuple(i, width)).collect::<Vec<_>>().join(", ");
+        let list = |width: usize| super::sql::values_placeholders(n, width);
         match shape {
             Shape::Select => format!(
                 "SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \

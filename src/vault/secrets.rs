@@ -177,7 +177,7 @@ impl Vault {
         audited!(self, p, "secret.update", "secret", rid, self.update_secret_inner(p, &r, req).await)
     }
 
-    async fn update_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, req: UpdateSecret) -> Result<SecretMeta> {
+    async fn update_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, mut req: UpdateSecret) -> Result<SecretMeta> {
         p.require(Permission::Write)?;
         if req.value.is_none() && req.description.is_none() && req.tags.is_none() && req.secret_type.is_none() {
             return Err(Error::InvalidRequest("nothing to update: give value, description, tags or secretType".into()));
@@ -185,7 +185,11 @@ impl Vault {
         if let Some(v) = &req.value {
             self.check_value(v)?;
         }
-        if let Some(value) = req.value.clone().filter(|_| req.description.is_none() && req.tags.is_none() && req.secret_type.is_none()) {
+        if req.description.is_none()
+            && req.tags.is_none()
+            && req.secret_type.is_none()
+            && let Some(value) = req.value.take()
+        {
             return self.add_version(p, r, req.expected_version, value).await;
         }
         let description = req.description.as_deref().map(|d| names::text("description", d, 1024)).transpose()?;

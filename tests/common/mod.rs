@@ -258,6 +258,22 @@ impl Drop for Server {
     }
 }
 
+/// `latchkey mcp` on the SQLite data dir `dir` with the test master key, no
+/// API key and no database URL, stdin and stdout piped for JSON-RPC, stderr
+/// dropped. Callers add what their story needs and spawn it.
+pub fn mcp_stdio(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["mcp", "--data-dir"])
+        .arg(dir)
+        .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
+        .env_remove("LATCHKEY_API_KEY")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// A tenant id no other test (or earlier run on a shared database) uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
