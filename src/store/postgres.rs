@@ -29,7 +29,24 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn open(url: &str) -> crate::error::Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out by default: one more
+            // round trip to the database per statement under load. A connection
+            // that sat idle may have been dropped by the server or a proxy, so
+            // those are still checked.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(10) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect(url)
+            .await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
@@ -163,4 +180,11 @@ impl BatchWrite for PgBatch {
 
 use super::version_writer::{self, BatchWrite, Job, VersionWriter};
 
-super::sql::sql_store!(PgStore, sqlx::Postgres, "postgres", "SELECT id FROM tenants WHERE id = $1 FOR UPDATE", " FOR UPDATE");
+super::sql::sql_store!(
+    PgStore,
+    sqlx::Postgres,
+    "postgres",
+    super::sql::Params::Numbered,
+    "SELECT id FROM tenants WHERE id = $1 FOR UPDATE",
+    " FOR UPDATE"
+);

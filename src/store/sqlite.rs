@@ -44,6 +44,10 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // sqlx pings a connection before handing it out by default, one
+            // more round trip to the connection's thread per statement; a
+            // file has no peer that could have gone away.
+            .test_before_acquire(false)
             // Multi-row statements come in one size per row count.
             .connect_with(opts.clone().statement_cache_capacity(512))
             .await?;
@@ -51,7 +55,7 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
-        let reader = SqlitePoolOptions::new().max_connections(8).connect_with(opts.read_only(true)).await?;
+        let reader = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.read_only(true)).await?;
         Ok(SqliteStore {
             versions: VersionWriter::start(Arc::new(SqliteBatch(writer.clone()))),
             writer,
@@ -97,7 +101,7 @@ impl SqliteStore {
 }
 
 use super::AuditRow;
-use super::sql::AUDIT_ROWS_PER_INSERT;
+use super::sql::{AUDIT_ROWS_PER_INSERT, Params};
 use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
 use sqlx::Row;
 
@@ -149,12 +153,12 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
     static SQL: [[OnceLock<String>; MAX_BATCH]; 3] = [const { [const { OnceLock::new() }; MAX_BATCH] }; 3];
     assert!((1..=MAX_BATCH).contains(&n), "batch of {n}");
     SQL[shape as usize][n - 1].get_or_init(|| {
-        let list = |width: usize| super::sql::values_placeholders(n, width);
+        let list = |width: usize| Params::Anonymous.values(n, width);
         match shape {
             Shape::Select => format!(
                 "SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
                  updated_at FROM secrets WHERE id IN ({})",
-                (1..=n).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ")
+                Params::Anonymous.list(1, n)
             ),
             Shape::Versions => {
                 format!("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES {}", list(5))
@@ -171,6 +175,7 @@ super::sql::sql_store!(
     SqliteStore,
     sqlx::Sqlite,
     "sqlite",
+    super::sql::Params::Anonymous,
     "SELECT 1 WHERE $1 IS NOT NULL",
     // The single writer connection already serialises writes.
     ""
