@@ -141,7 +141,15 @@ async fn story(backend: Backend) {
     let (s, e) = srv.get(&format!("/api/v1/secrets/{id}"), &scoped_key).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")));
     assert_eq!(srv.post("/api/v1/secrets", &scoped_key, json!({ "name": "OUT", "value": "x", "projectId": project })).await.0, 403);
-    assert_eq!(srv.post("/api/v1/secrets", &scoped_key, json!({ "name": "IN", "value": "x", "projectId": other_project })).await.0, 201);
+    let (s, inside) = srv.post("/api/v1/secrets", &scoped_key, json!({ "name": "IN", "value": "x", "projectId": other_project })).await;
+    assert_eq!(s, 201);
+    // A rotation is checked against the scope on the row it writes.
+    let (s, e) = srv.put(&format!("/api/v1/secrets/{id}"), &scoped_key, json!({ "value": "not yours" })).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")));
+    assert_eq!(srv.get(&format!("/api/v1/secrets/{id}"), &key).await.1["value"], "rotated-2", "a denied rotation changes nothing");
+    let inside_id = inside["secretId"].as_str().unwrap();
+    let (s, rotated) = srv.put(&format!("/api/v1/secrets/{inside_id}"), &scoped_key, json!({ "value": "y" })).await;
+    assert_eq!((s, rotated["version"].as_i64()), (200, Some(2)), "{rotated}");
 
     // Listing keys never shows them; revoked and regenerated keys stop working.
     let (s, keys) = srv.get("/api/v1/api-keys", &key).await;

@@ -239,19 +239,17 @@ impl Vault {
     /// A new value and nothing else (a rotation): the store may commit it
     /// together with concurrent ones.
     async fn add_version(&self, p: &Principal, r: &SecretRef<'_>, expected_version: Option<i64>, value: String) -> Result<SecretMeta> {
-        // A secret's project never changes, so the cached row is good enough to
-        // check visibility; the write itself reads the row again under the lock.
-        let row = match r {
-            SecretRef::Id(id) if names::is_id(id) => {
-                let (row, _) = self.store.read_secret(&p.tenant_id, id, None).await?.ok_or(Error::SecretNotFound)?;
-                p.require_project(row.project_id.as_deref())?;
-                row
-            }
-            _ => self.visible_secret(p, r).await?,
+        // By id, the write itself finds the secret (tenant included) and the
+        // closure below checks the key's project scope on the row it reads
+        // under the lock: a rotation costs no read before it.
+        let id = match r {
+            SecretRef::Id(id) if names::is_id(id) => (*id).to_owned(),
+            _ => self.visible_secret(p, r).await?.id,
         };
         let key = self.data_key(&p.tenant_id).await?;
         let author = p.clone();
         let change: VersionChange = Arc::new(move |current: &SecretRow| {
+            author.require_project(current.project_id.as_deref())?;
             let version = current.current_version + 1;
             let aad = SecretAad { tenant_id: &author.tenant_id, secret_id: &current.id, version };
             let sealed = VersionRow {
@@ -266,7 +264,7 @@ impl Vault {
                 .detail(serde_json::json!({ "name": current.name, "version": version, "newVersion": true }));
             Ok((sealed, audit))
         });
-        match self.store.add_version(&p.tenant_id, &row.id, expected_version, change).await? {
+        match self.store.add_version(&p.tenant_id, &id, expected_version, change).await? {
             WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
             WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: expected_version.unwrap_or(current), current }),
