@@ -206,7 +206,15 @@ macro_rules! sql_store {
 
         /// One multi-row audit insert (at most `AUDIT_ROWS_PER_INSERT` rows).
         fn audit_insert(chunk: &[AuditRow], data_version: bool) -> sqlx::query::Query<'_, $db, <$db as sqlx::Database>::Arguments> {
-            let mut q = sqlx::query(AssertSqlSafe($crate::store::sql::audit_insert_sql(chunk.len(), $params, data_version)));
+            bind_audit(sqlx::query(AssertSqlSafe($crate::store::sql::audit_insert_sql(chunk.len(), $params, data_version))), chunk)
+        }
+
+        /// Binds `chunk` as the parameters of an audit insert, after whatever
+        /// `q` already binds.
+        fn bind_audit<'q>(
+            mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            chunk: &'q [AuditRow],
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
             for a in chunk {
                 q = q
                     .bind(&a.tenant_id)

@@ -122,17 +122,23 @@ impl BatchWrite for SqliteBatch {
         if plan.versions.is_empty() {
             return Ok(plan.outcomes);
         }
-        let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Versions, plan.versions.len())));
+        // The three writes go as one multi-statement call: one round trip to
+        // the connection's thread instead of three (parameters are anonymous,
+        // so each statement takes the next ones in order).
+        let sql = format!(
+            "{}; {}; {}",
+            batch_sql(Shape::Versions, plan.versions.len()),
+            batch_sql(Shape::Advance, plan.touched.len()),
+            super::sql::audit_insert_sql(plan.audits.len(), Params::Anonymous, false)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
         for v in &plan.versions {
             q = q.bind(&v.secret_id).bind(v.version).bind(&v.sealed).bind(v.created_at).bind(&v.created_by);
         }
-        q.execute(&mut *tx).await?;
-        let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Advance, plan.touched.len())));
         for r in &plan.touched {
             q = q.bind(&r.id).bind(r.current_version).bind(r.updated_at);
         }
-        q.execute(&mut *tx).await?;
-        audit_insert(&plan.audits, false).execute(&mut *tx).await?;
+        bind_audit(q, &plan.audits).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(plan.outcomes)
     }
