@@ -146,8 +146,9 @@ impl Params {
 pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT INTO audit_log … VALUES (…), (…)` for `rows` rows, built once per
-/// size. With `data_version`, each inserted row also returns SQLite's
-/// `data_version` as seen inside the writing statement (see
+/// size. With `data_version` (SQLite), a second statement in the same call
+/// reads SQLite's `data_version` right after the insert commits: one result
+/// row, where `RETURNING` would send one per inserted row (see
 /// `SqliteStore::write_audit`).
 pub(super) fn audit_insert_sql(rows: usize, params: Params, data_version: bool) -> &'static str {
     use std::sync::OnceLock;
@@ -160,7 +161,7 @@ pub(super) fn audit_insert_sql(rows: usize, params: Params, data_version: bool) 
         );
         sql.push_str(&params.values(rows, 11));
         if data_version {
-            sql.push_str(" RETURNING (SELECT data_version FROM pragma_data_version())");
+            sql.push_str("; SELECT data_version FROM pragma_data_version()");
         }
         sql
     })

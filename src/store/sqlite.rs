@@ -70,17 +70,18 @@ impl SqliteStore {
     }
 
     /// Each chunk is one autocommit statement, so a batch of reads' audit
-    /// entries costs one round trip to the connection's thread; the statement
-    /// also reads `data_version` while it holds the write lock, which answers
-    /// [`Store::changed_elsewhere`](crate::store::Store::changed_elsewhere) for free.
+    /// entries costs one round trip to the connection's thread. The same call
+    /// then reads `data_version`, which answers
+    /// [`Store::changed_elsewhere`](crate::store::Store::changed_elsewhere) for
+    /// free: read after the commit, it has seen every other process's commit
+    /// that came before the entries did.
     async fn write_audit(&self, entries: &[AuditRow]) -> crate::error::Result<bool> {
         let mut changed = false;
         for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
-            let versions: Vec<i64> =
+            let rows: Vec<i64> =
                 audit_insert(chunk, true).try_map(|row: sqlx::sqlite::SqliteRow| row.try_get(0)).fetch_all(&self.writer).await?;
-            for v in versions.into_iter().take(1) {
-                changed |= self.data_version.swap(v, Ordering::SeqCst) != v;
-            }
+            let Some(&v) = rows.last() else { return Err(crate::error::Error::internal("no data_version after an audit insert")) };
+            changed |= self.data_version.swap(v, Ordering::SeqCst) != v;
         }
         Ok(changed)
     }
