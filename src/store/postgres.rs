@@ -90,8 +90,16 @@ impl PgStore {
         });
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-        self.writer.begin().await
+    async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        self.writer.acquire().await
+    }
+
+    async fn begin_write(conn: &mut sqlx::PgConnection) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        sqlx::Connection::begin(conn).await
+    }
+
+    async fn close_writer(&self) {
+        self.writer.close().await;
     }
 
     async fn detect_change_elsewhere(&self) -> crate::error::Result<bool> {
@@ -113,13 +121,13 @@ impl PgStore {
         self.detect_change_elsewhere().await
     }
 
-    async fn announce_change(&self, tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, _tenant_id: &str) -> crate::error::Result<()> {
+    async fn announce_change(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, _tenant_id: &str) -> crate::error::Result<()> {
         announce(tx, &self.instance).await
     }
 }
 
 /// Tells the other replicas, once `tx` commits, that cached keys or secrets changed.
-async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, instance: &str) -> crate::error::Result<()> {
+async fn announce(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, instance: &str) -> crate::error::Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(instance).execute(&mut **tx).await?;
     Ok(())
 }

@@ -181,9 +181,11 @@ macro_rules! bind_all {
 }
 pub(super) use bind_all;
 
-/// Implements [`Store`](super::Store) for `$store`, which must have `writer` and
-/// `reader` pools of `$db`, a `versions` writer (see `version_writer.rs`) and a
-/// `begin_write()` that opens a write transaction.
+/// Implements [`Store`](super::Store) for `$store`, which must have a `reader`
+/// pool of `$db`, a `versions` writer (see `version_writer.rs`), a
+/// `write_conn()` that hands out the connection writes go through,
+/// `begin_write(&mut conn)` that opens a write transaction on it, and
+/// `close_writer()`.
 /// `$lock_tenant` is the statement that serialises quota checks per tenant;
 /// `$for_update` is appended to a SELECT that must lock the row it reads.
 macro_rules! sql_store {
@@ -200,7 +202,7 @@ macro_rules! sql_store {
         const KEY_COLS: &str = "id, tenant_id, name, prefix, key_hash, permission, project_scope, expires_at, \
                                 revoked_at, created_at, updated_at";
 
-        async fn insert_audit(tx: &mut Transaction<'static, $db>, a: &AuditRow) -> Result<()> {
+        async fn insert_audit(tx: &mut Transaction<'_, $db>, a: &AuditRow) -> Result<()> {
             audit_insert(std::slice::from_ref(a), false).execute(&mut **tx).await?;
             Ok(())
         }
@@ -233,7 +235,7 @@ macro_rules! sql_store {
             q
         }
 
-        async fn insert_version(tx: &mut Transaction<'static, $db>, v: &VersionRow) -> Result<()> {
+        async fn insert_version(tx: &mut Transaction<'_, $db>, v: &VersionRow) -> Result<()> {
             sqlx::query("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&v.secret_id)
                 .bind(v.version)
@@ -246,7 +248,7 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        async fn replace_tags(tx: &mut Transaction<'static, $db>, s: &SecretRow) -> Result<()> {
+        async fn replace_tags(tx: &mut Transaction<'_, $db>, s: &SecretRow) -> Result<()> {
             sqlx::query("DELETE FROM secret_tags WHERE secret_id = $1").bind(&s.id).execute(&mut **tx).await?;
             let tags: Vec<String> = serde_json::from_str(&s.tags).unwrap_or_default();
             for tag in tags {
@@ -267,7 +269,7 @@ macro_rules! sql_store {
             }
 
             async fn close(&self) {
-                self.writer.close().await;
+                self.close_writer().await;
                 self.reader.close().await;
             }
 
@@ -276,7 +278,8 @@ macro_rules! sql_store {
             }
 
             async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
                     .bind(key)
                     .bind(value)
@@ -288,7 +291,8 @@ macro_rules! sql_store {
             }
 
             async fn create_tenant(&self, t: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 sqlx::query("INSERT INTO tenants (id, email, agent, description, plan, wrapped_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(&t.id)
                     .bind(&t.email)
@@ -314,7 +318,8 @@ macro_rules! sql_store {
             }
 
             async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 let n = sqlx::query("UPDATE tenants SET plan = $2 WHERE id = $1").bind(id).bind(plan).execute(&mut *tx).await?.rows_affected();
                 if n == 0 {
                     return Ok(false);
@@ -353,7 +358,8 @@ macro_rules! sql_store {
             }
 
             async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 insert_key(&mut tx, key).await?;
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
@@ -361,7 +367,8 @@ macro_rules! sql_store {
             }
 
             async fn update_api_key(&self, k: &ApiKeyRow, audit: &AuditRow) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 let n = sqlx::query(
                     "UPDATE api_keys SET name = $3, prefix = $4, key_hash = $5, permission = $6, project_scope = $7, \
                      expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
@@ -389,7 +396,8 @@ macro_rules! sql_store {
             }
 
             async fn insert_project(&self, p: &ProjectRow, audit: &AuditRow) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 sqlx::query("INSERT INTO projects (id, tenant_id, name, description, tags, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(&p.id)
                     .bind(&p.tenant_id)
@@ -430,7 +438,8 @@ macro_rules! sql_store {
             }
 
             async fn update_project(&self, p: &ProjectRow, audit: &AuditRow) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 let n = sqlx::query("UPDATE projects SET name = $3, description = $4, tags = $5, updated_at = $6 WHERE tenant_id = $1 AND id = $2")
                     .bind(&p.tenant_id)
                     .bind(&p.id)
@@ -451,7 +460,8 @@ macro_rules! sql_store {
             }
 
             async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 let remaining: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1 AND project_id = $2")
                     .bind(tenant_id)
                     .bind(id)
@@ -476,7 +486,8 @@ macro_rules! sql_store {
             }
 
             async fn create_secret(&self, s: &SecretRow, first: &VersionRow, max_secrets: Option<i64>, audit: &AuditRow) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 if let Some(max) = max_secrets {
                     sqlx::query($lock_tenant).bind(&s.tenant_id).execute(&mut *tx).await?;
                     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(&s.tenant_id).fetch_one(&mut *tx).await?;
@@ -555,7 +566,8 @@ macro_rules! sql_store {
             }
 
             async fn update_secret(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: SecretChange<'_>) -> Result<WriteOutcome> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 let current: Option<SecretRow> =
                     sqlx::query_as(AssertSqlSafe(format!("SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND id = $2{}", $for_update)))
                         .bind(tenant_id)
@@ -609,7 +621,8 @@ macro_rules! sql_store {
             }
 
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = Self::begin_write(&mut conn).await?;
                 sqlx::query("DELETE FROM secret_versions WHERE secret_id = (SELECT id FROM secrets WHERE tenant_id = $1 AND id = $2)")
                     .bind(tenant_id)
                     .bind(id)
@@ -682,7 +695,7 @@ macro_rules! sql_store {
             }
         }
 
-        async fn insert_key(tx: &mut Transaction<'static, $db>, k: &ApiKeyRow) -> Result<()> {
+        async fn insert_key(tx: &mut Transaction<'_, $db>, k: &ApiKeyRow) -> Result<()> {
             sqlx::query(AssertSqlSafe(format!("INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")))
                 .bind(&k.id)
                 .bind(&k.tenant_id)

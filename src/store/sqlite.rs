@@ -1,5 +1,5 @@
-//! The embedded default: one SQLite file in WAL mode. Writes go through a
-//! single-connection pool with `BEGIN IMMEDIATE`, so writers queue in process
+//! The embedded default: one SQLite file in WAL mode. Writes go through one
+//! owned connection with `BEGIN IMMEDIATE`, so writers queue in process
 //! instead of meeting "database is locked", and another process on the same
 //! file (`latchkey mcp` beside `latchkey serve`) waits on the busy timeout.
 
@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
     /// Group-commits new versions (see `version_writer.rs`).
     versions: VersionWriter,
     reader: SqlitePool,
@@ -24,6 +25,37 @@ pub struct SqliteStore {
 }
 
 pub const DB_FILE: &str = "latchkey.db";
+
+/// The one connection that writes. It is owned, not pooled: a pool pings a
+/// connection each time it comes back (one more round trip to the
+/// connection's thread after every write), and `data_version` is only
+/// comparable on one connection. Writers queue on the lock, so they never
+/// meet "database is locked" from each other. `None` once closed.
+type Writer = Arc<Mutex<Option<sqlx::SqliteConnection>>>;
+
+/// The writer, locked for one unit of work.
+struct WriteConn(OwnedMutexGuard<Option<sqlx::SqliteConnection>>);
+
+impl std::ops::Deref for WriteConn {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        self.0.as_ref().expect("checked open when locked")
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        self.0.as_mut().expect("checked open when locked")
+    }
+}
+
+async fn lock_writer(writer: &Writer) -> crate::error::Result<WriteConn> {
+    let guard = Arc::clone(writer).lock_owned().await;
+    if guard.is_none() {
+        return Err(crate::error::Error::internal("the database is closed"));
+    }
+    Ok(WriteConn(guard))
+}
 
 impl SqliteStore {
     pub async fn open(data_dir: &Path) -> crate::error::Result<Self> {
@@ -37,27 +69,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        // The writer connection lives as long as the store: `data_version` is
-        // only comparable on one connection.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            // sqlx pings a connection before handing it out by default, one
-            // more round trip to the connection's thread per statement; a
-            // file has no peer that could have gone away.
-            .test_before_acquire(false)
-            // Multi-row statements come in one size per row count.
-            .connect_with(opts.clone().statement_cache_capacity(512))
-            .await?;
+        // Multi-row statements come in one size per row count.
+        let mut writer = sqlx::ConnectOptions::connect(&opts.clone().statement_cache_capacity(512)).await?;
         sqlx::migrate!("migrations/sqlite")
-            .run(&writer)
+            .run(&mut writer)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
+        let writer: Writer = Arc::new(Mutex::new(Some(writer)));
+        // sqlx pings a pooled connection before handing it out by default, one
+        // more round trip to the connection's thread per query; a file has no
+        // peer that could have gone away.
         let reader = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.read_only(true)).await?;
         Ok(SqliteStore {
-            versions: VersionWriter::start(Arc::new(SqliteBatch(writer.clone()))),
+            versions: VersionWriter::start(Arc::new(SqliteBatch(Arc::clone(&writer)))),
             writer,
             reader,
             data_version: AtomicI64::new(i64::MIN),
@@ -65,7 +89,7 @@ impl SqliteStore {
     }
 
     async fn detect_change_elsewhere(&self) -> crate::error::Result<bool> {
-        let now: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(&self.writer).await?;
+        let now: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut *self.write_conn().await?).await?;
         Ok(self.data_version.swap(now, Ordering::SeqCst) != now)
     }
 
@@ -77,9 +101,10 @@ impl SqliteStore {
     /// that came before the entries did.
     async fn write_audit(&self, entries: &[AuditRow]) -> crate::error::Result<bool> {
         let mut changed = false;
+        let mut conn = self.write_conn().await?;
         for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
             let rows: Vec<i64> =
-                audit_insert(chunk, true).try_map(|row: sqlx::sqlite::SqliteRow| row.try_get(0)).fetch_all(&self.writer).await?;
+                audit_insert(chunk, true).try_map(|row: sqlx::sqlite::SqliteRow| row.try_get(0)).fetch_all(&mut *conn).await?;
             let Some(&v) = rows.last() else { return Err(crate::error::Error::internal("no data_version after an audit insert")) };
             changed |= self.data_version.swap(v, Ordering::SeqCst) != v;
         }
@@ -92,12 +117,22 @@ impl SqliteStore {
 
     /// Other processes on the same file are noticed by `data_version`; there
     /// is nothing to announce.
-    async fn announce_change(&self, _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, _tenant_id: &str) -> crate::error::Result<()> {
+    async fn announce_change(&self, _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, _tenant_id: &str) -> crate::error::Result<()> {
         Ok(())
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await
+    async fn write_conn(&self) -> crate::error::Result<WriteConn> {
+        lock_writer(&self.writer).await
+    }
+
+    async fn begin_write(conn: &mut sqlx::SqliteConnection) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
+        sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
+    }
+
+    async fn close_writer(&self) {
+        if let Some(conn) = self.writer.lock().await.take() {
+            let _ = sqlx::Connection::close(conn).await;
+        }
     }
 }
 
@@ -108,12 +143,13 @@ use sqlx::Row;
 
 /// SQLite's statements for a batch of new versions: multi-row, one prepared
 /// statement per row count (the writer's statement cache holds them all).
-struct SqliteBatch(SqlitePool);
+struct SqliteBatch(Writer);
 
 #[async_trait::async_trait]
 impl BatchWrite for SqliteBatch {
     async fn write_batch(&self, jobs: &[Job]) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
-        let mut tx = self.0.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = lock_writer(&self.0).await?;
+        let mut tx = SqliteStore::begin_write(&mut conn).await?;
         let ids = version_writer::ids(jobs);
         let mut q = sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(batch_sql(Shape::Select, ids.len())));
         for id in &ids {
