@@ -1,5 +1,6 @@
 //! Concurrent writers: check-and-set admits exactly one winner, racing creates
-//! make exactly one secret, and contention never reaches a client as a 5xx.
+//! make exactly one secret, contention never reaches a client as a 5xx, and
+//! clients that give up mid-write break nothing.
 
 mod common;
 
@@ -125,4 +126,63 @@ async fn concurrent_rotations_on_sqlite() {
 #[tokio::test]
 async fn concurrent_rotations_on_postgres() {
     concurrent_rotations(Backend::Postgres).await;
+}
+
+/// Clients that give up mid-write (the server drops their handlers, inside
+/// transactions or not) leave the single SQLite writer, and the pool on
+/// PostgreSQL, usable: later writes land, and every secret that exists reads
+/// back whole.
+async fn abandoned_writes(backend: Backend) {
+    let srv = std::sync::Arc::new(Server::start(backend).await);
+    let key = srv.signup(&unique("gone")).await;
+    let (_, created) = srv.post("/api/v1/secrets", &key, json!({ "name": "TARGET", "value": "v1" })).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let impatient = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_millis(1)).build().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (srv, key, id, http) = (srv.clone(), key.clone(), id.clone(), impatient.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = match i % 3 {
+                0 => http.post(srv.url("/api/v1/secrets")).json(&json!({ "name": format!("N{i}"), "value": "x" })),
+                1 => http.put(srv.url(&format!("/api/v1/secrets/{id}"))).json(&json!({ "description": format!("d{i}") })),
+                _ => http.put(srv.url(&format!("/api/v1/secrets/{id}"))).json(&json!({ "value": format!("w{i}") })),
+            };
+            req.header("X-API-Key", key).send().await.is_err()
+        }));
+    }
+    let mut abandoned = 0;
+    for t in tasks {
+        abandoned += usize::from(t.await.unwrap());
+    }
+    assert!(abandoned > 0, "the client should have given up on some requests");
+
+    let (s, after) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": "after", "description": "after" })).await;
+    assert_eq!(s, 200, "{after}");
+    let (s, rotated) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": "last" })).await;
+    assert_eq!(s, 200, "{rotated}");
+    let (_, got) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+    assert_eq!((got["value"].as_str(), got["version"].as_i64()), (Some("last"), rotated["version"].as_i64()));
+    let (s, created) = srv.post("/api/v1/secrets", &key, json!({ "name": "AFTER", "value": "y" })).await;
+    assert_eq!(s, 201, "{created}");
+    let (_, page) = srv.get("/api/v1/secrets?limit=200", &key).await;
+    for secret in page["secrets"].as_array().unwrap() {
+        let (s, body) = srv.get(&format!("/api/v1/secrets/{}", secret["id"].as_str().unwrap()), &key).await;
+        assert_eq!(s, 200, "{body}");
+        let expected = match secret["name"].as_str().unwrap() {
+            "TARGET" => "last",
+            "AFTER" => "y",
+            _ => "x",
+        };
+        assert_eq!(body["value"].as_str(), Some(expected), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn abandoned_writes_on_sqlite() {
+    abandoned_writes(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn abandoned_writes_on_postgres() {
+    abandoned_writes(Backend::Postgres).await;
 }
