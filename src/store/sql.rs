@@ -145,6 +145,11 @@ impl Params {
 /// database's limit); a larger batch takes several statements.
 pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
 
+/// The audit table and the columns every audit insert fills, in bind order
+/// (see `bind_audit`).
+pub(super) const AUDIT_INTO: &str =
+    "audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail)";
+
 /// `INSERT INTO audit_log … VALUES (…), (…)` for `rows` rows, built once per
 /// size. With `data_version` (SQLite), a second statement in the same call
 /// reads SQLite's `data_version` right after the insert commits: one result
@@ -156,9 +161,7 @@ pub(super) fn audit_insert_sql(rows: usize, params: Params, data_version: bool) 
     static SQL: [[Sizes; 2]; 2] = [const { [const { [const { OnceLock::new() }; AUDIT_ROWS_PER_INSERT] }; 2] }; 2];
     assert!((1..=AUDIT_ROWS_PER_INSERT).contains(&rows), "audit insert of {rows} rows");
     SQL[usize::from(params == Params::Anonymous)][usize::from(data_version)][rows - 1].get_or_init(|| {
-        let mut sql = String::from(
-            "INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail) VALUES ",
-        );
+        let mut sql = format!("INSERT INTO {AUDIT_INTO} VALUES ");
         sql.push_str(&params.values(rows, 11));
         if data_version {
             sql.push_str("; SELECT data_version FROM pragma_data_version()");

@@ -137,12 +137,12 @@ impl SqliteStore {
 }
 
 use super::AuditRow;
-use super::sql::{AUDIT_ROWS_PER_INSERT, Params};
+use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params};
 use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
 use sqlx::Row;
 
-/// SQLite's statements for a batch of new versions: multi-row, one prepared
-/// statement per row count (the writer's statement cache holds them all).
+/// SQLite's statements for a batch of new versions, one text per row count
+/// (the writer's statement cache holds them all).
 struct SqliteBatch(Writer);
 
 #[async_trait::async_trait]
@@ -166,7 +166,7 @@ impl BatchWrite for SqliteBatch {
             "{}; {}; {}",
             batch_sql(Shape::Versions, plan.versions.len()),
             batch_sql(Shape::Advance, plan.touched.len()),
-            super::sql::audit_insert_sql(plan.audits.len(), Params::Anonymous, false)
+            batch_sql(Shape::Audit, plan.audits.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for v in &plan.versions {
@@ -189,11 +189,23 @@ enum Shape {
     Versions,
     /// Each touched secret's new current version and time.
     Advance,
+    /// One audit row per new version.
+    Audit,
 }
 
 /// The statement of `shape` for `n` rows, built once per size.
+///
+/// None of the writes may need a statement journal. Inside a transaction,
+/// SQLite copies every page a statement changes into one (spilling to a temp
+/// file past 64 KiB) whenever the statement writes several rows and could
+/// abort half-way: a multi-row INSERT under a NOT NULL, UNIQUE or foreign key
+/// constraint can. That copy was a tenth of the writer thread's time. So
+/// versions go in one single-row INSERT each (their foreign key would
+/// otherwise still ask for the journal), and the multi-row writes say OR
+/// FAIL: a violation stops the statement without undoing its earlier rows,
+/// which is safe here because a batch that fails is rolled back whole.
 fn batch_sql(shape: Shape, n: usize) -> &'static str {
-    static SQL: [[OnceLock<String>; MAX_BATCH]; 3] = [const { [const { OnceLock::new() }; MAX_BATCH] }; 3];
+    static SQL: [[OnceLock<String>; MAX_BATCH]; 4] = [const { [const { OnceLock::new() }; MAX_BATCH] }; 4];
     assert!((1..=MAX_BATCH).contains(&n), "batch of {n}");
     SQL[shape as usize][n - 1].get_or_init(|| {
         let list = |width: usize| Params::Anonymous.values(n, width);
@@ -204,10 +216,11 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
                 Params::Anonymous.list(1, n)
             ),
             Shape::Versions => {
-                format!("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES {}", list(5))
+                vec!["INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES (?, ?, ?, ?, ?)"; n].join("; ")
             }
+            Shape::Audit => format!("INSERT OR FAIL INTO {AUDIT_INTO} VALUES {}", list(11)),
             Shape::Advance => format!(
-                "UPDATE secrets SET current_version = v.column2, updated_at = v.column3 FROM (VALUES {}) AS v WHERE secrets.id = v.column1",
+                "UPDATE OR FAIL secrets SET current_version = v.column2, updated_at = v.column3 FROM (VALUES {}) AS v WHERE secrets.id = v.column1",
                 list(3)
             ),
         }
