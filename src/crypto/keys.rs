@@ -56,15 +56,18 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8], prefix: &[u8]) -> Vec<u8> {
+    seal_with_nonce(key, &random(), aad, plaintext, prefix)
+}
+
+fn seal_with_nonce(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8], prefix: &[u8]) -> Vec<u8> {
     let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
-    let nonce = random::<NONCE_LEN>();
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption does not fail for in-memory buffers");
     let mut out = Vec::with_capacity(1 + prefix.len() + NONCE_LEN + ct.len());
     out.push(FORMAT_V1);
     out.extend_from_slice(prefix);
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&ct);
     out
 }
@@ -122,6 +125,25 @@ impl MasterKey {
     }
 }
 
+/// A fresh version key and its salt (see [`DataKey::sealer`]).
+#[derive(ZeroizeOnDrop)]
+pub struct VersionSealer {
+    key: [u8; 32],
+    #[zeroize(skip)]
+    salt: [u8; SALT_LEN],
+    /// The nonce drawn ahead, for the first seal only: a batch that failed is
+    /// retried, and a key must never see one nonce twice.
+    #[zeroize(skip)]
+    nonce: std::sync::Mutex<Option<[u8; NONCE_LEN]>>,
+}
+
+impl VersionSealer {
+    pub fn seal(&self, aad: &SecretAad<'_>, value: &[u8]) -> Vec<u8> {
+        let ahead = self.nonce.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        seal_with_nonce(&self.key, &ahead.unwrap_or_else(random), &aad.bytes(), value, &self.salt)
+    }
+}
+
 fn tenant_aad(tenant_id: &str) -> Vec<u8> {
     format!("latchkey/tenant-key/v1|{tenant_id}").into_bytes()
 }
@@ -136,11 +158,16 @@ impl DataKey {
 
     /// Seals one secret version: `format | salt | nonce | ciphertext+tag`.
     pub fn seal(&self, aad: &SecretAad<'_>, value: &[u8]) -> Vec<u8> {
+        self.sealer().seal(aad, value)
+    }
+
+    /// Everything a version's sealing needs except its AAD, drawn and derived
+    /// now: a rotation learns its version number only inside the write, and
+    /// the write should spend its time on the database, not on key derivation
+    /// and the OS's random number generator.
+    pub fn sealer(&self) -> VersionSealer {
         let salt = random::<SALT_LEN>();
-        let mut key = self.version_key(&salt);
-        let out = seal_with(&key, &aad.bytes(), value, &salt);
-        key.zeroize();
-        out
+        VersionSealer { key: self.version_key(&salt), salt, nonce: std::sync::Mutex::new(Some(random())) }
     }
 
     pub fn open(&self, aad: &SecretAad<'_>, sealed: &[u8]) -> Result<Vec<u8>> {
@@ -184,6 +211,20 @@ mod tests {
         let (dk, _) = MasterKey::generate().new_data_key("t");
         let aad = SecretAad { tenant_id: "t", secret_id: "s", version: 1 };
         assert_ne!(dk.seal(&aad, b"v"), dk.seal(&aad, b"v"));
+    }
+
+    #[test]
+    fn a_sealer_used_twice_never_repeats_its_nonce() {
+        let (dk, _) = MasterKey::generate().new_data_key("t");
+        let sealer = dk.sealer();
+        let (first, again) =
+            (SecretAad { tenant_id: "t", secret_id: "s", version: 2 }, SecretAad { tenant_id: "t", secret_id: "s", version: 3 });
+        let (a, b) = (sealer.seal(&first, b"v"), sealer.seal(&again, b"v"));
+        let nonce = |blob: &[u8]| blob[1 + SALT_LEN..1 + SALT_LEN + NONCE_LEN].to_vec();
+        assert_eq!(a[..1 + SALT_LEN], b[..1 + SALT_LEN], "one sealer, one salt");
+        assert_ne!(nonce(&a), nonce(&b));
+        assert_eq!(dk.open(&first, &a).unwrap(), b"v");
+        assert_eq!(dk.open(&again, &b).unwrap(), b"v");
     }
 
     #[test]

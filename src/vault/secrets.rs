@@ -246,7 +246,7 @@ impl Vault {
             SecretRef::Id(id) if names::is_id(id) => (*id).to_owned(),
             _ => self.visible_secret(p, r).await?.id,
         };
-        let key = self.data_key(&p.tenant_id).await?;
+        let sealer = self.data_key(&p.tenant_id).await?.sealer();
         let author = p.clone();
         let change: VersionChange = Arc::new(move |current: &SecretRow| {
             author.require_project(current.project_id.as_deref())?;
@@ -255,7 +255,7 @@ impl Vault {
             let sealed = VersionRow {
                 secret_id: current.id.clone(),
                 version,
-                sealed: key.seal(&aad, value.as_bytes()),
+                sealed: sealer.seal(&aad, value.as_bytes()),
                 created_at: now_millis(),
                 created_by: author.key_id.clone(),
             };
