@@ -1,6 +1,7 @@
 //! Concurrent writers: check-and-set admits exactly one winner, racing creates
-//! make exactly one secret, contention never reaches a client as a 5xx, and
-//! clients that give up mid-write break nothing.
+//! make exactly one secret, contention never reaches a client as a 5xx,
+//! clients that give up mid-write break nothing, and a batch the database
+//! refuses changes nothing.
 
 mod common;
 
@@ -185,4 +186,72 @@ async fn abandoned_writes_on_sqlite() {
 #[tokio::test]
 async fn abandoned_writes_on_postgres() {
     abandoned_writes(Backend::Postgres).await;
+}
+
+/// A rotation the database refuses is rolled back whole, its caller gets an
+/// error, and the writer goes on: a version row planted behind the server's
+/// back makes the next rotation of that secret collide with it.
+async fn refused_batch(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let key = srv.signup(&unique("refused")).await;
+    let mut ids = Vec::new();
+    for (name, value) in [("PLANTED", "p1"), ("OTHER", "o1")] {
+        let (s, created) = srv.post("/api/v1/secrets", &key, json!({ "name": name, "value": value })).await;
+        assert_eq!(s, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (planted, other) = (&ids[0], &ids[1]);
+    plant_version_2(&srv, planted).await;
+
+    let (s, body) = srv.put(&format!("/api/v1/secrets/{planted}"), &key, json!({ "value": "p2" })).await;
+    assert!(s >= 500, "a colliding version must fail: {s} {body}");
+    let (_, got) = srv.get(&format!("/api/v1/secrets/{planted}"), &key).await;
+    assert_eq!((got["value"].as_str(), got["version"].as_i64()), (Some("p1"), Some(1)), "{got}");
+    let (_, audit) = srv.get("/api/v1/audit?limit=100", &key).await;
+    let claimed = audit["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "secret.update" && e["outcome"] == "success" && e["resourceId"] == planted.as_str());
+    assert!(!claimed, "the audit trail claims the refused rotation: {audit}");
+
+    // The writer is not left inside the failed transaction: a rotation, a
+    // metadata change and a create all land.
+    let (s, body) = srv.put(&format!("/api/v1/secrets/{other}"), &key, json!({ "value": "o2" })).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = srv.put(&format!("/api/v1/secrets/{other}"), &key, json!({ "description": "still writable" })).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = srv.post("/api/v1/secrets", &key, json!({ "name": "AFTER", "value": "a" })).await;
+    assert_eq!(s, 201, "{body}");
+    let (_, got) = srv.get(&format!("/api/v1/secrets/{other}"), &key).await;
+    assert_eq!((got["value"].as_str(), got["version"].as_i64()), (Some("o2"), Some(2)), "{got}");
+}
+
+/// Copies version 1 of `id` as version 2, straight into the server's database.
+async fn plant_version_2(srv: &Server, id: &str) {
+    const PLANT: &str = "INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) \
+                         SELECT secret_id, 2, sealed, created_at, created_by FROM secret_versions WHERE secret_id = $1 AND version = 1";
+    use sqlx::Connection;
+    let planted = match &srv.database_url {
+        Some(url) => {
+            let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(PLANT).bind(id).execute(&mut db).await.unwrap().rows_affected()
+        }
+        None => {
+            let url = format!("sqlite://{}", srv.data_dir.join("latchkey.db").display());
+            let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(PLANT).bind(id).execute(&mut db).await.unwrap().rows_affected()
+        }
+    };
+    assert_eq!(planted, 1);
+}
+
+#[tokio::test]
+async fn refused_batch_on_sqlite() {
+    refused_batch(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn refused_batch_on_postgres() {
+    refused_batch(Backend::Postgres).await;
 }

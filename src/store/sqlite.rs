@@ -147,38 +147,55 @@ struct SqliteBatch(Writer);
 
 #[async_trait::async_trait]
 impl BatchWrite for SqliteBatch {
+    /// Two calls to the connection's thread: `BEGIN IMMEDIATE` with the read
+    /// of the touched secrets, then the writes with `COMMIT`. Every call is a
+    /// hand-off to that thread and back to a runtime worker, and the writer is
+    /// the one queue all writes wait in, so the batch does not pay for the
+    /// two calls a `sqlx::Transaction` adds. Any failure rolls back before
+    /// the writer lock is released; the batch runs in the version writer's
+    /// own task, which no client's disconnect can cancel half-way.
     async fn write_batch(&self, jobs: &[Job]) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
         let mut conn = lock_writer(&self.0).await?;
-        let mut tx = SqliteStore::begin_write(&mut conn).await?;
-        let ids = version_writer::ids(jobs);
-        let mut q = sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(batch_sql(Shape::Select, ids.len())));
-        for id in &ids {
-            q = q.bind(*id);
+        let result = write_locked(&mut conn, jobs).await;
+        if result.is_err() {
+            // Also when SQLite already ended the transaction itself: then this
+            // fails harmlessly ("no transaction is active").
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         }
-        let plan = version_writer::plan(jobs, q.fetch_all(&mut *tx).await?);
-        if plan.versions.is_empty() {
-            return Ok(plan.outcomes);
-        }
-        // The three writes go as one multi-statement call: one round trip to
-        // the connection's thread instead of three (parameters are anonymous,
-        // so each statement takes the next ones in order).
-        let sql = format!(
-            "{}; {}; {}",
-            batch_sql(Shape::Versions, plan.versions.len()),
-            batch_sql(Shape::Advance, plan.touched.len()),
-            batch_sql(Shape::Audit, plan.audits.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for v in &plan.versions {
-            q = q.bind(&v.secret_id).bind(v.version).bind(&v.sealed).bind(v.created_at).bind(&v.created_by);
-        }
-        for r in &plan.touched {
-            q = q.bind(&r.id).bind(r.current_version).bind(r.updated_at);
-        }
-        bind_audit(q, &plan.audits).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(plan.outcomes)
+        result
     }
+}
+
+async fn write_locked(
+    conn: &mut sqlx::SqliteConnection,
+    jobs: &[Job],
+) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
+    let ids = version_writer::ids(jobs);
+    let mut q = sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(batch_sql(Shape::Select, ids.len())));
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    let plan = version_writer::plan(jobs, q.fetch_all(&mut *conn).await?);
+    if plan.versions.is_empty() {
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        return Ok(plan.outcomes);
+    }
+    // Parameters are anonymous, so each statement takes the next ones in order.
+    let sql = format!(
+        "{}; {}; {}; COMMIT",
+        batch_sql(Shape::Versions, plan.versions.len()),
+        batch_sql(Shape::Advance, plan.touched.len()),
+        batch_sql(Shape::Audit, plan.audits.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for v in &plan.versions {
+        q = q.bind(&v.secret_id).bind(v.version).bind(&v.sealed).bind(v.created_at).bind(&v.created_by);
+    }
+    for r in &plan.touched {
+        q = q.bind(&r.id).bind(r.current_version).bind(r.updated_at);
+    }
+    bind_audit(q, &plan.audits).execute(&mut *conn).await?;
+    Ok(plan.outcomes)
 }
 
 #[derive(Clone, Copy)]
@@ -211,7 +228,7 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
         let list = |width: usize| Params::Anonymous.values(n, width);
         match shape {
             Shape::Select => format!(
-                "SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
+                "BEGIN IMMEDIATE; SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
                  updated_at FROM secrets WHERE id IN ({})",
                 Params::Anonymous.list(1, n)
             ),
