@@ -111,13 +111,11 @@ impl PgStore {
         self.listening.load(Ordering::SeqCst)
     }
 
-    /// Each chunk is one autocommit statement: a batch of reads' audit entries
-    /// costs one round trip instead of three (entries need no shared atomicity;
-    /// each caller waits for all of them).
+    /// One autocommit statement whatever the batch's size: the entries go as
+    /// eleven column arrays (`UNNEST`), as in the rotation batch.
     async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<bool> {
-        for chunk in entries.chunks(super::sql::AUDIT_ROWS_PER_INSERT) {
-            audit_insert(chunk, false).execute(&self.writer).await?;
-        }
+        let sql = format!("INSERT INTO {} SELECT * FROM {}", super::sql::AUDIT_INTO, audit_columns(1));
+        bind_audit_columns(sqlx::query(AssertSqlSafe(sql)), entries).execute(&self.writer).await?;
         self.detect_change_elsewhere().await
     }
 
@@ -160,11 +158,8 @@ impl BatchWrite for PgBatch {
         // The new versions, the advance of each secret, the audit entries and
         // the announcement are one statement (data-modifying CTEs): one round
         // trip to the database instead of four.
-        let (v, t, a) = (&plan.versions, &plan.touched, &plan.audits);
-        fn column<'r, T, U>(rows: &'r [T], f: impl Fn(&'r T) -> U) -> Vec<U> {
-            rows.iter().map(f).collect()
-        }
-        sqlx::query(
+        let (v, t) = (&plan.versions, &plan.touched);
+        let sql = format!(
             "WITH new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $5::text[])
@@ -172,21 +167,46 @@ impl BatchWrite for PgBatch {
                  UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at
                  FROM UNNEST($6::text[], $7::bigint[], $8::bigint[]) AS v(id, ver, at) WHERE s.id = v.id
              ), audited AS (
-                 INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail)
-                 SELECT * FROM UNNEST($9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-                                      $16::text[], $17::text[], $18::text[], $19::text[])
+                 INSERT INTO {} SELECT * FROM {}
              )
              SELECT pg_notify($20, $21)",
-        )
-        .bind(column(v, |v| v.secret_id.as_str()))
-        .bind(column(v, |v| v.version))
-        .bind(column(v, |v| v.sealed.as_slice()))
-        .bind(column(v, |v| v.created_at))
-        .bind(column(v, |v| v.created_by.as_str()))
-        .bind(column(t, |r| r.id.as_str()))
-        .bind(column(t, |r| r.current_version))
-        .bind(column(t, |r| r.updated_at))
-        .bind(column(a, |a| a.tenant_id.as_deref()))
+            super::sql::AUDIT_INTO,
+            audit_columns(9)
+        );
+        let q = sqlx::query(AssertSqlSafe(sql))
+            .bind(column(v, |v| v.secret_id.as_str()))
+            .bind(column(v, |v| v.version))
+            .bind(column(v, |v| v.sealed.as_slice()))
+            .bind(column(v, |v| v.created_at))
+            .bind(column(v, |v| v.created_by.as_str()))
+            .bind(column(t, |r| r.id.as_str()))
+            .bind(column(t, |r| r.current_version))
+            .bind(column(t, |r| r.updated_at));
+        bind_audit_columns(q, &plan.audits).bind(CHANNEL).bind(&self.instance).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+}
+
+use super::version_writer::{self, BatchWrite, Job, VersionWriter};
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn column<'r, T, U>(rows: &'r [T], f: impl Fn(&'r T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
+/// `UNNEST($first::text[], …)`: the audit columns of [`bind_audit_columns`]
+/// as rows, in `AUDIT_INTO`'s order.
+fn audit_columns(first: usize) -> String {
+    let types = ["text", "bigint", "text", "text", "text", "text", "text", "text", "text", "text", "text"];
+    let cols: Vec<String> = types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
+    format!("UNNEST({})", cols.join(", "))
+}
+
+/// Binds audit rows as eleven column arrays, after whatever `q` binds.
+fn bind_audit_columns<'q>(q: PgQuery<'q>, a: &'q [super::AuditRow]) -> PgQuery<'q> {
+    q.bind(column(a, |a| a.tenant_id.as_deref()))
         .bind(column(a, |a| a.at))
         .bind(column(a, |a| a.actor.as_str()))
         .bind(column(a, |a| a.front.as_str()))
@@ -197,16 +217,7 @@ impl BatchWrite for PgBatch {
         .bind(column(a, |a| a.ip.as_deref()))
         .bind(column(a, |a| a.user_agent.as_deref()))
         .bind(column(a, |a| a.detail.as_deref()))
-        .bind(CHANNEL)
-        .bind(&self.instance)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(plan.outcomes)
-    }
 }
-
-use super::version_writer::{self, BatchWrite, Job, VersionWriter};
 
 super::sql::sql_store!(
     PgStore,
