@@ -3,8 +3,8 @@
 //! the others about changes that caches depend on with `NOTIFY`, sent inside
 //! the transaction so it is delivered only if the change commits.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
@@ -114,8 +114,9 @@ impl PgStore {
     /// One autocommit statement whatever the batch's size: the entries go as
     /// eleven column arrays (`UNNEST`), as in the rotation batch.
     async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<bool> {
-        let sql = format!("INSERT INTO {} SELECT * FROM {}", super::sql::AUDIT_INTO, audit_columns(1));
-        bind_audit_columns(sqlx::query(AssertSqlSafe(sql)), entries).execute(&self.writer).await?;
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("INSERT INTO {} SELECT * FROM {}", super::sql::AUDIT_INTO, audit_columns(1)));
+        bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries).execute(&self.writer).await?;
         self.detect_change_elsewhere().await
     }
 
@@ -159,8 +160,9 @@ impl BatchWrite for PgBatch {
         // the announcement are one statement (data-modifying CTEs): one round
         // trip to the database instead of four.
         let (v, t) = (&plan.versions, &plan.touched);
-        let sql = format!(
-            "WITH new_versions AS (
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "WITH new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $5::text[])
              ), advanced AS (
@@ -170,10 +172,11 @@ impl BatchWrite for PgBatch {
                  INSERT INTO {} SELECT * FROM {}
              )
              SELECT pg_notify($20, $21)",
-            super::sql::AUDIT_INTO,
-            audit_columns(9)
-        );
-        let q = sqlx::query(AssertSqlSafe(sql))
+                super::sql::AUDIT_INTO,
+                audit_columns(9)
+            )
+        });
+        let q = sqlx::query(AssertSqlSafe(SQL.as_str()))
             .bind(column(v, |v| v.secret_id.as_str()))
             .bind(column(v, |v| v.version))
             .bind(column(v, |v| v.sealed.as_slice()))
