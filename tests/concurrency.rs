@@ -131,31 +131,54 @@ async fn concurrent_rotations_on_postgres() {
 
 /// Clients that give up mid-write (the server drops their handlers, inside
 /// transactions or not) leave the single SQLite writer, and the pool on
-/// PostgreSQL, usable: later writes land, and every secret that exists reads
-/// back whole.
+/// PostgreSQL, usable: later writes land, every secret that exists reads
+/// back whole, and no PostgreSQL session is left inside a transaction (where
+/// the next autocommit write on that connection would never commit).
 async fn abandoned_writes(backend: Backend) {
     let srv = std::sync::Arc::new(Server::start(backend).await);
     let key = srv.signup(&unique("gone")).await;
     let (_, created) = srv.post("/api/v1/secrets", &key, json!({ "name": "TARGET", "value": "v1" })).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    let impatient = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_millis(1)).build().unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..64 {
-        let (srv, key, id, http) = (srv.clone(), key.clone(), id.clone(), impatient.clone());
-        tasks.push(tokio::spawn(async move {
-            let req = match i % 3 {
-                0 => http.post(srv.url("/api/v1/secrets")).json(&json!({ "name": format!("N{i}"), "value": "x" })),
-                1 => http.put(srv.url(&format!("/api/v1/secrets/{id}"))).json(&json!({ "description": format!("d{i}") })),
-                _ => http.put(srv.url(&format!("/api/v1/secrets/{id}"))).json(&json!({ "value": format!("w{i}") })),
-            };
-            req.header("X-API-Key", key).send().await.is_err()
-        }));
-    }
+    // Clients giving up after 1 to 4 ms leave the server at every step of a write.
+    let impatient: Vec<reqwest::Client> =
+        (1..=4).map(|ms| reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_millis(ms)).build().unwrap()).collect();
+    // In waves, so each request reaches the database instead of queueing.
     let mut abandoned = 0;
-    for t in tasks {
-        abandoned += usize::from(t.await.unwrap());
+    for wave in 0..12 {
+        let mut tasks = Vec::new();
+        for n in 0..48 {
+            let i = wave * 48 + n;
+            let (srv, key, id, http) = (srv.clone(), key.clone(), id.clone(), impatient[i % 4].clone());
+            tasks.push(tokio::spawn(async move {
+                let req = match i % 3 {
+                    0 => http.post(srv.url("/api/v1/secrets")).json(&json!({ "name": format!("N{i}"), "value": "x" })),
+                    1 => http.put(srv.url(&format!("/api/v1/secrets/{id}"))).json(&json!({ "description": format!("d{i}") })),
+                    _ => http.put(srv.url(&format!("/api/v1/secrets/{id}"))).json(&json!({ "value": format!("w{i}") })),
+                };
+                req.header("X-API-Key", key).send().await.is_err()
+            }));
+        }
+        for t in tasks {
+            abandoned += usize::from(t.await.unwrap());
+        }
     }
     assert!(abandoned > 0, "the client should have given up on some requests");
+    if let Some(url) = &srv.database_url {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+        const LEFT_OPEN: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                                 AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()";
+        let mut open = -1;
+        // Handlers the server is still running may hold a transaction for a moment.
+        for _ in 0..50 {
+            open = sqlx::query_scalar::<_, i64>(LEFT_OPEN).fetch_one(&mut db).await.unwrap();
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(open, 0, "sessions left inside a transaction");
+    }
 
     let (s, after) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": "after", "description": "after" })).await;
     assert_eq!(s, 200, "{after}");

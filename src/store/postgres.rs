@@ -90,12 +90,15 @@ impl PgStore {
         });
     }
 
-    async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
-        self.writer.acquire().await
+    async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
+        Ok(WriteConn { conn: self.writer.acquire().await?, beginning: false })
     }
 
-    async fn begin_write(conn: &mut sqlx::PgConnection) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
-        sqlx::Connection::begin(conn).await
+    async fn begin_write(c: &mut WriteConn) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        c.beginning = true;
+        let tx = sqlx::Connection::begin(&mut *c.conn).await?;
+        c.beginning = false;
+        Ok(tx)
     }
 
     async fn close_writer(&self) {
@@ -122,6 +125,27 @@ impl PgStore {
 
     async fn announce_change(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, _tenant_id: &str) -> crate::error::Result<()> {
         announce(tx, &self.instance).await
+    }
+}
+
+/// A pooled connection a write transaction is opened on. sqlx 0.9 counts a
+/// transaction as open only once `BEGIN` has been answered, so a request
+/// dropped while waiting for that answer (its client went away) leaves the
+/// session inside a transaction nothing rolls back, and the pool hands it on:
+/// the next autocommit statement there (an audit batch, a rotation) would
+/// never commit, though its caller was answered. Such a connection is closed
+/// instead of returned, which ends the transaction on the server.
+/// (launchbadge/sqlx#4393; the fix is not released yet.)
+pub struct WriteConn {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    beginning: bool,
+}
+
+impl Drop for WriteConn {
+    fn drop(&mut self) {
+        if self.beginning {
+            self.conn.close_on_drop();
+        }
     }
 }
 
