@@ -1,11 +1,12 @@
 //! Concurrent writers: check-and-set admits exactly one winner, racing creates
 //! make exactly one secret, contention never reaches a client as a 5xx,
-//! clients that give up mid-write break nothing, and a batch the database
-//! refuses changes nothing.
+//! clients that give up mid-write break nothing, a batch the database
+//! refuses changes nothing, and replicas that rotate the same secret in turn
+//! never write on what they saw of it before.
 
 mod common;
 
-use common::{Backend, Server, unique};
+use common::{Backend, Opts, Server, unique};
 use serde_json::json;
 
 async fn check_and_set(backend: Backend) {
@@ -277,4 +278,73 @@ async fn refused_batch_on_sqlite() {
 #[tokio::test]
 async fn refused_batch_on_postgres() {
     refused_batch(Backend::Postgres).await;
+}
+
+/// Two replicas on one PostgreSQL database rotate the same secret in turn.
+/// A replica plans a rotation on the secret as its own last write left it
+/// and lets the database compare and set; every write here follows one by
+/// the other replica, so each must notice it is behind and redo the write
+/// on the secret as it is: an expected version that is current succeeds, a
+/// stale one is a 409 naming the real version, no version is lost or doubled,
+/// the answer carries metadata changed elsewhere, and a secret deleted
+/// elsewhere is a 404.
+#[tokio::test]
+async fn replicas_rotating_in_turn_on_postgres() {
+    let a = Server::start(Backend::Postgres).await;
+    let b = Server::start_with(Opts { database_url: a.database_url.clone(), ..Opts::new(Backend::Postgres) }).await;
+    let key = a.signup(&unique("turns")).await;
+    let (s, created) = a.post("/api/v1/secrets", &key, json!({ "name": "TURNS", "value": "v1" })).await;
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/secrets/{id}");
+    async fn put_value(srv: &Server, path: &str, key: &str, value: &str, expected: Option<i64>) -> (u16, serde_json::Value) {
+        let body = match expected {
+            Some(e) => json!({ "value": value, "expectedVersion": e }),
+            None => json!({ "value": value }),
+        };
+        srv.put(path, key, body).await
+    }
+
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let v = 2 + 3 * round;
+        // A writes, B writes behind A's back, then A writes with the version B left.
+        let (s, body) = put_value(&a, &path, &key, &format!("a{v}"), None).await;
+        assert_eq!((s, body["version"].as_i64()), (200, Some(v)), "{body}");
+        let (s, body) = put_value(&b, &path, &key, &format!("b{}", v + 1), Some(v)).await;
+        assert_eq!((s, body["version"].as_i64()), (200, Some(v + 1)), "{body}");
+        let (s, body) = put_value(&a, &path, &key, &format!("a{}", v + 2), Some(v + 1)).await;
+        assert_eq!((s, body["version"].as_i64()), (200, Some(v + 2)), "A must see B's version {}: {body}", v + 1);
+        let (s, body) = put_value(&a, &path, &key, "stale", Some(v + 1)).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (409, Some("VERSION_CONFLICT")), "{body}");
+        acknowledged.extend([format!("a{v}"), format!("b{}", v + 1), format!("a{}", v + 2)]);
+    }
+    // B writes twice without a version; A, last at version 10, writes on 12.
+    for value in ["b11", "b12"] {
+        let (s, body) = put_value(&b, &path, &key, value, None).await;
+        assert_eq!(s, 200, "{body}");
+        acknowledged.push(value.to_owned());
+    }
+    let (s, body) = b.put(&path, &key, json!({ "description": "set on B" })).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = put_value(&a, &path, &key, "a13", None).await;
+    assert_eq!((s, body["version"].as_i64(), body["description"].as_str()), (200, Some(13), Some("set on B")), "{body}");
+    acknowledged.push("a13".to_owned());
+
+    for (n, value) in acknowledged.iter().enumerate() {
+        let version = n + 2;
+        let (_, got) = b.get(&format!("{path}?version={version}"), &key).await;
+        assert_eq!(got["value"].as_str(), Some(value.as_str()), "version {version}: {got}");
+    }
+    let (_, current) = a.get(&path, &key).await;
+    assert_eq!((current["value"].as_str(), current["version"].as_i64()), (Some("a13"), Some(13)), "{current}");
+    let (_, audit) = a.get("/api/v1/audit?action=secret.update&limit=1000", &key).await;
+    let rotations =
+        audit["logs"].as_array().unwrap().iter().filter(|e| e["outcome"] == "success" && e["detail"]["newVersion"] == true).count();
+    assert_eq!(rotations, acknowledged.len(), "one audit entry per acknowledged rotation: {audit}");
+
+    let (s, body) = b.delete(&path, &key).await;
+    assert!(s == 200 || s == 204, "{s} {body}");
+    let (s, body) = put_value(&a, &path, &key, "after delete", None).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("SECRET_NOT_FOUND")), "{body}");
 }

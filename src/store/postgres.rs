@@ -53,7 +53,7 @@ impl PgStore {
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
         let instance = uuid::Uuid::new_v4().to_string();
         let store = PgStore {
-            versions: VersionWriter::start(Arc::new(PgBatch { pool: pool.clone(), instance: instance.clone() })),
+            versions: VersionWriter::start(Arc::new(PgBatch { pool: pool.clone(), instance: instance.clone(), last: Default::default() })),
             writer: pool.clone(),
             reader: pool,
             instance,
@@ -118,7 +118,7 @@ impl PgStore {
     /// eleven column arrays (`UNNEST`), as in the rotation batch.
     async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<bool> {
         static SQL: LazyLock<String> =
-            LazyLock::new(|| format!("INSERT INTO {} SELECT * FROM {}", super::sql::AUDIT_INTO, audit_columns(1)));
+            LazyLock::new(|| format!("INSERT INTO {AUDIT_INTO} SELECT * FROM UNNEST({})", audit_params(1).join(", ")));
         bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries).execute(&self.writer).await?;
         self.detect_change_elsewhere().await
     }
@@ -156,35 +156,184 @@ async fn announce(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, instance: &str
 }
 
 /// PostgreSQL's statements for a batch of new versions: whole columns bound
-/// as arrays (`UNNEST`), so one statement text serves every batch size. The
-/// rows are locked in id order, so batches of different replicas cannot
-/// deadlock on each other.
+/// as arrays (`UNNEST`), so one statement text serves every batch size.
 struct PgBatch {
     pool: PgPool,
     instance: String,
+    /// Each secret as this replica's last batch left it, so the next batch on
+    /// it needs no read first. Only a guess: the write compares and sets.
+    last: std::sync::Mutex<HashMap<String, super::SecretRow>>,
 }
+
+/// Most secrets [`PgBatch::last`] remembers; it starts over when full.
+const REMEMBERED: usize = 4096;
 
 #[async_trait::async_trait]
 impl BatchWrite for PgBatch {
+    /// Each round trip to the database costs a rotation batch more than the
+    /// database's own work, and a transaction that locks first takes four
+    /// (`BEGIN`, the locking read, the writes, `COMMIT`). So a batch first
+    /// goes without one: plan on the secrets as last written here (reading
+    /// only those not remembered) and write in one autocommit statement that
+    /// compares and sets each secret. Only the jobs of a secret that moved
+    /// meanwhile (another replica wrote it) take the locked path.
     async fn write_batch(&self, jobs: &[Job]) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
-        let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> = version_writer::ids(jobs).into_iter().map(str::to_owned).collect();
-        let rows: Vec<super::SecretRow> = sqlx::query_as(
-            "SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
-             updated_at FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        let plan = version_writer::plan(jobs, rows);
-        if plan.versions.is_empty() {
-            return Ok(plan.outcomes);
+        let all: Vec<&Job> = jobs.iter().collect();
+        // A failed statement wrote nothing: the locked path takes every job.
+        let mut outcomes = self.write_unlocked(&all).await.unwrap_or_else(|_| all.iter().map(|_| None).collect());
+        let rest: Vec<&Job> = all.iter().zip(&outcomes).filter(|(_, o)| o.is_none()).map(|(j, _)| *j).collect();
+        if rest.is_empty() {
+            return Ok(outcomes.into_iter().flatten().collect());
         }
+        let locked = match self.write_locked(&rest).await {
+            Ok(locked) => locked,
+            // Nothing of this batch committed: the version writer retries each job alone.
+            Err(e) if rest.len() == jobs.len() => return Err(e),
+            // Some jobs committed above and must not run again: the rest go alone.
+            Err(_) => {
+                let mut one_by_one = Vec::with_capacity(rest.len());
+                for job in &rest {
+                    one_by_one.push(match self.write_locked(std::slice::from_ref(job)).await {
+                        Ok(mut one) => one.pop().expect("one outcome"),
+                        Err(e) => Err(e),
+                    });
+                }
+                one_by_one
+            }
+        };
+        let mut locked = locked.into_iter();
+        for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+            *slot = locked.next();
+        }
+        Ok(outcomes.into_iter().map(|o| o.expect("every job answered")).collect())
+    }
+}
+
+impl PgBatch {
+    /// Plans on the remembered rows, reading the others without a lock, and
+    /// writes every secret that still has the version, name and project the
+    /// plan saw (what it depends on) in one statement, which commits on its
+    /// own. `None` for the jobs of a secret that moved (nothing of it was
+    /// written), and for jobs on a remembered secret the batch does not
+    /// write (stale, refused): no write confirmed the row they were judged
+    /// on. Jobs on secrets just read and not written (missing, stale,
+    /// refused) are answered from the read.
+    async fn write_unlocked(&self, jobs: &[&Job]) -> crate::error::Result<Vec<Option<crate::error::Result<super::WriteOutcome>>>> {
+        static READ: LazyLock<String> = LazyLock::new(|| format!("SELECT {SECRET_COLS} FROM secrets WHERE id = ANY($1)"));
+        static WRITE: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "WITH advanced AS (
+                 UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS v(id, seen, ver, at, name, project)
+                 WHERE s.id = v.id AND s.current_version = v.seen AND s.name = v.name AND s.project_id IS NOT DISTINCT FROM v.project
+                 RETURNING s.*
+             ), new_versions AS (
+                 INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
+                 SELECT * FROM UNNEST($7::text[], $8::bigint[], $9::bytea[], $10::bigint[], $11::text[]) AS n(id)
+                 WHERE n.id IN (SELECT id FROM advanced)
+             ), audited AS (
+                 INSERT INTO {AUDIT_INTO} SELECT {} FROM UNNEST({}, $23::text[]) AS a({}, id)
+                 WHERE a.id IN (SELECT id FROM advanced)
+             )
+             SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced FROM advanced",
+                audit_names().join(", "),
+                audit_params(12).join(", "),
+                audit_names().join(", ")
+            )
+        });
+        let (mut rows, mut unknown) = (Vec::new(), Vec::new());
+        {
+            let last = self.last.lock().expect("not poisoned");
+            for id in version_writer::ids(jobs) {
+                match last.get(id) {
+                    Some(row) => rows.push(row.clone()),
+                    None => unknown.push(id),
+                }
+            }
+        }
+        let remembered: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+        if !unknown.is_empty() {
+            rows.extend(sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(READ.as_str())).bind(&unknown).fetch_all(&self.pool).await?);
+        }
+        let seen: HashMap<String, super::SecretRow> = rows.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        let plan = version_writer::plan(jobs, rows);
+        let unconfirmed = |job: &Job| remembered.contains(&job.id) && !plan.touched.iter().any(|r| r.id == job.id);
+        if plan.versions.is_empty() {
+            return Ok(jobs.iter().zip(plan.outcomes).map(|(job, o)| Some(o).filter(|_| !unconfirmed(job))).collect());
+        }
+        let (v, t, a) = (&plan.versions, &plan.touched, &plan.audits);
+        let was = |r: &super::SecretRow| &seen[&r.id];
+        let q = sqlx::query(AssertSqlSafe(WRITE.as_str()))
+            .bind(column(t, |r| r.id.as_str()))
+            .bind(column(t, |r| was(r).current_version))
+            .bind(column(t, |r| r.current_version))
+            .bind(column(t, |r| r.updated_at))
+            .bind(column(t, |r| was(r).name.as_str()))
+            .bind(column(t, |r| was(r).project_id.as_deref()))
+            .bind(column(v, |v| v.secret_id.as_str()))
+            .bind(column(v, |v| v.version))
+            .bind(column(v, |v| v.sealed.as_slice()))
+            .bind(column(v, |v| v.created_at))
+            .bind(column(v, |v| v.created_by.as_str()));
+        // Audit entry i belongs to version i (see `plan`).
+        let q = bind_audit_columns(q, a).bind(column(v, |v| v.secret_id.as_str())).bind(CHANNEL).bind(&self.instance);
+        let written: std::collections::HashSet<&str> = t.iter().map(|r| r.id.as_str()).collect();
+        let advanced = match q.fetch_all(&self.pool).await {
+            Ok(rows) => rows.iter().map(sqlx::FromRow::from_row).collect::<Result<Vec<super::SecretRow>, _>>(),
+            // Refused by the database, or never sent: nothing was written.
+            Err(e @ (sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => return Err(e.into()),
+            Err(e) => Err(e),
+        };
+        let advanced = match advanced {
+            Ok(advanced) => advanced,
+            // The statement may have committed: running these jobs again could
+            // write them twice, so their callers learn it failed.
+            Err(e) => {
+                self.remember(&[], t.iter().map(|r| r.id.as_str()));
+                let e = crate::error::Error::from(e).public_message_with_cause();
+                return Ok(jobs
+                    .iter()
+                    .zip(plan.outcomes)
+                    .map(|(job, outcome)| match written.contains(job.id.as_str()) {
+                        true => Some(Err(crate::error::Error::Internal(format!("rotation outcome unknown: {e}")))),
+                        false => Some(outcome).filter(|_| !unconfirmed(job)),
+                    })
+                    .collect());
+            }
+        };
+        self.remember(&advanced, t.iter().map(|r| r.id.as_str()));
+        let advanced: HashMap<&str, &super::SecretRow> = advanced.iter().map(|r| (r.id.as_str(), r)).collect();
+        let unconfirmed: Vec<bool> = jobs.iter().map(|j| unconfirmed(j)).collect();
+        Ok(jobs
+            .iter()
+            .zip(plan.outcomes)
+            .zip(unconfirmed)
+            .map(|((job, outcome), unconfirmed)| {
+                if !written.contains(job.id.as_str()) {
+                    return Some(outcome).filter(|_| !unconfirmed);
+                }
+                let now = advanced.get(job.id.as_str())?;
+                Some(outcome.map(|o| match o {
+                    // The row as the database has it, at this job's version.
+                    super::WriteOutcome::Written(mine) => super::WriteOutcome::Written(Box::new(super::SecretRow {
+                        current_version: mine.current_version,
+                        updated_at: mine.updated_at,
+                        ..(*now).clone()
+                    })),
+                    other => other,
+                }))
+            })
+            .collect())
+    }
+
+    /// The transaction that locks the secrets (in id order, so batches of
+    /// different replicas cannot deadlock on each other) before it plans.
+    async fn write_locked(&self, jobs: &[&Job]) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
+        static READ: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {SECRET_COLS} FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE"));
         // The new versions, the advance of each secret, the audit entries and
-        // the announcement are one statement (data-modifying CTEs): one round
-        // trip to the database instead of four.
-        let (v, t) = (&plan.versions, &plan.touched);
-        static SQL: LazyLock<String> = LazyLock::new(|| {
+        // the announcement are one statement (data-modifying CTEs).
+        static WRITE: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "WITH new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
@@ -193,14 +342,21 @@ impl BatchWrite for PgBatch {
                  UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at
                  FROM UNNEST($6::text[], $7::bigint[], $8::bigint[]) AS v(id, ver, at) WHERE s.id = v.id
              ), audited AS (
-                 INSERT INTO {} SELECT * FROM {}
+                 INSERT INTO {AUDIT_INTO} SELECT * FROM UNNEST({})
              )
              SELECT pg_notify($20, $21)",
-                super::sql::AUDIT_INTO,
-                audit_columns(9)
+                audit_params(9).join(", ")
             )
         });
-        let q = sqlx::query(AssertSqlSafe(SQL.as_str()))
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<super::SecretRow> =
+            sqlx::query_as(AssertSqlSafe(READ.as_str())).bind(version_writer::ids(jobs)).fetch_all(&mut *tx).await?;
+        let plan = version_writer::plan(jobs, rows);
+        if plan.versions.is_empty() {
+            return Ok(plan.outcomes);
+        }
+        let (v, t) = (&plan.versions, &plan.touched);
+        let q = sqlx::query(AssertSqlSafe(WRITE.as_str()))
             .bind(column(v, |v| v.secret_id.as_str()))
             .bind(column(v, |v| v.version))
             .bind(column(v, |v| v.sealed.as_slice()))
@@ -211,10 +367,29 @@ impl BatchWrite for PgBatch {
             .bind(column(t, |r| r.updated_at));
         bind_audit_columns(q, &plan.audits).bind(CHANNEL).bind(&self.instance).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.remember(t, std::iter::empty());
         Ok(plan.outcomes)
+    }
+
+    /// Notes `rows` as written, and forgets the `tried` secrets that are not
+    /// among them (their compare-and-set failed).
+    fn remember<'a>(&self, rows: &[super::SecretRow], tried: impl Iterator<Item = &'a str>) {
+        let mut last = self.last.lock().expect("not poisoned");
+        for id in tried {
+            last.remove(id);
+        }
+        if last.len() + rows.len() > REMEMBERED {
+            last.clear();
+        }
+        for row in rows {
+            last.insert(row.id.clone(), row.clone());
+        }
     }
 }
 
+use std::collections::HashMap;
+
+use super::sql::AUDIT_INTO;
 use super::version_writer::{self, BatchWrite, Job, VersionWriter};
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -223,12 +398,16 @@ fn column<'r, T, U>(rows: &'r [T], f: impl Fn(&'r T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
 }
 
-/// `UNNEST($first::text[], …)`: the audit columns of [`bind_audit_columns`]
-/// as rows, in `AUDIT_INTO`'s order.
-fn audit_columns(first: usize) -> String {
+/// The audit columns of [`bind_audit_columns`] as typed array parameters
+/// from `$first`, in `AUDIT_INTO`'s order.
+fn audit_params(first: usize) -> Vec<String> {
     let types = ["text", "bigint", "text", "text", "text", "text", "text", "text", "text", "text", "text"];
-    let cols: Vec<String> = types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
-    format!("UNNEST({})", cols.join(", "))
+    types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect()
+}
+
+/// Names for the columns of [`audit_params`] where a query must name them.
+fn audit_names() -> Vec<String> {
+    (1..=11).map(|i| format!("c{i}")).collect()
 }
 
 /// Binds audit rows as eleven column arrays, after whatever `q` binds.

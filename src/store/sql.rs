@@ -145,6 +145,10 @@ impl Params {
 /// database's limit); a larger batch takes several statements.
 pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
 
+/// Every column of `secrets`, in [`SecretRow`](super::SecretRow)'s order.
+pub(super) const SECRET_COLS: &str =
+    "id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, updated_at";
+
 /// The audit table and the columns every audit insert fills, in bind order
 /// (see `bind_audit`).
 pub(super) const AUDIT_INTO: &str =
@@ -200,8 +204,7 @@ macro_rules! sql_store {
         use $crate::store::sql::{bind_all, constraint_error};
         use $crate::store::*;
 
-        const SECRET_COLS: &str = "id, tenant_id, project_id, environment, name, secret_type, description, tags, \
-                                   current_version, created_at, updated_at";
+        use $crate::store::sql::SECRET_COLS;
         const KEY_COLS: &str = "id, tenant_id, name, prefix, key_hash, permission, project_scope, expires_at, \
                                 revoked_at, created_at, updated_at";
 

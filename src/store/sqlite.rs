@@ -170,12 +170,13 @@ async fn write_locked(
     conn: &mut sqlx::SqliteConnection,
     jobs: &[Job],
 ) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
-    let ids = version_writer::ids(jobs);
+    let jobs: Vec<&Job> = jobs.iter().collect();
+    let ids = version_writer::ids(&jobs);
     let mut q = sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(batch_sql(Shape::Select, ids.len())));
     for id in &ids {
         q = q.bind(*id);
     }
-    let plan = version_writer::plan(jobs, q.fetch_all(&mut *conn).await?);
+    let plan = version_writer::plan(&jobs, q.fetch_all(&mut *conn).await?);
     if plan.versions.is_empty() {
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         return Ok(plan.outcomes);
@@ -228,8 +229,7 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
         let list = |width: usize| Params::Anonymous.values(n, width);
         match shape {
             Shape::Select => format!(
-                "BEGIN IMMEDIATE; SELECT id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, \
-                 updated_at FROM secrets WHERE id IN ({})",
+                "BEGIN IMMEDIATE; SELECT {SECRET_COLS} FROM secrets WHERE id IN ({})",
                 Params::Anonymous.list(1, n)
             ),
             Shape::Versions => {

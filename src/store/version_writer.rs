@@ -94,7 +94,7 @@ impl VersionWriter {
 }
 
 /// The distinct secret ids of a batch, sorted (a stable lock order).
-pub fn ids(jobs: &[Job]) -> Vec<&str> {
+pub fn ids<'j>(jobs: &[&'j Job]) -> Vec<&'j str> {
     let mut ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -112,7 +112,7 @@ pub struct Plan {
 
 /// Applies the jobs in arrival order to `rows` (the batch's secrets as the
 /// transaction found them), exactly as if they had committed one by one.
-pub fn plan(jobs: &[Job], rows: Vec<SecretRow>) -> Plan {
+pub fn plan(jobs: &[&Job], rows: Vec<SecretRow>) -> Plan {
     let mut current: HashMap<String, SecretRow> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut outcomes = Vec::with_capacity(jobs.len());
     let (mut versions, mut audits): (Vec<VersionRow>, Vec<AuditRow>) = (vec![], vec![]);
