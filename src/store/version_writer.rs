@@ -11,7 +11,9 @@
 //! caller is answered only after that commit. If the combined transaction
 //! fails, each write is tried again alone, so one bad write never fails its
 //! neighbours. The backends supply the statements ([`BatchWrite`]); the
-//! order of application ([`plan`]) is shared.
+//! order of application ([`plan`]) is shared. PostgreSQL, where every
+//! statement is a round trip, first tries the batch as one compare-and-set
+//! statement planned on the rows its last batch left (see `postgres.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
