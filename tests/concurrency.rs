@@ -1,8 +1,9 @@
 //! Concurrent writers: check-and-set admits exactly one winner, racing creates
 //! make exactly one secret, contention never reaches a client as a 5xx,
 //! clients that give up mid-write break nothing, a batch the database
-//! refuses changes nothing, and replicas that rotate the same secret in turn
-//! never write on what they saw of it before.
+//! refuses changes nothing, replicas that rotate the same secret in turn
+//! never write on what they saw of it before, and connections PostgreSQL
+//! cuts are replaced.
 
 mod common;
 
@@ -347,4 +348,52 @@ async fn replicas_rotating_in_turn_on_postgres() {
     assert!(s == 200 || s == 204, "{s} {body}");
     let (s, body) = put_value(&a, &path, &key, "after delete", None).await;
     assert_eq!((s, body["error"]["code"].as_str()), (404, Some("SECRET_NOT_FOUND")), "{body}");
+}
+
+/// PostgreSQL ends every connection of the server (a restart, a failover, an
+/// operator's `pg_terminate_backend`). The writers keep their connections
+/// between batches, so the next read or rotation may fail once; after that
+/// both work again, and each acknowledged rotation is exactly one version.
+#[tokio::test]
+async fn connections_cut_by_postgres() {
+    use sqlx::Connection;
+    let srv = Server::start(Backend::Postgres).await;
+    let key = srv.signup(&unique("cut")).await;
+    let (_, created) = srv.post("/api/v1/secrets", &key, json!({ "name": "CUT", "value": "v1" })).await;
+    let path = format!("/api/v1/secrets/{}", created["id"].as_str().unwrap());
+    assert_eq!(srv.get(&path, &key).await.0, 200);
+    let (s, body) = srv.put(&path, &key, json!({ "value": "v2" })).await;
+    assert_eq!(s, 200, "{body}");
+
+    let mut db = sqlx::PgConnection::connect(srv.database_url.as_ref().unwrap()).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert!(cut.len() >= 2, "the server held {} connections", cut.len());
+
+    let (mut failures, mut written, mut last) = (0, 2, String::from("v2"));
+    let mut both_ok = false;
+    for n in 0..40 {
+        let value = format!("after-{n}");
+        let (write, _) = srv.put(&path, &key, json!({ "value": value })).await;
+        if write == 200 {
+            written += 1;
+            last = value;
+        }
+        let (read, body) = srv.get(&path, &key).await;
+        if read == 200 {
+            assert_eq!((body["value"].as_str(), body["version"].as_i64()), (Some(last.as_str()), Some(written)), "{body}");
+        }
+        failures += usize::from(write != 200) + usize::from(read != 200);
+        if write == 200 && read == 200 {
+            both_ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(both_ok, "reads and rotations did not recover ({failures} failures)");
+    assert!(failures <= 4, "{failures} failed requests after the cut");
 }

@@ -25,6 +25,65 @@ pub struct PgStore {
     listening: Arc<AtomicBool>,
     /// Group-commits this replica's new versions (see `version_writer.rs`).
     versions: VersionWriter,
+    /// The audit writer's connection, and the version writer's batches.
+    audit: Held,
+    batch: Arc<PgBatch>,
+}
+
+/// A pooled connection that one task keeps between uses. sqlx checks every
+/// connection that comes back to the pool with a round trip (a `Sync`), and
+/// the audit and version writers use theirs back to back: kept, a batch costs
+/// one round trip, on one warm backend. A connection that failed, or sat idle
+/// long enough for a server or proxy to drop it, goes back to the pool, which
+/// checks it.
+struct Held {
+    pool: PgPool,
+    slot: tokio::sync::Mutex<Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, std::time::Instant)>>,
+}
+
+/// How long a held connection may idle before it is checked again.
+const HELD_IDLE: Duration = Duration::from_secs(10);
+
+impl Held {
+    fn new(pool: PgPool) -> Self {
+        Held { pool, slot: Default::default() }
+    }
+
+    /// The held connection, taken from the pool if there is none.
+    async fn lock(&self) -> Result<HeldConn<'_>, sqlx::Error> {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|(_, used)| used.elapsed() > HELD_IDLE) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some((self.pool.acquire().await?, std::time::Instant::now()));
+        }
+        Ok(HeldConn(slot))
+    }
+
+    /// Gives the connection back, for the pool to close.
+    async fn release(&self) {
+        self.slot.lock().await.take();
+    }
+}
+
+/// The held connection, locked for one use; [`HeldConn::settle`] says how it went.
+struct HeldConn<'a>(tokio::sync::MutexGuard<'a, Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, std::time::Instant)>>);
+
+impl HeldConn<'_> {
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.0.as_mut().expect("filled when locked").0
+    }
+
+    /// Keeps the connection after a success; after a failure gives it back
+    /// to the pool, which checks it.
+    fn settle<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
+        match &result {
+            Ok(_) => self.0.as_mut().expect("filled when locked").1 = std::time::Instant::now(),
+            Err(_) => *self.0 = None,
+        }
+        result
+    }
 }
 
 impl PgStore {
@@ -52,8 +111,12 @@ impl PgStore {
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
         let instance = uuid::Uuid::new_v4().to_string();
+        let batch =
+            Arc::new(PgBatch { pool: pool.clone(), held: Held::new(pool.clone()), instance: instance.clone(), last: Default::default() });
         let store = PgStore {
-            versions: VersionWriter::start(Arc::new(PgBatch { pool: pool.clone(), instance: instance.clone(), last: Default::default() })),
+            versions: VersionWriter::start(batch.clone()),
+            batch,
+            audit: Held::new(pool.clone()),
             writer: pool.clone(),
             reader: pool,
             instance,
@@ -101,8 +164,10 @@ impl PgStore {
         Ok(tx)
     }
 
+    /// Closing marks the pool closed first, so the writers cannot take
+    /// another connection while theirs are given back.
     async fn close_writer(&self) {
-        self.writer.close().await;
+        tokio::join!(self.writer.close(), self.audit.release(), self.batch.held.release());
     }
 
     async fn detect_change_elsewhere(&self) -> crate::error::Result<bool> {
@@ -119,7 +184,10 @@ impl PgStore {
     async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<bool> {
         static SQL: LazyLock<String> =
             LazyLock::new(|| format!("INSERT INTO {AUDIT_INTO} SELECT * FROM UNNEST({})", audit_params(1).join(", ")));
-        bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries).execute(&self.writer).await?;
+        let q = bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries);
+        let mut held = self.audit.lock().await?;
+        let done = q.execute(held.conn()).await;
+        held.settle(done)?;
         self.detect_change_elsewhere().await
     }
 
@@ -159,6 +227,8 @@ async fn announce(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, instance: &str
 /// as arrays (`UNNEST`), so one statement text serves every batch size.
 struct PgBatch {
     pool: PgPool,
+    /// For the unlocked batches; a locked one takes a connection of its own.
+    held: Held,
     instance: String,
     /// Each secret as this replica's last batch left it, so the next batch on
     /// it needs no read first. Only a guess: the write compares and sets.
@@ -253,7 +323,10 @@ impl PgBatch {
         }
         let remembered: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
         if !unknown.is_empty() {
-            rows.extend(sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(READ.as_str())).bind(&unknown).fetch_all(&self.pool).await?);
+            let q = sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(READ.as_str())).bind(&unknown);
+            let mut held = self.held.lock().await?;
+            let read = q.fetch_all(held.conn()).await;
+            rows.extend(held.settle(read)?);
         }
         let seen: HashMap<String, super::SecretRow> = rows.iter().map(|r| (r.id.clone(), r.clone())).collect();
         let plan = version_writer::plan(jobs, rows);
@@ -278,7 +351,9 @@ impl PgBatch {
         // Audit entry i belongs to version i (see `plan`).
         let q = bind_audit_columns(q, a).bind(column(v, |v| v.secret_id.as_str())).bind(CHANNEL).bind(&self.instance);
         let written: std::collections::HashSet<&str> = t.iter().map(|r| r.id.as_str()).collect();
-        let advanced = match q.fetch_all(&self.pool).await {
+        let mut held = self.held.lock().await?;
+        let done = q.fetch_all(held.conn()).await;
+        let advanced = match held.settle(done) {
             Ok(rows) => rows.iter().map(sqlx::FromRow::from_row).collect::<Result<Vec<super::SecretRow>, _>>(),
             // Refused by the database, or never sent: nothing was written.
             Err(e @ (sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => return Err(e.into()),
