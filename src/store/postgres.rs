@@ -38,8 +38,11 @@ pub struct PgStore {
 /// checks it.
 struct Held {
     pool: PgPool,
-    slot: tokio::sync::Mutex<Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, std::time::Instant)>>,
+    slot: tokio::sync::Mutex<HeldSlot>,
 }
+
+/// The kept connection and when it last succeeded.
+type HeldSlot = Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, std::time::Instant)>;
 
 /// How long a held connection may idle before it is checked again.
 const HELD_IDLE: Duration = Duration::from_secs(10);
@@ -58,7 +61,7 @@ impl Held {
         if slot.is_none() {
             *slot = Some((self.pool.acquire().await?, std::time::Instant::now()));
         }
-        Ok(HeldConn(slot))
+        Ok(HeldConn { slot, ok: false })
     }
 
     /// Gives the connection back, for the pool to close.
@@ -67,22 +70,34 @@ impl Held {
     }
 }
 
-/// The held connection, locked for one use; [`HeldConn::settle`] says how it went.
-struct HeldConn<'a>(tokio::sync::MutexGuard<'a, Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, std::time::Instant)>>);
+/// The held connection, locked for one use. Unless [`HeldConn::settle`]
+/// reports a success, it goes back to the pool when this is dropped.
+struct HeldConn<'a> {
+    slot: tokio::sync::MutexGuard<'a, HeldSlot>,
+    ok: bool,
+}
 
 impl HeldConn<'_> {
     fn conn(&mut self) -> &mut sqlx::PgConnection {
-        &mut self.0.as_mut().expect("filled when locked").0
+        &mut self.slot.as_mut().expect("filled when locked").0
     }
 
     /// Keeps the connection after a success; after a failure gives it back
     /// to the pool, which checks it.
     fn settle<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
-        match &result {
-            Ok(_) => self.0.as_mut().expect("filled when locked").1 = std::time::Instant::now(),
-            Err(_) => *self.0 = None,
+        if result.is_ok() {
+            self.slot.as_mut().expect("filled when locked").1 = std::time::Instant::now();
+            self.ok = true;
         }
         result
+    }
+}
+
+impl Drop for HeldConn<'_> {
+    fn drop(&mut self) {
+        if !self.ok {
+            *self.slot = None;
+        }
     }
 }
 
