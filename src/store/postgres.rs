@@ -169,7 +169,7 @@ impl PgStore {
     }
 
     async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
-        Ok(WriteConn { conn: self.writer.acquire().await?, beginning: false })
+        WriteConn::acquire(&self.writer).await
     }
 
     async fn begin_write(c: &mut WriteConn) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
@@ -222,6 +222,12 @@ impl PgStore {
 pub struct WriteConn {
     conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
     beginning: bool,
+}
+
+impl WriteConn {
+    async fn acquire(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        Ok(WriteConn { conn: pool.acquire().await?, beginning: false })
+    }
 }
 
 impl Drop for WriteConn {
@@ -438,7 +444,8 @@ impl PgBatch {
                 audit_params(9).join(", ")
             )
         });
-        let mut tx = self.pool.begin().await?;
+        let mut conn = WriteConn::acquire(&self.pool).await?;
+        let mut tx = PgStore::begin_write(&mut conn).await?;
         let rows: Vec<super::SecretRow> =
             sqlx::query_as(AssertSqlSafe(READ.as_str())).bind(version_writer::ids(jobs)).fetch_all(&mut *tx).await?;
         let plan = version_writer::plan(jobs, rows);
