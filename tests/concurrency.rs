@@ -318,6 +318,8 @@ async fn replicas_rotating_in_turn_on_postgres() {
         assert_eq!((s, body["version"].as_i64()), (200, Some(v + 2)), "A must see B's version {}: {body}", v + 1);
         let (s, body) = put_value(&a, &path, &key, "stale", Some(v + 1)).await;
         assert_eq!((s, body["error"]["code"].as_str()), (409, Some("VERSION_CONFLICT")), "{body}");
+        let names_current = body["error"]["message"].as_str().is_some_and(|m| m.contains(&format!("at version {}", v + 2)));
+        assert!(names_current, "the conflict must name version {}: {body}", v + 2);
         acknowledged.extend([format!("a{v}"), format!("b{}", v + 1), format!("a{}", v + 2)]);
     }
     // B writes twice without a version; A, last at version 10, writes on 12.
