@@ -68,14 +68,56 @@ async fn read_body_first(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, limit).await {
+    match read_at_most(body, limit).await {
         Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
-        Err(_) => {
+        Err(rest) => {
+            if let Some(rest) = rest {
+                discard(rest).await;
+            }
             let mut resp = Error::PayloadTooLarge(format!("request bodies are limited to {limit} bytes")).into_response();
             resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             resp
         }
     }
+}
+
+/// How much of an oversized body is read and dropped before its 413, and for
+/// how long. Closing a socket with unread bytes makes the kernel send a reset,
+/// and a client still writing its body then sees a broken pipe instead of the
+/// answer; past these bounds the server stops paying for a client's upload.
+const DISCARD_BYTES: u64 = 16 * 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// The body if it fits in `limit`; otherwise the unread rest, unless the body
+/// failed or announces more than is worth discarding.
+async fn read_at_most(mut body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, Option<axum::body::Body>> {
+    use http_body_util::BodyExt;
+    if http_body::Body::size_hint(&body).lower() > DISCARD_BYTES {
+        return Err(None);
+    }
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| None)?.into_data() else { continue };
+        if buf.len() + data.len() > limit {
+            return Err(Some(body));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.into())
+}
+
+async fn discard(mut body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let drain = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DISCARD_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
 }
 
 /// Serves on `listener` until `shutdown` resolves, lets in-flight requests

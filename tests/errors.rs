@@ -78,6 +78,33 @@ async fn malformed_requests_are_rejected_and_change_nothing() {
     assert_eq!(resp.status(), 200, "Authorization: Bearer works too");
 }
 
+/// A client that sends a whole oversized body before reading reads the 413,
+/// not a reset: the server reads and drops the excess before it closes.
+#[tokio::test]
+async fn an_oversized_upload_is_answered_not_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--max-value-bytes").arg("1024")).await;
+    let key = srv.signup(&unique("upload")).await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let body = format!(r#"{{"name":"HUGE","value":"{}"}}"#, "z".repeat(4 * 1024 * 1024));
+    for round in 0..3 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/secrets HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(body.as_bytes()).await.unwrap_or_else(|e| panic!("round {round}: the upload was cut: {e}"));
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+        read.expect("the server closes after answering").unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "round {round}: {answer}");
+        assert!(answer.contains("PAYLOAD_TOO_LARGE"), "round {round}: {answer}");
+    }
+    assert_eq!(count(&srv, &key).await, 0, "nothing was created");
+}
+
 #[tokio::test]
 async fn signup_rules() {
     let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--signup-per-minute").arg("3")).await;
