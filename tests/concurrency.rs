@@ -2,8 +2,9 @@
 //! make exactly one secret, contention never reaches a client as a 5xx,
 //! clients that give up mid-write break nothing, a batch the database
 //! refuses changes nothing, replicas that rotate the same secret in turn
-//! never write on what they saw of it before, and connections PostgreSQL
-//! cuts are replaced.
+//! never write on what they saw of it before, connections PostgreSQL cuts
+//! are replaced, and a rotation whose commit answer is lost is never written
+//! twice.
 
 mod common;
 
@@ -398,4 +399,182 @@ async fn connections_cut_by_postgres() {
     }
     assert!(both_ok, "reads and rotations did not recover ({failures} failures)");
     assert!(failures <= 4, "{failures} failed requests after the cut");
+}
+
+/// A loopback TCP proxy in front of PostgreSQL. Once armed, it passes the
+/// next `COMMIT` of any session on to the server and then cuts that session
+/// before the server's answer reaches the client: the client cannot know
+/// whether its transaction committed (a failover, a proxy reset).
+struct CommitCutter {
+    port: u16,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommitCutter {
+    async fn start(upstream: String) -> CommitCutter {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (armed, cuts) = (std::sync::Arc::new(AtomicBool::new(false)), std::sync::Arc::new(AtomicUsize::new(0)));
+        let (a, c) = (armed.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                tokio::spawn(Self::relay(client, server, a.clone(), c.clone()));
+            }
+        });
+        CommitCutter { port, armed, cuts }
+    }
+
+    /// Copies both ways; reads the client's side message by message (after
+    /// the untyped startup message, each is a type byte and a length).
+    async fn relay(
+        client: tokio::net::TcpStream,
+        server: tokio::net::TcpStream,
+        armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        let answers = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        });
+        let mut started = false;
+        loop {
+            let mut msg = Vec::new();
+            if started {
+                let mut head = [0u8; 5];
+                if from_client.read_exact(&mut head).await.is_err() {
+                    break;
+                }
+                msg.extend_from_slice(&head);
+            } else {
+                let mut head = [0u8; 4];
+                if from_client.read_exact(&mut head).await.is_err() {
+                    break;
+                }
+                msg.extend_from_slice(&head);
+                started = true;
+            }
+            let len = u32::from_be_bytes(msg[msg.len() - 4..].try_into().unwrap()) as usize;
+            let mut body = vec![0u8; len - 4];
+            if from_client.read_exact(&mut body).await.is_err() {
+                break;
+            }
+            msg.extend_from_slice(&body);
+            let commit = msg[0] == b'Q' && body.to_ascii_uppercase().starts_with(b"COMMIT");
+            if commit && armed.swap(false, Ordering::SeqCst) {
+                cuts.fetch_add(1, Ordering::SeqCst);
+                answers.abort();
+                let _ = to_server.write_all(&msg).await;
+                // Let the server run it before the session goes away.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                return;
+            }
+            if to_server.write_all(&msg).await.is_err() {
+                break;
+            }
+        }
+        answers.abort();
+    }
+}
+
+/// A rotation batch that takes the locked path (its secret moved behind the
+/// replica's back) sends `COMMIT`, and the answer is lost. The transaction
+/// may have committed, so its jobs must not run again: each rotation is
+/// written at most once, and every one acknowledged is there exactly once.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_never_written_twice() {
+    use sqlx::Connection;
+    let direct = common::fresh_pg_database().await;
+    let (head, rest) = direct.split_once('@').unwrap();
+    let (upstream, db_name) = rest.split_once('/').unwrap();
+    let cutter = CommitCutter::start(upstream.to_owned()).await;
+    let proxied = format!("{head}@127.0.0.1:{}/{db_name}?sslmode=disable", cutter.port);
+    let srv = std::sync::Arc::new(Server::start_with(Opts { database_url: Some(proxied), ..Opts::new(Backend::Postgres) }).await);
+    let key = srv.signup(&unique("lost")).await;
+    let mut ids = Vec::new();
+    for name in ["LOCKED", "MOVED"] {
+        let (s, created) = srv.post("/api/v1/secrets", &key, json!({ "name": name, "value": "v1" })).await;
+        assert_eq!(s, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        // One rotation each, so the server remembers both at version 2.
+        assert_eq!(srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": "v2" })).await.0, 200);
+        ids.push(id);
+    }
+    let (locked, moved) = (ids[0].clone(), ids[1].clone());
+
+    // "Another replica" holds a lock on LOCKED and moves MOVED to version 3.
+    let mut db = sqlx::PgConnection::connect(&direct).await.unwrap();
+    let mut other = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM secrets WHERE id = $1 FOR UPDATE").bind(&locked).execute(&mut *other).await.unwrap();
+    sqlx::query(
+        "INSERT INTO secret_versions SELECT secret_id, 3, sealed, created_at, created_by FROM secret_versions WHERE secret_id = $1 AND version = 2",
+    )
+    .bind(&moved)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE secrets SET current_version = 3 WHERE id = $1").bind(&moved).execute(&mut *other).await.unwrap();
+
+    let put = |id: String, value: &'static str| {
+        let (srv, key) = (srv.clone(), key.clone());
+        tokio::spawn(async move { (value, srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": value })).await) })
+    };
+    // The version writer's batch for LOCKED waits on the lock ...
+    let first = put(locked.clone(), "locked-v3");
+    let mut waiting = false;
+    for _ in 0..100 {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+                .fetch_one(&mut *other)
+                .await
+                .unwrap();
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(waiting, "the rotation of LOCKED never waited on the lock");
+    // ... so two rotations of MOVED queue behind it as one batch, which
+    // finds MOVED moved and takes the locked path.
+    let rotations = [put(moved.clone(), "moved-a"), put(moved.clone(), "moved-b")];
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    cutter.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    other.commit().await.unwrap();
+
+    assert_eq!(first.await.unwrap().1.0, 200);
+    let mut acknowledged = Vec::new();
+    for rotation in rotations {
+        let (value, (status, body)) = rotation.await.unwrap();
+        if status == 200 {
+            acknowledged.push((value, body["version"].as_i64().unwrap()));
+        } else {
+            assert_eq!((status, body["error"]["code"].as_str()), (500, Some("INTERNAL_ERROR")), "{body}");
+        }
+    }
+    assert_eq!(cutter.cuts.load(std::sync::atomic::Ordering::SeqCst), 1, "the batch of MOVED never sent its COMMIT");
+
+    let current: i64 =
+        sqlx::query_scalar("SELECT current_version FROM secrets WHERE id = $1").bind(&moved).fetch_one(&mut db).await.unwrap();
+    assert!(current - 3 <= 2, "two rotations wrote {} versions", current - 3);
+    let mut written = Vec::new();
+    for version in 4..=current {
+        let (_, got) = srv.get(&format!("/api/v1/secrets/{moved}?version={version}"), &key).await;
+        written.push(got["value"].as_str().unwrap().to_owned());
+    }
+    let mut distinct = written.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), written.len(), "a rotation was written twice: {written:?}");
+    for (value, version) in acknowledged {
+        assert_eq!(written.get((version - 4) as usize).map(String::as_str), Some(value), "acknowledged {value} at {version}: {written:?}");
+    }
+    // The server no longer trusts what it remembered of MOVED and goes on.
+    let (s, body) = srv.put(&format!("/api/v1/secrets/{moved}"), &key, json!({ "value": "after", "expectedVersion": current })).await;
+    assert_eq!((s, body["version"].as_i64()), (200, Some(current + 1)), "{body}");
 }

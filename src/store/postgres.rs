@@ -211,6 +211,20 @@ impl PgStore {
     }
 }
 
+/// Whether PostgreSQL answered `e` as the failure of a statement, which it
+/// then rolled back. A FATAL or PANIC ends the session instead, and may come
+/// after a commit; anything else (a connection cut, a timeout) may have come
+/// after the commit too.
+fn refused(e: &sqlx::Error) -> bool {
+    use sqlx::postgres::{PgDatabaseError, PgSeverity};
+    match e {
+        sqlx::Error::Database(d) => {
+            d.try_downcast_ref::<PgDatabaseError>().is_none_or(|pg| !matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic))
+        }
+        _ => false,
+    }
+}
+
 /// A pooled connection a write transaction is opened on. sqlx 0.9 counts a
 /// transaction as open only once `BEGIN` has been answered, so a request
 /// dropped while waiting for that answer (its client went away) leaves the
@@ -377,7 +391,7 @@ impl PgBatch {
         let advanced = match held.settle(done) {
             Ok(rows) => rows.iter().map(sqlx::FromRow::from_row).collect::<Result<Vec<super::SecretRow>, _>>(),
             // Refused by the database, or never sent: nothing was written.
-            Err(e @ (sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => return Err(e.into()),
+            Err(e) if refused(&e) || matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => return Err(e.into()),
             Err(e) => Err(e),
         };
         let advanced = match advanced {
@@ -463,7 +477,25 @@ impl PgBatch {
             .bind(column(t, |r| r.current_version))
             .bind(column(t, |r| r.updated_at));
         bind_audit_columns(q, &plan.audits).bind(CHANNEL).bind(&self.instance).execute(&mut *tx).await?;
-        tx.commit().await?;
+        if let Err(e) = tx.commit().await {
+            if refused(&e) {
+                return Err(e.into());
+            }
+            // COMMIT was sent and its answer lost: the transaction may have
+            // committed, and the version writer runs a failed batch's jobs
+            // again, which could write them twice. So the jobs that would
+            // have written learn that the outcome is unknown.
+            self.remember(&[], t.iter().map(|r| r.id.as_str()));
+            let e = crate::error::Error::from(e).public_message_with_cause();
+            return Ok(plan
+                .outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Ok(super::WriteOutcome::Written(_)) => Err(crate::error::Error::Internal(format!("rotation outcome unknown: {e}"))),
+                    other => other,
+                })
+                .collect());
+        }
         self.remember(t, std::iter::empty());
         Ok(plan.outcomes)
     }
