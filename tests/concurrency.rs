@@ -467,11 +467,12 @@ impl CommitCutter {
             msg.extend_from_slice(&body);
             let commit = msg[0] == b'Q' && body.to_ascii_uppercase().starts_with(b"COMMIT");
             if commit && armed.swap(false, Ordering::SeqCst) {
-                cuts.fetch_add(1, Ordering::SeqCst);
+                // No answer reaches the client from here on.
                 answers.abort();
                 let _ = to_server.write_all(&msg).await;
                 // Let the server run it before the session goes away.
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                cuts.fetch_add(1, Ordering::SeqCst);
                 return;
             }
             if to_server.write_all(&msg).await.is_err() {
@@ -557,7 +558,31 @@ async fn a_commit_whose_answer_is_lost_is_never_written_twice() {
             assert_eq!((status, body["error"]["code"].as_str()), (500, Some("INTERNAL_ERROR")), "{body}");
         }
     }
+    // The server answered as soon as its session broke; wait until the cut
+    // session is over and PostgreSQL has finished with it.
+    for _ in 0..200 {
+        if cutter.cuts.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(cutter.cuts.load(std::sync::atomic::Ordering::SeqCst), 1, "the batch of MOVED never sent its COMMIT");
+    let mut settled = false;
+    for _ in 0..200 {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND state IN ('active', 'idle in transaction')",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if busy == 0 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(settled, "PostgreSQL still runs the cut session");
 
     let current: i64 =
         sqlx::query_scalar("SELECT current_version FROM secrets WHERE id = $1").bind(&moved).fetch_one(&mut db).await.unwrap();
