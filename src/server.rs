@@ -50,6 +50,7 @@ pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
         .nest_service("/mcp", mcp)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(vault.clone(), run_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(body_limit, read_body_first))
         .layer(TraceLayer::new_for_http())
@@ -78,6 +79,27 @@ async fn read_body_first(
             resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             resp
         }
+    }
+}
+
+/// Runs every request but a plain read in a task of its own, so a client
+/// that hangs up cannot cancel it half-way. hyper drops a request's future
+/// when its connection closes, and a write whose `COMMIT` was already on its
+/// way still lands: the steps after it (the cache dropping what the write
+/// changed, above all) must run too, or this process would go on serving
+/// what the write replaced.
+async fn run_to_completion(
+    axum::extract::State(vault): axum::extract::State<Arc<Vault>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    match vault.requests().spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => Error::internal(format_args!("request task: {e}")).into_response(),
     }
 }
 
@@ -132,6 +154,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let store = vault.store().clone();
+    let requests = vault.requests().clone();
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -161,7 +184,13 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+    requests.close();
+    let finished = async {
+        graceful.shutdown().await;
+        // Requests whose clients went away run on without a connection.
+        requests.wait().await;
+    };
+    if tokio::time::timeout(Duration::from_secs(30), finished).await.is_err() {
         tracing::warn!("requests still running after 30 s; closing anyway");
     }
     store.close().await;

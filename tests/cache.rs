@@ -2,7 +2,8 @@
 //! change the database behind its back — from a second process on the same
 //! SQLite file, or from a second replica on the same PostgreSQL database —
 //! and check that nothing stale is ever served: a rotated value, a revoked
-//! key, a deleted secret.
+//! key, a deleted secret; and that a write whose client hangs up half-way
+//! leaves nothing stale either.
 
 mod common;
 
@@ -173,4 +174,46 @@ async fn postgres_replicas_invalidate_each_other() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "replica A kept accepting a key revoked on replica B");
+}
+
+/// Rotations whose clients hang up at every moment of the request: hyper
+/// drops a request when its connection closes, and a rotation that reached
+/// its commit still lands. Whatever the moment, the next read serves the
+/// version the database has, not the one the cache held before.
+async fn hung_up_rotations(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start(backend).await;
+    let key = srv.signup(&unique("hangup")).await;
+    let (_, created) = srv.post("/api/v1/secrets", &key, json!({ "name": "HUNG_UP", "value": "v1" })).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let path = format!("/api/v1/secrets/{id}");
+    for attempt in 0..150u64 {
+        assert_eq!(srv.get(&path, &key).await.0, 200, "warm the cache");
+        let body = json!({ "value": format!("r{attempt}") }).to_string();
+        let request = format!(
+            "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_micros((attempt * 11) % 1500)).await;
+        drop(conn);
+        // Let a rotation that reached the writer finish.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let (_, versions) = srv.get(&format!("{path}/versions"), &key).await;
+        let in_database = versions["currentVersion"].as_i64().unwrap();
+        let (_, served) = srv.get(&path, &key).await;
+        assert_eq!(served["version"].as_i64(), Some(in_database), "{backend:?}, attempt {attempt}: {served}");
+    }
+}
+
+#[tokio::test]
+async fn rotations_whose_clients_hang_up_leave_nothing_stale_on_sqlite() {
+    hung_up_rotations(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn rotations_whose_clients_hang_up_leave_nothing_stale_on_postgres() {
+    hung_up_rotations(Backend::Postgres).await;
 }

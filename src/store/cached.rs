@@ -4,9 +4,13 @@
 //! audit group commit.
 //!
 //! Coherence, which a vault cannot trade away:
-//! - Every write of this process goes through this type, which drops the
-//!   entries the write touches once it returns. A fill that raced with a drop
-//!   is discarded (the generation moved), so a stale row never lands.
+//! - Every write of this process goes through this type. What the write
+//!   touches leaves the cache before the write starts, no read puts it back
+//!   until the write has returned, and then it is dropped once more; a fill
+//!   that raced with a drop is discarded (the generation moved). If a
+//!   request may already have been served the entry, the epoch moves when
+//!   the write starts, so a read that took it from the cache and commits its
+//!   audit entry after that looks again in the database.
 //! - Changes by other processes are noticed through
 //!   [`Store::changed_elsewhere`]: SQLite's `data_version` on the writer
 //!   connection, PostgreSQL's `LISTEN`. Each notice empties the cache and,
@@ -42,6 +46,10 @@ pub struct CachedStore {
     epoch: AtomicU64,
     /// Set by `close`, so the poller stops before the pools do.
     closed: AtomicBool,
+    /// Taken while a change check runs and its answer is applied: a check
+    /// that found a change has moved the epoch before any other check can
+    /// answer "no change" and let a read compare an epoch that is about to move.
+    noticing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -55,6 +63,10 @@ struct State {
     /// Only then can a request have been served something that change made
     /// stale, and only then does the epoch move.
     filled: bool,
+    /// Writes of this process in flight, per secret and per tenant's keys:
+    /// nothing they touch is filled meanwhile. Kept through `clear`.
+    writing_secrets: HashMap<(String, String), usize>,
+    writing_keys: HashMap<String, usize>,
 }
 
 impl State {
@@ -81,6 +93,45 @@ impl State {
     }
 }
 
+/// What a write of this process touches.
+enum Touch {
+    Secret { tenant_id: String, id: String },
+    KeysOf { tenant_id: String },
+}
+
+/// A write in flight (see [`CachedStore::writing`]); dropping it, when the
+/// write returns, drops the touched entries once more and lets fills back in.
+struct Writing<'a> {
+    cache: &'a CachedStore,
+    touch: Touch,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut st = self.cache.state.write().expect("cache lock");
+        st.generation += 1;
+        fn done<K: std::hash::Hash + Eq>(writing: &mut HashMap<K, usize>, key: K) {
+            if let std::collections::hash_map::Entry::Occupied(mut n) = writing.entry(key) {
+                *n.get_mut() -= 1;
+                if *n.get() == 0 {
+                    n.remove();
+                }
+            }
+        }
+        match &self.touch {
+            Touch::Secret { tenant_id, id } => {
+                let key = (tenant_id.clone(), id.clone());
+                st.secrets.remove(&key);
+                done(&mut st.writing_secrets, key);
+            }
+            Touch::KeysOf { tenant_id } => {
+                st.keys.retain(|_, k| k.key.tenant_id != *tenant_id);
+                done(&mut st.writing_keys, tenant_id.clone());
+            }
+        }
+    }
+}
+
 fn secret_size(s: &SecretRow, v: &VersionRow) -> usize {
     256 + s.id.len() + s.name.len() + s.tags.len() + s.description.as_ref().map_or(0, String::len) + v.sealed.len()
 }
@@ -90,8 +141,13 @@ impl CachedStore {
     /// changes while no audit batch asks. The poller ends when the store is
     /// dropped.
     pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
-        let store =
-            Arc::new(CachedStore { inner, state: RwLock::new(State::default()), epoch: AtomicU64::new(0), closed: AtomicBool::new(false) });
+        let store = Arc::new(CachedStore {
+            inner,
+            state: RwLock::new(State::default()),
+            epoch: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            noticing: tokio::sync::Mutex::new(()),
+        });
         let weak = Arc::downgrade(&store);
         tokio::spawn(async move {
             loop {
@@ -122,16 +178,37 @@ impl CachedStore {
         }
     }
 
-    fn forget_keys_of(&self, tenant_id: &str) {
+    /// Marks a write of this process as started (see the module's doc); the
+    /// write ends when the answer is dropped.
+    fn writing(&self, touch: Touch) -> Writing<'_> {
         let mut st = self.state.write().expect("cache lock");
         st.generation += 1;
-        st.keys.retain(|_, k| k.key.tenant_id != tenant_id);
+        let maybe_served = match &touch {
+            Touch::Secret { tenant_id, id } => {
+                let key = (tenant_id.clone(), id.clone());
+                *st.writing_secrets.entry(key.clone()).or_default() += 1;
+                st.secrets.remove(&key).is_some()
+            }
+            Touch::KeysOf { tenant_id } => {
+                *st.writing_keys.entry(tenant_id.clone()).or_default() += 1;
+                let before = st.keys.len();
+                st.keys.retain(|_, k| k.key.tenant_id != *tenant_id);
+                st.keys.len() != before
+            }
+        };
+        drop(st);
+        if maybe_served {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        Writing { cache: self, touch }
     }
 
-    fn forget_secret(&self, tenant_id: &str, id: &str) {
-        let mut st = self.state.write().expect("cache lock");
-        st.generation += 1;
-        st.secrets.remove(&(tenant_id.to_owned(), id.to_owned()));
+    fn secret_write(&self, tenant_id: &str, id: &str) -> Writing<'_> {
+        self.writing(Touch::Secret { tenant_id: tenant_id.to_owned(), id: id.to_owned() })
+    }
+
+    fn keys_write(&self, tenant_id: &str) -> Writing<'_> {
+        self.writing(Touch::KeysOf { tenant_id: tenant_id.to_owned() })
     }
 }
 
@@ -163,9 +240,8 @@ impl Store for CachedStore {
     }
 
     async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool> {
-        let r = self.inner.set_tenant_plan(id, plan, audit).await;
-        self.forget_keys_of(id);
-        r
+        let _writing = self.keys_write(id);
+        self.inner.set_tenant_plan(id, plan, audit).await
     }
 
     async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyWithPlan>> {
@@ -179,7 +255,10 @@ impl Store for CachedStore {
         let found = self.inner.find_api_key(key_hash).await?;
         if let Some(k) = &found {
             let mut st = self.state.write().expect("cache lock");
-            if st.generation == generation && st.make_room(256 + k.key.project_scope.len()) {
+            if st.generation == generation
+                && !st.writing_keys.contains_key(&k.key.tenant_id)
+                && st.make_room(256 + k.key.project_scope.len())
+            {
                 st.keys.insert(key_hash.to_vec(), k.clone());
             }
         }
@@ -199,9 +278,8 @@ impl Store for CachedStore {
     }
 
     async fn update_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<bool> {
-        let r = self.inner.update_api_key(key, audit).await;
-        self.forget_keys_of(&key.tenant_id);
-        r
+        let _writing = self.keys_write(&key.tenant_id);
+        self.inner.update_api_key(key, audit).await
     }
 
     async fn insert_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<()> {
@@ -252,7 +330,7 @@ impl Store for CachedStore {
         let found = self.inner.read_secret(tenant_id, id, None).await?;
         if let Some((s, Some(v))) = &found {
             let mut st = self.state.write().expect("cache lock");
-            if st.generation == generation && st.make_room(secret_size(s, v)) {
+            if st.generation == generation && !st.writing_secrets.contains_key(&key) && st.make_room(secret_size(s, v)) {
                 st.secrets.insert(key, (s.clone(), v.clone()));
             }
         }
@@ -275,21 +353,18 @@ impl Store for CachedStore {
         expected_version: Option<i64>,
         change: SecretChange<'_>,
     ) -> Result<WriteOutcome> {
-        let r = self.inner.update_secret(tenant_id, id, expected_version, change).await;
-        self.forget_secret(tenant_id, id);
-        r
+        let _writing = self.secret_write(tenant_id, id);
+        self.inner.update_secret(tenant_id, id, expected_version, change).await
     }
 
     async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome> {
-        let r = self.inner.add_version(tenant_id, id, expected_version, change).await;
-        self.forget_secret(tenant_id, id);
-        r
+        let _writing = self.secret_write(tenant_id, id);
+        self.inner.add_version(tenant_id, id, expected_version, change).await
     }
 
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
-        let r = self.inner.delete_secret(tenant_id, id, audit).await;
-        self.forget_secret(tenant_id, id);
-        r
+        let _writing = self.secret_write(tenant_id, id);
+        self.inner.delete_secret(tenant_id, id, audit).await
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>> {
@@ -308,6 +383,7 @@ impl Store for CachedStore {
     /// epoch a read sees after its audit commit covers every change committed
     /// before that commit.
     async fn append_audit(&self, entries: &[AuditRow]) -> Result<bool> {
+        let _noticing = self.noticing.lock().await;
         let changed = self.inner.append_audit(entries).await?;
         if changed {
             self.forget_everything();
@@ -324,6 +400,7 @@ impl Store for CachedStore {
     }
 
     async fn changed_elsewhere(&self) -> Result<bool> {
+        let _noticing = self.noticing.lock().await;
         let changed = self.inner.changed_elsewhere().await?;
         if changed {
             self.forget_everything();

@@ -53,6 +53,9 @@ pub struct Vault {
     signup_limiter: DefaultKeyedRateLimiter<String>,
     /// One limiter per plan that has a request rate, keyed by tenant.
     request_limiters: HashMap<&'static str, DefaultKeyedRateLimiter<String>>,
+    /// Requests running in tasks of their own (see `server::run_to_completion`);
+    /// shutdown waits for them before it closes the store.
+    requests: tokio_util::task::TaskTracker,
 }
 
 const KEY_CHECK: &str = "key_check";
@@ -84,11 +87,16 @@ impl Vault {
             config,
             data_keys: RwLock::new(HashMap::new()),
             request_limiters,
+            requests: tokio_util::task::TaskTracker::new(),
         })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn requests(&self) -> &tokio_util::task::TaskTracker {
+        &self.requests
     }
 
     /// Appends an audit entry that records no state change of its own (a
