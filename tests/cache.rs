@@ -217,3 +217,74 @@ async fn rotations_whose_clients_hang_up_leave_nothing_stale_on_sqlite() {
 async fn rotations_whose_clients_hang_up_leave_nothing_stale_on_postgres() {
     hung_up_rotations(Backend::Postgres).await;
 }
+
+/// `latchkey mcp` holds one key for its whole session. When `serve` revokes
+/// that key, the session's next calls are refused, writes and key minting
+/// included, not only reads.
+#[tokio::test]
+async fn a_stdio_session_loses_a_key_revoked_elsewhere() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("stdio-revoke")).await;
+    let (_, created) = srv.post("/api/v1/api-keys", &admin, json!({ "name": "agent", "permissions": "admin" })).await;
+    let (agent, agent_id) = (created["apiKey"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned());
+
+    let mut child = common::mcp_stdio(&srv.data_dir).env("LATCHKEY_API_KEY", &agent).env("LATCHKEY_LOG", "warn").spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut call = |id: usize, method: &str, params: Value| -> Value {
+        writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).unwrap();
+        for line in lines.by_ref() {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+        panic!("stdout closed before answer {id}");
+    };
+    call(
+        0,
+        "initialize",
+        json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "cache-test", "version": "1" } }),
+    );
+    let tool = |name: &str, args: Value| json!({ "name": name, "arguments": args });
+    let before = call(1, "tools/call", tool("set_secret", json!({ "name": "BEFORE", "value": "ok" })));
+    assert_ne!(before["result"]["isError"], true, "{before}");
+
+    let (s, body) = srv.delete(&format!("/api/v1/api-keys/{agent_id}"), &admin).await;
+    assert_eq!(s, 200, "{body}");
+    for (id, name, args) in [
+        (2, "set_secret", json!({ "name": "PLANTED", "value": "by a revoked key" })),
+        (3, "create_api_key", json!({ "name": "persist", "permissions": "admin" })),
+        (4, "list_secrets", json!({})),
+    ] {
+        let answer = call(id, "tools/call", tool(name, args));
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(answer["result"]["isError"] == true && text.contains("UNAUTHORIZED"), "{name} with a revoked key: {answer}");
+    }
+    drop(stdin);
+    let _ = child.wait();
+    let (_, listed) = srv.get("/api/v1/secrets", &admin).await;
+    let names: Vec<&str> = listed["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["BEFORE"], "nothing written after the revocation");
+    let (_, keys) = srv.get("/api/v1/api-keys", &admin).await;
+    assert!(!keys.to_string().contains("persist"), "no key minted after the revocation: {keys}");
+}
+
+/// Another process revokes a key that `serve` has cached; before `serve`
+/// notices, that key tries to mint a new admin key and to change keys. Key
+/// changes are decided on the database's word: each is refused.
+#[tokio::test]
+async fn a_key_revoked_elsewhere_cannot_mint_keys_from_the_cache() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("mint")).await;
+    for round in 0..5 {
+        let (_, created) = srv.post("/api/v1/api-keys", &admin, json!({ "name": format!("agent-{round}"), "permissions": "admin" })).await;
+        let (agent, agent_id) = (created["apiKey"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned());
+        assert_eq!(srv.get("/api/v1/api-keys", &agent).await.0, 200, "the key is cached");
+        stdio_calls(&srv.data_dir, &admin, &[("revoke_api_key", json!({ "id": agent_id }))]);
+        let (s, body) = srv.post("/api/v1/api-keys", &agent, json!({ "name": "persist", "permissions": "admin" })).await;
+        assert_eq!(s, 401, "round {round}: a revoked key minted a key: {body}");
+    }
+    let (_, keys) = srv.get("/api/v1/api-keys", &admin).await;
+    assert!(!keys.to_string().contains("persist"), "{keys}");
+}

@@ -66,9 +66,19 @@ impl LatchkeyMcp {
         }
     }
 
-    fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal> {
-        self.caller(ctx)
-            .ok_or_else(|| Error::Unauthorized("this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>".into()))
+    /// The caller, current as of this call. Over HTTP every request was just
+    /// authenticated; over stdio the key was checked when the session began,
+    /// and may have been revoked or have expired since, so it is looked up
+    /// again, past the cache.
+    async fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal> {
+        let need_key = || Error::Unauthorized("this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>".into());
+        match ctx.extensions.get::<Parts>() {
+            Some(parts) => parts.extensions.get::<Principal>().cloned().ok_or_else(need_key),
+            None => match &self.local {
+                Some(p) => self.vault.recheck(p).await,
+                None => Err(need_key()),
+            },
+        }
     }
 
     fn origin(&self, ctx: &RequestContext<RoleServer>) -> Origin {

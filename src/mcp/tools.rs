@@ -32,7 +32,7 @@ impl LatchkeyMcp {
     /// Who am I: the tenant, plan, limits and usage, and what the current key may do.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<Json<WhoAmI>, Error> {
-        Ok(Json(self.vault.whoami(&self.principal(&ctx)?).await?))
+        Ok(Json(self.vault.whoami(&self.principal(&ctx).await?).await?))
     }
 
     /// List secrets: names, types, tags, versions; never values. Filter by
@@ -44,7 +44,7 @@ impl LatchkeyMcp {
         Parameters(q): Parameters<ListSecrets>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SecretPage>, Error> {
-        Ok(Json(self.vault.list_secrets(&self.principal(&ctx)?, q).await?))
+        Ok(Json(self.vault.list_secrets(&self.principal(&ctx).await?, q).await?))
     }
 
     /// Read one secret's value, by id or by name (+ projectId / environment).
@@ -56,7 +56,7 @@ impl LatchkeyMcp {
         Parameters(p): Parameters<GetSecretParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SecretValue>, Error> {
-        Ok(Json(self.vault.read_secret(&self.principal(&ctx)?, p.target.as_ref()?, p.version).await?))
+        Ok(Json(self.vault.read_secret(&self.principal(&ctx).await?, p.target.as_ref()?, p.version).await?))
     }
 
     /// Store a secret: creates it, or adds a new version when a secret with this
@@ -69,7 +69,7 @@ impl LatchkeyMcp {
         Parameters(req): Parameters<SetSecret>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SetSecretResult>, Error> {
-        Ok(Json(self.vault.set_secret(&self.principal(&ctx)?, req).await?))
+        Ok(Json(self.vault.set_secret(&self.principal(&ctx).await?, req).await?))
     }
 
     /// Change a secret's description, tags or type without touching its value
@@ -87,7 +87,7 @@ impl LatchkeyMcp {
             secret_type: p.secret_type,
             expected_version: p.expected_version,
         };
-        Ok(Json(self.vault.update_secret(&self.principal(&ctx)?, p.target.as_ref()?, change).await?))
+        Ok(Json(self.vault.update_secret(&self.principal(&ctx).await?, p.target.as_ref()?, change).await?))
     }
 
     /// Delete a secret and all its versions. Cannot be undone.
@@ -97,7 +97,7 @@ impl LatchkeyMcp {
         Parameters(t): Parameters<SecretTarget>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<Deleted>, Error> {
-        Ok(Json(self.vault.delete_secret(&self.principal(&ctx)?, t.as_ref()?).await?))
+        Ok(Json(self.vault.delete_secret(&self.principal(&ctx).await?, t.as_ref()?).await?))
     }
 
     /// A secret's version history: numbers, times and writers; never values.
@@ -107,13 +107,13 @@ impl LatchkeyMcp {
         Parameters(t): Parameters<SecretTarget>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<VersionList>, Error> {
-        Ok(Json(self.vault.secret_versions(&self.principal(&ctx)?, t.as_ref()?).await?))
+        Ok(Json(self.vault.secret_versions(&self.principal(&ctx).await?, t.as_ref()?).await?))
     }
 
     /// List projects with how many secrets each holds.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn list_projects(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ProjectList>, Error> {
-        Ok(Json(self.vault.list_projects(&self.principal(&ctx)?).await?))
+        Ok(Json(self.vault.list_projects(&self.principal(&ctx).await?).await?))
     }
 
     /// Create a project to group secrets (names are unique per tenant).
@@ -123,13 +123,13 @@ impl LatchkeyMcp {
         Parameters(req): Parameters<CreateProject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ProjectView>, Error> {
-        Ok(Json(self.vault.create_project(&self.principal(&ctx)?, req).await?))
+        Ok(Json(self.vault.create_project(&self.principal(&ctx).await?, req).await?))
     }
 
     /// Delete an empty project (fails with CONFLICT while it holds secrets).
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
     async fn delete_project(&self, Parameters(p): Parameters<IdParams>, ctx: RequestContext<RoleServer>) -> Result<Json<Deleted>, Error> {
-        Ok(Json(self.vault.delete_project(&self.principal(&ctx)?, &p.id).await?))
+        Ok(Json(self.vault.delete_project(&self.principal(&ctx).await?, &p.id).await?))
     }
 
     /// Issue an API key, e.g. a read-only key for a script or a key limited to
@@ -141,13 +141,13 @@ impl LatchkeyMcp {
         Parameters(req): Parameters<CreateApiKey>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<IssuedApiKey>, Error> {
-        Ok(Json(self.vault.create_api_key(&self.principal(&ctx)?, req).await?))
+        Ok(Json(self.vault.create_api_key(&self.principal(&ctx).await?, req).await?))
     }
 
     /// List API keys: names, prefixes, permissions, scope; never the keys.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn list_api_keys(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ApiKeyList>, Error> {
-        Ok(Json(self.vault.list_api_keys(&self.principal(&ctx)?).await?))
+        Ok(Json(self.vault.list_api_keys(&self.principal(&ctx).await?).await?))
     }
 
     /// Revoke an API key; it stops working at once.
@@ -157,14 +157,14 @@ impl LatchkeyMcp {
         Parameters(p): Parameters<IdParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<ApiKeyView>, Error> {
-        Ok(Json(self.vault.revoke_api_key(&self.principal(&ctx)?, &p.id).await?))
+        Ok(Json(self.vault.revoke_api_key(&self.principal(&ctx).await?, &p.id).await?))
     }
 
     /// Query the audit trail (newest first): filter by action (e.g. secret.read),
     /// resourceType, startDate, endDate; page with limit and offset.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn query_audit(&self, Parameters(q): Parameters<AuditQuery>, ctx: RequestContext<RoleServer>) -> Result<Json<AuditPage>, Error> {
-        Ok(Json(self.vault.query_audit(&self.principal(&ctx)?, q).await?))
+        Ok(Json(self.vault.query_audit(&self.principal(&ctx).await?, q).await?))
     }
 }
 

@@ -83,6 +83,7 @@ impl Vault {
             "api_key",
             None,
             async {
+                let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 Self::grantable_permission(p, req.permissions)?;
                 let name = names::text("name", req.name.trim(), 128)?;
@@ -124,6 +125,7 @@ impl Vault {
             "api_key",
             Some(id),
             async {
+                let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 let mut row = self.visible_key(p, id).await?;
                 if row.revoked_at.is_some() {
@@ -163,6 +165,7 @@ impl Vault {
             "api_key",
             Some(id),
             async {
+                let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 let mut row = self.visible_key(p, id).await?;
                 if row.revoked_at.is_some() {
@@ -190,6 +193,7 @@ impl Vault {
             "api_key",
             Some(id),
             async {
+                let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 let mut row = self.visible_key(p, id).await?;
                 if row.revoked_at.is_some() {

@@ -153,8 +153,11 @@ impl Vault {
     }
 
     /// Looks the caller's key up again in the database: used when another
-    /// process changed the database while a request was served from the cache.
-    async fn recheck(&self, p: &Principal) -> Result<Principal> {
+    /// process changed the database while a request was served from the cache,
+    /// for every call of a long `latchkey mcp` session, and before any change
+    /// to API keys (a key another process revoked a moment ago must not mint
+    /// or change one on the cache's word).
+    pub async fn recheck(&self, p: &Principal) -> Result<Principal> {
         let seen_epoch = self.store.change_epoch();
         let key = self.store.get_api_key(&p.tenant_id, &p.key_id).await?;
         let now = now_millis();
