@@ -199,12 +199,17 @@ async fn hung_up_rotations(backend: Backend) {
         conn.write_all(request.as_bytes()).await.unwrap();
         tokio::time::sleep(Duration::from_micros((attempt * 11) % 1500)).await;
         drop(conn);
-        // Let a rotation that reached the writer finish.
         tokio::time::sleep(Duration::from_millis(30)).await;
+        // The hung-up rotation may still be on its way; a stale cache shows as
+        // a read older than what the database already had before it.
         let (_, versions) = srv.get(&format!("{path}/versions"), &key).await;
         let in_database = versions["currentVersion"].as_i64().unwrap();
         let (_, served) = srv.get(&path, &key).await;
-        assert_eq!(served["version"].as_i64(), Some(in_database), "{backend:?}, attempt {attempt}: {served}");
+        let served_version = served["version"].as_i64().unwrap();
+        assert!(
+            served_version >= in_database,
+            "{backend:?}, attempt {attempt}: the database was at {in_database} before this read: {served}"
+        );
     }
 }
 
