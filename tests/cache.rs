@@ -14,37 +14,64 @@ use std::time::Duration;
 use common::{Backend, Opts, Server, unique};
 use serde_json::{Value, json};
 
-/// Runs `latchkey mcp` on `dir` as the holder of `key`, calls each tool in
-/// turn and returns the structured results (a tool error panics).
-fn stdio_calls(dir: &Path, key: &str, calls: &[(&str, Value)]) -> Vec<Value> {
-    let mut child = common::mcp_stdio(dir).env("LATCHKEY_API_KEY", key).env("LATCHKEY_LOG", "warn").spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "cache-test", "version": "1" } } });
-    writeln!(stdin, "{init}").unwrap();
-    writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).unwrap();
-    let mut answer = |id: usize| -> Value {
-        for line in lines.by_ref() {
+/// One `latchkey mcp` session on `dir`, as the holder of `key`.
+struct Stdio {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    next: usize,
+}
+
+impl Stdio {
+    fn start(dir: &Path, key: &str) -> Stdio {
+        let mut child = common::mcp_stdio(dir).env("LATCHKEY_API_KEY", key).env("LATCHKEY_LOG", "warn").spawn().unwrap();
+        let stdin = child.stdin.take();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut session = Stdio { child, stdin, lines, next: 0 };
+        let client = json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "cache-test", "version": "1" } });
+        session.request("initialize", client);
+        let stdin = session.stdin.as_mut().expect("session open");
+        writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).unwrap();
+        session
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        let stdin = self.stdin.as_mut().expect("session open");
+        writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).unwrap();
+        for line in self.lines.by_ref() {
             let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
             if v["id"] == id {
                 return v;
             }
         }
         panic!("stdout closed before answer {id}");
-    };
-    answer(0);
-    let mut out = vec![];
-    for (i, (name, args)) in calls.iter().enumerate() {
-        let id = i + 1;
-        writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": name, "arguments": args } }))
-            .unwrap();
-        let v = answer(id);
-        assert_ne!(v["result"]["isError"], true, "{name}: {v}");
-        out.push(v["result"]["structuredContent"].clone());
     }
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
+
+    /// The tool's result, errors included.
+    fn call(&mut self, name: &str, args: Value) -> Value {
+        self.request("tools/call", json!({ "name": name, "arguments": args }))["result"].clone()
+    }
+
+    /// Closes stdin and waits for the process to end on its own.
+    fn finish(mut self) -> bool {
+        self.stdin.take();
+        self.child.wait().unwrap().success()
+    }
+}
+
+/// Runs `latchkey mcp` on `dir` as the holder of `key`, calls each tool in
+/// turn and returns the structured results (a tool error panics).
+fn stdio_calls(dir: &Path, key: &str, calls: &[(&str, Value)]) -> Vec<Value> {
+    let mut session = Stdio::start(dir, key);
+    let mut out = vec![];
+    for (name, args) in calls {
+        let result = session.call(name, args.clone());
+        assert_ne!(result["isError"], true, "{name}: {result}");
+        out.push(result["structuredContent"].clone());
+    }
+    assert!(session.finish());
     out
 }
 
@@ -233,41 +260,22 @@ async fn a_stdio_session_loses_a_key_revoked_elsewhere() {
     let (_, created) = srv.post("/api/v1/api-keys", &admin, json!({ "name": "agent", "permissions": "admin" })).await;
     let (agent, agent_id) = (created["apiKey"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned());
 
-    let mut child = common::mcp_stdio(&srv.data_dir).env("LATCHKEY_API_KEY", &agent).env("LATCHKEY_LOG", "warn").spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut call = |id: usize, method: &str, params: Value| -> Value {
-        writeln!(stdin, "{}", json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).unwrap();
-        for line in lines.by_ref() {
-            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
-            if v["id"] == id {
-                return v;
-            }
-        }
-        panic!("stdout closed before answer {id}");
-    };
-    call(
-        0,
-        "initialize",
-        json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "cache-test", "version": "1" } }),
-    );
-    let tool = |name: &str, args: Value| json!({ "name": name, "arguments": args });
-    let before = call(1, "tools/call", tool("set_secret", json!({ "name": "BEFORE", "value": "ok" })));
-    assert_ne!(before["result"]["isError"], true, "{before}");
+    let mut session = Stdio::start(&srv.data_dir, &agent);
+    let before = session.call("set_secret", json!({ "name": "BEFORE", "value": "ok" }));
+    assert_ne!(before["isError"], true, "{before}");
 
     let (s, body) = srv.delete(&format!("/api/v1/api-keys/{agent_id}"), &admin).await;
     assert_eq!(s, 200, "{body}");
-    for (id, name, args) in [
-        (2, "set_secret", json!({ "name": "PLANTED", "value": "by a revoked key" })),
-        (3, "create_api_key", json!({ "name": "persist", "permissions": "admin" })),
-        (4, "list_secrets", json!({})),
+    for (name, args) in [
+        ("set_secret", json!({ "name": "PLANTED", "value": "by a revoked key" })),
+        ("create_api_key", json!({ "name": "persist", "permissions": "admin" })),
+        ("list_secrets", json!({})),
     ] {
-        let answer = call(id, "tools/call", tool(name, args));
-        let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
-        assert!(answer["result"]["isError"] == true && text.contains("UNAUTHORIZED"), "{name} with a revoked key: {answer}");
+        let result = session.call(name, args);
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(result["isError"] == true && text.contains("UNAUTHORIZED"), "{name} with a revoked key: {result}");
     }
-    drop(stdin);
-    let _ = child.wait();
+    session.finish();
     let (_, listed) = srv.get("/api/v1/secrets", &admin).await;
     let names: Vec<&str> = listed["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["BEFORE"], "nothing written after the revocation");

@@ -225,6 +225,12 @@ fn refused(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The answer to a rotation whose statement may have committed although its
+/// answer was lost: running it again could write it twice.
+fn outcome_unknown(cause: &str) -> crate::error::Error {
+    crate::error::Error::Internal(format!("rotation outcome unknown: {cause}"))
+}
+
 /// A pooled connection a write transaction is opened on. sqlx 0.9 counts a
 /// transaction as open only once `BEGIN` has been answered, so a request
 /// dropped while waiting for that answer (its client went away) leaves the
@@ -405,7 +411,7 @@ impl PgBatch {
                     .iter()
                     .zip(plan.outcomes)
                     .map(|(job, outcome)| match written.contains(job.id.as_str()) {
-                        true => Some(Err(crate::error::Error::Internal(format!("rotation outcome unknown: {e}")))),
+                        true => Some(Err(outcome_unknown(&e))),
                         false => Some(outcome).filter(|_| !unconfirmed(job)),
                     })
                     .collect());
@@ -491,7 +497,7 @@ impl PgBatch {
                 .outcomes
                 .into_iter()
                 .map(|outcome| match outcome {
-                    Ok(super::WriteOutcome::Written(_)) => Err(crate::error::Error::Internal(format!("rotation outcome unknown: {e}"))),
+                    Ok(super::WriteOutcome::Written(_)) => Err(outcome_unknown(&e)),
                     other => other,
                 })
                 .collect());
