@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use common::pg_proxy::{PgProxy, upstream_of};
 use common::{Backend, Opts, Server, unique};
 use serde_json::{Value, json};
 
@@ -201,6 +202,51 @@ async fn postgres_replicas_invalidate_each_other() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "replica A kept accepting a key revoked on replica B");
+}
+
+/// Replica A's `LISTEN` connection dies without a word (its packets stop
+/// both ways, no error, no end: a database host gone in a failover, a NAT
+/// that forgot the connection). Replica B then rotates a secret and revokes
+/// a key. A must notice that it can no longer hear B and stop trusting its
+/// cache within a few seconds; without a probe it would serve the old value,
+/// and accept the revoked key, for as long as it runs.
+#[tokio::test]
+async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
+    let direct = common::fresh_pg_database().await;
+    let proxy = PgProxy::start(upstream_of(&direct)).await;
+    let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
+    let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
+    let admin = a.signup(&unique("silent")).await;
+    let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "SHARED", "value": "one" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    let (_, k) = a.post("/api/v1/api-keys", &admin, json!({ "name": "r", "permissions": "read" })).await;
+    let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+    let mut listening = false;
+    for _ in 0..100 {
+        if proxy.listeners() > 0 {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listening, "replica A never sent LISTEN");
+    warm(&a, &id, &[&admin, &key], "one").await;
+
+    assert_eq!(proxy.freeze_listeners(), 1);
+    assert_eq!(b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": "two" })).await.0, 200);
+    let (s, _) = b.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
+    assert!(s == 200 || s == 204, "{s}");
+    let mut seen = None;
+    for _ in 0..300 {
+        let (_, body) = a.get(&format!("/api/v1/secrets/{id}"), &admin).await;
+        if body["value"] == "two" {
+            seen = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.expect("replica A kept serving the old value after its listener died")["version"], 2);
+    assert_eq!(a.get(&format!("/api/v1/secrets/{id}"), &key).await.0, 401, "replica A accepted a key revoked on B");
 }
 
 /// Rotations whose clients hang up at every moment of the request: hyper

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::pg_proxy::{PgProxy, upstream_of};
 use common::{Backend, Opts, Server, unique};
 use serde_json::json;
 
@@ -401,88 +402,6 @@ async fn connections_cut_by_postgres() {
     assert!(failures <= 4, "{failures} failed requests after the cut");
 }
 
-/// A loopback TCP proxy in front of PostgreSQL. Once armed, it passes the
-/// next `COMMIT` of any session on to the server and then cuts that session
-/// before the server's answer reaches the client: the client cannot know
-/// whether its transaction committed (a failover, a proxy reset).
-struct CommitCutter {
-    port: u16,
-    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl CommitCutter {
-    async fn start(upstream: String) -> CommitCutter {
-        use std::sync::atomic::{AtomicBool, AtomicUsize};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (armed, cuts) = (std::sync::Arc::new(AtomicBool::new(false)), std::sync::Arc::new(AtomicUsize::new(0)));
-        let (a, c) = (armed.clone(), cuts.clone());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
-                tokio::spawn(Self::relay(client, server, a.clone(), c.clone()));
-            }
-        });
-        CommitCutter { port, armed, cuts }
-    }
-
-    /// Copies both ways; reads the client's side message by message (after
-    /// the untyped startup message, each is a type byte and a length).
-    async fn relay(
-        client: tokio::net::TcpStream,
-        server: tokio::net::TcpStream,
-        armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-        cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    ) {
-        use std::sync::atomic::Ordering;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut from_client, mut to_client) = client.into_split();
-        let (mut from_server, mut to_server) = server.into_split();
-        let answers = tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-        });
-        let mut started = false;
-        loop {
-            let mut msg = Vec::new();
-            if started {
-                let mut head = [0u8; 5];
-                if from_client.read_exact(&mut head).await.is_err() {
-                    break;
-                }
-                msg.extend_from_slice(&head);
-            } else {
-                let mut head = [0u8; 4];
-                if from_client.read_exact(&mut head).await.is_err() {
-                    break;
-                }
-                msg.extend_from_slice(&head);
-                started = true;
-            }
-            let len = u32::from_be_bytes(msg[msg.len() - 4..].try_into().unwrap()) as usize;
-            let mut body = vec![0u8; len - 4];
-            if from_client.read_exact(&mut body).await.is_err() {
-                break;
-            }
-            msg.extend_from_slice(&body);
-            let commit = msg[0] == b'Q' && body.to_ascii_uppercase().starts_with(b"COMMIT");
-            if commit && armed.swap(false, Ordering::SeqCst) {
-                // No answer reaches the client from here on.
-                answers.abort();
-                let _ = to_server.write_all(&msg).await;
-                // Let the server run it before the session goes away.
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                cuts.fetch_add(1, Ordering::SeqCst);
-                return;
-            }
-            if to_server.write_all(&msg).await.is_err() {
-                break;
-            }
-        }
-        answers.abort();
-    }
-}
-
 /// A rotation batch that takes the locked path (its secret moved behind the
 /// replica's back) sends `COMMIT`, and the answer is lost. The transaction
 /// may have committed, so its jobs must not run again: each rotation is
@@ -491,10 +410,8 @@ impl CommitCutter {
 async fn a_commit_whose_answer_is_lost_is_never_written_twice() {
     use sqlx::Connection;
     let direct = common::fresh_pg_database().await;
-    let (head, rest) = direct.split_once('@').unwrap();
-    let (upstream, db_name) = rest.split_once('/').unwrap();
-    let cutter = CommitCutter::start(upstream.to_owned()).await;
-    let proxied = format!("{head}@127.0.0.1:{}/{db_name}?sslmode=disable", cutter.port);
+    let cutter = PgProxy::start(upstream_of(&direct)).await;
+    let proxied = cutter.url_for(&direct);
     let srv = std::sync::Arc::new(Server::start_with(Opts { database_url: Some(proxied), ..Opts::new(Backend::Postgres) }).await);
     let key = srv.signup(&unique("lost")).await;
     let mut ids = Vec::new();
@@ -545,7 +462,7 @@ async fn a_commit_whose_answer_is_lost_is_never_written_twice() {
     // finds MOVED moved and takes the locked path.
     let rotations = [put(moved.clone(), "moved-a"), put(moved.clone(), "moved-b")];
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    cutter.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    cutter.cut_next_commit();
     other.commit().await.unwrap();
 
     assert_eq!(first.await.unwrap().1.0, 200);
@@ -561,12 +478,12 @@ async fn a_commit_whose_answer_is_lost_is_never_written_twice() {
     // The server answered as soon as its session broke; wait until the cut
     // session is over and PostgreSQL has finished with it.
     for _ in 0..200 {
-        if cutter.cuts.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if cutter.cuts() > 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(cutter.cuts.load(std::sync::atomic::Ordering::SeqCst), 1, "the batch of MOVED never sent its COMMIT");
+    assert_eq!(cutter.cuts(), 1, "the batch of MOVED never sent its COMMIT");
     let mut settled = false;
     for _ in 0..200 {
         let busy: i64 = sqlx::query_scalar(

@@ -12,6 +12,12 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 /// The channel replicas announce cache-relevant changes on.
 const CHANNEL: &str = "latchkey_changes";
 
+/// How long the `LISTEN` connection may sit silent before it is probed, and
+/// how long the probe may take. Together they bound how long a replica whose
+/// listener died silently goes on trusting its cache.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct PgStore {
     writer: PgPool,
     /// The same pool: PostgreSQL needs no separate read path.
@@ -144,6 +150,13 @@ impl PgStore {
 
     /// Keeps one `LISTEN` connection open for the life of the process,
     /// reconnecting after a loss; any gap counts as a change.
+    ///
+    /// A listener only reads, and a connection that died without a word (the
+    /// database host gone in a failover, a NAT or proxy that forgot it) never
+    /// fails a read: without a probe it would wait for notifications that can
+    /// no longer come while the cache went on serving. So an idle listener
+    /// asks the server something every [`HEARTBEAT`], and a connection that
+    /// does not answer within [`HEARTBEAT_TIMEOUT`] counts as lost.
     fn spawn_listener(&self) {
         let (pool, instance, changed, listening) =
             (self.reader.clone(), self.instance.clone(), self.changed.clone(), self.listening.clone());
@@ -154,9 +167,21 @@ impl PgStore {
                 {
                     changed.store(true, Ordering::SeqCst);
                     listening.store(true, Ordering::SeqCst);
-                    while let Ok(Some(n)) = listener.try_recv().await {
-                        if n.payload() != instance {
-                            changed.store(true, Ordering::SeqCst);
+                    loop {
+                        // `try_recv` is cancel-safe: a notification half read
+                        // when the heartbeat fires stays in the buffer.
+                        tokio::select! {
+                            n = listener.try_recv() => match n {
+                                Ok(Some(n)) if n.payload() != instance => changed.store(true, Ordering::SeqCst),
+                                Ok(Some(_)) => {}
+                                _ => break,
+                            },
+                            () = tokio::time::sleep(HEARTBEAT) => {
+                                let probe = sqlx::query("SELECT 1").execute(&mut listener);
+                                if !matches!(tokio::time::timeout(HEARTBEAT_TIMEOUT, probe).await, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
                         }
                     }
                     listening.store(false, Ordering::SeqCst);

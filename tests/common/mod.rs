@@ -3,6 +3,8 @@
 //! it over HTTP like any client would.
 #![allow(dead_code)]
 
+pub mod pg_proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

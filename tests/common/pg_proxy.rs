@@ -1,0 +1,141 @@
+//! A loopback TCP proxy in front of PostgreSQL that can break sessions the
+//! ways real networks do, while the server under test talks through it:
+//! - cut a session right after it sent `COMMIT`, before the answer comes back
+//!   (a failover or a proxy reset: the client cannot know whether it committed);
+//! - freeze the sessions that sent `LISTEN`: both sockets stay open and
+//!   nothing passes either way any more (a host gone without a word, a NAT
+//!   that forgot the connection: no error ever reaches the client).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct PgProxy {
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// The next `COMMIT` of any session is passed on, and its session cut.
+    cut_next_commit: AtomicBool,
+    /// Sessions cut that way.
+    cuts: AtomicUsize,
+    /// One flag per session that sent `LISTEN`, set to freeze it.
+    listeners: Mutex<Vec<Arc<AtomicBool>>>,
+}
+
+impl PgProxy {
+    /// Listens on a free loopback port and relays every session to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> PgProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared::default());
+        let (upstream, s) = (upstream.to_owned(), shared.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else { continue };
+                tokio::spawn(relay(client, server, s.clone()));
+            }
+        });
+        PgProxy { port, shared }
+    }
+
+    /// `database_url` with its host and port replaced by this proxy's.
+    pub fn url_for(&self, database_url: &str) -> String {
+        let (head, rest) = database_url.split_once('@').unwrap();
+        let (_, db) = rest.split_once('/').unwrap();
+        let db = db.split('?').next().unwrap();
+        format!("{head}@127.0.0.1:{}/{db}?sslmode=disable", self.port)
+    }
+
+    pub fn cut_next_commit(&self) {
+        self.shared.cut_next_commit.store(true, Ordering::SeqCst);
+    }
+
+    pub fn cuts(&self) -> usize {
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Sessions that have sent `LISTEN` so far.
+    pub fn listeners(&self) -> usize {
+        self.shared.listeners.lock().unwrap().len()
+    }
+
+    /// Freezes every session that has sent `LISTEN` so far and returns how
+    /// many; sessions opened later pass normally.
+    pub fn freeze_listeners(&self) -> usize {
+        let listeners = self.shared.listeners.lock().unwrap();
+        for l in listeners.iter() {
+            l.store(true, Ordering::SeqCst);
+        }
+        listeners.len()
+    }
+}
+
+/// `host:port` of a `postgres://user:pass@host:port/db` URL.
+pub fn upstream_of(database_url: &str) -> &str {
+    let (_, rest) = database_url.split_once('@').unwrap();
+    rest.split_once('/').unwrap().0
+}
+
+/// Copies both ways; reads the client's side message by message (after the
+/// untyped startup message, each is a type byte and a length).
+async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
+    let (mut from_client, to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let f = frozen.clone();
+    let answers = tokio::spawn(async move {
+        let mut to_client = to_client;
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = from_server.read(&mut buf).await {
+            if f.load(Ordering::SeqCst) {
+                // Hold both halves: the client sees neither data nor an end.
+                return std::future::pending::<()>().await;
+            }
+            if n == 0 || to_client.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut started = false;
+    loop {
+        let mut msg = Vec::new();
+        let head_len = if started { 5 } else { 4 };
+        let mut head = vec![0u8; head_len];
+        if from_client.read_exact(&mut head).await.is_err() {
+            break;
+        }
+        started = true;
+        msg.extend_from_slice(&head);
+        let len = u32::from_be_bytes(msg[msg.len() - 4..].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len - 4];
+        if from_client.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        msg.extend_from_slice(&body);
+        if frozen.load(Ordering::SeqCst) {
+            return std::future::pending::<()>().await;
+        }
+        let query = |word: &[u8]| msg[0] == b'Q' && body.to_ascii_uppercase().starts_with(word);
+        if query(b"LISTEN") {
+            shared.listeners.lock().unwrap().push(frozen.clone());
+        }
+        if query(b"COMMIT") && shared.cut_next_commit.swap(false, Ordering::SeqCst) {
+            // No answer reaches the client from here on.
+            answers.abort();
+            let _ = to_server.write_all(&msg).await;
+            // Let the server run it before the session goes away.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            shared.cuts.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        if to_server.write_all(&msg).await.is_err() {
+            break;
+        }
+    }
+    answers.abort();
+}
