@@ -329,6 +329,51 @@ async fn a_stdio_session_loses_a_key_revoked_elsewhere() {
     assert!(!keys.to_string().contains("persist"), "no key minted after the revocation: {keys}");
 }
 
+/// The operator moves a tenant to a smaller plan while an agent's
+/// `latchkey mcp` session runs: the session's next calls act under the new
+/// plan (its limits shown by whoami, its secret quota enforced), not the one
+/// it started with.
+#[tokio::test]
+async fn a_stdio_session_follows_a_plan_change_made_elsewhere() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let tenant = unique("stdio-plan");
+    let admin = srv.signup(&tenant).await;
+    let mut session = Stdio::start(&srv.data_dir, &admin);
+    assert_eq!(session.call("whoami", json!({}))["structuredContent"]["plan"], "unlimited");
+    for i in 0..3 {
+        let r = session.call("set_secret", json!({ "name": format!("S{i}"), "value": "v" }));
+        assert_ne!(r["isError"], true, "{r}");
+    }
+
+    let out = std::process::Command::new(common::bin())
+        .args(["tenant", "set-plan", &tenant, "free"])
+        .env("LATCHKEY_DATA_DIR", &srv.data_dir)
+        .env("LATCHKEY_MASTER_KEY", common::TEST_MASTER_KEY)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "set-plan: {}", String::from_utf8_lossy(&out.stderr));
+
+    let who = session.call("whoami", json!({}));
+    assert_eq!(
+        (&who["structuredContent"]["plan"], &who["structuredContent"]["limits"]["maxSecrets"]),
+        (&json!("free"), &json!(5)),
+        "{who}"
+    );
+    let mut refused = None;
+    for i in 3..7 {
+        let r = session.call("set_secret", json!({ "name": format!("S{i}"), "value": "v" }));
+        if r["isError"] == true {
+            refused = Some((i, r));
+            break;
+        }
+    }
+    let (at, r) = refused.expect("the free plan's quota of 5 secrets was not enforced");
+    assert_eq!(at, 5, "{r}");
+    assert!(r["content"][0]["text"].as_str().unwrap_or_default().contains("PLAN_LIMIT_REACHED"), "{r}");
+    assert!(session.finish());
+}
+
 /// Another process revokes a key that `serve` has cached; before `serve`
 /// notices, that key tries to mint a new admin key and to change keys. Key
 /// changes are decided on the database's word: each is refused.

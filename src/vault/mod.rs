@@ -156,14 +156,15 @@ impl Vault {
     /// process changed the database while a request was served from the cache,
     /// for every call of a long `latchkey mcp` session, and before any change
     /// to API keys (a key another process revoked a moment ago must not mint
-    /// or change one on the cache's word).
+    /// or change one on the cache's word). The tenant's plan is read again
+    /// too: an operator may have moved it since.
     pub async fn recheck(&self, p: &Principal) -> Result<Principal> {
         let seen_epoch = self.store.change_epoch();
-        let key = self.store.get_api_key(&p.tenant_id, &p.key_id).await?;
+        let (key, tenant) = tokio::try_join!(self.store.get_api_key(&p.tenant_id, &p.key_id), self.store.get_tenant(&p.tenant_id))?;
         let now = now_millis();
-        match key {
-            Some(key) if key.revoked_at.is_none() && key.expires_at.is_none_or(|e| e > now) => {
-                principal_of(key, p.plan.clone(), p.origin.clone(), seen_epoch)
+        match (key, tenant) {
+            (Some(key), Some(tenant)) if key.revoked_at.is_none() && key.expires_at.is_none_or(|e| e > now) => {
+                principal_of(key, tenant.plan, p.origin.clone(), seen_epoch)
             }
             _ => Err(Error::Unauthorized("this API key was revoked or has expired".into())),
         }
