@@ -249,6 +249,82 @@ async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
     assert_eq!(a.get(&format!("/api/v1/secrets/{id}"), &key).await.0, 401, "replica A accepted a key revoked on B");
 }
 
+/// Writes by a key that another process revoked a moment ago, sent before
+/// the cache can have noticed: each is refused inside its own transaction
+/// (the rotation in its batch, the rest at their audit entry), and nothing
+/// of them is written. `replica_a` serves them; `revoke` revokes the key
+/// elsewhere and returns at once.
+async fn writes_by_a_key_revoked_elsewhere(replica_a: &Server, check: &Server, admin: &str, rounds: usize, revoke: impl AsyncFnMut(&str)) {
+    let mut revoke = revoke;
+    let (_, s) = replica_a.post("/api/v1/secrets", admin, json!({ "name": "ROTATED", "value": "v1" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    for round in 0..rounds {
+        let (_, k) = replica_a.post("/api/v1/api-keys", admin, json!({ "name": format!("w{round}"), "permissions": "write" })).await;
+        let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+        warm(replica_a, &id, &[&key], "v1").await;
+        revoke(&key_id).await;
+        let path = format!("/api/v1/secrets/{id}");
+        let (rotated, created, project) = tokio::join!(
+            replica_a.put(&path, &key, json!({ "value": "by a revoked key" })),
+            replica_a.post("/api/v1/secrets", &key, json!({ "name": format!("PLANTED_{round}"), "value": "x" })),
+            replica_a.post("/api/v1/projects", &key, json!({ "name": format!("planted-{round}") })),
+        );
+        for (what, (status, body)) in [("rotation", rotated), ("new secret", created), ("new project", project)] {
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (401, Some("UNAUTHORIZED")),
+                "round {round}: {what} by a revoked key: {body}"
+            );
+        }
+    }
+    let (_, now) = check.get(&format!("/api/v1/secrets/{id}"), admin).await;
+    assert_eq!((now["value"].as_str(), now["version"].as_i64()), (Some("v1"), Some(1)), "{now}");
+    let (_, listed) = check.get("/api/v1/secrets", admin).await;
+    assert_eq!(listed["secrets"].as_array().unwrap().len(), 1, "{listed}");
+    let (_, projects) = check.get("/api/v1/projects", admin).await;
+    assert!(!projects.to_string().contains("planted"), "{projects}");
+}
+
+/// SQLite: a `latchkey mcp` session revokes the key while `serve` has it cached.
+#[tokio::test]
+async fn a_key_revoked_by_another_process_writes_nothing_on_sqlite() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("dead-writes")).await;
+    let mut session = Stdio::start(&srv.data_dir, &admin);
+    writes_by_a_key_revoked_elsewhere(&srv, &srv, &admin, 5, async |key_id: &str| {
+        let r = session.call("revoke_api_key", json!({ "id": key_id }));
+        assert_ne!(r["isError"], true, "{r}");
+    })
+    .await;
+    assert!(session.finish());
+}
+
+/// PostgreSQL: replica B revokes the key while replica A's listener has
+/// silently died, so A cannot hear of it (it would find out at the next
+/// heartbeat, a second later).
+#[tokio::test]
+async fn a_key_revoked_by_another_replica_writes_nothing_on_postgres() {
+    let direct = common::fresh_pg_database().await;
+    let proxy = PgProxy::start(upstream_of(&direct)).await;
+    let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
+    let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
+    let admin = a.signup(&unique("dead-writes")).await;
+    writes_by_a_key_revoked_elsewhere(&a, &b, &admin, 3, async |key_id: &str| {
+        let mut frozen = 0;
+        for _ in 0..100 {
+            frozen = proxy.freeze_listeners();
+            if frozen > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(frozen > 0, "replica A has no listener to freeze");
+        let (s, body) = b.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
+        assert_eq!(s, 200, "{body}");
+    })
+    .await;
+}
+
 /// Rotations whose clients hang up at every moment of the request: hyper
 /// drops a request when its connection closes, and a rotation that reached
 /// its commit still lands. Whatever the moment, the next read serves the

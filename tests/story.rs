@@ -175,6 +175,16 @@ async fn story(backend: Backend) {
     assert_eq!(srv.get("/api/v1/secrets", &exp_key).await.0, 200);
     tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
     assert_eq!(srv.get("/api/v1/secrets", &exp_key).await.0, 401, "expired key");
+    // An admin key may regenerate and then revoke itself (every write checks
+    // its own key inside the transaction, before the change).
+    let (_, me) = srv.post("/api/v1/api-keys", &key, json!({ "name": "retiring", "permissions": "admin" })).await;
+    let (me_key, me_id) = (me["apiKey"].as_str().unwrap().to_owned(), me["id"].as_str().unwrap().to_owned());
+    let (s, regen) = srv.post(&format!("/api/v1/api-keys/{me_id}/regenerate"), &me_key, json!({})).await;
+    assert_eq!(s, 200, "{regen}");
+    let me_key = regen["apiKey"].as_str().unwrap().to_owned();
+    let (s, gone) = srv.delete(&format!("/api/v1/api-keys/{me_id}"), &me_key).await;
+    assert_eq!(s, 200, "a key revoking itself: {gone}");
+    assert_eq!(srv.get("/api/v1/secrets", &me_key).await.0, 401, "a key that revoked itself");
 
     // Another tenant sees nothing of ours, and every answer is a plain 404.
     let intruder = srv.signup(&unique("intruder")).await;

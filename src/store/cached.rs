@@ -357,9 +357,16 @@ impl Store for CachedStore {
         self.inner.update_secret(tenant_id, id, expected_version, change).await
     }
 
-    async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome> {
+    async fn add_version(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        actor: &str,
+        change: VersionChange,
+    ) -> Result<WriteOutcome> {
         let _writing = self.secret_write(tenant_id, id);
-        self.inner.add_version(tenant_id, id, expected_version, change).await
+        self.inner.add_version(tenant_id, id, expected_version, actor, change).await
     }
 
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

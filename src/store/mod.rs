@@ -252,7 +252,16 @@ pub trait Store: Send + Sync + 'static {
     /// A new value and nothing else: the hot write. Same contract as
     /// [`Store::update_secret`]; a store may commit concurrent calls together
     /// (SQLite does), acknowledging each only after the shared commit.
-    async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome>;
+    /// `actor` is the writing key, checked inside the write like every
+    /// write's (see `sql::key_is_dead`).
+    async fn add_version(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        actor: &str,
+        change: VersionChange,
+    ) -> Result<WriteOutcome>;
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>>;
     async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>>;

@@ -362,6 +362,7 @@ impl PgBatch {
                  UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS v(id, seen, ver, at, name, project)
                  WHERE s.id = v.id AND s.current_version = v.seen AND s.name = v.name AND s.project_id IS NOT DISTINCT FROM v.project
+                   AND NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ANY($26) AND {})
                  RETURNING s.*
              ), new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
@@ -372,6 +373,7 @@ impl PgBatch {
                  WHERE a.id IN (SELECT id FROM advanced)
              )
              SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced FROM advanced",
+                key_is_dead("$27"),
                 audit_names().join(", "),
                 audit_params(12).join(", "),
                 audit_names().join(", ")
@@ -395,7 +397,7 @@ impl PgBatch {
             rows.extend(held.settle(read)?);
         }
         let seen: HashMap<String, super::SecretRow> = rows.iter().map(|r| (r.id.clone(), r.clone())).collect();
-        let plan = version_writer::plan(jobs, rows);
+        let plan = version_writer::plan(jobs, rows, &[]);
         let unconfirmed = |job: &Job| remembered.contains(&job.id) && !plan.touched.iter().any(|r| r.id == job.id);
         if plan.versions.is_empty() {
             return Ok(jobs.iter().zip(plan.outcomes).map(|(job, o)| Some(o).filter(|_| !unconfirmed(job))).collect());
@@ -415,7 +417,14 @@ impl PgBatch {
             .bind(column(v, |v| v.created_at))
             .bind(column(v, |v| v.created_by.as_str()));
         // Audit entry i belongs to version i (see `plan`).
-        let q = bind_audit_columns(q, a).bind(column(v, |v| v.secret_id.as_str())).bind(CHANNEL).bind(&self.instance);
+        // A dead key among the batch's writers fails every compare-and-set:
+        // the jobs take the locked path, which refuses that key's alone.
+        let q = bind_audit_columns(q, a)
+            .bind(column(v, |v| v.secret_id.as_str()))
+            .bind(CHANNEL)
+            .bind(&self.instance)
+            .bind(version_writer::actors(jobs))
+            .bind(super::now_millis());
         let written: std::collections::HashSet<&str> = t.iter().map(|r| r.id.as_str()).collect();
         let mut held = self.held.lock().await?;
         let done = q.fetch_all(held.conn()).await;
@@ -491,9 +500,15 @@ impl PgBatch {
         });
         let mut conn = WriteConn::acquire(&self.pool).await?;
         let mut tx = PgStore::begin_write(&mut conn).await?;
+        static DEAD: LazyLock<String> = LazyLock::new(|| format!("SELECT id FROM api_keys WHERE id = ANY($1) AND {}", key_is_dead("$2")));
         let rows: Vec<super::SecretRow> =
             sqlx::query_as(AssertSqlSafe(READ.as_str())).bind(version_writer::ids(jobs)).fetch_all(&mut *tx).await?;
-        let plan = version_writer::plan(jobs, rows);
+        let dead: Vec<String> = sqlx::query_scalar(AssertSqlSafe(DEAD.as_str()))
+            .bind(version_writer::actors(jobs))
+            .bind(super::now_millis())
+            .fetch_all(&mut *tx)
+            .await?;
+        let plan = version_writer::plan(jobs, rows, &dead);
         if plan.versions.is_empty() {
             return Ok(plan.outcomes);
         }
@@ -549,7 +564,7 @@ impl PgBatch {
 
 use std::collections::HashMap;
 
-use super::sql::AUDIT_INTO;
+use super::sql::{AUDIT_INTO, key_is_dead};
 use super::version_writer::{self, BatchWrite, Job, VersionWriter};
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

@@ -154,23 +154,28 @@ pub(super) const SECRET_COLS: &str =
 pub(super) const AUDIT_INTO: &str =
     "audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail)";
 
-/// `INSERT INTO audit_log … VALUES (…), (…)` for `rows` rows, built once per
-/// size. With `data_version` (SQLite), a second statement in the same call
-/// reads SQLite's `data_version` right after the insert commits: one result
-/// row, where `RETURNING` would send one per inserted row (see
-/// `SqliteStore::write_audit`).
-pub(super) fn audit_insert_sql(rows: usize, params: Params, data_version: bool) -> &'static str {
+/// Whether an `api_keys` row may no longer act at `at` (an SQL expression):
+/// revoked, or expired. Every write checks its actor's key with it inside its
+/// own transaction: a key another process revoked a moment ago may still sit
+/// in a cache that has not heard of it, but it writes nothing.
+pub(super) fn key_is_dead(at: &str) -> String {
+    format!("(revoked_at IS NOT NULL OR expires_at <= {at})")
+}
+
+/// The audit insert of a single write: its one row goes in only if the actor
+/// is not a dead key (see [`key_is_dead`]). Actors that are not keys
+/// (`operator`) have no row to be dead. Parameters: the 11 audit columns,
+/// then the actor and the time once more.
+pub(super) fn guarded_audit_sql(params: Params) -> &'static str {
     use std::sync::OnceLock;
-    type Sizes = [OnceLock<String>; AUDIT_ROWS_PER_INSERT];
-    static SQL: [[Sizes; 2]; 2] = [const { [const { [const { OnceLock::new() }; AUDIT_ROWS_PER_INSERT] }; 2] }; 2];
-    assert!((1..=AUDIT_ROWS_PER_INSERT).contains(&rows), "audit insert of {rows} rows");
-    SQL[usize::from(params == Params::Anonymous)][usize::from(data_version)][rows - 1].get_or_init(|| {
-        let mut sql = format!("INSERT INTO {AUDIT_INTO} VALUES ");
-        sql.push_str(&params.values(rows, 11));
-        if data_version {
-            sql.push_str("; SELECT data_version FROM pragma_data_version()");
-        }
-        sql
+    static SQL: [OnceLock<String>; 2] = [const { OnceLock::new() }; 2];
+    SQL[usize::from(params == Params::Anonymous)].get_or_init(|| {
+        format!(
+            "INSERT INTO {AUDIT_INTO} SELECT {} WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE id = {} AND {})",
+            params.list(1, 11),
+            params.list(12, 1),
+            key_is_dead(&params.list(13, 1))
+        )
     })
 }
 
@@ -208,14 +213,15 @@ macro_rules! sql_store {
         const KEY_COLS: &str = "id, tenant_id, name, prefix, key_hash, permission, project_scope, expires_at, \
                                 revoked_at, created_at, updated_at";
 
+        /// The audit entry of a write, inside its transaction; refuses (and so
+        /// rolls back the write) when the actor's key is revoked or expired.
         async fn insert_audit(tx: &mut Transaction<'_, $db>, a: &AuditRow) -> Result<()> {
-            audit_insert(std::slice::from_ref(a), false).execute(&mut **tx).await?;
+            let q = sqlx::query(AssertSqlSafe($crate::store::sql::guarded_audit_sql($params)));
+            let n = bind_audit(q, std::slice::from_ref(a)).bind(&a.actor).bind(a.at).execute(&mut **tx).await?.rows_affected();
+            if n == 0 {
+                return Err(Error::Unauthorized("this API key was revoked or has expired".into()));
+            }
             Ok(())
-        }
-
-        /// One multi-row audit insert (at most `AUDIT_ROWS_PER_INSERT` rows).
-        fn audit_insert(chunk: &[AuditRow], data_version: bool) -> sqlx::query::Query<'_, $db, <$db as sqlx::Database>::Arguments> {
-            bind_audit(sqlx::query(AssertSqlSafe($crate::store::sql::audit_insert_sql(chunk.len(), $params, data_version))), chunk)
         }
 
         /// Binds `chunk` as the parameters of an audit insert, after whatever
@@ -375,6 +381,8 @@ macro_rules! sql_store {
             async fn update_api_key(&self, k: &ApiKeyRow, audit: &AuditRow) -> Result<bool> {
                 let mut conn = self.write_conn().await?;
                 let mut tx = Self::begin_write(&mut conn).await?;
+                // First, while the actor's key is as it was: a key may revoke itself.
+                insert_audit(&mut tx, audit).await?;
                 let n = sqlx::query(
                     "UPDATE api_keys SET name = $3, prefix = $4, key_hash = $5, permission = $6, project_scope = $7, \
                      expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
@@ -396,7 +404,6 @@ macro_rules! sql_store {
                     return Ok(false);
                 }
                 self.announce_change(&mut tx, &k.tenant_id).await?;
-                insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -622,8 +629,8 @@ macro_rules! sql_store {
                 Ok(WriteOutcome::Written(Box::new(s)))
             }
 
-            async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome> {
-                self.versions.add(tenant_id, id, expected_version, change).await
+            async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, actor: &str, change: VersionChange) -> Result<WriteOutcome> {
+                self.versions.add(tenant_id, id, expected_version, actor, change).await
             }
 
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

@@ -103,8 +103,10 @@ impl SqliteStore {
         let mut changed = false;
         let mut conn = self.write_conn().await?;
         for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
-            let rows: Vec<i64> =
-                audit_insert(chunk, true).try_map(|row: sqlx::sqlite::SqliteRow| row.try_get(0)).fetch_all(&mut *conn).await?;
+            let rows: Vec<i64> = bind_audit(sqlx::query(AssertSqlSafe(audit_batch_sql(chunk.len()))), chunk)
+                .try_map(|row: sqlx::sqlite::SqliteRow| row.try_get(0))
+                .fetch_all(&mut *conn)
+                .await?;
             let Some(&v) = rows.last() else { return Err(crate::error::Error::internal("no data_version after an audit insert")) };
             changed |= self.data_version.swap(v, Ordering::SeqCst) != v;
         }
@@ -137,7 +139,7 @@ impl SqliteStore {
 }
 
 use super::AuditRow;
-use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params};
+use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params, key_is_dead};
 use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
 use sqlx::Row;
 
@@ -172,11 +174,20 @@ async fn write_locked(
 ) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
     let jobs: Vec<&Job> = jobs.iter().collect();
     let ids = version_writer::ids(&jobs);
-    let mut q = sqlx::query_as::<_, super::SecretRow>(AssertSqlSafe(batch_sql(Shape::Select, ids.len())));
+    let actors = serde_json::to_string(&version_writer::actors(&jobs)).map_err(crate::error::Error::internal)?;
+    let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Select, ids.len()))).bind(actors).bind(super::now_millis());
     for id in &ids {
         q = q.bind(*id);
     }
-    let plan = version_writer::plan(&jobs, q.fetch_all(&mut *conn).await?);
+    // One call, two statements: the dead keys' ids (one column), then the secrets.
+    let (mut dead, mut rows) = (Vec::new(), Vec::new());
+    for row in q.fetch_all(&mut *conn).await? {
+        match row.len() {
+            1 => dead.push(row.try_get(0)?),
+            _ => rows.push(sqlx::FromRow::from_row(&row)?),
+        }
+    }
+    let plan = version_writer::plan(&jobs, rows, &dead);
     if plan.versions.is_empty() {
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         return Ok(plan.outcomes);
@@ -199,9 +210,23 @@ async fn write_locked(
     Ok(plan.outcomes)
 }
 
+/// `INSERT INTO audit_log … VALUES (…), (…)` for `rows` rows (at most
+/// `AUDIT_ROWS_PER_INSERT`), built once per size, then a second statement in
+/// the same call that reads SQLite's `data_version` right after the insert
+/// commits: one result row, where `RETURNING` would send one per inserted row
+/// (see `SqliteStore::write_audit`).
+fn audit_batch_sql(rows: usize) -> &'static str {
+    static SQL: [OnceLock<String>; AUDIT_ROWS_PER_INSERT] = [const { OnceLock::new() }; AUDIT_ROWS_PER_INSERT];
+    assert!((1..=AUDIT_ROWS_PER_INSERT).contains(&rows), "audit insert of {rows} rows");
+    SQL[rows - 1].get_or_init(|| {
+        format!("INSERT INTO {AUDIT_INTO} VALUES {}; SELECT data_version FROM pragma_data_version()", Params::Anonymous.values(rows, 11))
+    })
+}
+
 #[derive(Clone, Copy)]
 enum Shape {
-    /// The secrets a batch touches.
+    /// Opens the transaction and reads which of the batch's keys are dead
+    /// (their ids as a JSON array, then the time), then the secrets it touches.
     Select,
     /// One row per new version.
     Versions,
@@ -229,7 +254,9 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
         let list = |width: usize| Params::Anonymous.values(n, width);
         match shape {
             Shape::Select => format!(
-                "BEGIN IMMEDIATE; SELECT {SECRET_COLS} FROM secrets WHERE id IN ({})",
+                "BEGIN IMMEDIATE; SELECT id FROM api_keys WHERE id IN (SELECT value FROM json_each(?)) AND {}; \
+                 SELECT {SECRET_COLS} FROM secrets WHERE id IN ({})",
+                key_is_dead("?"),
                 Params::Anonymous.list(1, n)
             ),
             Shape::Versions => {

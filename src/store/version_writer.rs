@@ -32,6 +32,9 @@ pub struct Job {
     pub tenant_id: String,
     pub id: String,
     pub expected_version: Option<i64>,
+    /// The writing key; a job whose key is dead by the time its batch holds
+    /// the rows is refused (see `sql::key_is_dead`).
+    pub actor: String,
     pub change: VersionChange,
     pub done: oneshot::Sender<Result<WriteOutcome>>,
 }
@@ -87,12 +90,27 @@ impl VersionWriter {
         VersionWriter { queue }
     }
 
-    pub async fn add(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: VersionChange) -> Result<WriteOutcome> {
+    pub async fn add(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        actor: &str,
+        change: VersionChange,
+    ) -> Result<WriteOutcome> {
         let (done, answer) = oneshot::channel();
-        let job = Job { tenant_id: tenant_id.to_owned(), id: id.to_owned(), expected_version, change, done };
+        let job = Job { tenant_id: tenant_id.to_owned(), id: id.to_owned(), expected_version, actor: actor.to_owned(), change, done };
         self.queue.send(job).await.map_err(|_| Error::internal("version writer stopped"))?;
         answer.await.map_err(|_| Error::internal("version writer stopped"))?
     }
+}
+
+/// The distinct actors of a batch.
+pub fn actors<'j>(jobs: &[&'j Job]) -> Vec<&'j str> {
+    let mut actors: Vec<&str> = jobs.iter().map(|j| j.actor.as_str()).collect();
+    actors.sort_unstable();
+    actors.dedup();
+    actors
 }
 
 /// The distinct secret ids of a batch, sorted (a stable lock order).
@@ -114,12 +132,15 @@ pub struct Plan {
 
 /// Applies the jobs in arrival order to `rows` (the batch's secrets as the
 /// transaction found them), exactly as if they had committed one by one.
-pub fn plan(jobs: &[&Job], rows: Vec<SecretRow>) -> Plan {
+/// Jobs of a key in `dead` (revoked or expired, as the transaction found
+/// the keys) are refused.
+pub fn plan(jobs: &[&Job], rows: Vec<SecretRow>, dead: &[String]) -> Plan {
     let mut current: HashMap<String, SecretRow> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut outcomes = Vec::with_capacity(jobs.len());
     let (mut versions, mut audits): (Vec<VersionRow>, Vec<AuditRow>) = (vec![], vec![]);
     for job in jobs {
         let outcome = match current.get(&job.id).filter(|r| r.tenant_id == job.tenant_id) {
+            _ if dead.contains(&job.actor) => Err(Error::Unauthorized("this API key was revoked or has expired".into())),
             None => Ok(WriteOutcome::Missing),
             Some(row) if job.expected_version.is_some_and(|e| e != row.current_version) => {
                 Ok(WriteOutcome::Stale { current: row.current_version })

@@ -65,13 +65,10 @@ impl PgProxy {
     }
 
     /// Freezes every session that has sent `LISTEN` so far and returns how
-    /// many; sessions opened later pass normally.
+    /// many were not frozen yet; sessions opened later pass normally.
     pub fn freeze_listeners(&self) -> usize {
         let listeners = self.shared.listeners.lock().unwrap();
-        for l in listeners.iter() {
-            l.store(true, Ordering::SeqCst);
-        }
-        listeners.len()
+        listeners.iter().filter(|l| !l.swap(true, Ordering::SeqCst)).count()
     }
 }
 
