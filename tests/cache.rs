@@ -232,7 +232,7 @@ async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
     assert!(listening, "replica A never sent LISTEN");
     warm(&a, &id, &[&admin, &key], "one").await;
 
-    assert_eq!(proxy.freeze_listeners(), 1);
+    assert!(proxy.freeze_listeners() >= 1, "no listener to freeze");
     assert_eq!(b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": "two" })).await.0, 200);
     let (s, _) = b.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
     assert!(s == 200 || s == 204, "{s}");
@@ -247,6 +247,49 @@ async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
     }
     assert_eq!(seen.expect("replica A kept serving the old value after its listener died")["version"], 2);
     assert_eq!(a.get(&format!("/api/v1/secrets/{id}"), &key).await.0, 401, "replica A accepted a key revoked on B");
+    // The dead session is still open: A shuts down all the same (the
+    // proxy keeps running on this thread while `stop` waits on another).
+    let code = tokio::task::spawn_blocking(move || a.stop()).await.unwrap();
+    assert_eq!(code, Some(0), "replica A did not shut down within 10 s after its listener died");
+}
+
+/// Replica A's `LISTEN` session is closed (a pooler restart,
+/// `pg_terminate_backend`, a slow failover) and getting it back takes longer
+/// than the heartbeat's second. Replica B rotates a secret in that gap, so
+/// its notification reaches nobody: A must count the gap itself as a change.
+#[tokio::test]
+async fn a_replica_whose_listener_reconnects_slowly_misses_nothing() {
+    let direct = common::fresh_pg_database().await;
+    let proxy = PgProxy::start(upstream_of(&direct)).await;
+    let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
+    let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
+    let admin = a.signup(&unique("slow-listen")).await;
+    let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "SHARED", "value": "one" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    let mut listening = false;
+    for _ in 0..100 {
+        if proxy.listeners() > 0 {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listening, "replica A never sent LISTEN");
+    warm(&a, &id, &[&admin], "one").await;
+
+    proxy.delay_listen(Duration::from_millis(1500));
+    proxy.close_listeners();
+    assert_eq!(b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": "two" })).await.0, 200);
+    let mut seen = None;
+    for _ in 0..200 {
+        let (_, body) = a.get(&format!("/api/v1/secrets/{id}"), &admin).await;
+        if body["value"] == "two" {
+            seen = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.expect("replica A kept serving the old value after its listener came back")["version"], 2);
 }
 
 /// Writes by a key that another process revoked a moment ago, sent before

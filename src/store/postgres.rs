@@ -157,18 +157,35 @@ impl PgStore {
     /// no longer come while the cache went on serving. So an idle listener
     /// asks the server something every [`HEARTBEAT`], and a connection that
     /// does not answer within [`HEARTBEAT_TIMEOUT`] counts as lost.
+    ///
+    /// The listener has a small pool of its own. Dropping a `PgListener`
+    /// sends `UNLISTEN *` on its connection in a task with no timeout; on a
+    /// connection that died silently that task holds the connection until
+    /// TCP gives up (minutes). In the shared pool it would take one of the
+    /// writers' connections and keep closing the pool, and so shutdown, waiting.
     fn spawn_listener(&self) {
         let (pool, instance, changed, listening) =
             (self.reader.clone(), self.instance.clone(), self.changed.clone(), self.listening.clone());
+        let own = PgPoolOptions::new()
+            .max_connections(4)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with((*pool.connect_options()).clone());
         tokio::spawn(async move {
             while !pool.is_closed() {
-                if let Ok(mut listener) = PgListener::connect_with(&pool).await
+                if let Ok(mut listener) = PgListener::connect_with(&own).await
                     && listener.listen(CHANNEL).await.is_ok()
                 {
+                    // A lost connection ends `try_recv` at once. By default sqlx
+                    // would reconnect inside it, and a heartbeat firing during
+                    // that reconnect would drop it half-way and let the probe
+                    // reconnect silently: the gap's notifications lost unnoticed.
+                    listener.eager_reconnect(false);
                     changed.store(true, Ordering::SeqCst);
                     listening.store(true, Ordering::SeqCst);
                     loop {
-                        // `try_recv` is cancel-safe: a notification half read
+                        // Reading a notification is cancel-safe: one half read
                         // when the heartbeat fires stays in the buffer.
                         tokio::select! {
                             n = listener.try_recv() => match n {

@@ -4,13 +4,16 @@
 //!   (a failover or a proxy reset: the client cannot know whether it committed);
 //! - freeze the sessions that sent `LISTEN`: both sockets stay open and
 //!   nothing passes either way any more (a host gone without a word, a NAT
-//!   that forgot the connection: no error ever reaches the client).
+//!   that forgot the connection: no error ever reaches the client);
+//! - close the sessions that sent `LISTEN`, and hold each new `LISTEN` for a
+//!   while (a pooler restart, `pg_terminate_backend`, a slow failover).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 pub struct PgProxy {
     pub port: u16,
@@ -23,8 +26,16 @@ struct Shared {
     cut_next_commit: AtomicBool,
     /// Sessions cut that way.
     cuts: AtomicUsize,
-    /// One flag per session that sent `LISTEN`, set to freeze it.
-    listeners: Mutex<Vec<Arc<AtomicBool>>>,
+    /// The sessions that sent `LISTEN`.
+    listeners: Mutex<Vec<Arc<Session>>>,
+    /// How long each `LISTEN` is held before it is passed on.
+    listen_delay: Mutex<std::time::Duration>,
+}
+
+#[derive(Default)]
+struct Session {
+    frozen: AtomicBool,
+    closed: CancellationToken,
 }
 
 impl PgProxy {
@@ -68,7 +79,19 @@ impl PgProxy {
     /// many were not frozen yet; sessions opened later pass normally.
     pub fn freeze_listeners(&self) -> usize {
         let listeners = self.shared.listeners.lock().unwrap();
-        listeners.iter().filter(|l| !l.swap(true, Ordering::SeqCst)).count()
+        listeners.iter().filter(|l| !l.frozen.swap(true, Ordering::SeqCst)).count()
+    }
+
+    /// Closes every session that has sent `LISTEN` so far, both ways.
+    pub fn close_listeners(&self) {
+        for l in self.shared.listeners.lock().unwrap().iter() {
+            l.closed.cancel();
+        }
+    }
+
+    /// Holds each `LISTEN` from now on for `delay` before passing it on.
+    pub fn delay_listen(&self, delay: std::time::Duration) {
+        *self.shared.listen_delay.lock().unwrap() = delay;
     }
 }
 
@@ -81,15 +104,19 @@ pub fn upstream_of(database_url: &str) -> &str {
 /// Copies both ways; reads the client's side message by message (after the
 /// untyped startup message, each is a type byte and a length).
 async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
+    let session = Arc::new(Session::default());
     let (mut from_client, to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
-    let frozen = Arc::new(AtomicBool::new(false));
-    let f = frozen.clone();
+    let s = session.clone();
     let answers = tokio::spawn(async move {
         let mut to_client = to_client;
         let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = from_server.read(&mut buf).await {
-            if f.load(Ordering::SeqCst) {
+        loop {
+            let n = tokio::select! {
+                n = from_server.read(&mut buf) => match n { Ok(n) => n, Err(_) => break },
+                () = s.closed.cancelled() => break,
+            };
+            if s.frozen.load(Ordering::SeqCst) {
                 // Hold both halves: the client sees neither data nor an end.
                 return std::future::pending::<()>().await;
             }
@@ -98,28 +125,45 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
             }
         }
     });
+    let closed = session.closed.clone();
+    tokio::select! {
+        () = forward_client(&mut from_client, &mut to_server, &shared, &session, &answers) => {}
+        () = closed.cancelled() => {}
+    }
+    answers.abort();
+}
+
+async fn forward_client(
+    from_client: &mut tokio::net::tcp::OwnedReadHalf,
+    to_server: &mut tokio::net::tcp::OwnedWriteHalf,
+    shared: &Shared,
+    session: &Arc<Session>,
+    answers: &tokio::task::JoinHandle<()>,
+) {
     let mut started = false;
     loop {
         let mut msg = Vec::new();
         let head_len = if started { 5 } else { 4 };
         let mut head = vec![0u8; head_len];
         if from_client.read_exact(&mut head).await.is_err() {
-            break;
+            return;
         }
         started = true;
         msg.extend_from_slice(&head);
         let len = u32::from_be_bytes(msg[msg.len() - 4..].try_into().unwrap()) as usize;
         let mut body = vec![0u8; len - 4];
         if from_client.read_exact(&mut body).await.is_err() {
-            break;
+            return;
         }
         msg.extend_from_slice(&body);
-        if frozen.load(Ordering::SeqCst) {
+        if session.frozen.load(Ordering::SeqCst) {
             return std::future::pending::<()>().await;
         }
         let query = |word: &[u8]| msg[0] == b'Q' && body.to_ascii_uppercase().starts_with(word);
         if query(b"LISTEN") {
-            shared.listeners.lock().unwrap().push(frozen.clone());
+            shared.listeners.lock().unwrap().push(session.clone());
+            let delay = *shared.listen_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
         }
         if query(b"COMMIT") && shared.cut_next_commit.swap(false, Ordering::SeqCst) {
             // No answer reaches the client from here on.
@@ -131,8 +175,7 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
             return;
         }
         if to_server.write_all(&msg).await.is_err() {
-            break;
+            return;
         }
     }
-    answers.abort();
 }
