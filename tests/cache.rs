@@ -25,7 +25,16 @@ struct Stdio {
 
 impl Stdio {
     fn start(dir: &Path, key: &str) -> Stdio {
-        let mut child = common::mcp_stdio(dir).env("LATCHKEY_API_KEY", key).env("LATCHKEY_LOG", "warn").spawn().unwrap();
+        Self::spawn(common::mcp_stdio(dir).env("LATCHKEY_API_KEY", key))
+    }
+
+    /// A session without a key: it acts as the local tenant's admin.
+    fn start_local(dir: &Path) -> Stdio {
+        Self::spawn(&mut common::mcp_stdio(dir))
+    }
+
+    fn spawn(command: &mut std::process::Command) -> Stdio {
+        let mut child = command.env("LATCHKEY_LOG", "warn").spawn().unwrap();
         let stdin = child.stdin.take();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut session = Stdio { child, stdin, lines, next: 0 };
@@ -295,33 +304,55 @@ async fn a_replica_whose_listener_reconnects_slowly_misses_nothing() {
 /// Writes by a key that another process revoked a moment ago, sent before
 /// the cache can have noticed: each is refused inside its own transaction
 /// (the rotation in its batch, the rest at their audit entry), and nothing
-/// of them is written. `replica_a` serves them; `revoke` revokes the key
-/// elsewhere and returns at once.
+/// of them is written. Rotations by a live key run beside them, most likely
+/// in the same batches, and all land. `replica_a` serves them; `revoke`
+/// revokes the key elsewhere and returns at once.
 async fn writes_by_a_key_revoked_elsewhere(replica_a: &Server, check: &Server, admin: &str, rounds: usize, revoke: impl AsyncFnMut(&str)) {
+    const EACH: usize = 4;
     let mut revoke = revoke;
     let (_, s) = replica_a.post("/api/v1/secrets", admin, json!({ "name": "ROTATED", "value": "v1" })).await;
     let id = s["secretId"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/secrets/{id}");
     for round in 0..rounds {
         let (_, k) = replica_a.post("/api/v1/api-keys", admin, json!({ "name": format!("w{round}"), "permissions": "write" })).await;
         let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
-        warm(replica_a, &id, &[&key], "v1").await;
+        let (_, current) = replica_a.get(&path, &key).await;
+        warm(replica_a, &id, &[&key], current["value"].as_str().unwrap()).await;
         revoke(&key_id).await;
-        let path = format!("/api/v1/secrets/{id}");
-        let (rotated, created, project) = tokio::join!(
-            replica_a.put(&path, &key, json!({ "value": "by a revoked key" })),
+        let dead = || replica_a.put(&path, &key, json!({ "value": "by a revoked key" }));
+        let live = |i: usize| replica_a.put(&path, admin, json!({ "value": format!("admin-{round}-{i}") }));
+        let (d0, d1, d2, d3, l0, l1, l2, l3, created, project) = tokio::join!(
+            dead(),
+            dead(),
+            dead(),
+            dead(),
+            live(0),
+            live(1),
+            live(2),
+            live(3),
             replica_a.post("/api/v1/secrets", &key, json!({ "name": format!("PLANTED_{round}"), "value": "x" })),
             replica_a.post("/api/v1/projects", &key, json!({ "name": format!("planted-{round}") })),
         );
-        for (what, (status, body)) in [("rotation", rotated), ("new secret", created), ("new project", project)] {
+        let (dead, live) = ([d0, d1, d2, d3], [l0, l1, l2, l3]);
+        let refused = dead.into_iter().map(|r| ("rotation", r)).chain([("new secret", created), ("new project", project)]);
+        for (what, (status, body)) in refused {
             assert_eq!(
                 (status, body["error"]["code"].as_str()),
                 (401, Some("UNAUTHORIZED")),
                 "round {round}: {what} by a revoked key: {body}"
             );
         }
+        for (status, body) in live {
+            assert_eq!(status, 200, "round {round}: a rotation by a live key beside them: {body}");
+        }
     }
-    let (_, now) = check.get(&format!("/api/v1/secrets/{id}"), admin).await;
-    assert_eq!((now["value"].as_str(), now["version"].as_i64()), (Some("v1"), Some(1)), "{now}");
+    let (_, now) = check.get(&path, admin).await;
+    let last = now["version"].as_i64().unwrap();
+    assert_eq!(last, 1 + (EACH * rounds) as i64, "{now}");
+    for version in 2..=last {
+        let (_, v) = check.get(&format!("{path}?version={version}"), admin).await;
+        assert!(v["value"].as_str().unwrap().starts_with("admin-"), "version {version}: {v}");
+    }
     let (_, listed) = check.get("/api/v1/secrets", admin).await;
     assert_eq!(listed["secrets"].as_array().unwrap().len(), 1, "{listed}");
     let (_, projects) = check.get("/api/v1/projects", admin).await;
@@ -344,7 +375,9 @@ async fn a_key_revoked_by_another_process_writes_nothing_on_sqlite() {
 
 /// PostgreSQL: replica B revokes the key while replica A's listener has
 /// silently died, so A cannot hear of it (it would find out at the next
-/// heartbeat, a second later).
+/// heartbeat, a second later). One round: by the next, the heartbeat has
+/// found the frozen listener and emptied A's cache, so a second round would
+/// be refused before it reaches a write.
 #[tokio::test]
 async fn a_key_revoked_by_another_replica_writes_nothing_on_postgres() {
     let direct = common::fresh_pg_database().await;
@@ -352,7 +385,7 @@ async fn a_key_revoked_by_another_replica_writes_nothing_on_postgres() {
     let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
     let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
     let admin = a.signup(&unique("dead-writes")).await;
-    writes_by_a_key_revoked_elsewhere(&a, &b, &admin, 3, async |key_id: &str| {
+    writes_by_a_key_revoked_elsewhere(&a, &b, &admin, 1, async |key_id: &str| {
         let mut frozen = 0;
         for _ in 0..100 {
             frozen = proxy.freeze_listeners();
@@ -491,6 +524,28 @@ async fn a_stdio_session_follows_a_plan_change_made_elsewhere() {
     assert_eq!(at, 5, "{r}");
     assert!(r["content"][0]["text"].as_str().unwrap_or_default().contains("PLAN_LIMIT_REACHED"), "{r}");
     assert!(session.finish());
+}
+
+/// The local admin key of `latchkey mcp` (run without an API key) was given
+/// an expiry, and it has passed: the next session mints a fresh local key
+/// instead of failing every call for good.
+#[tokio::test]
+async fn a_local_session_gets_a_new_key_once_the_old_one_expired() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Stdio::start_local(dir.path());
+    let old = first.call("whoami", json!({}))["structuredContent"]["keyId"].as_str().unwrap().to_owned();
+    assert!(first.finish());
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE api_keys SET expires_at = 1 WHERE id = ?").bind(&old).execute(&mut db).await.unwrap();
+    db.close().await.unwrap();
+
+    let mut second = Stdio::start_local(dir.path());
+    let me = second.call("whoami", json!({}));
+    assert_ne!(me["isError"], true, "{me}");
+    assert_ne!(me["structuredContent"]["keyId"].as_str(), Some(old.as_str()), "{me}");
+    assert!(second.finish());
 }
 
 /// Another process revokes a key that `serve` has cached; before `serve`

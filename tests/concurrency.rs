@@ -520,3 +520,54 @@ async fn a_commit_whose_answer_is_lost_is_never_written_twice() {
     let (s, body) = srv.put(&format!("/api/v1/secrets/{moved}"), &key, json!({ "value": "after", "expectedVersion": current })).await;
     assert_eq!((s, body["version"].as_i64()), (200, Some(current + 1)), "{body}");
 }
+
+/// A key change (a rename) that read the key just before another replica's
+/// revocation committed must not write the key back unrevoked: the rename
+/// waits on the revocation's row lock, then finds the key revoked and
+/// answers 409, and the key stays dead.
+#[tokio::test]
+async fn a_key_change_cannot_undo_a_concurrent_revocation() {
+    use sqlx::Connection;
+    let srv = std::sync::Arc::new(Server::start(Backend::Postgres).await);
+    let admin = srv.signup(&unique("unrevoke")).await;
+    let (_, k) = srv.post("/api/v1/api-keys", &admin, json!({ "name": "doomed", "permissions": "read" })).await;
+    let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+    assert_eq!(srv.get("/api/v1/secrets", &key).await.0, 200);
+
+    // "Another replica" revokes the key and has not committed yet.
+    let mut db = sqlx::PgConnection::connect(srv.database_url.as_deref().unwrap()).await.unwrap();
+    let mut other = db.begin().await.unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = 1, updated_at = 1 WHERE id = $1").bind(&key_id).execute(&mut *other).await.unwrap();
+    let (s, path) = (srv.clone(), format!("/api/v1/api-keys/{key_id}"));
+    let rename = tokio::spawn(async move { s.put(&path, &admin, json!({ "name": "renamed" })).await });
+    let mut waiting = false;
+    for _ in 0..100 {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+                .fetch_one(&mut *other)
+                .await
+                .unwrap();
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(waiting, "the rename never waited on the revocation's lock");
+    other.commit().await.unwrap();
+
+    let (s, body) = rename.await.unwrap();
+    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("CONFLICT")), "{body}");
+    let revoked: Option<i64> =
+        sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE id = $1").bind(&key_id).fetch_one(&mut db).await.unwrap();
+    assert_eq!(revoked, Some(1), "the rename brought the key back");
+    let mut refused = false;
+    for _ in 0..100 {
+        if srv.get("/api/v1/secrets", &key).await.0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the revoked key still works");
+}

@@ -215,7 +215,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>>;
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
     /// Rewrites a key's mutable fields (name, hash, prefix, permission, scope,
-    /// expiry, revocation). Returns false when the key is not the tenant's.
+    /// expiry, revocation) of a key that is not revoked. Returns false when
+    /// the key is not the tenant's or was revoked meanwhile: a change read
+    /// before a revocation committed must not bring the key back.
     async fn update_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<bool>;
 
     // Projects.

@@ -217,7 +217,9 @@ macro_rules! sql_store {
         /// rolls back the write) when the actor's key is revoked or expired.
         async fn insert_audit(tx: &mut Transaction<'_, $db>, a: &AuditRow) -> Result<()> {
             let q = sqlx::query(AssertSqlSafe($crate::store::sql::guarded_audit_sql($params)));
-            let n = bind_audit(q, std::slice::from_ref(a)).bind(&a.actor).bind(a.at).execute(&mut **tx).await?.rows_affected();
+            // Expiry is judged now, inside the transaction, not at the entry's
+            // time (taken before waiting for the writer).
+            let n = bind_audit(q, std::slice::from_ref(a)).bind(&a.actor).bind(now_millis()).execute(&mut **tx).await?.rows_affected();
             if n == 0 {
                 return Err(Error::Unauthorized("this API key was revoked or has expired".into()));
             }
@@ -385,7 +387,7 @@ macro_rules! sql_store {
                 insert_audit(&mut tx, audit).await?;
                 let n = sqlx::query(
                     "UPDATE api_keys SET name = $3, prefix = $4, key_hash = $5, permission = $6, project_scope = $7, \
-                     expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
+                     expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
                 )
                 .bind(&k.tenant_id)
                 .bind(&k.id)

@@ -149,7 +149,7 @@ impl Vault {
                     .audit("apikey.update", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": row.name, "permissions": row.permission }));
                 if !self.store.update_api_key(&row, &audit).await? {
-                    return Err(Error::NotFound("api key"));
+                    return Err(Error::Conflict("this key was revoked meanwhile".into()));
                 }
                 Ok(ApiKeyView::from(&row))
             }
@@ -176,7 +176,7 @@ impl Vault {
                 row.updated_at = now;
                 let audit = p.audit("apikey.revoke", "api_key", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 if !self.store.update_api_key(&row, &audit).await? {
-                    return Err(Error::NotFound("api key"));
+                    return Err(Error::Conflict("this key was revoked meanwhile".into()));
                 }
                 Ok(ApiKeyView::from(&row))
             }
@@ -206,7 +206,7 @@ impl Vault {
                 let audit =
                     p.audit("apikey.regenerate", "api_key", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 if !self.store.update_api_key(&row, &audit).await? {
-                    return Err(Error::NotFound("api key"));
+                    return Err(Error::Conflict("this key was revoked meanwhile".into()));
                 }
                 Ok(IssuedApiKey { api_key: token, key: ApiKeyView::from(&row) })
             }

@@ -6,7 +6,7 @@ use super::principal::{Origin, WithDetail};
 use super::views::{Quickstart, SignupRequest, SignupResponse, Usage, WhoAmI};
 use super::{Permission, Principal, Vault, names, plans};
 use crate::error::{Error, Result};
-use crate::store::{TenantRow, now_millis};
+use crate::store::{ApiKeyRow, TenantRow, now_millis};
 
 impl Vault {
     /// Creates a tenant on the operator's default plan with one admin key.
@@ -76,7 +76,9 @@ impl Vault {
         }
         let tenant = self.store.get_tenant(tenant_id).await?.ok_or(Error::NotFound("tenant"))?;
         let keys = self.store.list_api_keys(tenant_id).await?;
-        let key = match keys.into_iter().find(|k| k.name == LOCAL_KEY && k.revoked_at.is_none()) {
+        let now = now_millis();
+        let usable = |k: &ApiKeyRow| k.name == LOCAL_KEY && k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now);
+        let key = match keys.into_iter().find(usable) {
             Some(k) => k,
             None => {
                 let (row, _plaintext_never_kept) =
