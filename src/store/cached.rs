@@ -277,9 +277,9 @@ impl Store for CachedStore {
         self.inner.insert_api_key(key, audit).await
     }
 
-    async fn update_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<bool> {
+    async fn update_api_key(&self, key: &ApiKeyRow, seen_updated_at: Millis, audit: &AuditRow) -> Result<bool> {
         let _writing = self.keys_write(&key.tenant_id);
-        self.inner.update_api_key(key, audit).await
+        self.inner.update_api_key(key, seen_updated_at, audit).await
     }
 
     async fn insert_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<()> {

@@ -215,10 +215,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>>;
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
     /// Rewrites a key's mutable fields (name, hash, prefix, permission, scope,
-    /// expiry, revocation) of a key that is not revoked. Returns false when
-    /// the key is not the tenant's or was revoked meanwhile: a change read
-    /// before a revocation committed must not bring the key back.
-    async fn update_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<bool>;
+    /// expiry, revocation), if the key is not revoked and is as it was read:
+    /// its `updated_at` is still `seen_updated_at`. Returns false otherwise
+    /// (or when the key is not the tenant's): a change read before another
+    /// one committed must not write back what that one changed, such as a
+    /// revocation, a regenerated hash or a cut permission.
+    async fn update_api_key(&self, key: &ApiKeyRow, seen_updated_at: Millis, audit: &AuditRow) -> Result<bool>;
 
     // Projects.
     async fn insert_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<()>;

@@ -173,37 +173,50 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with((*pool.connect_options()).clone());
         tokio::spawn(async move {
+            // Whether the last attempt to listen failed: said once per outage.
+            let mut failing = false;
             while !pool.is_closed() {
-                if let Ok(mut listener) = PgListener::connect_with(&own).await
-                    && listener.listen(CHANNEL).await.is_ok()
-                {
-                    // A lost connection ends `try_recv` at once. By default sqlx
-                    // would reconnect inside it, and a heartbeat firing during
-                    // that reconnect would drop it half-way and let the probe
-                    // reconnect silently: the gap's notifications lost unnoticed.
-                    listener.eager_reconnect(false);
-                    changed.store(true, Ordering::SeqCst);
-                    listening.store(true, Ordering::SeqCst);
-                    loop {
-                        // Reading a notification is cancel-safe: one half read
-                        // when the heartbeat fires stays in the buffer.
-                        tokio::select! {
-                            n = listener.try_recv() => match n {
-                                Ok(Some(n)) if n.payload() != instance => changed.store(true, Ordering::SeqCst),
-                                Ok(Some(_)) => {}
-                                _ => break,
-                            },
-                            () = tokio::time::sleep(HEARTBEAT) => {
-                                let probe = sqlx::query("SELECT 1").execute(&mut listener);
-                                if !matches!(tokio::time::timeout(HEARTBEAT_TIMEOUT, probe).await, Ok(Ok(_))) {
-                                    break;
+                let subscribed = async {
+                    let mut listener = PgListener::connect_with(&own).await?;
+                    listener.listen(CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(listener)
+                };
+                match subscribed.await {
+                    Err(e) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL; caching stays off until it can");
+                        }
+                    }
+                    Ok(mut listener) => {
+                        failing = false;
+                        // A lost connection ends `try_recv` at once. By default sqlx
+                        // would reconnect inside it, and a heartbeat firing during
+                        // that reconnect would drop it half-way and let the probe
+                        // reconnect silently: the gap's notifications lost unnoticed.
+                        listener.eager_reconnect(false);
+                        changed.store(true, Ordering::SeqCst);
+                        listening.store(true, Ordering::SeqCst);
+                        loop {
+                            // Reading a notification is cancel-safe: one half read
+                            // when the heartbeat fires stays in the buffer.
+                            tokio::select! {
+                                n = listener.try_recv() => match n {
+                                    Ok(Some(n)) if n.payload() != instance => changed.store(true, Ordering::SeqCst),
+                                    Ok(Some(_)) => {}
+                                    _ => break,
+                                },
+                                () = tokio::time::sleep(HEARTBEAT) => {
+                                    let probe = sqlx::query("SELECT 1").execute(&mut listener);
+                                    if !matches!(tokio::time::timeout(HEARTBEAT_TIMEOUT, probe).await, Ok(Ok(_))) {
+                                        break;
+                                    }
                                 }
                             }
                         }
+                        listening.store(false, Ordering::SeqCst);
+                        changed.store(true, Ordering::SeqCst);
+                        tracing::warn!("lost the PostgreSQL LISTEN connection; caching is off until it is back");
                     }
-                    listening.store(false, Ordering::SeqCst);
-                    changed.store(true, Ordering::SeqCst);
-                    tracing::warn!("lost the PostgreSQL LISTEN connection; caching is off until it is back");
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

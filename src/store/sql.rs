@@ -380,14 +380,15 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn update_api_key(&self, k: &ApiKeyRow, audit: &AuditRow) -> Result<bool> {
+            async fn update_api_key(&self, k: &ApiKeyRow, seen_updated_at: Millis, audit: &AuditRow) -> Result<bool> {
                 let mut conn = self.write_conn().await?;
                 let mut tx = Self::begin_write(&mut conn).await?;
                 // First, while the actor's key is as it was: a key may revoke itself.
                 insert_audit(&mut tx, audit).await?;
                 let n = sqlx::query(
                     "UPDATE api_keys SET name = $3, prefix = $4, key_hash = $5, permission = $6, project_scope = $7, \
-                     expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+                     expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL \
+                     AND updated_at = $11",
                 )
                 .bind(&k.tenant_id)
                 .bind(&k.id)
@@ -399,6 +400,7 @@ macro_rules! sql_store {
                 .bind(k.expires_at)
                 .bind(k.revoked_at)
                 .bind(k.updated_at)
+                .bind(seen_updated_at)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

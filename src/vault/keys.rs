@@ -128,6 +128,7 @@ impl Vault {
                 let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 let mut row = self.visible_key(p, id).await?;
+                let seen = row.updated_at;
                 if row.revoked_at.is_some() {
                     return Err(Error::Conflict("this key is revoked".into()));
                 }
@@ -144,12 +145,12 @@ impl Vault {
                 if req.expires_at.is_some() {
                     row.expires_at = Self::future(req.expires_at)?;
                 }
-                row.updated_at = now_millis();
+                row.updated_at = next_update(seen);
                 let audit = p
                     .audit("apikey.update", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": row.name, "permissions": row.permission }));
-                if !self.store.update_api_key(&row, &audit).await? {
-                    return Err(Error::Conflict("this key was revoked meanwhile".into()));
+                if !self.store.update_api_key(&row, seen, &audit).await? {
+                    return Err(changed_meanwhile());
                 }
                 Ok(ApiKeyView::from(&row))
             }
@@ -168,15 +169,16 @@ impl Vault {
                 let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 let mut row = self.visible_key(p, id).await?;
+                let seen = row.updated_at;
                 if row.revoked_at.is_some() {
                     return Err(Error::Conflict("this key is already revoked".into()));
                 }
                 let now = now_millis();
                 row.revoked_at = Some(now);
-                row.updated_at = now;
+                row.updated_at = next_update(seen);
                 let audit = p.audit("apikey.revoke", "api_key", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
-                if !self.store.update_api_key(&row, &audit).await? {
-                    return Err(Error::Conflict("this key was revoked meanwhile".into()));
+                if !self.store.update_api_key(&row, seen, &audit).await? {
+                    return Err(changed_meanwhile());
                 }
                 Ok(ApiKeyView::from(&row))
             }
@@ -196,21 +198,32 @@ impl Vault {
                 let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 let mut row = self.visible_key(p, id).await?;
+                let seen = row.updated_at;
                 if row.revoked_at.is_some() {
                     return Err(Error::Conflict("this key is revoked; create a new one".into()));
                 }
                 let token = tokens::generate(plans::key_prefix(&p.plan));
                 row.key_hash = tokens::hash(&token);
                 row.prefix = tokens::display_prefix(&token, plans::key_prefix(&p.plan));
-                row.updated_at = now_millis();
+                row.updated_at = next_update(seen);
                 let audit =
                     p.audit("apikey.regenerate", "api_key", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
-                if !self.store.update_api_key(&row, &audit).await? {
-                    return Err(Error::Conflict("this key was revoked meanwhile".into()));
+                if !self.store.update_api_key(&row, seen, &audit).await? {
+                    return Err(changed_meanwhile());
                 }
                 Ok(IssuedApiKey { api_key: token, key: ApiKeyView::from(&row) })
             }
             .await
         )
     }
+}
+
+/// A key's new `updated_at`: now, and always later than the one read, since
+/// it is what the next change compares against.
+fn next_update(seen: crate::store::Millis) -> crate::store::Millis {
+    now_millis().max(seen + 1)
+}
+
+fn changed_meanwhile() -> Error {
+    Error::Conflict("this key was changed meanwhile (revoked, regenerated or updated); read it again".into())
 }
