@@ -95,6 +95,36 @@ async fn warm(srv: &Server, id: &str, keys: &[&str], value: &str) {
     }
 }
 
+/// Reads the secret from `srv` as `key` until it has `value`, for at most
+/// `tries` × 50 ms; the answer that had it.
+async fn serves_eventually(srv: &Server, id: &str, key: &str, value: &str, tries: usize) -> Option<Value> {
+    for _ in 0..tries {
+        let (_, body) = srv.get(&format!("/api/v1/secrets/{id}"), key).await;
+        if body["value"] == value {
+            return Some(body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Two replicas on a fresh PostgreSQL database: A reaches it through a
+/// [`PgProxy`] (so a test can break A's sessions), B directly. Returns once
+/// A's listener has subscribed.
+async fn replicas_behind_a_proxy() -> (PgProxy, Server, Server) {
+    let direct = common::fresh_pg_database().await;
+    let proxy = PgProxy::start(upstream_of(&direct)).await;
+    let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
+    let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
+    for _ in 0..100 {
+        if proxy.listeners() > 0 {
+            return (proxy, a, b);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("replica A never sent LISTEN");
+}
+
 /// A second process on the same SQLite file rotates a secret, revokes a key
 /// and deletes a secret; the very next request to `serve` sees each change.
 #[tokio::test]
@@ -189,15 +219,7 @@ async fn postgres_replicas_invalidate_each_other() {
 
     let (s, _) = b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": "two" })).await;
     assert_eq!(s, 200);
-    let mut seen = None;
-    for _ in 0..100 {
-        let (_, body) = a.get(&format!("/api/v1/secrets/{id}"), &key).await;
-        if body["value"] == "two" {
-            seen = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = serves_eventually(&a, &id, &key, "two", 100).await;
     assert_eq!(seen.expect("replica A kept serving the old value")["version"], 2);
 
     let (s, _) = b.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
@@ -221,39 +243,19 @@ async fn postgres_replicas_invalidate_each_other() {
 /// and accept the revoked key, for as long as it runs.
 #[tokio::test]
 async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
-    let direct = common::fresh_pg_database().await;
-    let proxy = PgProxy::start(upstream_of(&direct)).await;
-    let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
-    let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
     let admin = a.signup(&unique("silent")).await;
     let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "SHARED", "value": "one" })).await;
     let id = s["secretId"].as_str().unwrap().to_owned();
     let (_, k) = a.post("/api/v1/api-keys", &admin, json!({ "name": "r", "permissions": "read" })).await;
     let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
-    let mut listening = false;
-    for _ in 0..100 {
-        if proxy.listeners() > 0 {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(listening, "replica A never sent LISTEN");
     warm(&a, &id, &[&admin, &key], "one").await;
 
     assert!(proxy.freeze_listeners() >= 1, "no listener to freeze");
     assert_eq!(b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": "two" })).await.0, 200);
     let (s, _) = b.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
     assert!(s == 200 || s == 204, "{s}");
-    let mut seen = None;
-    for _ in 0..300 {
-        let (_, body) = a.get(&format!("/api/v1/secrets/{id}"), &admin).await;
-        if body["value"] == "two" {
-            seen = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = serves_eventually(&a, &id, &admin, "two", 300).await;
     assert_eq!(seen.expect("replica A kept serving the old value after its listener died")["version"], 2);
     assert_eq!(a.get(&format!("/api/v1/secrets/{id}"), &key).await.0, 401, "replica A accepted a key revoked on B");
     // The dead session is still open: A shuts down all the same (the
@@ -268,36 +270,16 @@ async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
 /// its notification reaches nobody: A must count the gap itself as a change.
 #[tokio::test]
 async fn a_replica_whose_listener_reconnects_slowly_misses_nothing() {
-    let direct = common::fresh_pg_database().await;
-    let proxy = PgProxy::start(upstream_of(&direct)).await;
-    let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
-    let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
     let admin = a.signup(&unique("slow-listen")).await;
     let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "SHARED", "value": "one" })).await;
     let id = s["secretId"].as_str().unwrap().to_owned();
-    let mut listening = false;
-    for _ in 0..100 {
-        if proxy.listeners() > 0 {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(listening, "replica A never sent LISTEN");
     warm(&a, &id, &[&admin], "one").await;
 
     proxy.delay_listen(Duration::from_millis(1500));
     proxy.close_listeners();
     assert_eq!(b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "value": "two" })).await.0, 200);
-    let mut seen = None;
-    for _ in 0..200 {
-        let (_, body) = a.get(&format!("/api/v1/secrets/{id}"), &admin).await;
-        if body["value"] == "two" {
-            seen = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = serves_eventually(&a, &id, &admin, "two", 200).await;
     assert_eq!(seen.expect("replica A kept serving the old value after its listener came back")["version"], 2);
 }
 
@@ -380,21 +362,10 @@ async fn a_key_revoked_by_another_process_writes_nothing_on_sqlite() {
 /// be refused before it reaches a write.
 #[tokio::test]
 async fn a_key_revoked_by_another_replica_writes_nothing_on_postgres() {
-    let direct = common::fresh_pg_database().await;
-    let proxy = PgProxy::start(upstream_of(&direct)).await;
-    let a = Server::start_with(Opts { database_url: Some(proxy.url_for(&direct)), ..Opts::new(Backend::Postgres) }).await;
-    let b = Server::start_with(Opts { database_url: Some(direct), ..Opts::new(Backend::Postgres) }).await;
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
     let admin = a.signup(&unique("dead-writes")).await;
     writes_by_a_key_revoked_elsewhere(&a, &b, &admin, 1, async |key_id: &str| {
-        let mut frozen = 0;
-        for _ in 0..100 {
-            frozen = proxy.freeze_listeners();
-            if frozen > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(frozen > 0, "replica A has no listener to freeze");
+        assert!(proxy.freeze_listeners() > 0, "replica A has no listener to freeze");
         let (s, body) = b.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
         assert_eq!(s, 200, "{body}");
     })
