@@ -295,6 +295,8 @@ async fn writes_by_a_key_revoked_elsewhere(replica_a: &Server, check: &Server, a
     let (_, s) = replica_a.post("/api/v1/secrets", admin, json!({ "name": "ROTATED", "value": "v1" })).await;
     let id = s["secretId"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/secrets/{id}");
+    let missing = format!("/api/v1/secrets/{}", uuid::Uuid::new_v4());
+    let missing_project = format!("/api/v1/projects/{}", uuid::Uuid::new_v4());
     for round in 0..rounds {
         let (_, k) = replica_a.post("/api/v1/api-keys", admin, json!({ "name": format!("w{round}"), "permissions": "write" })).await;
         let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
@@ -303,7 +305,7 @@ async fn writes_by_a_key_revoked_elsewhere(replica_a: &Server, check: &Server, a
         revoke(&key_id).await;
         let dead = || replica_a.put(&path, &key, json!({ "value": "by a revoked key" }));
         let live = |i: usize| replica_a.put(&path, admin, json!({ "value": format!("admin-{round}-{i}") }));
-        let (d0, d1, d2, d3, l0, l1, l2, l3, created, project) = tokio::join!(
+        let (d0, d1, d2, d3, l0, l1, l2, l3, created, project, missing_secret, stale, taken, no_project, no_secret) = tokio::join!(
             dead(),
             dead(),
             dead(),
@@ -314,9 +316,23 @@ async fn writes_by_a_key_revoked_elsewhere(replica_a: &Server, check: &Server, a
             live(3),
             replica_a.post("/api/v1/secrets", &key, json!({ "name": format!("PLANTED_{round}"), "value": "x" })),
             replica_a.post("/api/v1/projects", &key, json!({ "name": format!("planted-{round}") })),
+            replica_a.put(&missing, &key, json!({ "value": "x" })),
+            replica_a.put(&path, &key, json!({ "value": "x", "expectedVersion": 0 })),
+            replica_a.post("/api/v1/secrets", &key, json!({ "name": "ROTATED", "value": "x" })),
+            replica_a.delete(&missing_project, &key),
+            replica_a.get(&missing, &key),
         );
         let (dead, live) = ([d0, d1, d2, d3], [l0, l1, l2, l3]);
-        let refused = dead.into_iter().map(|r| ("rotation", r)).chain([("new secret", created), ("new project", project)]);
+        let refused = dead.into_iter().map(|r| ("rotation", r)).chain([
+            ("new secret", created),
+            ("new project", project),
+            // These would fail anyway (404, 409); a revoked key learns only that it is revoked.
+            ("rotation of a missing secret", missing_secret),
+            ("rotation from a stale version", stale),
+            ("new secret under a taken name", taken),
+            ("deletion of a missing project", no_project),
+            ("read of a missing secret", no_secret),
+        ]);
         for (what, (status, body)) in refused {
             assert_eq!(
                 (status, body["error"]["code"].as_str()),

@@ -173,10 +173,26 @@ impl Vault {
     /// Records a failed attempt by an authenticated caller (denied, missing,
     /// rejected), then hands the error back. Internal errors are not recorded:
     /// the store that would record them is usually what failed.
+    ///
+    /// The caller's key came from the cache, and another process may have
+    /// revoked it a moment ago. A write by such a key is refused with 401 at
+    /// its audit insert, but one that fails earlier (a missing secret, a stale
+    /// expected version, a plan limit) would tell a revoked key what 404,
+    /// 409 or 403 tell a live one. So a failure looks at the key again, past the
+    /// cache, and a dead key gets 401 whatever it asked. Failures are the rare
+    /// path, so this costs the successful ones nothing.
     async fn audit_failure(&self, p: &Principal, action: &str, resource_type: &str, resource_id: Option<&str>, err: Error) -> Error {
         if matches!(err, Error::Internal(_)) {
             return err;
         }
+        let err = match &err {
+            Error::Unauthorized(_) => err,
+            _ => match self.recheck(p).await {
+                Err(dead @ Error::Unauthorized(_)) => dead,
+                Err(e) => return e,
+                Ok(_) => err,
+            },
+        };
         let row = principal::WithDetail::detail(
             p.audit(action, resource_type, resource_id, err.audit_outcome()),
             serde_json::json!({ "code": err.code() }),
