@@ -264,6 +264,31 @@ async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
     assert_eq!(code, Some(0), "replica A did not shut down within 10 s after its listener died");
 }
 
+/// Replica A's `LISTEN` connection dies silently again and again. Each dead
+/// session stays open (sqlx's `UNLISTEN` waits on it until TCP gives up, a
+/// quarter of an hour on a real network, for ever behind this proxy), and A
+/// must still find a connection to listen on after every one of them, or it
+/// would stop caching for good after a few failovers.
+#[tokio::test]
+async fn a_replica_listens_again_after_every_silent_death() {
+    let (proxy, a, _b) = replicas_behind_a_proxy().await;
+    for death in 1..=5 {
+        let before = proxy.listeners();
+        assert!(proxy.freeze_listeners() >= 1, "death {death}: no listener to freeze");
+        let mut back = false;
+        for _ in 0..150 {
+            if proxy.listeners() > before {
+                back = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(back, "death {death}: replica A did not listen again within 7.5 s");
+    }
+    let code = tokio::task::spawn_blocking(move || a.stop()).await.unwrap();
+    assert_eq!(code, Some(0), "replica A did not shut down within 10 s beside five dead sessions");
+}
+
 /// Replica A's `LISTEN` session is closed (a pooler restart,
 /// `pg_terminate_backend`, a slow failover) and getting it back takes longer
 /// than the heartbeat's second. Replica B rotates a secret in that gap, so

@@ -158,24 +158,27 @@ impl PgStore {
     /// asks the server something every [`HEARTBEAT`], and a connection that
     /// does not answer within [`HEARTBEAT_TIMEOUT`] counts as lost.
     ///
-    /// The listener has a small pool of its own. Dropping a `PgListener`
-    /// sends `UNLISTEN *` on its connection in a task with no timeout; on a
-    /// connection that died silently that task holds the connection until
-    /// TCP gives up (minutes). In the shared pool it would take one of the
-    /// writers' connections and keep closing the pool, and so shutdown, waiting.
+    /// Each listening session gets a one-connection pool of its own. Dropping
+    /// a `PgListener` sends `UNLISTEN *` on its connection in a task with no
+    /// timeout; on a connection that died silently that task holds the
+    /// connection until TCP gives up (about a quarter of an hour). In the
+    /// shared pool it would take one of the writers' connections and keep
+    /// closing the pool, and so shutdown, waiting; in a pool shared by all
+    /// listening sessions a few silent deaths in a row would leave no
+    /// connection to listen on. A pool of its own is simply left to that task.
     fn spawn_listener(&self) {
         let (pool, instance, changed, listening) =
             (self.reader.clone(), self.instance.clone(), self.changed.clone(), self.listening.clone());
-        let own = PgPoolOptions::new()
-            .max_connections(4)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with((*pool.connect_options()).clone());
         tokio::spawn(async move {
             // Whether the last attempt to listen failed: said once per outage.
             let mut failing = false;
             while !pool.is_closed() {
+                let own = PgPoolOptions::new()
+                    .max_connections(1)
+                    .max_lifetime(None)
+                    .idle_timeout(None)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with((*pool.connect_options()).clone());
                 let subscribed = async {
                     let mut listener = PgListener::connect_with(&own).await?;
                     listener.listen(CHANNEL).await?;
