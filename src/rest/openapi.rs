@@ -141,7 +141,9 @@ pub fn document(ops: &[Op]) -> Value {
         if writes && (op.auth || op.body.is_some()) {
             responses.insert(
                 "409".into(),
-                error_response("ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT (e.g. a key already revoked or changed meanwhile, a project not empty)"),
+                error_response(
+                    "ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT (e.g. a key already revoked or changed meanwhile, a project not empty)",
+                ),
             );
         }
         if op.body.is_some() {
