@@ -268,25 +268,35 @@ async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
 /// session stays open (sqlx's `UNLISTEN` waits on it until TCP gives up, a
 /// quarter of an hour on a real network, for ever behind this proxy), and A
 /// must still find a connection to listen on after every one of them, or it
-/// would stop caching for good after a few failovers.
+/// would stop caching for good after a few failovers. The last one dies while
+/// A waits for the answer to its `LISTEN`.
 #[tokio::test]
 async fn a_replica_listens_again_after_every_silent_death() {
     let (proxy, a, _b) = replicas_behind_a_proxy().await;
-    for death in 1..=5 {
-        let before = proxy.listeners();
-        assert!(proxy.freeze_listeners() >= 1, "death {death}: no listener to freeze");
-        let mut back = false;
-        for _ in 0..150 {
-            if proxy.listeners() > before {
-                back = true;
-                break;
+    // Waits up to `secs` for a `LISTEN` session beyond the first `seen`.
+    let listens_again = async |seen: usize, secs: u64| {
+        for _ in 0..secs * 20 {
+            if proxy.listeners() > seen {
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(back, "death {death}: replica A did not listen again within 7.5 s");
+        false
+    };
+    for death in 1..=5 {
+        let before = proxy.listeners();
+        assert!(proxy.freeze_listeners() >= 1, "death {death}: no listener to freeze");
+        assert!(listens_again(before, 10).await, "death {death}: replica A did not listen again within 10 s");
     }
+    proxy.freeze_at_listen(true);
+    let before = proxy.listeners();
+    proxy.freeze_listeners();
+    assert!(listens_again(before, 10).await, "replica A did not try to listen again within 10 s");
+    proxy.freeze_at_listen(false);
+    let stuck = proxy.listeners();
+    assert!(listens_again(stuck, 15).await, "replica A waits for ever on a LISTEN that never got its answer");
     let code = tokio::task::spawn_blocking(move || a.stop()).await.unwrap();
-    assert_eq!(code, Some(0), "replica A did not shut down within 10 s beside five dead sessions");
+    assert_eq!(code, Some(0), "replica A did not shut down within 10 s beside six dead sessions");
 }
 
 /// Replica A's `LISTEN` session is closed (a pooler restart,
@@ -538,26 +548,41 @@ async fn a_stdio_session_follows_a_plan_change_made_elsewhere() {
     assert!(session.finish());
 }
 
-/// The local admin key of `latchkey mcp` (run without an API key) was given
-/// an expiry, and it has passed: the next session mints a fresh local key
-/// instead of failing every call for good.
+/// A local `latchkey mcp` session (no API key) acts with the local tenant's
+/// own key. Someone sets that key to expire: once it has, the session goes on
+/// with a new local key, as a new session would start with one. Someone
+/// revokes the key: the session stops (that is how an admin stops it), and a
+/// new session starts with a new key.
 #[tokio::test]
-async fn a_local_session_gets_a_new_key_once_the_old_one_expired() {
+async fn a_local_session_renews_an_expired_key_and_stops_on_a_revoked_one() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Stdio::start_local(dir.path());
-    let old = first.call("whoami", json!({}))["structuredContent"]["keyId"].as_str().unwrap().to_owned();
-    assert!(first.finish());
     let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let key_of = |me: &Value| me["structuredContent"]["keyId"].as_str().unwrap().to_owned();
+    let mut session = Stdio::start_local(dir.path());
+    let first = key_of(&session.call("whoami", json!({})));
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("UPDATE api_keys SET expires_at = 1 WHERE id = ?").bind(&old).execute(&mut db).await.unwrap();
-    db.close().await.unwrap();
+    sqlx::query("UPDATE api_keys SET expires_at = 1 WHERE id = ?").bind(&first).execute(&mut db).await.unwrap();
 
-    let mut second = Stdio::start_local(dir.path());
-    let me = second.call("whoami", json!({}));
+    let me = session.call("whoami", json!({}));
+    assert_ne!(me["isError"], true, "the session stopped when its local key expired: {me}");
+    let second = key_of(&me);
+    assert_ne!(second, first, "{me}");
+    let set = session.call("set_secret", json!({ "name": "AFTER_RENEWAL", "value": "v" }));
+    assert_ne!(set["isError"], true, "{set}");
+
+    sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE id = ?").bind(&second).execute(&mut db).await.unwrap();
+    db.close().await.unwrap();
+    let refused = session.call("whoami", json!({}));
+    assert_eq!(refused["isError"], true, "the session went on with a revoked key: {refused}");
+    assert!(refused.to_string().contains("UNAUTHORIZED"), "{refused}");
+    assert!(session.finish());
+
+    let mut next = Stdio::start_local(dir.path());
+    let me = next.call("whoami", json!({}));
     assert_ne!(me["isError"], true, "{me}");
-    assert_ne!(me["structuredContent"]["keyId"].as_str(), Some(old.as_str()), "{me}");
-    assert!(second.finish());
+    assert!(![first.as_str(), second.as_str()].contains(&key_of(&me).as_str()), "{me}");
+    assert!(next.finish());
 }
 
 /// Another process revokes a key that `serve` has cached; before `serve`

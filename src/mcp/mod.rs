@@ -36,7 +36,7 @@ someone else's change. Without an API key, call signup first and use the returne
 pub struct LatchkeyMcp {
     vault: Arc<Vault>,
     /// Set over stdio; over HTTP each request carries its own caller.
-    local: Option<Principal>,
+    local: Option<Arc<Local>>,
     /// Built once per process: over HTTP every request gets a fresh server,
     /// and building the router generates every tool's JSON schema.
     tool_router: Arc<ToolRouter<Self>>,
@@ -48,9 +48,11 @@ impl LatchkeyMcp {
         LatchkeyMcp { vault, local: None, tool_router: Self::shared_router() }
     }
 
-    /// A server for one local client (stdio) acting as `principal`.
-    pub fn for_principal(vault: Arc<Vault>, principal: Principal) -> Self {
-        LatchkeyMcp { vault, local: Some(principal), tool_router: Self::shared_router() }
+    /// A server for one local client (stdio) acting as `principal`; `renewable`
+    /// when that is the local tenant's own key rather than one the user gave.
+    pub fn for_principal(vault: Arc<Vault>, principal: Principal, renewable: bool) -> Self {
+        let local = Local { principal: std::sync::Mutex::new(principal), renewable };
+        LatchkeyMcp { vault, local: Some(Arc::new(local)), tool_router: Self::shared_router() }
     }
 
     fn shared_router() -> Arc<ToolRouter<Self>> {
@@ -58,11 +60,11 @@ impl LatchkeyMcp {
         ROUTER.get_or_init(|| Arc::new(Self::tool_router())).clone()
     }
 
-    /// The caller of this request, if it has one.
-    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Option<Principal> {
+    /// Whether this request has a caller (anonymous ones see less).
+    fn has_caller(&self, ctx: &RequestContext<RoleServer>) -> bool {
         match ctx.extensions.get::<Parts>() {
-            Some(parts) => parts.extensions.get::<Principal>().cloned(),
-            None => self.local.clone(),
+            Some(parts) => parts.extensions.get::<Principal>().is_some(),
+            None => self.local.is_some(),
         }
     }
 
@@ -75,7 +77,7 @@ impl LatchkeyMcp {
         match ctx.extensions.get::<Parts>() {
             Some(parts) => parts.extensions.get::<Principal>().cloned().ok_or_else(need_key),
             None => match &self.local {
-                Some(p) => self.vault.recheck(p).await,
+                Some(local) => local.current(&self.vault).await,
                 None => Err(need_key()),
             },
         }
@@ -95,6 +97,31 @@ impl LatchkeyMcp {
     }
 }
 
+/// The caller of a stdio session.
+struct Local {
+    principal: std::sync::Mutex<Principal>,
+    /// The session acts with the local tenant's own key (no `LATCHKEY_API_KEY`).
+    renewable: bool,
+}
+
+impl Local {
+    /// The caller as of now, checked in the database. A local key that
+    /// expired mid-session is replaced as a new session would replace it; a
+    /// key the user gave, or a local key someone revoked, is not: revoking the
+    /// key a session acts with is how an admin stops that session.
+    async fn current(&self, vault: &Vault) -> Result<Principal> {
+        let seen = self.principal.lock().expect("not poisoned").clone();
+        match vault.recheck(&seen).await {
+            Err(Error::Unauthorized(_)) if self.renewable => {
+                let renewed = vault.renew_local_principal(&seen).await?;
+                *self.principal.lock().expect("not poisoned") = renewed.clone();
+                Ok(renewed)
+            }
+            checked => checked,
+        }
+    }
+}
+
 /// Serves one local MCP client over stdin/stdout until it hangs up.
 pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str) -> Result<()> {
     use rmcp::ServiceExt;
@@ -103,9 +130,10 @@ pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str)
         Some(key) => vault.authenticate(key, origin).await?,
         None => vault.local_principal(&crate::vault::names::tenant_id(tenant)?, origin).await?,
     };
+    let renewable = api_key.is_none();
     tracing::info!(tenant = %principal.tenant_id, "serving MCP on stdio");
     let store = vault.store().clone();
-    let running = LatchkeyMcp::for_principal(vault, principal)
+    let running = LatchkeyMcp::for_principal(vault, principal, renewable)
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| Error::internal(format_args!("MCP handshake: {e}")))?;

@@ -44,7 +44,7 @@ impl LatchkeyMcp {
             Resource::new(LLMS, "llms.txt").with_description("The Latchkey API summary for agents").with_mime_type("text/plain"),
             Resource::new(QUICKSTART, "quickstart").with_description("Steps to start using the vault").with_mime_type("application/json"),
         ];
-        if self.caller(ctx).is_some() {
+        if self.has_caller(ctx) {
             resources.push(
                 Resource::new(SECRETS, "secrets")
                     .with_description("Metadata of the first 200 secrets (never values)")
@@ -60,7 +60,7 @@ impl LatchkeyMcp {
     }
 
     pub(super) fn resource_templates(&self, ctx: &RequestContext<RoleServer>) -> ListResourceTemplatesResult {
-        let templates = if self.caller(ctx).is_some() {
+        let templates = if self.has_caller(ctx) {
             vec![
                 ResourceTemplate::new("latchkey://secrets/{name}", "secret")
                     .with_description("One secret's metadata and version history, by name (never the value)")

@@ -209,7 +209,7 @@ impl ServerHandler for LatchkeyMcp {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let anonymous = self.caller(&ctx).is_none();
+        let anonymous = !self.has_caller(&ctx);
         let tools = self.tool_router.list_all().into_iter().filter(|t| !anonymous || ANONYMOUS_TOOLS.contains(&t.name.as_ref())).collect();
         Ok(ListToolsResult {
             result_type: Some(ResultType::COMPLETE),

@@ -17,6 +17,9 @@ const CHANNEL: &str = "latchkey_changes";
 /// listener died silently goes on trusting its cache.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting and subscribing may take before the listener tries
+/// again: a connection can die silently before `LISTEN` is answered, too.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
     writer: PgPool,
@@ -184,7 +187,10 @@ impl PgStore {
                     listener.listen(CHANNEL).await?;
                     Ok::<_, sqlx::Error>(listener)
                 };
-                match subscribed.await {
+                let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await.unwrap_or_else(|_| {
+                    Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "LISTEN was not answered in time")))
+                });
+                match subscribed {
                     Err(e) => {
                         if !std::mem::replace(&mut failing, true) {
                             tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL; caching stays off until it can");

@@ -101,6 +101,16 @@ impl Vault {
         })
     }
 
+    /// A local front's principal again after its key stopped working
+    /// mid-session: if the key expired, the one a new session would get. A
+    /// revoked key is not replaced.
+    pub async fn renew_local_principal(&self, p: &Principal) -> Result<Principal> {
+        match self.store.get_api_key(&p.tenant_id, &p.key_id).await? {
+            Some(key) if key.revoked_at.is_none() => self.local_principal(&p.tenant_id, p.origin.clone()).await,
+            _ => Err(Error::Unauthorized("this session's key was revoked; a new session gets a new one".into())),
+        }
+    }
+
     /// Operator action (CLI): move a tenant to another plan.
     pub async fn set_plan(&self, tenant_id: &str, plan: &str) -> Result<()> {
         let limits = plans::limits(plan)?;

@@ -30,6 +30,8 @@ struct Shared {
     listeners: Mutex<Vec<Arc<Session>>>,
     /// How long each `LISTEN` is held before it is passed on.
     listen_delay: Mutex<std::time::Duration>,
+    /// Each session freezes as it sends `LISTEN`, which never arrives.
+    freeze_at_listen: AtomicBool,
 }
 
 #[derive(Default)]
@@ -87,6 +89,12 @@ impl PgProxy {
         for l in self.shared.listeners.lock().unwrap().iter() {
             l.closed.cancel();
         }
+    }
+
+    /// From now on (or no longer), each session freezes as it sends `LISTEN`:
+    /// the connection dies silently while the client waits for the answer.
+    pub fn freeze_at_listen(&self, on: bool) {
+        self.shared.freeze_at_listen.store(on, Ordering::SeqCst);
     }
 
     /// Holds each `LISTEN` from now on for `delay` before passing it on.
@@ -162,6 +170,10 @@ async fn forward_client(
         let query = |word: &[u8]| msg[0] == b'Q' && body.to_ascii_uppercase().starts_with(word);
         if query(b"LISTEN") {
             shared.listeners.lock().unwrap().push(session.clone());
+            if shared.freeze_at_listen.load(Ordering::SeqCst) {
+                session.frozen.store(true, Ordering::SeqCst);
+                return std::future::pending::<()>().await;
+            }
             let delay = *shared.listen_delay.lock().unwrap();
             tokio::time::sleep(delay).await;
         }
