@@ -318,7 +318,7 @@ async fn a_replica_whose_listener_reconnects_slowly_misses_nothing() {
     assert_eq!(seen.expect("replica A kept serving the old value after its listener came back")["version"], 2);
 }
 
-/// Writes by a key that another process revoked a moment ago, sent before
+/// Writes by a key that another process revoked (or regenerated) a moment ago, sent before
 /// the cache can have noticed: each is refused inside its own transaction
 /// (the rotation in its batch, the rest at their audit entry), and nothing
 /// of them is written. Rotations by a live key run beside them, most likely
@@ -421,6 +421,100 @@ async fn a_key_revoked_by_another_replica_writes_nothing_on_postgres() {
         assert_eq!(s, 200, "{body}");
     })
     .await;
+}
+
+/// SQLite: another process regenerates the key (new key material, the same
+/// id) while `serve` has the old token cached: the old token writes nothing.
+#[tokio::test]
+async fn a_key_regenerated_by_another_process_writes_nothing_on_sqlite() {
+    use sqlx::Connection;
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("regen-writes")).await;
+    let url = format!("sqlite://{}", srv.data_dir.join("latchkey.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    writes_by_a_key_revoked_elsewhere(&srv, &srv, &admin, 5, async |key_id: &str| {
+        // What a regeneration does to the row.
+        let q = sqlx::query("UPDATE api_keys SET key_hash = randomblob(32), updated_at = updated_at + 1 WHERE id = ?");
+        assert_eq!(q.bind(key_id).execute(&mut db).await.unwrap().rows_affected(), 1);
+    })
+    .await;
+}
+
+/// PostgreSQL: replica B regenerates the key while replica A's listener has
+/// silently died: the old token, still in A's cache, writes nothing on A.
+#[tokio::test]
+async fn a_key_regenerated_on_another_replica_writes_nothing_on_postgres() {
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
+    let admin = a.signup(&unique("regen-writes")).await;
+    writes_by_a_key_revoked_elsewhere(&a, &b, &admin, 1, async |key_id: &str| {
+        assert!(proxy.freeze_listeners() > 0, "replica A has no listener to freeze");
+        let (s, body) = b.post(&format!("/api/v1/api-keys/{key_id}/regenerate"), &admin, json!({})).await;
+        assert_eq!(s, 200, "{body}");
+    })
+    .await;
+}
+
+/// A `latchkey mcp` session started with `LATCHKEY_API_KEY` stops when that
+/// key is regenerated: the old token stops working at once, also for a
+/// session that checked it when it began.
+#[tokio::test]
+async fn a_stdio_session_stops_when_its_key_is_regenerated() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("regen-stdio")).await;
+    let (_, k) = srv.post("/api/v1/api-keys", &admin, json!({ "name": "agent", "permissions": "write" })).await;
+    let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+    let mut session = Stdio::start(&srv.data_dir, &key);
+    let me = session.call("whoami", json!({}));
+    assert_ne!(me["isError"], true, "{me}");
+    let (s, body) = srv.post(&format!("/api/v1/api-keys/{key_id}/regenerate"), &admin, json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    let set = session.call("set_secret", json!({ "name": "AFTER_REGENERATION", "value": "x" }));
+    assert_eq!(set["isError"], true, "the old token still wrote: {set}");
+    assert!(set.to_string().contains("UNAUTHORIZED"), "{set}");
+    assert!(session.finish());
+    let (_, listed) = srv.get("/api/v1/secrets", &admin).await;
+    assert!(!listed.to_string().contains("AFTER_REGENERATION"), "{listed}");
+}
+
+/// One MCP request over HTTP as `key`; the JSON-RPC answer.
+async fn mcp_http(srv: &Server, key: &str, method: &str, params: Value) -> Value {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let req = srv.http.post(srv.url("/mcp")).header("accept", "application/json, text/event-stream").header("x-api-key", key);
+    let resp = req.header("mcp-protocol-version", "2025-06-18").json(&body).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
+/// SQLite: a key that another process revoked a moment ago, still in
+/// `serve`'s cache, gets 401 from every kind of request, not only from reads
+/// of values and from writes: lists, version histories, the audit trail, and
+/// requests that would have failed anyway. Each request is the first by its
+/// key after the revocation (later ones find the cache already emptied).
+#[tokio::test]
+async fn a_key_revoked_by_another_process_learns_nothing_on_sqlite() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("dead-reads")).await;
+    let (_, s) = srv.post("/api/v1/secrets", &admin, json!({ "name": "LISTED", "value": "v" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    let versions = format!("/api/v1/secrets/{id}/versions");
+    let rest = ["/api/v1/secrets", "/api/v1/projects", "/api/v1/api-keys", "/api/v1/audit", versions.as_str()];
+    let conflict = json!({ "name": "set_secret", "arguments": { "name": "LISTED", "value": "x", "expectedVersion": 0 } });
+    let missing = json!({ "uri": "latchkey://secrets/NOT_THERE" });
+    for round in 0..rest.len() + 2 {
+        let (_, k) = srv.post("/api/v1/api-keys", &admin, json!({ "name": format!("agent-{round}"), "permissions": "admin" })).await;
+        let (agent, agent_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+        assert_eq!(srv.get("/api/v1/api-keys", &agent).await.0, 200, "the key is cached");
+        stdio_calls(&srv.data_dir, &admin, &[("revoke_api_key", json!({ "id": agent_id }))]);
+        let answer = match rest.get(round) {
+            Some(path) => {
+                let (s, body) = srv.get(path, &agent).await;
+                assert_eq!((s, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")), "{path}: {body}");
+                continue;
+            }
+            None if round == rest.len() => mcp_http(&srv, &agent, "tools/call", conflict.clone()).await,
+            None => mcp_http(&srv, &agent, "resources/read", missing.clone()).await,
+        };
+        assert!(answer.to_string().contains("UNAUTHORIZED"), "round {round}: {answer}");
+    }
 }
 
 /// Rotations whose clients hang up at every moment of the request: hyper

@@ -51,7 +51,7 @@ impl LatchkeyMcp {
     /// A server for one local client (stdio) acting as `principal`; `renewable`
     /// when that is the local tenant's own key rather than one the user gave.
     pub fn for_principal(vault: Arc<Vault>, principal: Principal, renewable: bool) -> Self {
-        let local = Local { principal: std::sync::Mutex::new(principal), renewable };
+        let local = Local { principal: std::sync::Mutex::new(principal), renewable, renewing: Default::default() };
         LatchkeyMcp { vault, local: Some(Arc::new(local)), tool_router: Self::shared_router() }
     }
 
@@ -102,6 +102,8 @@ struct Local {
     principal: std::sync::Mutex<Principal>,
     /// The session acts with the local tenant's own key (no `LATCHKEY_API_KEY`).
     renewable: bool,
+    /// Held while renewing: calls run concurrently, and one new key is enough.
+    renewing: tokio::sync::Mutex<()>,
 }
 
 impl Local {
@@ -113,6 +115,12 @@ impl Local {
         let seen = self.principal.lock().expect("not poisoned").clone();
         match vault.recheck(&seen).await {
             Err(Error::Unauthorized(_)) if self.renewable => {
+                let _one = self.renewing.lock().await;
+                let latest = self.principal.lock().expect("not poisoned").clone();
+                if (&latest.key_id, &latest.key_hash) != (&seen.key_id, &seen.key_hash) {
+                    // Another call renewed it meanwhile.
+                    return vault.recheck(&latest).await;
+                }
                 let renewed = vault.renew_local_principal(&seen).await?;
                 *self.principal.lock().expect("not poisoned") = renewed.clone();
                 Ok(renewed)

@@ -149,7 +149,15 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     /// JSON object with non-secret context (names, versions, reasons).
     pub detail: Option<String>,
+    /// The hash of the acting key as the request presented it; a write's
+    /// entry goes in only while that is still the key's (see
+    /// `sql::guarded_audit_sql`). Not stored.
+    #[sqlx(skip)]
+    pub actor_key: Option<Vec<u8>>,
 }
+
+/// Why a write by a cached key was refused inside its transaction.
+pub const DEAD_KEY: &str = "this API key was revoked, regenerated or has expired";
 
 #[derive(Debug, Clone, Default)]
 pub struct SecretFilter {
@@ -256,14 +264,15 @@ pub trait Store: Send + Sync + 'static {
     /// A new value and nothing else: the hot write. Same contract as
     /// [`Store::update_secret`]; a store may commit concurrent calls together
     /// (SQLite does), acknowledging each only after the shared commit.
-    /// `actor` is the writing key, checked inside the write like every
-    /// write's (see `sql::key_is_dead`).
+    /// `actor_key` is the writing key's hash as the request presented it,
+    /// checked inside the write like every write's (see
+    /// `sql::guarded_audit_sql`).
     async fn add_version(
         &self,
         tenant_id: &str,
         id: &str,
         expected_version: Option<i64>,
-        actor: &str,
+        actor_key: &[u8],
         change: VersionChange,
     ) -> Result<WriteOutcome>;
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;

@@ -401,7 +401,8 @@ impl PgBatch {
                  UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS v(id, seen, ver, at, name, project)
                  WHERE s.id = v.id AND s.current_version = v.seen AND s.name = v.name AND s.project_id IS NOT DISTINCT FROM v.project
-                   AND NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ANY($26) AND {})
+                   AND NOT EXISTS (SELECT 1 FROM UNNEST($26::bytea[]) AS w(h)
+                                   WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {}))
                  RETURNING s.*
              ), new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
@@ -412,7 +413,7 @@ impl PgBatch {
                  WHERE a.id IN (SELECT id FROM advanced)
              )
              SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced FROM advanced",
-                key_is_dead("$27"),
+                key_is_live("$27"),
                 audit_names().join(", "),
                 audit_params(12).join(", "),
                 audit_names().join(", ")
@@ -462,7 +463,7 @@ impl PgBatch {
             .bind(column(v, |v| v.secret_id.as_str()))
             .bind(CHANNEL)
             .bind(&self.instance)
-            .bind(version_writer::actors(jobs))
+            .bind(version_writer::credentials(jobs))
             .bind(super::now_millis());
         let written: std::collections::HashSet<&str> = t.iter().map(|r| r.id.as_str()).collect();
         let mut held = self.held.lock().await?;
@@ -539,11 +540,16 @@ impl PgBatch {
         });
         let mut conn = WriteConn::acquire(&self.pool).await?;
         let mut tx = PgStore::begin_write(&mut conn).await?;
-        static DEAD: LazyLock<String> = LazyLock::new(|| format!("SELECT id FROM api_keys WHERE id = ANY($1) AND {}", key_is_dead("$2")));
+        static DEAD: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT w.h FROM UNNEST($1::bytea[]) AS w(h) WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {})",
+                key_is_live("$2")
+            )
+        });
         let rows: Vec<super::SecretRow> =
             sqlx::query_as(AssertSqlSafe(READ.as_str())).bind(version_writer::ids(jobs)).fetch_all(&mut *tx).await?;
-        let dead: Vec<String> = sqlx::query_scalar(AssertSqlSafe(DEAD.as_str()))
-            .bind(version_writer::actors(jobs))
+        let dead: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(DEAD.as_str()))
+            .bind(version_writer::credentials(jobs))
             .bind(super::now_millis())
             .fetch_all(&mut *tx)
             .await?;
@@ -603,7 +609,7 @@ impl PgBatch {
 
 use std::collections::HashMap;
 
-use super::sql::{AUDIT_INTO, key_is_dead};
+use super::sql::{AUDIT_INTO, key_is_live};
 use super::version_writer::{self, BatchWrite, Job, VersionWriter};
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

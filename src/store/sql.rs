@@ -154,27 +154,31 @@ pub(super) const SECRET_COLS: &str =
 pub(super) const AUDIT_INTO: &str =
     "audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail)";
 
-/// Whether an `api_keys` row may no longer act at `at` (an SQL expression):
-/// revoked, or expired. Every write checks its actor's key with it inside its
-/// own transaction: a key another process revoked a moment ago may still sit
-/// in a cache that has not heard of it, but it writes nothing.
-pub(super) fn key_is_dead(at: &str) -> String {
-    format!("(revoked_at IS NOT NULL OR expires_at <= {at})")
+/// Whether an `api_keys` row may still act at `at` (an SQL expression, never
+/// NULL): not revoked, not expired. Every write checks its actor's key with
+/// it, and that the key's hash is still the one the request presented, inside
+/// its own transaction: a key another process revoked or regenerated a moment
+/// ago may still sit in a cache that has not heard of it, but it writes nothing.
+pub(super) fn key_is_live(at: &str) -> String {
+    format!("(revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {at}))")
 }
 
 /// The audit insert of a single write: its one row goes in only if the actor
-/// is not a dead key (see [`key_is_dead`]). Actors that are not keys
-/// (`operator`) have no row to be dead. Parameters: the 11 audit columns,
-/// then the actor and the time once more.
+/// is a live key and still the credential the request came with (its hash:
+/// a regenerated key keeps its id, and the old token must stop at once).
+/// Actors that are not keys (`operator`) have no row to check. Parameters:
+/// the 11 audit columns, then the actor, the time and the key's hash.
 pub(super) fn guarded_audit_sql(params: Params) -> &'static str {
     use std::sync::OnceLock;
     static SQL: [OnceLock<String>; 2] = [const { OnceLock::new() }; 2];
     SQL[usize::from(params == Params::Anonymous)].get_or_init(|| {
         format!(
-            "INSERT INTO {AUDIT_INTO} SELECT {} WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE id = {} AND {})",
+            "INSERT INTO {AUDIT_INTO} SELECT {} WHERE NOT EXISTS \
+             (SELECT 1 FROM api_keys WHERE id = {} AND NOT ({} AND key_hash = {}))",
             params.list(1, 11),
             params.list(12, 1),
-            key_is_dead(&params.list(13, 1))
+            key_is_live(&params.list(13, 1)),
+            params.list(14, 1)
         )
     })
 }
@@ -219,9 +223,15 @@ macro_rules! sql_store {
             let q = sqlx::query(AssertSqlSafe($crate::store::sql::guarded_audit_sql($params)));
             // Expiry is judged now, inside the transaction, not at the entry's
             // time (taken before waiting for the writer).
-            let n = bind_audit(q, std::slice::from_ref(a)).bind(&a.actor).bind(now_millis()).execute(&mut **tx).await?.rows_affected();
+            let n = bind_audit(q, std::slice::from_ref(a))
+                .bind(&a.actor)
+                .bind(now_millis())
+                .bind(a.actor_key.as_deref())
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
             if n == 0 {
-                return Err(Error::Unauthorized("this API key was revoked or has expired".into()));
+                return Err(Error::Unauthorized($crate::store::DEAD_KEY.into()));
             }
             Ok(())
         }
@@ -633,8 +643,15 @@ macro_rules! sql_store {
                 Ok(WriteOutcome::Written(Box::new(s)))
             }
 
-            async fn add_version(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, actor: &str, change: VersionChange) -> Result<WriteOutcome> {
-                self.versions.add(tenant_id, id, expected_version, actor, change).await
+            async fn add_version(
+                &self,
+                tenant_id: &str,
+                id: &str,
+                expected_version: Option<i64>,
+                actor_key: &[u8],
+                change: VersionChange,
+            ) -> Result<WriteOutcome> {
+                self.versions.add(tenant_id, id, expected_version, actor_key, change).await
             }
 
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

@@ -139,7 +139,12 @@ impl SqliteStore {
 }
 
 use super::AuditRow;
-use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params, key_is_dead};
+use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params, key_is_live};
+
+/// Lower-case hex, for handing key hashes to SQLite inside a JSON array.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
 use sqlx::Row;
 
@@ -174,12 +179,13 @@ async fn write_locked(
 ) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
     let jobs: Vec<&Job> = jobs.iter().collect();
     let ids = version_writer::ids(&jobs);
-    let actors = serde_json::to_string(&version_writer::actors(&jobs)).map_err(crate::error::Error::internal)?;
-    let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Select, ids.len()))).bind(actors).bind(super::now_millis());
+    let credentials: Vec<String> = version_writer::credentials(&jobs).iter().map(|k| hex(k)).collect();
+    let credentials = serde_json::to_string(&credentials).map_err(crate::error::Error::internal)?;
+    let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Select, ids.len()))).bind(credentials).bind(super::now_millis());
     for id in &ids {
         q = q.bind(*id);
     }
-    // One call, two statements: the dead keys' ids (one column), then the secrets.
+    // One call, two statements: the dead credentials (one column), then the secrets.
     let (mut dead, mut rows) = (Vec::new(), Vec::new());
     for row in q.fetch_all(&mut *conn).await? {
         match row.len() {
@@ -254,9 +260,10 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
         let list = |width: usize| Params::Anonymous.values(n, width);
         match shape {
             Shape::Select => format!(
-                "BEGIN IMMEDIATE; SELECT id FROM api_keys WHERE id IN (SELECT value FROM json_each(?)) AND {}; \
+                "BEGIN IMMEDIATE; SELECT unhex(value) FROM json_each(?) \
+                 WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = unhex(value) AND {}); \
                  SELECT {SECRET_COLS} FROM secrets WHERE id IN ({})",
-                key_is_dead("?"),
+                key_is_live("?"),
                 Params::Anonymous.list(1, n)
             ),
             Shape::Versions => {

@@ -43,7 +43,7 @@ impl Vault {
                     offset,
                 };
                 let (rows, total) = self.store.query_audit(&p.tenant_id, &filter).await?;
-                self.record(p.audit("audit.query", "audit", None, "success")).await?;
+                self.record_read(p, p.audit("audit.query", "audit", None, "success")).await?;
                 Ok(AuditPage { logs: rows.iter().map(AuditEntry::from).collect(), total, limit, offset })
             }
             .await

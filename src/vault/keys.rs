@@ -109,7 +109,7 @@ impl Vault {
             async {
                 p.require(Permission::Admin)?;
                 let rows = self.store.list_api_keys(&p.tenant_id).await?;
-                self.record(p.audit("apikey.list", "api_key", None, "success")).await?;
+                self.record_read(p, p.audit("apikey.list", "api_key", None, "success")).await?;
                 let api_keys: Vec<ApiKeyView> = rows.iter().map(ApiKeyView::from).collect();
                 Ok(ApiKeyList { count: api_keys.len(), api_keys })
             }

@@ -163,36 +163,29 @@ impl Vault {
         let (key, tenant) = tokio::try_join!(self.store.get_api_key(&p.tenant_id, &p.key_id), self.store.get_tenant(&p.tenant_id))?;
         let now = now_millis();
         match (key, tenant) {
-            (Some(key), Some(tenant)) if key.revoked_at.is_none() && key.expires_at.is_none_or(|e| e > now) => {
+            (Some(key), Some(tenant))
+                if key.revoked_at.is_none()
+                    && key.expires_at.is_none_or(|e| e > now)
+                    && tokens::hashes_match(&key.key_hash, &p.key_hash) =>
+            {
                 principal_of(key, tenant.plan, p.origin.clone(), seen_epoch)
             }
-            _ => Err(Error::Unauthorized("this API key was revoked or has expired".into())),
+            _ => Err(Error::Unauthorized(crate::store::DEAD_KEY.into())),
         }
     }
 
     /// Records a failed attempt by an authenticated caller (denied, missing,
-    /// rejected), then hands the error back. Internal errors are not recorded:
+    /// rejected), then hands the error back, or 401 if the key turned out
+    /// dead (see [`Vault::dead_key_first`]). Internal errors are not recorded:
     /// the store that would record them is usually what failed.
-    ///
-    /// The caller's key came from the cache, and another process may have
-    /// revoked it a moment ago. A write by such a key is refused with 401 at
-    /// its audit insert, but one that fails earlier (a missing secret, a stale
-    /// expected version, a plan limit) would tell a revoked key what 404,
-    /// 409 or 403 tell a live one. So a failure looks at the key again, past the
-    /// cache, and a dead key gets 401 whatever it asked. Failures are the rare
-    /// path, so this costs the successful ones nothing.
     async fn audit_failure(&self, p: &Principal, action: &str, resource_type: &str, resource_id: Option<&str>, err: Error) -> Error {
         if matches!(err, Error::Internal(_)) {
             return err;
         }
-        let err = match &err {
-            Error::Unauthorized(_) => err,
-            _ => match self.recheck(p).await {
-                Err(dead @ Error::Unauthorized(_)) => dead,
-                Err(e) => return e,
-                Ok(_) => err,
-            },
-        };
+        let err = self.dead_key_first(p, err).await;
+        if matches!(err, Error::Internal(_)) {
+            return err;
+        }
         let row = principal::WithDetail::detail(
             p.audit(action, resource_type, resource_id, err.audit_outcome()),
             serde_json::json!({ "code": err.code() }),
@@ -201,6 +194,38 @@ impl Vault {
             return e;
         }
         err
+    }
+}
+
+impl Vault {
+    /// The caller's key came from the cache, and another process may have
+    /// revoked it a moment ago. A write by such a key is refused with 401 at
+    /// its audit insert, but one that fails earlier (a missing secret, a stale
+    /// expected version, a plan limit) would tell a revoked key what 404,
+    /// 409 or 403 tell a live one. So a failure looks at the key again, past
+    /// the cache, and a dead key gets 401 whatever it asked. Failures are the
+    /// rare path, so this costs the successful ones nothing. An integrity
+    /// error stays what it is: it is the sign of a tampered database.
+    pub(crate) async fn dead_key_first(&self, p: &Principal, err: Error) -> Error {
+        if matches!(err, Error::Unauthorized(_) | Error::Internal(_) | Error::Integrity) {
+            return err;
+        }
+        match self.recheck(p).await {
+            Err(e) => e,
+            Ok(_) => err,
+        }
+    }
+
+    /// Records a successful read (a list, a lookup) and returns once it is
+    /// committed. If another process changed the database since the caller's
+    /// key came from the cache, the key is looked up again first, so a key
+    /// revoked elsewhere gets 401 rather than the answer. (`read_secret` does
+    /// the same and also rereads the secret.)
+    pub(crate) async fn record_read(&self, p: &Principal, row: crate::store::AuditRow) -> Result<()> {
+        if self.record(row).await? != p.seen_epoch {
+            self.recheck(p).await?;
+        }
+        Ok(())
     }
 }
 
@@ -220,6 +245,7 @@ fn principal_of(key: crate::store::ApiKeyRow, plan: String, origin: Origin, seen
     Ok(Principal {
         tenant_id: key.tenant_id,
         key_id: key.id,
+        key_hash: key.key_hash,
         plan,
         permission: Permission::parse(&key.permission)?,
         project_scope: if scope.is_empty() { None } else { Some(scope) },

@@ -57,7 +57,7 @@ impl Vault {
                 p.require(Permission::Read)?;
                 let rows = self.store.list_projects(&p.tenant_id).await?;
                 let projects: Vec<ProjectView> = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::from).collect();
-                self.record(p.audit("project.list", "project", None, "success")).await?;
+                self.record_read(p, p.audit("project.list", "project", None, "success")).await?;
                 Ok(ProjectList { count: projects.len(), projects })
             }
             .await
@@ -74,7 +74,7 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let row = self.visible_project(p, id).await?;
-                self.record(p.audit("project.read", "project", Some(&row.id), "success")).await?;
+                self.record_read(p, p.audit("project.read", "project", Some(&row.id), "success")).await?;
                 Ok(ProjectView::from(&row))
             }
             .await

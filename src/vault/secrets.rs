@@ -264,7 +264,7 @@ impl Vault {
                 .detail(serde_json::json!({ "name": current.name, "version": version, "newVersion": true }));
             Ok((sealed, audit))
         });
-        match self.store.add_version(&p.tenant_id, &id, expected_version, &p.key_id, change).await? {
+        match self.store.add_version(&p.tenant_id, &id, expected_version, &p.key_hash, change).await? {
             WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
             WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: expected_version.unwrap_or(current), current }),
@@ -311,7 +311,7 @@ impl Vault {
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
-        self.record(p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() }))).await?;
+        self.record_read(p, p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() }))).await?;
         let secrets: Vec<SecretMeta> = rows.iter().map(SecretMeta::from).collect();
         Ok(SecretPage { count: secrets.len(), secrets, has_more, next_cursor })
     }
@@ -325,7 +325,7 @@ impl Vault {
         p.require(Permission::Read)?;
         let row = self.visible_secret(p, r).await?;
         let versions = self.store.list_versions(&row.id).await?;
-        self.record(p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
+        self.record_read(p, p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
         Ok(VersionList {
             versions: versions.iter().map(|v| VersionInfo::new(v, row.current_version)).collect(),
             secret_id: row.id,
@@ -341,15 +341,16 @@ impl Vault {
         for _ in 0..UNCONDITIONAL_RETRIES {
             let name_ref =
                 SecretRef::Name { name: &req.name, project_id: req.project_id.as_deref(), environment: req.environment.as_deref() };
-            let existing = match self.secret_metadata(p, name_ref).await {
+            let existing = match self.metadata_of(p, name_ref).await {
                 Ok(meta) => Some(meta),
                 Err(Error::SecretNotFound) => None,
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.audit_failure(p, "secret.create", "secret", None, e).await),
             };
             match existing {
                 None => {
                     if let Some(expected) = req.expected_version.filter(|v| *v != 0) {
-                        return Err(Error::VersionConflict { expected, current: 0 });
+                        let e = Error::VersionConflict { expected, current: 0 };
+                        return Err(self.audit_failure(p, "secret.create", "secret", None, e).await);
                     }
                     let create = CreateSecret {
                         name: req.name.clone(),
@@ -371,7 +372,8 @@ impl Vault {
                 }
                 Some(meta) => {
                     if req.expected_version == Some(0) {
-                        return Err(Error::VersionConflict { expected: 0, current: meta.version });
+                        let e = Error::VersionConflict { expected: 0, current: meta.version };
+                        return Err(self.audit_failure(p, "secret.update", "secret", Some(&meta.id), e).await);
                     }
                     let update = UpdateSecret {
                         value: Some(req.value.clone()),
@@ -388,8 +390,16 @@ impl Vault {
         Err(Error::Conflict("the secret is being created and deleted too often to apply this change; retry".into()))
     }
 
-    /// Metadata of one secret, without its value.
+    /// Metadata of one secret, without its value. Not audited: the resource
+    /// that shows it lists the versions too, an audited read.
     pub async fn secret_metadata(&self, p: &Principal, r: SecretRef<'_>) -> Result<SecretMeta> {
+        match self.metadata_of(p, r).await {
+            Ok(meta) => Ok(meta),
+            Err(e) => Err(self.dead_key_first(p, e).await),
+        }
+    }
+
+    async fn metadata_of(&self, p: &Principal, r: SecretRef<'_>) -> Result<SecretMeta> {
         p.require(Permission::Read)?;
         Ok(SecretMeta::from(&self.visible_secret(p, &r).await?))
     }

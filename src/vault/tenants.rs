@@ -90,15 +90,8 @@ impl Vault {
                 row
             }
         };
-        Ok(Principal {
-            tenant_id: tenant.id,
-            key_id: key.id,
-            plan: tenant.plan,
-            permission: Permission::Admin,
-            project_scope: None,
-            origin,
-            seen_epoch,
-        })
+        // As the key row says: someone may have narrowed a key of that name.
+        super::principal_of(key, tenant.plan, origin, seen_epoch)
     }
 
     /// A local front's principal again after its key stopped working
@@ -120,7 +113,10 @@ impl Vault {
         if self.store.set_tenant_plan(tenant_id, limits.plan, &audit).await? { Ok(()) } else { Err(Error::NotFound("tenant")) }
     }
 
+    /// Read past the cache: the answer is about the key itself, so it must
+    /// be the key as it is now (and a key revoked elsewhere gets 401).
     pub async fn whoami(&self, p: &Principal) -> Result<WhoAmI> {
+        let p = &self.recheck(p).await?;
         let now = Utc::now();
         let month_start = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().map_or(0, |t| t.timestamp_millis());
         Ok(WhoAmI {
