@@ -488,22 +488,32 @@ async fn mcp_http(srv: &Server, key: &str, method: &str, params: Value) -> Value
 /// `serve`'s cache, gets 401 from every kind of request, not only from reads
 /// of values and from writes: lists, version histories, the audit trail, and
 /// requests that would have failed anyway. Each request is the first by its
-/// key after the revocation (later ones find the cache already emptied).
+/// key after the revocation (later ones find the cache already emptied), and
+/// the revocation is a plain UPDATE on an open connection, so the request
+/// comes before the 100 ms poll could have noticed it. A key whose rights were
+/// narrowed instead is never answered under its old ones.
 #[tokio::test]
 async fn a_key_revoked_by_another_process_learns_nothing_on_sqlite() {
+    use sqlx::Connection;
     let srv = Server::start(Backend::Sqlite).await;
     let admin = srv.signup(&unique("dead-reads")).await;
+    let url = format!("sqlite://{}", srv.data_dir.join("latchkey.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let (_, s) = srv.post("/api/v1/secrets", &admin, json!({ "name": "LISTED", "value": "v" })).await;
     let id = s["secretId"].as_str().unwrap().to_owned();
     let versions = format!("/api/v1/secrets/{id}/versions");
     let rest = ["/api/v1/secrets", "/api/v1/projects", "/api/v1/api-keys", "/api/v1/audit", versions.as_str()];
     let conflict = json!({ "name": "set_secret", "arguments": { "name": "LISTED", "value": "x", "expectedVersion": 0 } });
     let missing = json!({ "uri": "latchkey://secrets/NOT_THERE" });
-    for round in 0..rest.len() + 2 {
+    let cached_agent = async |round: usize| {
         let (_, k) = srv.post("/api/v1/api-keys", &admin, json!({ "name": format!("agent-{round}"), "permissions": "admin" })).await;
         let (agent, agent_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
         assert_eq!(srv.get("/api/v1/api-keys", &agent).await.0, 200, "the key is cached");
-        stdio_calls(&srv.data_dir, &admin, &[("revoke_api_key", json!({ "id": agent_id }))]);
+        (agent, agent_id)
+    };
+    for round in 0..rest.len() + 2 {
+        let (agent, agent_id) = cached_agent(round).await;
+        sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE id = ?").bind(&agent_id).execute(&mut db).await.unwrap();
         let answer = match rest.get(round) {
             Some(path) => {
                 let (s, body) = srv.get(path, &agent).await;
@@ -514,6 +524,12 @@ async fn a_key_revoked_by_another_process_learns_nothing_on_sqlite() {
             None => mcp_http(&srv, &agent, "resources/read", missing.clone()).await,
         };
         assert!(answer.to_string().contains("UNAUTHORIZED"), "round {round}: {answer}");
+    }
+    for round in 0..5 {
+        let (agent, agent_id) = cached_agent(100 + round).await;
+        sqlx::query("UPDATE api_keys SET permission = 'read' WHERE id = ?").bind(&agent_id).execute(&mut db).await.unwrap();
+        let (s, body) = srv.get("/api/v1/api-keys", &agent).await;
+        assert!(s == 403 || s == 409, "round {round}: a key narrowed to read listed the API keys: {s} {body}");
     }
 }
 

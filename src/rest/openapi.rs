@@ -145,6 +145,8 @@ pub fn document(ops: &[Op]) -> Value {
                     "ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT (e.g. a key already revoked or changed meanwhile, a project not empty)",
                 ),
             );
+        } else if op.auth {
+            responses.insert("409".into(), error_response("CONFLICT: the API key's rights changed while the request ran; send it again"));
         }
         if op.body.is_some() {
             responses.insert("413".into(), error_response("PAYLOAD_TOO_LARGE"));

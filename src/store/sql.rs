@@ -218,7 +218,8 @@ macro_rules! sql_store {
                                 revoked_at, created_at, updated_at";
 
         /// The audit entry of a write, inside its transaction; refuses (and so
-        /// rolls back the write) when the actor's key is revoked or expired.
+        /// rolls back the write) when the actor's key is revoked, expired or
+        /// regenerated.
         async fn insert_audit(tx: &mut Transaction<'_, $db>, a: &AuditRow) -> Result<()> {
             let q = sqlx::query(AssertSqlSafe($crate::store::sql::guarded_audit_sql($params)));
             // Expiry is judged now, inside the transaction, not at the entry's

@@ -140,13 +140,13 @@ impl SqliteStore {
 
 use super::AuditRow;
 use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params, key_is_live};
+use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
+use sqlx::Row;
 
 /// Lower-case hex, for handing key hashes to SQLite inside a JSON array.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
-use sqlx::Row;
 
 /// SQLite's statements for a batch of new versions, one text per row count
 /// (the writer's statement cache holds them all).
@@ -231,8 +231,9 @@ fn audit_batch_sql(rows: usize) -> &'static str {
 
 #[derive(Clone, Copy)]
 enum Shape {
-    /// Opens the transaction and reads which of the batch's keys are dead
-    /// (their ids as a JSON array, then the time), then the secrets it touches.
+    /// Opens the transaction and reads which of the batch's credentials no
+    /// longer name a live key (their hashes as a JSON array of hex strings,
+    /// then the time), then the secrets it touches.
     Select,
     /// One row per new version.
     Versions,

@@ -218,12 +218,17 @@ impl Vault {
 
     /// Records a successful read (a list, a lookup) and returns once it is
     /// committed. If another process changed the database since the caller's
-    /// key came from the cache, the key is looked up again first, so a key
-    /// revoked elsewhere gets 401 rather than the answer. (`read_secret` does
-    /// the same and also rereads the secret.)
+    /// key came from the cache, the key is looked up again first: a key
+    /// revoked elsewhere gets 401 rather than the answer, and one whose
+    /// permission or project scope changed meanwhile gets 409 (the answer was
+    /// made under its old rights; sent again, the request is judged under the
+    /// new ones). `read_secret` does the same and rereads the secret instead.
     pub(crate) async fn record_read(&self, p: &Principal, row: crate::store::AuditRow) -> Result<()> {
         if self.record(row).await? != p.seen_epoch {
-            self.recheck(p).await?;
+            let now = self.recheck(p).await?;
+            if (now.permission, &now.project_scope) != (p.permission, &p.project_scope) {
+                return Err(Error::Conflict("this API key's rights changed while the request ran; send it again".into()));
+            }
         }
         Ok(())
     }

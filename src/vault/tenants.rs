@@ -53,9 +53,10 @@ impl Vault {
             created_at: now,
         };
         let (key, token) = super::keys::new_key(&tenant.id, plan, "default".into(), Permission::Admin, &[], None);
-        let audit = origin
+        let mut audit = origin
             .audit(Some(&tenant.id), &key.id, "tenant.signup", "tenant", Some(&tenant.id), "success")
             .detail(serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }));
+        audit.actor_key = Some(key.key_hash.clone());
         self.store.create_tenant(&tenant, &key, &audit).await?;
         Ok((tenant, token))
     }
@@ -83,9 +84,10 @@ impl Vault {
             None => {
                 let (row, _plaintext_never_kept) =
                     super::keys::new_key(tenant_id, &tenant.plan, LOCAL_KEY.into(), Permission::Admin, &[], None);
-                let audit = origin
+                let mut audit = origin
                     .audit(Some(tenant_id), &row.id, "apikey.create", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": LOCAL_KEY }));
+                audit.actor_key = Some(row.key_hash.clone());
                 self.store.insert_api_key(&row, &audit).await?;
                 row
             }
