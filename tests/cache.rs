@@ -491,7 +491,8 @@ async fn mcp_http(srv: &Server, key: &str, method: &str, params: Value) -> Value
 /// key after the revocation (later ones find the cache already emptied), and
 /// the revocation is a plain UPDATE on an open connection, so the request
 /// comes before the 100 ms poll could have noticed it. A key whose rights were
-/// narrowed instead is never answered under its old ones.
+/// narrowed instead is never answered under its old ones, and writes nothing
+/// under them.
 #[tokio::test]
 async fn a_key_revoked_by_another_process_learns_nothing_on_sqlite() {
     use sqlx::Connection;
@@ -525,12 +526,22 @@ async fn a_key_revoked_by_another_process_learns_nothing_on_sqlite() {
         };
         assert!(answer.to_string().contains("UNAUTHORIZED"), "round {round}: {answer}");
     }
-    for round in 0..5 {
+    let path = format!("/api/v1/secrets/{id}");
+    for round in 0..6 {
         let (agent, agent_id) = cached_agent(100 + round).await;
         sqlx::query("UPDATE api_keys SET permission = 'read' WHERE id = ?").bind(&agent_id).execute(&mut db).await.unwrap();
-        let (s, body) = srv.get("/api/v1/api-keys", &agent).await;
-        assert!(s == 403 || s == 409, "round {round}: a key narrowed to read listed the API keys: {s} {body}");
+        let (what, (s, body)) = match round % 3 {
+            0 => ("listed the API keys", srv.get("/api/v1/api-keys", &agent).await),
+            1 => ("rotated a secret", srv.put(&path, &agent, json!({ "value": "by a narrowed key" })).await),
+            _ => (
+                "created a secret",
+                srv.post("/api/v1/secrets", &agent, json!({ "name": format!("NARROWED_{round}"), "value": "x" })).await,
+            ),
+        };
+        assert!(s == 403 || s == 409, "round {round}: a key narrowed to read {what}: {s} {body}");
     }
+    let (_, now) = srv.get(&path, &admin).await;
+    assert_eq!((now["version"].as_i64(), now["value"].as_str()), (Some(1), Some("v")), "{now}");
 }
 
 /// Rotations whose clients hang up at every moment of the request: hyper

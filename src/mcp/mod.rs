@@ -117,7 +117,7 @@ impl Local {
             Err(Error::Unauthorized(_)) if self.renewable => {
                 let _one = self.renewing.lock().await;
                 let latest = self.principal.lock().expect("not poisoned").clone();
-                if (&latest.key_id, &latest.key_hash) != (&seen.key_id, &seen.key_hash) {
+                if (&latest.key_id, &latest.credential) != (&seen.key_id, &seen.credential) {
                     // Another call renewed it meanwhile.
                     return vault.recheck(&latest).await;
                 }

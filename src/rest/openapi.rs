@@ -142,7 +142,7 @@ pub fn document(ops: &[Op]) -> Value {
             responses.insert(
                 "409".into(),
                 error_response(
-                    "ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT (e.g. a key already revoked or changed meanwhile, a project not empty)",
+                    "ALREADY_EXISTS, VERSION_CONFLICT or CONFLICT (e.g. a key already revoked or changed meanwhile, this request's key changed while it ran, a project not empty)",
                 ),
             );
         } else if op.auth {

@@ -362,11 +362,11 @@ impl Store for CachedStore {
         tenant_id: &str,
         id: &str,
         expected_version: Option<i64>,
-        actor_key: &[u8],
+        actor: &Credential,
         change: VersionChange,
     ) -> Result<WriteOutcome> {
         let _writing = self.secret_write(tenant_id, id);
-        self.inner.add_version(tenant_id, id, expected_version, actor_key, change).await
+        self.inner.add_version(tenant_id, id, expected_version, actor, change).await
     }
 
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

@@ -149,14 +149,35 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     /// JSON object with non-secret context (names, versions, reasons).
     pub detail: Option<String>,
-    /// The hash of the acting key as the request presented it; a write's
-    /// entry goes in only while that is still the key's (see
+    /// The acting key as the request presented it; a write's entry goes in
+    /// only while the key's row still says the same (see
     /// `sql::guarded_audit_sql`). Not stored.
     #[sqlx(skip)]
-    pub actor_key: Option<Vec<u8>>,
+    pub credential: Option<Credential>,
 }
 
-/// Why a write by a cached key was refused inside its transaction.
+/// An API key as a request presented it: its hash and the rights its row
+/// gave it then (as stored). A write by a cached key goes in only while the
+/// row still says exactly this: not revoked, not regenerated, not narrowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Credential {
+    pub key_hash: Vec<u8>,
+    pub permission: String,
+    pub project_scope: String,
+}
+
+impl Credential {
+    pub fn of(key: &ApiKeyRow) -> Self {
+        Credential { key_hash: key.key_hash.clone(), permission: key.permission.clone(), project_scope: key.project_scope.clone() }
+    }
+}
+
+/// Why a write by a cached key was refused inside its transaction: its key
+/// is no longer what the request presented. The vault answers 401 instead
+/// when the key turns out dead (`Vault::dead_key_first`).
+pub const KEY_CHANGED: &str = "this API key changed while the request ran; send it again";
+
+/// Why a request by a key that is revoked, regenerated or expired is refused.
 pub const DEAD_KEY: &str = "this API key was revoked, regenerated or has expired";
 
 #[derive(Debug, Clone, Default)]
@@ -264,15 +285,14 @@ pub trait Store: Send + Sync + 'static {
     /// A new value and nothing else: the hot write. Same contract as
     /// [`Store::update_secret`]; a store may commit concurrent calls together
     /// (SQLite does), acknowledging each only after the shared commit.
-    /// `actor_key` is the writing key's hash as the request presented it,
-    /// checked inside the write like every write's (see
-    /// `sql::guarded_audit_sql`).
+    /// `actor` is the writing key as the request presented it, checked
+    /// inside the write like every write's (see `sql::guarded_audit_sql`).
     async fn add_version(
         &self,
         tenant_id: &str,
         id: &str,
         expected_version: Option<i64>,
-        actor_key: &[u8],
+        actor: &Credential,
         change: VersionChange,
     ) -> Result<WriteOutcome>;
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;

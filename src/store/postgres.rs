@@ -401,8 +401,9 @@ impl PgBatch {
                  UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS v(id, seen, ver, at, name, project)
                  WHERE s.id = v.id AND s.current_version = v.seen AND s.name = v.name AND s.project_id IS NOT DISTINCT FROM v.project
-                   AND NOT EXISTS (SELECT 1 FROM UNNEST($26::bytea[]) AS w(h)
-                                   WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {}))
+                   AND NOT EXISTS (SELECT 1 FROM UNNEST($26::bytea[], $28::text[], $29::text[]) AS w(h, p, s)
+                                   WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {}
+                                                     AND permission = w.p AND project_scope = w.s))
                  RETURNING s.*
              ), new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
@@ -457,14 +458,18 @@ impl PgBatch {
             .bind(column(v, |v| v.created_at))
             .bind(column(v, |v| v.created_by.as_str()));
         // Audit entry i belongs to version i (see `plan`).
-        // A dead key among the batch's writers fails every compare-and-set:
-        // the jobs take the locked path, which refuses that key's alone.
+        // A key among the batch's writers that is no longer as its request
+        // presented it fails every compare-and-set: the jobs take the locked
+        // path, which refuses that key's alone.
+        let credentials = version_writer::credentials(jobs);
         let q = bind_audit_columns(q, a)
             .bind(column(v, |v| v.secret_id.as_str()))
             .bind(CHANNEL)
             .bind(&self.instance)
-            .bind(version_writer::credentials(jobs))
-            .bind(super::now_millis());
+            .bind(column(&credentials, |c| c.key_hash.as_slice()))
+            .bind(super::now_millis())
+            .bind(column(&credentials, |c| c.permission.as_str()))
+            .bind(column(&credentials, |c| c.project_scope.as_str()));
         let written: std::collections::HashSet<&str> = t.iter().map(|r| r.id.as_str()).collect();
         let mut held = self.held.lock().await?;
         let done = q.fetch_all(held.conn()).await;
@@ -540,20 +545,27 @@ impl PgBatch {
         });
         let mut conn = WriteConn::acquire(&self.pool).await?;
         let mut tx = PgStore::begin_write(&mut conn).await?;
-        static DEAD: LazyLock<String> = LazyLock::new(|| {
+        // The 1-based positions of the credentials that no longer name their key as it was.
+        static CHANGED: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "SELECT w.h FROM UNNEST($1::bytea[]) AS w(h) WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {})",
+                "SELECT w.i FROM UNNEST($1::bytea[], $3::text[], $4::text[]) WITH ORDINALITY AS w(h, p, s, i) \
+                 WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {} AND permission = w.p AND project_scope = w.s)",
                 key_is_live("$2")
             )
         });
+        let credentials = version_writer::credentials(jobs);
         let rows: Vec<super::SecretRow> =
             sqlx::query_as(AssertSqlSafe(READ.as_str())).bind(version_writer::ids(jobs)).fetch_all(&mut *tx).await?;
-        let dead: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(DEAD.as_str()))
-            .bind(version_writer::credentials(jobs))
+        let changed: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(CHANGED.as_str()))
+            .bind(column(&credentials, |c| c.key_hash.as_slice()))
             .bind(super::now_millis())
+            .bind(column(&credentials, |c| c.permission.as_str()))
+            .bind(column(&credentials, |c| c.project_scope.as_str()))
             .fetch_all(&mut *tx)
             .await?;
-        let plan = version_writer::plan(jobs, rows, &dead);
+        let changed: Vec<&super::Credential> =
+            changed.iter().filter_map(|i| credentials.get(usize::try_from(*i).ok()?.checked_sub(1)?).copied()).collect();
+        let plan = version_writer::plan(jobs, rows, &changed);
         if plan.versions.is_empty() {
             return Ok(plan.outcomes);
         }

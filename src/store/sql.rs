@@ -164,21 +164,25 @@ pub(super) fn key_is_live(at: &str) -> String {
 }
 
 /// The audit insert of a single write: its one row goes in only if the actor
-/// is a live key and still the credential the request came with (its hash:
-/// a regenerated key keeps its id, and the old token must stop at once).
-/// Actors that are not keys (`operator`) have no row to check. Parameters:
-/// the 11 audit columns, then the actor, the time and the key's hash.
+/// is a live key and still the credential the request came with: the same
+/// hash (a regenerated key keeps its id, and the old token must stop at
+/// once) and the same rights (a key narrowed meanwhile must not write under
+/// its old ones). Actors that are not keys (`operator`) have no row to
+/// check. Parameters: the 11 audit columns, then the actor, the time and the
+/// key's hash, permission and scope as the request presented them.
 pub(super) fn guarded_audit_sql(params: Params) -> &'static str {
     use std::sync::OnceLock;
     static SQL: [OnceLock<String>; 2] = [const { OnceLock::new() }; 2];
     SQL[usize::from(params == Params::Anonymous)].get_or_init(|| {
         format!(
             "INSERT INTO {AUDIT_INTO} SELECT {} WHERE NOT EXISTS \
-             (SELECT 1 FROM api_keys WHERE id = {} AND NOT ({} AND key_hash = {}))",
+             (SELECT 1 FROM api_keys WHERE id = {} AND NOT ({} AND key_hash = {} AND permission = {} AND project_scope = {}))",
             params.list(1, 11),
             params.list(12, 1),
             key_is_live(&params.list(13, 1)),
-            params.list(14, 1)
+            params.list(14, 1),
+            params.list(15, 1),
+            params.list(16, 1)
         )
     })
 }
@@ -218,8 +222,8 @@ macro_rules! sql_store {
                                 revoked_at, created_at, updated_at";
 
         /// The audit entry of a write, inside its transaction; refuses (and so
-        /// rolls back the write) when the actor's key is revoked, expired or
-        /// regenerated.
+        /// rolls back the write) when the actor's key is no longer what the
+        /// request presented: revoked, expired, regenerated or narrowed.
         async fn insert_audit(tx: &mut Transaction<'_, $db>, a: &AuditRow) -> Result<()> {
             let q = sqlx::query(AssertSqlSafe($crate::store::sql::guarded_audit_sql($params)));
             // Expiry is judged now, inside the transaction, not at the entry's
@@ -227,12 +231,14 @@ macro_rules! sql_store {
             let n = bind_audit(q, std::slice::from_ref(a))
                 .bind(&a.actor)
                 .bind(now_millis())
-                .bind(a.actor_key.as_deref())
+                .bind(a.credential.as_ref().map(|c| c.key_hash.as_slice()))
+                .bind(a.credential.as_ref().map(|c| c.permission.as_str()))
+                .bind(a.credential.as_ref().map(|c| c.project_scope.as_str()))
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
             if n == 0 {
-                return Err(Error::Unauthorized($crate::store::DEAD_KEY.into()));
+                return Err(Error::Conflict($crate::store::KEY_CHANGED.into()));
             }
             Ok(())
         }
@@ -649,10 +655,10 @@ macro_rules! sql_store {
                 tenant_id: &str,
                 id: &str,
                 expected_version: Option<i64>,
-                actor_key: &[u8],
+                actor: &Credential,
                 change: VersionChange,
             ) -> Result<WriteOutcome> {
-                self.versions.add(tenant_id, id, expected_version, actor_key, change).await
+                self.versions.add(tenant_id, id, expected_version, actor, change).await
             }
 
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {

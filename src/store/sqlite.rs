@@ -179,21 +179,24 @@ async fn write_locked(
 ) -> crate::error::Result<Vec<crate::error::Result<super::WriteOutcome>>> {
     let jobs: Vec<&Job> = jobs.iter().collect();
     let ids = version_writer::ids(&jobs);
-    let credentials: Vec<String> = version_writer::credentials(&jobs).iter().map(|k| hex(k)).collect();
-    let credentials = serde_json::to_string(&credentials).map_err(crate::error::Error::internal)?;
-    let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Select, ids.len()))).bind(credentials).bind(super::now_millis());
+    let credentials = version_writer::credentials(&jobs);
+    let presented: Vec<[String; 3]> =
+        credentials.iter().map(|c| [hex(&c.key_hash), c.permission.clone(), c.project_scope.clone()]).collect();
+    let presented = serde_json::to_string(&presented).map_err(crate::error::Error::internal)?;
+    let mut q = sqlx::query(AssertSqlSafe(batch_sql(Shape::Select, ids.len()))).bind(presented).bind(super::now_millis());
     for id in &ids {
         q = q.bind(*id);
     }
-    // One call, two statements: the dead credentials (one column), then the secrets.
-    let (mut dead, mut rows) = (Vec::new(), Vec::new());
+    // One call, two statements: the positions of the credentials that no
+    // longer name their key as it was (one column), then the secrets.
+    let (mut changed, mut rows) = (Vec::new(), Vec::new());
     for row in q.fetch_all(&mut *conn).await? {
         match row.len() {
-            1 => dead.push(row.try_get(0)?),
+            1 => changed.extend(usize::try_from(row.try_get::<i64, _>(0)?).ok().and_then(|i| credentials.get(i)).copied()),
             _ => rows.push(sqlx::FromRow::from_row(&row)?),
         }
     }
-    let plan = version_writer::plan(&jobs, rows, &dead);
+    let plan = version_writer::plan(&jobs, rows, &changed);
     if plan.versions.is_empty() {
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         return Ok(plan.outcomes);
@@ -232,8 +235,9 @@ fn audit_batch_sql(rows: usize) -> &'static str {
 #[derive(Clone, Copy)]
 enum Shape {
     /// Opens the transaction and reads which of the batch's credentials no
-    /// longer name a live key (their hashes as a JSON array of hex strings,
-    /// then the time), then the secrets it touches.
+    /// longer name their key as it was (a JSON array of [hex hash,
+    /// permission, scope], then the time; the answer is their positions),
+    /// then the secrets it touches.
     Select,
     /// One row per new version.
     Versions,
@@ -261,8 +265,9 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
         let list = |width: usize| Params::Anonymous.values(n, width);
         match shape {
             Shape::Select => format!(
-                "BEGIN IMMEDIATE; SELECT unhex(value) FROM json_each(?) \
-                 WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = unhex(value) AND {}); \
+                "BEGIN IMMEDIATE; SELECT key FROM json_each(?) \
+                 WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = unhex(value ->> 0) AND {} \
+                                   AND permission = value ->> 1 AND project_scope = value ->> 2); \
                  SELECT {SECRET_COLS} FROM secrets WHERE id IN ({})",
                 key_is_live("?"),
                 Params::Anonymous.list(1, n)

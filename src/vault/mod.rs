@@ -166,7 +166,7 @@ impl Vault {
             (Some(key), Some(tenant))
                 if key.revoked_at.is_none()
                     && key.expires_at.is_none_or(|e| e > now)
-                    && tokens::hashes_match(&key.key_hash, &p.key_hash) =>
+                    && tokens::hashes_match(&key.key_hash, &p.credential.key_hash) =>
             {
                 principal_of(key, tenant.plan, p.origin.clone(), seen_epoch)
             }
@@ -247,12 +247,13 @@ pub(crate) use audited;
 
 fn principal_of(key: crate::store::ApiKeyRow, plan: String, origin: Origin, seen_epoch: u64) -> Result<Principal> {
     let scope: Vec<String> = serde_json::from_str(&key.project_scope).unwrap_or_default();
+    let (credential, permission) = (crate::store::Credential::of(&key), Permission::parse(&key.permission)?);
     Ok(Principal {
         tenant_id: key.tenant_id,
         key_id: key.id,
-        key_hash: key.key_hash,
+        credential,
         plan,
-        permission: Permission::parse(&key.permission)?,
+        permission,
         project_scope: if scope.is_empty() { None } else { Some(scope) },
         origin,
         seen_epoch,

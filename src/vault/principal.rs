@@ -89,7 +89,7 @@ impl Origin {
             ip: self.ip.clone(),
             user_agent: self.user_agent.clone(),
             detail: None,
-            actor_key: None,
+            credential: None,
         }
     }
 }
@@ -99,9 +99,9 @@ impl Origin {
 pub struct Principal {
     pub tenant_id: String,
     pub key_id: String,
-    /// The hash of the key as it was when this principal was made: a
-    /// regeneration keeps the id and changes this.
-    pub key_hash: Vec<u8>,
+    /// The key as it was when this principal was made (hash and rights as
+    /// stored): a regeneration keeps the id and changes the hash.
+    pub credential: crate::store::Credential,
     pub plan: String,
     pub permission: Permission,
     /// `None`: every project. `Some(ids)`: only secrets in these projects.
@@ -144,7 +144,7 @@ impl Principal {
 
     pub fn audit(&self, action: &str, resource_type: &str, resource_id: Option<&str>, outcome: &str) -> AuditRow {
         let mut row = self.origin.audit(Some(&self.tenant_id), &self.key_id, action, resource_type, resource_id, outcome);
-        row.actor_key = Some(self.key_hash.clone());
+        row.credential = Some(self.credential.clone());
         row
     }
 }

@@ -264,7 +264,7 @@ impl Vault {
                 .detail(serde_json::json!({ "name": current.name, "version": version, "newVersion": true }));
             Ok((sealed, audit))
         });
-        match self.store.add_version(&p.tenant_id, &id, expected_version, &p.key_hash, change).await? {
+        match self.store.add_version(&p.tenant_id, &id, expected_version, &p.credential, change).await? {
             WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
             WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: expected_version.unwrap_or(current), current }),

@@ -56,7 +56,7 @@ impl Vault {
         let mut audit = origin
             .audit(Some(&tenant.id), &key.id, "tenant.signup", "tenant", Some(&tenant.id), "success")
             .detail(serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }));
-        audit.actor_key = Some(key.key_hash.clone());
+        audit.credential = Some(crate::store::Credential::of(&key));
         self.store.create_tenant(&tenant, &key, &audit).await?;
         Ok((tenant, token))
     }
@@ -87,7 +87,7 @@ impl Vault {
                 let mut audit = origin
                     .audit(Some(tenant_id), &row.id, "apikey.create", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": LOCAL_KEY }));
-                audit.actor_key = Some(row.key_hash.clone());
+                audit.credential = Some(crate::store::Credential::of(&row));
                 self.store.insert_api_key(&row, &audit).await?;
                 row
             }
