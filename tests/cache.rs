@@ -454,6 +454,37 @@ async fn a_key_regenerated_on_another_replica_writes_nothing_on_postgres() {
     .await;
 }
 
+/// PostgreSQL: replica B narrows a write key to read while replica A's
+/// listener has silently died, so A still holds the key's old rights in its
+/// cache. A rotation and a new secret by that key on A write nothing: the
+/// compare-and-set, the locked path and the single write's audit insert each
+/// compare the key's rights as the request presented them.
+#[tokio::test]
+async fn a_key_narrowed_on_another_replica_writes_nothing_on_postgres() {
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
+    let admin = a.signup(&unique("narrowed")).await;
+    let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "KEPT", "value": "v1" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/secrets/{id}");
+    let (_, k) = a.post("/api/v1/api-keys", &admin, json!({ "name": "writer", "permissions": "write" })).await;
+    let (key, key_id) = (k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned());
+    warm(&a, &id, &[&key], "v1").await;
+    assert!(proxy.freeze_listeners() > 0, "replica A has no listener to freeze");
+    let (s, body) = b.put(&format!("/api/v1/api-keys/{key_id}"), &admin, json!({ "permissions": "read" })).await;
+    assert_eq!(s, 200, "{body}");
+    let (rotated, created) = tokio::join!(
+        a.put(&path, &key, json!({ "value": "by a narrowed key" })),
+        a.post("/api/v1/secrets", &key, json!({ "name": "NARROWED", "value": "x" })),
+    );
+    for (what, (s, body)) in [("rotation", rotated), ("new secret", created)] {
+        assert!(s == 403 || s == 409, "{what} by a key narrowed on B: {s} {body}");
+    }
+    let (_, now) = b.get(&path, &admin).await;
+    assert_eq!((now["version"].as_i64(), now["value"].as_str()), (Some(1), Some("v1")), "{now}");
+    let (_, listed) = b.get("/api/v1/secrets", &admin).await;
+    assert!(!listed.to_string().contains("NARROWED"), "{listed}");
+}
+
 /// A `latchkey mcp` session started with `LATCHKEY_API_KEY` stops when that
 /// key is regenerated: the old token stops working at once, also for a
 /// session that checked it when it began.
