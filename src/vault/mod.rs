@@ -179,9 +179,6 @@ impl Vault {
     /// dead (see [`Vault::dead_key_first`]). Internal errors are not recorded:
     /// the store that would record them is usually what failed.
     async fn audit_failure(&self, p: &Principal, action: &str, resource_type: &str, resource_id: Option<&str>, err: Error) -> Error {
-        if matches!(err, Error::Internal(_)) {
-            return err;
-        }
         let err = self.dead_key_first(p, err).await;
         if matches!(err, Error::Internal(_)) {
             return err;
@@ -195,17 +192,16 @@ impl Vault {
         }
         err
     }
-}
 
-impl Vault {
     /// The caller's key came from the cache, and another process may have
-    /// revoked it a moment ago. A write by such a key is refused with 401 at
-    /// its audit insert, but one that fails earlier (a missing secret, a stale
-    /// expected version, a plan limit) would tell a revoked key what 404,
-    /// 409 or 403 tell a live one. So a failure looks at the key again, past
-    /// the cache, and a dead key gets 401 whatever it asked. Failures are the
-    /// rare path, so this costs the successful ones nothing. An integrity
-    /// error stays what it is: it is the sign of a tampered database.
+    /// revoked or changed it a moment ago. A write by such a key is refused
+    /// at its audit insert (409, see `store::KEY_CHANGED`), and one that fails
+    /// earlier (a missing secret, a stale expected version, a plan limit)
+    /// would tell a revoked key what 404, 409 or 403 tell a live one. So a
+    /// failure looks at the key again, past the cache, and a dead key gets
+    /// 401 whatever it asked. Failures are the rare path, so this costs the
+    /// successful ones nothing. An integrity error stays what it is: it is
+    /// the sign of a tampered database.
     pub(crate) async fn dead_key_first(&self, p: &Principal, err: Error) -> Error {
         if matches!(err, Error::Unauthorized(_) | Error::Internal(_) | Error::Integrity) {
             return err;
@@ -225,8 +221,8 @@ impl Vault {
     /// new ones). `read_secret` does the same and rereads the secret instead.
     pub(crate) async fn record_read(&self, p: &Principal, row: crate::store::AuditRow) -> Result<()> {
         if self.record(row).await? != p.seen_epoch {
-            let now = self.recheck(p).await?;
-            if (now.permission, &now.project_scope) != (p.permission, &p.project_scope) {
+            // The same comparison a write makes inside its transaction.
+            if self.recheck(p).await?.credential != p.credential {
                 return Err(Error::Conflict("this API key's rights changed while the request ran; send it again".into()));
             }
         }
