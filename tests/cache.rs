@@ -64,6 +64,32 @@ impl Stdio {
         self.request("tools/call", json!({ "name": name, "arguments": args }))["result"].clone()
     }
 
+    /// Sends `n` calls of one tool before reading any answer, so the session
+    /// runs them concurrently; their results, errors included, in order.
+    fn burst(&mut self, name: &str, args: Value, n: usize) -> Vec<Value> {
+        let first = self.next;
+        let stdin = self.stdin.as_mut().expect("session open");
+        for id in first..first + n {
+            let call = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": name, "arguments": args } });
+            writeln!(stdin, "{call}").unwrap();
+        }
+        stdin.flush().unwrap();
+        self.next += n;
+        let mut results = vec![Value::Null; n];
+        let mut left = n;
+        for line in self.lines.by_ref() {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if let Some(i) = v["id"].as_u64().map(|id| id as usize).filter(|id| (first..first + n).contains(id)) {
+                results[i - first] = v["result"].clone();
+                left -= 1;
+                if left == 0 {
+                    return results;
+                }
+            }
+        }
+        panic!("stdout closed with {left} answers missing");
+    }
+
     /// Closes stdin and waits for the process to end on its own.
     fn finish(mut self) -> bool {
         self.stdin.take();
@@ -734,6 +760,68 @@ async fn a_local_session_renews_an_expired_key_and_stops_on_a_revoked_one() {
     let me = next.call("whoami", json!({}));
     assert_ne!(me["isError"], true, "{me}");
     assert!(![first.as_str(), second.as_str()].contains(&key_of(&me).as_str()), "{me}");
+    assert!(next.finish());
+}
+
+/// Calls that find the local key expired at the same time renew it once:
+/// every call goes on with the same new key, and the tenant gains one key,
+/// not one per call.
+#[tokio::test]
+async fn concurrent_calls_renew_an_expired_local_key_once() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut session = Stdio::start_local(dir.path());
+    let me = session.call("whoami", json!({}));
+    let (first, tenant) = (me["structuredContent"]["keyId"].as_str().unwrap().to_owned(), me["structuredContent"]["tenantId"].clone());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let keys = "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?";
+    let before: i64 = sqlx::query_scalar(keys).bind(tenant.as_str()).fetch_one(&mut db).await.unwrap();
+    let mut current = first.clone();
+    for round in 0..3 {
+        let expired = current.clone();
+        sqlx::query("UPDATE api_keys SET expires_at = 1 WHERE id = ?").bind(&expired).execute(&mut db).await.unwrap();
+        let results = session.burst("whoami", json!({}), 8);
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &results {
+            assert_ne!(r["isError"], true, "round {round}: {r}");
+            seen.insert(r["structuredContent"]["keyId"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(seen.len(), 1, "round {round}: the calls went on with different keys: {seen:?}");
+        assert!(!seen.contains(&expired) && !seen.contains(&first), "round {round}: {seen:?}");
+        current = seen.into_iter().next().unwrap();
+        let now: i64 = sqlx::query_scalar(keys).bind(tenant.as_str()).fetch_one(&mut db).await.unwrap();
+        assert_eq!(now, before + round + 1, "round {round}: eight calls made {} keys", now - before - round);
+    }
+    db.close().await.unwrap();
+    assert!(session.finish());
+}
+
+/// The local session acts with the rights its key row has: a local key
+/// someone narrowed to read stays narrowed in the next session.
+#[tokio::test]
+async fn a_local_session_has_the_rights_of_its_key_row() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut session = Stdio::start_local(dir.path());
+    let set = session.call("set_secret", json!({ "name": "BEFORE", "value": "v" }));
+    assert_ne!(set["isError"], true, "{set}");
+    let key = session.call("whoami", json!({}))["structuredContent"]["keyId"].as_str().unwrap().to_owned();
+    assert!(session.finish());
+
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE api_keys SET permission = 'read' WHERE id = ?").bind(&key).execute(&mut db).await.unwrap();
+    db.close().await.unwrap();
+
+    let mut next = Stdio::start_local(dir.path());
+    let me = next.call("whoami", json!({}));
+    assert_eq!(me["structuredContent"]["keyId"].as_str(), Some(key.as_str()), "{me}");
+    let read = next.call("list_secrets", json!({}));
+    assert!(read.to_string().contains("BEFORE"), "{read}");
+    let refused = next.call("set_secret", json!({ "name": "AFTER", "value": "v" }));
+    assert_eq!(refused["isError"], true, "a local key narrowed to read still wrote: {refused}");
+    assert!(refused.to_string().contains("SCOPE_DENIED"), "{refused}");
     assert!(next.finish());
 }
 
