@@ -449,6 +449,59 @@ async fn a_key_revoked_by_another_replica_writes_nothing_on_postgres() {
     .await;
 }
 
+/// PostgreSQL: replica B revokes one key and regenerates another while
+/// replica A's listener has silently died, so A's cache still holds both as
+/// they were. Reads by either (a value over REST and MCP, a list, a version
+/// history) are answered 401 at once: the statement that makes a read's
+/// audit entry durable checks the key row, which is never late. A live key's
+/// reads beside them go on.
+#[tokio::test]
+async fn a_key_revoked_on_another_replica_reads_nothing_on_postgres() {
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
+    let admin = a.signup(&unique("dead-reads")).await;
+    let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "READ_ME", "value": "v1" })).await;
+    let id = s["secretId"].as_str().unwrap().to_owned();
+    let mut keys = vec![];
+    for name in ["revoked", "regenerated"] {
+        let (_, k) = a.post("/api/v1/api-keys", &admin, json!({ "name": name, "permissions": "read" })).await;
+        keys.push((k["apiKey"].as_str().unwrap().to_owned(), k["id"].as_str().unwrap().to_owned()));
+    }
+    warm(&a, &id, &[&keys[0].0, &keys[1].0, &admin], "v1").await;
+    for (key, _) in &keys {
+        assert_eq!(a.get("/api/v1/secrets", key).await.0, 200);
+    }
+    assert!(proxy.freeze_listeners() > 0, "replica A has no listener to freeze");
+    let (s, body) = b.delete(&format!("/api/v1/api-keys/{}", keys[0].1), &admin).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = b.post(&format!("/api/v1/api-keys/{}/regenerate", keys[1].1), &admin, json!({})).await;
+    assert_eq!(s, 200, "{body}");
+
+    let path = format!("/api/v1/secrets/{id}");
+    let versions = format!("{path}/versions");
+    let get = json!({ "name": "get_secret", "arguments": { "id": id } });
+    let (dead, old) = (&keys[0].0, &keys[1].0);
+    let (r0, r1, l0, l1, v0, v1, m0, m1, live) = tokio::join!(
+        a.get(&path, dead),
+        a.get(&path, old),
+        a.get("/api/v1/secrets", dead),
+        a.get("/api/v1/secrets", old),
+        a.get(&versions, dead),
+        a.get(&versions, old),
+        mcp_http(&a, dead, "tools/call", get.clone()),
+        mcp_http(&a, old, "tools/call", get.clone()),
+        a.get(&path, &admin),
+    );
+    for (what, (status, body)) in [("read", r0), ("read", r1), ("list", l0), ("list", l1), ("versions", v0), ("versions", v1)] {
+        assert!(body["value"].is_null(), "{what}: a dead key got the value: {body}");
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")), "{what} by a dead key: {body}");
+    }
+    for m in [m0, m1] {
+        assert!(m["result"]["structuredContent"]["value"].is_null(), "MCP: a dead key got the value: {m}");
+        assert!(m.to_string().contains("UNAUTHORIZED"), "MCP get_secret by a dead key: {m}");
+    }
+    assert_eq!((live.0, live.1["value"].as_str()), (200, Some("v1")), "the admin's read beside them: {}", live.1);
+}
+
 /// SQLite: another process regenerates the key (new key material, the same
 /// id) while `serve` has the old token cached: the old token writes nothing.
 #[tokio::test]

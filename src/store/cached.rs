@@ -389,13 +389,15 @@ impl Store for CachedStore {
     /// Notes what the store saw of other processes while writing, so the
     /// epoch a read sees after its audit commit covers every change committed
     /// before that commit.
-    async fn append_audit(&self, entries: &[AuditRow]) -> Result<bool> {
+    async fn append_audit(&self, entries: &[AuditRow]) -> Result<Appended> {
         let _noticing = self.noticing.lock().await;
-        let changed = self.inner.append_audit(entries).await?;
-        if changed {
+        let appended = self.inner.append_audit(entries).await?;
+        // A refused entry means the database holds a key change this cache
+        // was not told of (a notification not delivered yet, or lost).
+        if appended.changed || !appended.refused.is_empty() {
             self.forget_everything();
         }
-        Ok(changed)
+        Ok(appended)
     }
 
     async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)> {

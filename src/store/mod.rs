@@ -172,6 +172,17 @@ impl Credential {
     }
 }
 
+/// What one audit batch did.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Another process changed the database (see [`Store::changed_elsewhere`]).
+    pub changed: bool,
+    /// Positions of success entries left out because their key is no longer
+    /// what the request presented (PostgreSQL; see `PgStore::write_audit`).
+    /// The requests they acknowledge must fail; the other entries went in.
+    pub refused: Vec<usize>,
+}
+
 /// Why a write by a cached key was refused inside its transaction: its key
 /// is no longer what the request presented. The vault answers 401 instead
 /// when the key turns out dead (`Vault::dead_key_first`).
@@ -304,7 +315,7 @@ pub trait Store: Send + Sync + 'static {
     /// Appends entries (the audit writer batches concurrent ones) and answers
     /// [`Store::changed_elsewhere`] as of a moment after the entries' first
     /// statement began, without a round trip of its own where it can.
-    async fn append_audit(&self, entries: &[AuditRow]) -> Result<bool>;
+    async fn append_audit(&self, entries: &[AuditRow]) -> Result<Appended>;
     async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)>;
     async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64>;
 

@@ -260,14 +260,47 @@ impl PgStore {
 
     /// One autocommit statement whatever the batch's size: the entries go as
     /// eleven column arrays (`UNNEST`), as in the rotation batch.
-    async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<bool> {
-        static SQL: LazyLock<String> =
-            LazyLock::new(|| format!("INSERT INTO {AUDIT_INTO} SELECT * FROM UNNEST({})", audit_params(1).join(", ")));
-        let q = bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries);
+    ///
+    /// A success entry goes in only while its key's row still says what the
+    /// request presented, as a write's entry does (`guarded_audit_sql`).
+    /// Here the cache learns of another replica's key change by
+    /// notification, which a silently dead listener delays by seconds; the
+    /// row itself, checked in the statement that makes the read durable, is
+    /// never late. The statement answers the positions it left out.
+    async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<super::Appended> {
+        // Failures and anonymous attempts are recorded whatever the key's state.
+        fn guarded(a: &super::AuditRow) -> Option<&super::Credential> {
+            a.credential.as_ref().filter(|_| a.outcome == "success")
+        }
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "WITH u AS MATERIALIZED (
+                     SELECT a.*, (a.h IS NULL OR NOT EXISTS (
+                         SELECT 1 FROM api_keys WHERE id = a.c3
+                            AND NOT ({} AND key_hash = a.h AND permission = a.p AND project_scope = a.s))) AS ok
+                     FROM UNNEST({}, $12::bytea[], $13::text[], $14::text[]) WITH ORDINALITY AS a({}, h, p, s, n)
+                 ), written AS (
+                     INSERT INTO {AUDIT_INTO} SELECT {} FROM u WHERE ok ORDER BY n
+                 )
+                 SELECT n FROM u WHERE NOT ok",
+                key_is_live("a.c2"),
+                audit_params(1).join(", "),
+                audit_names().join(", "),
+                audit_names().join(", ")
+            )
+        });
+        let q = bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries)
+            .bind(column(entries, |a| guarded(a).map(|c| c.key_hash.as_slice())))
+            .bind(column(entries, |a| guarded(a).map(|c| c.permission.as_str())))
+            .bind(column(entries, |a| guarded(a).map(|c| c.project_scope.as_str())));
         let mut held = self.audit.lock().await?;
-        let done = q.execute(held.conn()).await;
-        held.settle(done)?;
-        self.detect_change_elsewhere().await
+        let done = q.fetch_all(held.conn()).await;
+        let refused = held
+            .settle(done)?
+            .iter()
+            .map(|row| sqlx::Row::try_get::<i64, _>(row, 0).map(|n| n as usize - 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(super::Appended { changed: self.detect_change_elsewhere().await?, refused })
     }
 
     async fn announce_change(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, _tenant_id: &str) -> crate::error::Result<()> {

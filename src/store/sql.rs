@@ -701,7 +701,7 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one(&self.reader).await?)
             }
 
-            async fn append_audit(&self, entries: &[AuditRow]) -> Result<bool> {
+            async fn append_audit(&self, entries: &[AuditRow]) -> Result<$crate::store::Appended> {
                 self.write_audit(entries).await
             }
 

@@ -99,7 +99,11 @@ impl SqliteStore {
     /// [`Store::changed_elsewhere`](crate::store::Store::changed_elsewhere) for
     /// free: read after the commit, it has seen every other process's commit
     /// that came before the entries did.
-    async fn write_audit(&self, entries: &[AuditRow]) -> crate::error::Result<bool> {
+    ///
+    /// No entry is refused here: a key changed by another process moves
+    /// `data_version`, which this same call reads, and the reader then looks
+    /// its key up again (`Vault::record_read`).
+    async fn write_audit(&self, entries: &[AuditRow]) -> crate::error::Result<super::Appended> {
         let mut changed = false;
         let mut conn = self.write_conn().await?;
         for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
@@ -110,7 +114,7 @@ impl SqliteStore {
             let Some(&v) = rows.last() else { return Err(crate::error::Error::internal("no data_version after an audit insert")) };
             changed |= self.data_version.swap(v, Ordering::SeqCst) != v;
         }
-        Ok(changed)
+        Ok(super::Appended { changed, refused: Vec::new() })
     }
 
     fn can_detect_changes(&self) -> bool {

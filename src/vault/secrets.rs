@@ -130,13 +130,17 @@ impl Vault {
 
     async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
         p.require(Permission::Read)?;
-        let (value, committed_epoch) = self.read_once(p, r, version, false).await?;
-        if committed_epoch == p.seen_epoch {
-            return Ok(value);
+        match self.read_once(p, r, version, false).await {
+            Ok((value, committed_epoch)) if committed_epoch == p.seen_epoch => return Ok(value),
+            Ok(_) => {}
+            // The database refused the read's audit entry: the key changed on
+            // another replica, and this one's cache has not heard yet.
+            Err(Error::Conflict(why)) if why == crate::store::KEY_CHANGED => {}
+            Err(e) => return Err(e),
         }
         // The key and the row may have come from the cache, and another process
         // changed the database meanwhile: look both up again in the database.
-        // The first audit entry stays (that read happened); the answer is the fresh one.
+        // A first audit entry that went in stays (that read happened); the answer is the fresh one.
         let p = self.recheck(p).await?;
         p.require(Permission::Read)?;
         Ok(self.read_once(&p, r, version, true).await?.0)
