@@ -264,9 +264,12 @@ async fn postgres_replicas_invalidate_each_other() {
 /// Replica A's `LISTEN` connection dies without a word (its packets stop
 /// both ways, no error, no end: a database host gone in a failover, a NAT
 /// that forgot the connection). Replica B then rotates a secret and revokes
-/// a key. A must notice that it can no longer hear B and stop trusting its
-/// cache within a few seconds; without a probe it would serve the old value,
-/// and accept the revoked key, for as long as it runs.
+/// a key. A must answer the new value and refuse the key (each value read
+/// checks both in the statement that makes it durable), and must still shut
+/// down. The probe that notices the dead listener within a few seconds is
+/// what keeps A's cache from turning every read into a refused one and a
+/// second lookup; `a_replica_listens_again_after_every_silent_death` checks
+/// that it listens again.
 #[tokio::test]
 async fn a_replica_whose_listener_died_silently_stops_trusting_its_cache() {
     let (proxy, a, b) = replicas_behind_a_proxy().await;
@@ -500,6 +503,58 @@ async fn a_key_revoked_on_another_replica_reads_nothing_on_postgres() {
         assert!(m.to_string().contains("UNAUTHORIZED"), "MCP get_secret by a dead key: {m}");
     }
     assert_eq!((live.0, live.1["value"].as_str()), (200, Some("v1")), "the admin's read beside them: {}", live.1);
+}
+
+/// PostgreSQL: replica B rotates one secret and deletes another while
+/// replica A's listener has silently died, so A's cache still holds both as
+/// they were. A's very first reads already answer the new value and 404 (by
+/// id and by name, over REST and MCP): a value read's audit entry goes in
+/// only while the secret still has the version it served. Reads of an older
+/// version by number are not affected.
+#[tokio::test]
+async fn a_value_changed_on_another_replica_is_never_served_stale_on_postgres() {
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
+    let admin = a.signup(&unique("stale-values")).await;
+    let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "ROTATED", "value": "one" })).await;
+    let rotated = s["secretId"].as_str().unwrap().to_owned();
+    let (_, s) = a.post("/api/v1/secrets", &admin, json!({ "name": "DELETED", "value": "gone" })).await;
+    let deleted = s["secretId"].as_str().unwrap().to_owned();
+    let (_, k) = a.post("/api/v1/api-keys", &admin, json!({ "name": "reader", "permissions": "read" })).await;
+    let reader = k["apiKey"].as_str().unwrap().to_owned();
+    warm(&a, &rotated, &[&admin, &reader], "one").await;
+    warm(&a, &deleted, &[&admin, &reader], "gone").await;
+    for name in ["ROTATED", "DELETED"] {
+        let read = mcp_http(&a, &reader, "tools/call", json!({ "name": "get_secret", "arguments": { "name": name } })).await;
+        assert!(read["result"]["structuredContent"]["value"].is_string(), "{read}");
+    }
+
+    assert!(proxy.freeze_listeners() > 0, "replica A has no listener to freeze");
+    assert_eq!(b.put(&format!("/api/v1/secrets/{rotated}"), &admin, json!({ "value": "two" })).await.0, 200);
+    let (s, body) = b.delete(&format!("/api/v1/secrets/{deleted}"), &admin).await;
+    assert!(s == 200 || s == 204, "{s} {body}");
+
+    let mcp = |args: Value| mcp_http(&a, &reader, "tools/call", json!({ "name": "get_secret", "arguments": args }));
+    let (current, first, gone_path) =
+        (format!("/api/v1/secrets/{rotated}"), format!("/api/v1/secrets/{rotated}?version=1"), format!("/api/v1/secrets/{deleted}"));
+    let (by_id, old, gone, mcp_by_id, mcp_by_name, mcp_gone, mcp_gone_by_name) = tokio::join!(
+        a.get(&current, &reader),
+        a.get(&first, &reader),
+        a.get(&gone_path, &reader),
+        mcp(json!({ "id": rotated })),
+        mcp(json!({ "name": "ROTATED" })),
+        mcp(json!({ "id": deleted })),
+        mcp(json!({ "name": "DELETED" })),
+    );
+    assert_eq!((by_id.0, by_id.1["value"].as_str(), by_id.1["version"].as_i64()), (200, Some("two"), Some(2)), "{}", by_id.1);
+    assert_eq!((old.0, old.1["value"].as_str()), (200, Some("one")), "version 1 by number: {}", old.1);
+    assert_eq!(gone.0, 404, "a secret deleted on B, read on A: {}", gone.1);
+    for (what, m) in [("by id", mcp_by_id), ("by name", mcp_by_name)] {
+        assert_eq!(m["result"]["structuredContent"]["value"], "two", "MCP {what}: {m}");
+    }
+    for (what, m) in [("by id", mcp_gone), ("by name", mcp_gone_by_name)] {
+        assert!(m["result"]["structuredContent"]["value"].is_null(), "MCP {what}, a deleted secret: {m}");
+        assert_eq!(m["result"]["isError"], true, "MCP {what}: {m}");
+    }
 }
 
 /// SQLite: another process regenerates the key (new key material, the same

@@ -154,6 +154,20 @@ pub struct AuditRow {
     /// `sql::guarded_audit_sql`). Not stored.
     #[sqlx(skip)]
     pub credential: Option<Credential>,
+    /// The secret version a read served, as the cache had it; the entry of a
+    /// value read goes in only while that is still true (PostgreSQL, see
+    /// `PgStore::write_audit`). Not stored.
+    #[sqlx(skip)]
+    pub served: Option<Served>,
+}
+
+/// What a value read served: a version of a secret, and whether it served it
+/// as the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub secret_id: String,
+    /// `Some(version)` when the request asked for the current version.
+    pub as_current: Option<i64>,
 }
 
 /// An API key as a request presented it: its hash and the rights its row
@@ -178,8 +192,9 @@ pub struct Appended {
     /// Another process changed the database (see [`Store::changed_elsewhere`]).
     pub changed: bool,
     /// Positions of success entries left out because their key is no longer
-    /// what the request presented (PostgreSQL; see `PgStore::write_audit`).
-    /// The requests they acknowledge must fail; the other entries went in.
+    /// what the request presented, or the secret version a read served is no
+    /// longer there as served (PostgreSQL; see `PgStore::write_audit`). The
+    /// requests they acknowledge must fail; the other entries went in.
     pub refused: Vec<usize>,
 }
 
@@ -187,6 +202,9 @@ pub struct Appended {
 /// is no longer what the request presented. The vault answers 401 instead
 /// when the key turns out dead (`Vault::dead_key_first`).
 pub const KEY_CHANGED: &str = "this API key changed while the request ran; send it again";
+
+/// Why the audit writer refused a read's entry (`Appended::refused`).
+pub const CHANGED_MEANWHILE: &str = "this API key or the secret changed while the request ran; send it again";
 
 /// Why a request by a key that is revoked, regenerated or expired is refused.
 pub const DEAD_KEY: &str = "this API key was revoked, regenerated or has expired";

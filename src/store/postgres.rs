@@ -262,23 +262,31 @@ impl PgStore {
     /// eleven column arrays (`UNNEST`), as in the rotation batch.
     ///
     /// A success entry goes in only while its key's row still says what the
-    /// request presented, as a write's entry does (`guarded_audit_sql`).
-    /// Here the cache learns of another replica's key change by
-    /// notification, which a silently dead listener delays by seconds; the
-    /// row itself, checked in the statement that makes the read durable, is
-    /// never late. The statement answers the positions it left out.
+    /// request presented, as a write's entry does (`guarded_audit_sql`), and
+    /// a value read's only while the secret still has the version it served
+    /// (as its current one, if it was asked for the current one). Here the
+    /// cache learns of another replica's changes by notification, which a
+    /// silently dead listener delays by seconds; the rows themselves, checked
+    /// in the statement that makes the read durable, are never late. The
+    /// statement answers the positions it left out.
     async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<super::Appended> {
         // Failures and anonymous attempts are recorded whatever the key's state.
         fn guarded(a: &super::AuditRow) -> Option<&super::Credential> {
             a.credential.as_ref().filter(|_| a.outcome == "success")
+        }
+        fn served(a: &super::AuditRow) -> Option<&super::Served> {
+            a.served.as_ref().filter(|_| a.outcome == "success")
         }
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "WITH u AS MATERIALIZED (
                      SELECT a.*, (a.h IS NULL OR NOT EXISTS (
                          SELECT 1 FROM api_keys WHERE id = a.c3
-                            AND NOT ({} AND key_hash = a.h AND permission = a.p AND project_scope = a.s))) AS ok
-                     FROM UNNEST({}, $12::bytea[], $13::text[], $14::text[]) WITH ORDINALITY AS a({}, h, p, s, n)
+                            AND NOT ({} AND key_hash = a.h AND permission = a.p AND project_scope = a.s)))
+                       AND (a.sid IS NULL OR EXISTS (
+                         SELECT 1 FROM secrets WHERE id = a.sid AND (a.cur IS NULL OR current_version = a.cur))) AS ok
+                     FROM UNNEST({}, $12::bytea[], $13::text[], $14::text[], $15::text[], $16::bigint[])
+                          WITH ORDINALITY AS a({}, h, p, s, sid, cur, n)
                  ), written AS (
                      INSERT INTO {AUDIT_INTO} SELECT {} FROM u WHERE ok ORDER BY n
                  )
@@ -292,7 +300,9 @@ impl PgStore {
         let q = bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries)
             .bind(column(entries, |a| guarded(a).map(|c| c.key_hash.as_slice())))
             .bind(column(entries, |a| guarded(a).map(|c| c.permission.as_str())))
-            .bind(column(entries, |a| guarded(a).map(|c| c.project_scope.as_str())));
+            .bind(column(entries, |a| guarded(a).map(|c| c.project_scope.as_str())))
+            .bind(column(entries, |a| served(a).map(|s| s.secret_id.as_str())))
+            .bind(column(entries, |a| served(a).and_then(|s| s.as_current)));
         let mut held = self.audit.lock().await?;
         let done = q.fetch_all(held.conn()).await;
         let refused = held

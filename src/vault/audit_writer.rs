@@ -6,15 +6,15 @@
 //! SQLite) instead of queueing for one each, and a read still returns only
 //! after its audit entry is durable: if the write fails, every caller in the
 //! batch gets the error and no value leaves the server. An entry the store
-//! refused because its key changed (see `Appended::refused`) fails only its
-//! own caller.
+//! refused because its key or secret changed (see `Appended::refused`) fails
+//! only its own caller.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::store::{AuditRow, KEY_CHANGED, Store};
+use crate::store::{AuditRow, CHANGED_MEANWHILE, Store};
 
 /// Most entries written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -49,7 +49,7 @@ impl AuditWriter {
                 let result = store.append_audit(&rows).await.map(|appended| (store.change_epoch(), appended.refused));
                 for (i, ack) in acks.drain(..).enumerate() {
                     let _ = ack.send(match &result {
-                        Ok((_, refused)) if refused.contains(&i) => Err(Error::Conflict(KEY_CHANGED.into())),
+                        Ok((_, refused)) if refused.contains(&i) => Err(Error::Conflict(CHANGED_MEANWHILE.into())),
                         Ok((epoch, _)) => Ok(*epoch),
                         Err(e) => Err(Error::Internal(format!("audit write failed: {}", e.public_message_with_cause()))),
                     });
@@ -61,8 +61,8 @@ impl AuditWriter {
     }
 
     /// Appends `row` and returns once it is committed, with the store's
-    /// change epoch as of the commit; `409` (`KEY_CHANGED`) if the store
-    /// refused it because its key is no longer what the request presented.
+    /// change epoch as of the commit; `409` (`CHANGED_MEANWHILE`) if the
+    /// store refused it (see `Appended::refused`).
     pub async fn record(&self, row: AuditRow) -> Result<u64> {
         let (ack, done) = oneshot::channel();
         self.queue.send((row, ack)).await.map_err(|_| Error::internal("audit writer stopped"))?;

@@ -90,6 +90,7 @@ impl Origin {
             user_agent: self.user_agent.clone(),
             detail: None,
             credential: None,
+            served: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::crypto::SecretAad;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-use crate::store::{SecretFilter, SecretRow, VersionChange, VersionRow, WriteOutcome, now_millis};
+use crate::store::{SecretFilter, SecretRow, Served, VersionChange, VersionRow, WriteOutcome, now_millis};
 
 /// How often an update without `expectedVersion` retries after losing a race.
 const UNCONDITIONAL_RETRIES: usize = 8;
@@ -133,9 +133,10 @@ impl Vault {
         match self.read_once(p, r, version, false).await {
             Ok((value, committed_epoch)) if committed_epoch == p.seen_epoch => return Ok(value),
             Ok(_) => {}
-            // The database refused the read's audit entry: the key changed on
-            // another replica, and this one's cache has not heard yet.
-            Err(Error::Conflict(why)) if why == crate::store::KEY_CHANGED => {}
+            // The database refused the read's audit entry: the key or the
+            // secret changed on another replica, and this one's cache has not
+            // heard yet.
+            Err(Error::Conflict(why)) if why == crate::store::CHANGED_MEANWHILE => {}
             Err(e) => return Err(e),
         }
         // The key and the row may have come from the cache, and another process
@@ -169,9 +170,10 @@ impl Vault {
         let key = self.data_key(&p.tenant_id).await?;
         let plain = key.open(&SecretAad { tenant_id: &p.tenant_id, secret_id: &row.id, version: v.version }, &v.sealed)?;
         let value = String::from_utf8(plain).map_err(|_| Error::Integrity)?;
-        let audit = p
+        let mut audit = p
             .audit("secret.read", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": v.version }));
+        audit.served = Some(Served { secret_id: row.id.clone(), as_current: version.is_none().then_some(v.version) });
         let epoch = self.record(audit).await?;
         Ok((SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version }, epoch))
     }
