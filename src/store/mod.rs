@@ -330,7 +330,8 @@ pub trait Store: Send + Sync + 'static {
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64>;
 
     // Audit.
-    /// Appends entries (the audit writer batches concurrent ones) and answers
+    /// Appends entries (the audit writer batches concurrent ones), except
+    /// those it refuses (see [`Appended::refused`]), and answers
     /// [`Store::changed_elsewhere`] as of a moment after the entries' first
     /// statement began, without a round trip of its own where it can.
     async fn append_audit(&self, entries: &[AuditRow]) -> Result<Appended>;

@@ -39,6 +39,26 @@ pub struct PgStore {
     batch: Arc<PgBatch>,
 }
 
+/// Up to `max` connections, checked before use only after sitting idle.
+fn pool_options(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings every connection it hands out by default: one more
+        // round trip to the database per statement under load. A connection
+        // that sat idle may have been dropped by the server or a proxy, so
+        // those are still checked.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > Duration::from_secs(10) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// A pooled connection that one task keeps between uses. sqlx checks every
 /// connection that comes back to the pool with a round trip (a `Sync`), and
 /// the audit and version writers use theirs back to back: kept, a batch costs
@@ -112,24 +132,7 @@ impl Drop for HeldConn<'_> {
 
 impl PgStore {
     pub async fn open(url: &str) -> crate::error::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            // sqlx pings every connection it hands out by default: one more
-            // round trip to the database per statement under load. A connection
-            // that sat idle may have been dropped by the server or a proxy, so
-            // those are still checked.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for > Duration::from_secs(10) {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect(url)
-            .await?;
+        let pool = pool_options(16).connect(url).await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
@@ -270,39 +273,53 @@ impl PgStore {
     /// in the statement that makes the read durable, are never late. The
     /// statement answers the positions it left out.
     async fn write_audit(&self, entries: &[super::AuditRow]) -> crate::error::Result<super::Appended> {
-        // Failures and anonymous attempts are recorded whatever the key's state.
-        fn guarded(a: &super::AuditRow) -> Option<&super::Credential> {
-            a.credential.as_ref().filter(|_| a.outcome == "success")
-        }
-        fn served(a: &super::AuditRow) -> Option<&super::Served> {
-            a.served.as_ref().filter(|_| a.outcome == "success")
-        }
+        // Each distinct key and served version is checked once, however many
+        // entries of the batch name it; the entries point at them by position.
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "WITH u AS MATERIALIZED (
-                     SELECT a.*, (a.h IS NULL OR NOT EXISTS (
-                         SELECT 1 FROM api_keys WHERE id = a.c3
-                            AND NOT ({} AND key_hash = a.h AND permission = a.p AND project_scope = a.s)))
-                       AND (a.sid IS NULL OR EXISTS (
-                         SELECT 1 FROM secrets WHERE id = a.sid AND (a.cur IS NULL OR current_version = a.cur))) AS ok
-                     FROM UNNEST({}, $12::bytea[], $13::text[], $14::text[], $15::text[], $16::bigint[])
-                          WITH ORDINALITY AS a({}, h, p, s, sid, cur, n)
+                "WITH bad_keys AS MATERIALIZED (
+                     SELECT i FROM UNNEST($12::text[], $13::bytea[], $14::text[], $15::text[]) WITH ORDINALITY AS k(id, h, p, s, i)
+                     WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = k.id
+                                   AND NOT ({} AND key_hash = k.h AND permission = k.p AND project_scope = k.s))
+                 ), stale AS MATERIALIZED (
+                     SELECT i FROM UNNEST($16::text[], $17::bigint[]) WITH ORDINALITY AS v(id, cur, i)
+                     WHERE NOT EXISTS (SELECT 1 FROM secrets WHERE id = v.id AND (v.cur IS NULL OR current_version = v.cur))
+                 ), u AS MATERIALIZED (
+                     SELECT a.*, (a.ki IS NULL OR a.ki NOT IN (SELECT i FROM bad_keys))
+                             AND (a.vi IS NULL OR a.vi NOT IN (SELECT i FROM stale)) AS ok
+                     FROM UNNEST({}, $18::bigint[], $19::bigint[]) WITH ORDINALITY AS a({}, ki, vi, n)
                  ), written AS (
                      INSERT INTO {AUDIT_INTO} SELECT {} FROM u WHERE ok ORDER BY n
                  )
                  SELECT n FROM u WHERE NOT ok",
-                key_is_live("a.c2"),
+                key_is_live("$20"),
                 audit_params(1).join(", "),
                 audit_names().join(", "),
                 audit_names().join(", ")
             )
         });
+        // Failures and anonymous attempts are recorded whatever the key's state.
+        let success = |a: &&super::AuditRow| a.outcome == "success";
+        let mut keys: Vec<(&str, &super::Credential)> = Vec::new();
+        let mut served: Vec<&super::Served> = Vec::new();
+        let mut key_at = Vec::with_capacity(entries.len());
+        let mut served_at = Vec::with_capacity(entries.len());
+        for a in entries {
+            let key = a.credential.as_ref().filter(|_| success(&a)).map(|c| (a.actor.as_str(), c));
+            key_at.push(key.map(|k| position_of(&mut keys, k)));
+            served_at.push(a.served.as_ref().filter(|_| success(&a)).map(|v| position_of(&mut served, v)));
+        }
+        let latest = entries.iter().map(|a| a.at).max().unwrap_or_default();
         let q = bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries)
-            .bind(column(entries, |a| guarded(a).map(|c| c.key_hash.as_slice())))
-            .bind(column(entries, |a| guarded(a).map(|c| c.permission.as_str())))
-            .bind(column(entries, |a| guarded(a).map(|c| c.project_scope.as_str())))
-            .bind(column(entries, |a| served(a).map(|s| s.secret_id.as_str())))
-            .bind(column(entries, |a| served(a).and_then(|s| s.as_current)));
+            .bind(column(&keys, |k| k.0))
+            .bind(column(&keys, |k| k.1.key_hash.as_slice()))
+            .bind(column(&keys, |k| k.1.permission.as_str()))
+            .bind(column(&keys, |k| k.1.project_scope.as_str()))
+            .bind(column(&served, |v| v.secret_id.as_str()))
+            .bind(column(&served, |v| v.as_current))
+            .bind(key_at)
+            .bind(served_at)
+            .bind(latest);
         let mut held = self.audit.lock().await?;
         let done = q.fetch_all(held.conn()).await;
         let refused = held
@@ -671,6 +688,16 @@ type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArgu
 
 fn column<'r, T, U>(rows: &'r [T], f: impl Fn(&'r T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
+}
+
+/// `item`'s 1-based position in `seen`, added at the end if new (batches are
+/// small and mostly repeat one key and one secret, so a scan beats a map).
+fn position_of<T: PartialEq>(seen: &mut Vec<T>, item: T) -> i64 {
+    let at = seen.iter().position(|s| *s == item).unwrap_or_else(|| {
+        seen.push(item);
+        seen.len() - 1
+    });
+    at as i64 + 1
 }
 
 /// The audit columns of [`bind_audit_columns`] as typed array parameters

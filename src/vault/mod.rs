@@ -101,7 +101,9 @@ impl Vault {
 
     /// Appends an audit entry that records no state change of its own (a
     /// read, a listing, a denied attempt); returns once it is committed, with
-    /// the store's change epoch as of that commit.
+    /// the store's change epoch as of that commit, or `409`
+    /// (`CHANGED_MEANWHILE`) when the database refused a success entry whose
+    /// key or secret is no longer what the request relied on (PostgreSQL).
     pub async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
         self.audit.record(row).await
     }
@@ -220,7 +222,12 @@ impl Vault {
     /// made under its old rights; sent again, the request is judged under the
     /// new ones). `read_secret` does the same and rereads the secret instead.
     pub(crate) async fn record_read(&self, p: &Principal, row: crate::store::AuditRow) -> Result<()> {
-        if self.record(row).await? != p.seen_epoch {
+        let epoch = match self.record(row).await {
+            Ok(epoch) => epoch,
+            // Refused by the database (see `Appended::refused`): 401 if the key is dead.
+            Err(e) => return Err(self.dead_key_first(p, e).await),
+        };
+        if epoch != p.seen_epoch {
             // The same comparison a write makes inside its transaction.
             if self.recheck(p).await?.credential != p.credential {
                 return Err(Error::Conflict("this API key's rights changed while the request ran; send it again".into()));

@@ -6,7 +6,10 @@
 //!   nothing passes either way any more (a host gone without a word, a NAT
 //!   that forgot the connection: no error ever reaches the client);
 //! - close the sessions that sent `LISTEN`, and hold each new `LISTEN` for a
-//!   while (a pooler restart, `pg_terminate_backend`, a slow failover).
+//!   while (a pooler restart, `pg_terminate_backend`, a slow failover);
+//! - drop every notification on its way to the client while the session
+//!   itself goes on answering (a notification that never arrives, without
+//!   any sign that the listener is unwell).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +35,8 @@ struct Shared {
     listen_delay: Mutex<std::time::Duration>,
     /// Each session freezes as it sends `LISTEN`, which never arrives.
     freeze_at_listen: AtomicBool,
+    /// Notifications (`NotificationResponse`) are dropped, not passed on.
+    mute_notifications: AtomicBool,
 }
 
 #[derive(Default)]
@@ -97,6 +102,12 @@ impl PgProxy {
         self.shared.freeze_at_listen.store(on, Ordering::SeqCst);
     }
 
+    /// From now on, drops every notification on its way to a client; the
+    /// sessions go on answering everything else.
+    pub fn mute_notifications(&self) {
+        self.shared.mute_notifications.store(true, Ordering::SeqCst);
+    }
+
     /// Holds each `LISTEN` from now on for `delay` before passing it on.
     pub fn delay_listen(&self, delay: std::time::Duration) {
         *self.shared.listen_delay.lock().unwrap() = delay;
@@ -115,10 +126,11 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let session = Arc::new(Session::default());
     let (mut from_client, to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
-    let s = session.clone();
+    let (s, sh) = (session.clone(), shared.clone());
     let answers = tokio::spawn(async move {
         let mut to_client = to_client;
         let mut buf = vec![0u8; 64 * 1024];
+        let mut stream = ServerStream::default();
         loop {
             let n = tokio::select! {
                 n = from_server.read(&mut buf) => match n { Ok(n) => n, Err(_) => break },
@@ -128,7 +140,8 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                 // Hold both halves: the client sees neither data nor an end.
                 return std::future::pending::<()>().await;
             }
-            if n == 0 || to_client.write_all(&buf[..n]).await.is_err() {
+            let out = stream.pass(&buf[..n], sh.mute_notifications.load(Ordering::SeqCst));
+            if n == 0 || to_client.write_all(&out).await.is_err() {
                 break;
             }
         }
@@ -139,6 +152,40 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         () = closed.cancelled() => {}
     }
     answers.abort();
+}
+
+/// The server's side of a session, split into messages so that
+/// notifications can be dropped. Every message is a type byte and a length
+/// (the proxy's URLs say `sslmode=disable`, so no one-byte SSL answer comes
+/// first).
+#[derive(Default)]
+struct ServerStream {
+    pending: Vec<u8>,
+}
+
+impl ServerStream {
+    /// What of `data` (after anything held back) goes on to the client.
+    fn pass(&mut self, data: &[u8], mute: bool) -> Vec<u8> {
+        self.pending.extend_from_slice(data);
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let rest = &self.pending[at..];
+            if rest.len() < 5 {
+                break;
+            }
+            let len = 1 + u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+            if rest.len() < len {
+                break;
+            }
+            if !(mute && rest[0] == b'A') {
+                out.extend_from_slice(&rest[..len]);
+            }
+            at += len;
+        }
+        self.pending.drain(..at);
+        out
+    }
 }
 
 async fn forward_client(
