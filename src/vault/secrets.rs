@@ -173,7 +173,12 @@ impl Vault {
         let mut audit = p
             .audit("secret.read", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": v.version }));
-        audit.served = Some(Served { secret_id: row.id.clone(), as_current: version.is_none().then_some(v.version) });
+        // Only a value from the cache can be stale for want of a notification;
+        // one read from the database was current when read, and a rotation
+        // committed since then must not turn the read into an error.
+        if !uncached {
+            audit.served = Some(Served { secret_id: row.id.clone(), as_current: version.is_none().then_some(v.version) });
+        }
         let epoch = self.record(audit).await?;
         Ok((SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version }, epoch))
     }
