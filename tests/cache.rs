@@ -112,6 +112,14 @@ fn stdio_calls(dir: &Path, key: &str, calls: &[(&str, Value)]) -> Vec<Value> {
     out
 }
 
+/// A data dir of its own for `latchkey mcp` sessions, and the URL of its
+/// SQLite file (for changes made behind the sessions' back).
+fn local_data_dir() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join(latchkey::store::sqlite::DB_FILE).display());
+    (dir, url)
+}
+
 /// Warms the server's cache: the key and the secret's current version.
 async fn warm(srv: &Server, id: &str, keys: &[&str], value: &str) {
     for key in keys {
@@ -844,8 +852,7 @@ async fn a_stdio_session_follows_a_plan_change_made_elsewhere() {
 #[tokio::test]
 async fn a_local_session_renews_an_expired_key_and_stops_on_a_revoked_one() {
     use sqlx::Connection;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let (dir, url) = local_data_dir();
     let key_of = |me: &Value| me["structuredContent"]["keyId"].as_str().unwrap().to_owned();
     let mut session = Stdio::start_local(dir.path());
     let first = key_of(&session.call("whoami", json!({})));
@@ -879,8 +886,7 @@ async fn a_local_session_renews_an_expired_key_and_stops_on_a_revoked_one() {
 #[tokio::test]
 async fn concurrent_calls_renew_an_expired_local_key_once() {
     use sqlx::Connection;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let (dir, url) = local_data_dir();
     let mut session = Stdio::start_local(dir.path());
     let me = session.call("whoami", json!({}));
     let (first, tenant) = (me["structuredContent"]["keyId"].as_str().unwrap().to_owned(), me["structuredContent"]["tenantId"].clone());
@@ -912,8 +918,7 @@ async fn concurrent_calls_renew_an_expired_local_key_once() {
 #[tokio::test]
 async fn a_local_session_has_the_rights_of_its_key_row() {
     use sqlx::Connection;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let (dir, url) = local_data_dir();
     let mut session = Stdio::start_local(dir.path());
     let set = session.call("set_secret", json!({ "name": "BEFORE", "value": "v" }));
     assert_ne!(set["isError"], true, "{set}");

@@ -146,7 +146,10 @@ pub fn document(ops: &[Op]) -> Value {
                 ),
             );
         } else if op.auth {
-            responses.insert("409".into(), error_response("CONFLICT: the API key's rights changed while the request ran; send it again"));
+            responses.insert(
+                "409".into(),
+                error_response("CONFLICT: the API key's rights, or the secret read, changed while the request ran; send it again"),
+            );
         }
         if op.body.is_some() {
             responses.insert("413".into(), error_response("PAYLOAD_TOO_LARGE"));

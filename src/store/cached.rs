@@ -392,8 +392,8 @@ impl Store for CachedStore {
     async fn append_audit(&self, entries: &[AuditRow]) -> Result<Appended> {
         let _noticing = self.noticing.lock().await;
         let appended = self.inner.append_audit(entries).await?;
-        // A refused entry means the database holds a key change this cache
-        // was not told of (a notification not delivered yet, or lost).
+        // A refused entry means the database holds a key or secret change
+        // this cache was not told of (a notification not delivered yet, or lost).
         if appended.changed || !appended.refused.is_empty() {
             self.forget_everything();
         }

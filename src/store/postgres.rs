@@ -39,26 +39,6 @@ pub struct PgStore {
     batch: Arc<PgBatch>,
 }
 
-/// Up to `max` connections, checked before use only after sitting idle.
-fn pool_options(max: u32) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
-        // sqlx pings every connection it hands out by default: one more
-        // round trip to the database per statement under load. A connection
-        // that sat idle may have been dropped by the server or a proxy, so
-        // those are still checked.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > Duration::from_secs(10) {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-}
-
 /// A pooled connection that one task keeps between uses. sqlx checks every
 /// connection that comes back to the pool with a round trip (a `Sync`), and
 /// the audit and version writers use theirs back to back: kept, a batch costs
@@ -132,7 +112,24 @@ impl Drop for HeldConn<'_> {
 
 impl PgStore {
     pub async fn open(url: &str) -> crate::error::Result<Self> {
-        let pool = pool_options(16).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out by default: one more
+            // round trip to the database per statement under load. A connection
+            // that sat idle may have been dropped by the server or a proxy, so
+            // those are still checked.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(10) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect(url)
+            .await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
