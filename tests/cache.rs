@@ -719,6 +719,44 @@ async fn a_key_revoked_by_another_process_learns_nothing_on_sqlite() {
     assert_eq!((now["version"].as_i64(), now["value"].as_str()), (Some(1), Some("v")), "{now}");
 }
 
+/// A failure by a key revoked elsewhere turns into 401, except one: a value
+/// that fails to decrypt because its ciphertext was moved between rows is
+/// the sign of a tampered database, and it answers `INTEGRITY_ERROR` to every
+/// key, a dead one included, rather than passing for a revocation. (Each
+/// read is the first by its key after the revocation, as above.)
+#[tokio::test]
+async fn a_tampered_value_is_an_integrity_error_even_for_a_key_revoked_elsewhere() {
+    use sqlx::Connection;
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("tampered")).await;
+    let url = format!("sqlite://{}", srv.data_dir.join("latchkey.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (_, a) = srv.post("/api/v1/secrets", &admin, json!({ "name": "MOVED_INTO", "value": "a-value" })).await;
+    let (_, b) = srv.post("/api/v1/secrets", &admin, json!({ "name": "MOVED_FROM", "value": "b-value" })).await;
+    let path = format!("/api/v1/secrets/{}", a["secretId"].as_str().unwrap());
+    sqlx::query("UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE secret_id = ?) WHERE secret_id = ?")
+        .bind(b["secretId"].as_str().unwrap())
+        .bind(a["secretId"].as_str().unwrap())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, body) = srv.get(&path, &admin).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "a live key: {body}");
+
+    for round in 0..3 {
+        let (_, k) = srv.post("/api/v1/api-keys", &admin, json!({ "name": format!("reader-{round}"), "permissions": "read" })).await;
+        let (reader, reader_id) = (k["apiKey"].as_str().unwrap(), k["id"].as_str().unwrap());
+        assert_eq!(srv.get("/api/v1/secrets", reader).await.0, 200, "the key is cached");
+        sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE id = ?").bind(reader_id).execute(&mut db).await.unwrap();
+        let (s, body) = srv.get(&path, reader).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "round {round}, a dead key: {body}");
+        let (s, body) = srv.get(&path, reader).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")), "round {round}, its next request: {body}");
+    }
+    let (s, body) = srv.get(&format!("/api/v1/secrets/{}", b["secretId"].as_str().unwrap()), &admin).await;
+    assert_eq!((s, body["value"].as_str()), (200, Some("b-value")), "the untouched secret: {body}");
+}
+
 /// Rotations whose clients hang up at every moment of the request: hyper
 /// drops a request when its connection closes, and a rotation that reached
 /// its commit still lands. Whatever the moment, the next read serves the
