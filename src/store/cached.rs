@@ -319,12 +319,21 @@ impl Store for CachedStore {
     }
 
     async fn read_secret(&self, tenant_id: &str, id: &str, version: Option<i64>) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
+        Ok(self.read_secret_cached(tenant_id, id, version).await?.0)
+    }
+
+    async fn read_secret_cached(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<(Option<(SecretRow, Option<VersionRow>)>, bool)> {
         if version.is_some() || !self.inner.tracks_changes() {
-            return self.inner.read_secret(tenant_id, id, version).await;
+            return Ok((self.inner.read_secret(tenant_id, id, version).await?, false));
         }
         let key = (tenant_id.to_owned(), id.to_owned());
         if let Some((s, v)) = self.state.read().expect("cache lock").secrets.get(&key) {
-            return Ok(Some((s.clone(), Some(v.clone()))));
+            return Ok((Some((s.clone(), Some(v.clone()))), true));
         }
         let generation = self.generation();
         let found = self.inner.read_secret(tenant_id, id, None).await?;
@@ -334,7 +343,7 @@ impl Store for CachedStore {
                 st.secrets.insert(key, (s.clone(), v.clone()));
             }
         }
-        Ok(found)
+        Ok((found, false))
     }
 
     async fn read_secret_uncached(

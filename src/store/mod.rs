@@ -161,13 +161,14 @@ pub struct AuditRow {
     pub served: Option<Served>,
 }
 
-/// What a value read served: a version of a secret, and whether it served it
-/// as the current one.
+/// What a read answered from the cache: a secret as its current version and
+/// metadata (the value and everything said beside it). Every change to a
+/// secret moves its version or its `updated_at`, so the pair names the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
     pub secret_id: String,
-    /// `Some(version)` when the request asked for the current version.
-    pub as_current: Option<i64>,
+    pub version: i64,
+    pub updated_at: Millis,
 }
 
 /// An API key as a request presented it: its hash and the rights its row
@@ -355,6 +356,16 @@ pub trait Store: Send + Sync + 'static {
     /// Whether [`Store::changed_elsewhere`] can be trusted right now; a cache
     /// above a store that cannot tell stays empty.
     fn tracks_changes(&self) -> bool;
+    /// [`Store::read_secret`], and whether the answer came from a cache (and so
+    /// may be stale, see [`Served`]) rather than from the database as of this call.
+    async fn read_secret_cached(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<(Option<(SecretRow, Option<VersionRow>)>, bool)> {
+        Ok((self.read_secret(tenant_id, id, version).await?, false))
+    }
     /// [`Store::read_secret`], past any cache: the answer is the database's
     /// as of this call.
     async fn read_secret_uncached(

@@ -263,8 +263,8 @@ impl PgStore {
     ///
     /// A success entry goes in only while its key's row still says what the
     /// request presented, as a write's entry does (`guarded_audit_sql`), and
-    /// a value read's only while the secret still has the version it served
-    /// (as its current one, if it was asked for the current one). Here the
+    /// that of a read answered from the cache only while the secret is still
+    /// as the cache had it (see `Served`). Here the
     /// cache learns of another replica's changes by notification, which a
     /// silently dead listener delays by seconds; the rows themselves, checked
     /// in the statement that makes the read durable, are never late. The
@@ -279,17 +279,17 @@ impl PgStore {
                      WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = k.id
                                    AND NOT ({} AND key_hash = k.h AND permission = k.p AND project_scope = k.s))
                  ), stale AS MATERIALIZED (
-                     SELECT i FROM UNNEST($16::text[], $17::bigint[]) WITH ORDINALITY AS v(id, cur, i)
-                     WHERE NOT EXISTS (SELECT 1 FROM secrets WHERE id = v.id AND (v.cur IS NULL OR current_version = v.cur))
+                     SELECT i FROM UNNEST($16::text[], $17::bigint[], $18::bigint[]) WITH ORDINALITY AS v(id, cur, upd, i)
+                     WHERE NOT EXISTS (SELECT 1 FROM secrets WHERE id = v.id AND current_version = v.cur AND updated_at = v.upd)
                  ), u AS MATERIALIZED (
                      SELECT a.*, (a.ki IS NULL OR a.ki NOT IN (SELECT i FROM bad_keys))
                              AND (a.vi IS NULL OR a.vi NOT IN (SELECT i FROM stale)) AS ok
-                     FROM UNNEST({}, $18::bigint[], $19::bigint[]) WITH ORDINALITY AS a({}, ki, vi, n)
+                     FROM UNNEST({}, $19::bigint[], $20::bigint[]) WITH ORDINALITY AS a({}, ki, vi, n)
                  ), written AS (
                      INSERT INTO {AUDIT_INTO} SELECT {} FROM u WHERE ok ORDER BY n
                  )
                  SELECT n FROM u WHERE NOT ok",
-                key_is_live("$20"),
+                key_is_live("$21"),
                 audit_params(1).join(", "),
                 audit_names().join(", "),
                 audit_names().join(", ")
@@ -313,7 +313,8 @@ impl PgStore {
             .bind(column(&keys, |k| k.1.permission.as_str()))
             .bind(column(&keys, |k| k.1.project_scope.as_str()))
             .bind(column(&served, |v| v.secret_id.as_str()))
-            .bind(column(&served, |v| v.as_current))
+            .bind(column(&served, |v| v.version))
+            .bind(column(&served, |v| v.updated_at))
             .bind(key_at)
             .bind(served_at)
             .bind(latest);

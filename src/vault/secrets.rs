@@ -148,21 +148,22 @@ impl Vault {
     }
 
     async fn read_once(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>, uncached: bool) -> Result<(SecretValue, u64)> {
-        let (row, v) = match r {
+        let (row, v, from_cache) = match r {
             // The common case in one query: the secret joined with the wanted version.
             SecretRef::Id(id) if names::is_id(id) => {
-                let found = if uncached {
-                    self.store.read_secret_uncached(&p.tenant_id, id, version).await?
+                let (found, from_cache) = if uncached {
+                    (self.store.read_secret_uncached(&p.tenant_id, id, version).await?, false)
                 } else {
-                    self.store.read_secret(&p.tenant_id, id, version).await?
+                    self.store.read_secret_cached(&p.tenant_id, id, version).await?
                 };
-                found.ok_or(Error::SecretNotFound)?
+                let (row, v) = found.ok_or(Error::SecretNotFound)?;
+                (row, v, from_cache)
             }
             SecretRef::Id(_) => return Err(Error::SecretNotFound),
             SecretRef::Name { .. } => {
                 let row = self.visible_secret(p, r).await?;
                 let v = self.store.get_version(&row.id, version.unwrap_or(row.current_version)).await?;
-                (row, v)
+                (row, v, false)
             }
         };
         p.require_project(row.project_id.as_deref())?;
@@ -173,11 +174,11 @@ impl Vault {
         let mut audit = p
             .audit("secret.read", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": v.version }));
-        // Only a value from the cache can be stale for want of a notification;
-        // one read from the database was current when read, and a rotation
+        // Only an answer from the cache can be stale for want of a notification;
+        // one read from the database was current when read, and a change
         // committed since then must not turn the read into an error.
-        if !uncached {
-            audit.served = Some(Served { secret_id: row.id.clone(), as_current: version.is_none().then_some(v.version) });
+        if from_cache {
+            audit.served = Some(Served { secret_id: row.id.clone(), version: v.version, updated_at: row.updated_at });
         }
         let epoch = self.record(audit).await?;
         Ok((SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version }, epoch))
@@ -212,7 +213,9 @@ impl Vault {
         let change = |current: &SecretRow| {
             let now = now_millis();
             let mut next = current.clone();
-            next.updated_at = now;
+            // Strictly later, even within one millisecond: a cached answer is
+            // judged current by its version and `updated_at` (see `Served`).
+            next.updated_at = now.max(current.updated_at + 1);
             if let Some(d) = &description {
                 next.description = Some(d.clone()).filter(|d| !d.is_empty());
             }
