@@ -569,6 +569,46 @@ async fn a_value_changed_on_another_replica_is_never_served_stale_on_postgres() 
     assert!(failures.is_empty(), "stale answers: {failures:#?}");
 }
 
+/// PostgreSQL: the operator moves a tenant to a smaller plan while every
+/// notification to replica A is lost, so A's cache still holds the tenant's
+/// key with the old plan. A's next secret creations meet the new plan's
+/// quota all the same: the quota is taken from the plan the creating
+/// transaction reads, not from the cached key.
+#[tokio::test]
+async fn a_plan_changed_elsewhere_limits_a_replica_at_once_on_postgres() {
+    let (proxy, a, b) = replicas_behind_a_proxy().await;
+    let tenant = unique("plan-elsewhere");
+    let admin = a.signup(&tenant).await;
+    for i in 0..3 {
+        let (s, body) = a.post("/api/v1/secrets", &admin, json!({ "name": format!("S{i}"), "value": "v" })).await;
+        assert_eq!(s, 201, "{body}");
+    }
+    assert_eq!(a.get("/api/v1/plan", &admin).await.1["plan"], "unlimited");
+    proxy.mute_notifications();
+    let out = std::process::Command::new(common::bin())
+        .args(["tenant", "set-plan", &tenant, "free"])
+        .env("DATABASE_URL", b.database_url.as_deref().unwrap())
+        .env("LATCHKEY_MASTER_KEY", common::TEST_MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "set-plan: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut created = 3;
+    let refusal = loop {
+        let (s, body) = a.post("/api/v1/secrets", &admin, json!({ "name": format!("S{created}"), "value": "v" })).await;
+        if s != 201 || created == 8 {
+            break (s, body);
+        }
+        created += 1;
+    };
+    assert_eq!(
+        (created, refusal.0, refusal.1["error"]["code"].as_str()),
+        (5, 403, Some("PLAN_LIMIT_REACHED")),
+        "the free plan allows 5 secrets: {}",
+        refusal.1
+    );
+}
+
 /// SQLite: another process regenerates the key (new key material, the same
 /// id) while `serve` has the old token cached: the old token writes nothing.
 #[tokio::test]

@@ -302,7 +302,7 @@ impl Store for CachedStore {
         self.inner.delete_project(tenant_id, id, audit).await
     }
 
-    async fn create_secret(&self, secret: &SecretRow, first: &VersionRow, max_secrets: Option<i64>, audit: &AuditRow) -> Result<()> {
+    async fn create_secret(&self, secret: &SecretRow, first: &VersionRow, max_secrets: QuotaOf<'_>, audit: &AuditRow) -> Result<()> {
         self.inner.create_secret(secret, first, max_secrets, audit).await
     }
 

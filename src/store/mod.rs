@@ -161,6 +161,9 @@ pub struct AuditRow {
     pub served: Option<Served>,
 }
 
+/// A plan's secret quota by the plan's name (`None`: no limit).
+pub type QuotaOf<'a> = &'a (dyn Fn(&str) -> Result<Option<i64>> + Send + Sync);
+
 /// What a read answered from the cache: a secret as its current version and
 /// metadata (the value and everything said beside it). Every change to a
 /// secret moves its version or its `updated_at`, so the pair names the state.
@@ -290,9 +293,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
 
     // Secrets.
-    /// Inserts a secret with its first version. `max_secrets` is the plan quota,
-    /// checked inside the transaction.
-    async fn create_secret(&self, secret: &SecretRow, first: &VersionRow, max_secrets: Option<i64>, audit: &AuditRow) -> Result<()>;
+    /// Inserts a secret with its first version. `max_secrets` gives a plan's
+    /// quota; it is asked for the tenant's plan as the transaction reads it, so a
+    /// plan changed on another replica applies even where a cached key still
+    /// carries the old one.
+    async fn create_secret(&self, secret: &SecretRow, first: &VersionRow, max_secrets: QuotaOf<'_>, audit: &AuditRow) -> Result<()>;
     async fn get_secret(&self, tenant_id: &str, id: &str) -> Result<Option<SecretRow>>;
     async fn find_secret(&self, tenant_id: &str, project_id: Option<&str>, environment: &str, name: &str) -> Result<Option<SecretRow>>;
     async fn get_version(&self, secret_id: &str, version: i64) -> Result<Option<VersionRow>>;

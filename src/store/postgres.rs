@@ -730,6 +730,6 @@ super::sql::sql_store!(
     sqlx::Postgres,
     "postgres",
     super::sql::Params::Numbered,
-    "SELECT id FROM tenants WHERE id = $1 FOR UPDATE",
+    "SELECT plan FROM tenants WHERE id = $1 FOR UPDATE",
     " FOR UPDATE"
 );

@@ -206,7 +206,7 @@ pub(super) use bind_all;
 /// `write_conn()` that hands out the connection writes go through,
 /// `begin_write(&mut conn)` that opens a write transaction on it, and
 /// `close_writer()`.
-/// `$lock_tenant` is the statement that serialises quota checks per tenant;
+/// `$lock_tenant` reads a tenant's plan and serialises quota checks per tenant;
 /// `$for_update` is appended to a SELECT that must lock the row it reads.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $backend:literal, $params:expr, $lock_tenant:literal, $for_update:literal) => {
@@ -519,11 +519,11 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
-            async fn create_secret(&self, s: &SecretRow, first: &VersionRow, max_secrets: Option<i64>, audit: &AuditRow) -> Result<()> {
+            async fn create_secret(&self, s: &SecretRow, first: &VersionRow, max_secrets: QuotaOf<'_>, audit: &AuditRow) -> Result<()> {
                 let mut conn = self.write_conn().await?;
                 let mut tx = Self::begin_write(&mut conn).await?;
-                if let Some(max) = max_secrets {
-                    sqlx::query($lock_tenant).bind(&s.tenant_id).execute(&mut *tx).await?;
+                let plan: Option<String> = sqlx::query_scalar($lock_tenant).bind(&s.tenant_id).fetch_optional(&mut *tx).await?;
+                if let Some(max) = max_secrets(&plan.ok_or(Error::NotFound("tenant"))?)? {
                     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(&s.tenant_id).fetch_one(&mut *tx).await?;
                     if count >= max {
                         return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));

@@ -293,7 +293,7 @@ super::sql::sql_store!(
     sqlx::Sqlite,
     "sqlite",
     super::sql::Params::Anonymous,
-    "SELECT 1 WHERE $1 IS NOT NULL",
+    "SELECT plan FROM tenants WHERE id = $1",
     // The single writer connection already serialises writes.
     ""
 );

@@ -116,8 +116,7 @@ impl Vault {
         let audit = p
             .audit("secret.create", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id }));
-        let quota = plans::limits(&p.plan)?.max_secrets;
-        self.store.create_secret(&row, &first, quota, &audit).await?;
+        self.store.create_secret(&row, &first, &|plan| Ok(plans::limits(plan)?.max_secrets), &audit).await?;
         Ok(SecretMeta::from(&row))
     }
 
