@@ -141,3 +141,27 @@ async fn free_plan_quota_is_enforced() {
     assert_eq!(plan["usage"]["secrets"], 5);
     assert!(plan["usage"]["apiCallsThisMonth"].as_i64().unwrap() >= 7);
 }
+
+/// Twenty agents of one free-plan tenant create secrets at once on
+/// PostgreSQL: exactly the quota's five go in, every other one gets 403
+/// (creations under a limited plan count one at a time, under the tenant's lock).
+#[tokio::test]
+async fn free_plan_quota_holds_under_concurrent_creates_on_postgres() {
+    let srv = std::sync::Arc::new(Server::start_with(Opts::new(Backend::Postgres).arg("--default-plan").arg("free")).await);
+    let key = srv.signup(&unique("free-race")).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (srv, key) = (srv.clone(), key.clone());
+            tokio::spawn(async move { srv.post("/api/v1/secrets", &key, json!({ "name": format!("RACE_{i}"), "value": "v" })).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    for (s, b) in answers.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!((*s, b["error"]["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")), "{b}");
+    }
+    assert_eq!((created, count(&srv, &key).await), (5, 5));
+}

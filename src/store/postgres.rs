@@ -730,6 +730,7 @@ super::sql::sql_store!(
     sqlx::Postgres,
     "postgres",
     super::sql::Params::Numbered,
-    "SELECT plan FROM tenants WHERE id = $1 FOR UPDATE",
+    // NO KEY: the foreign-key checks of new keys and projects need not wait.
+    "SELECT plan FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
     " FOR UPDATE"
 );

@@ -522,8 +522,17 @@ macro_rules! sql_store {
             async fn create_secret(&self, s: &SecretRow, first: &VersionRow, max_secrets: QuotaOf<'_>, audit: &AuditRow) -> Result<()> {
                 let mut conn = self.write_conn().await?;
                 let mut tx = Self::begin_write(&mut conn).await?;
-                let plan: Option<String> = sqlx::query_scalar($lock_tenant).bind(&s.tenant_id).fetch_optional(&mut *tx).await?;
-                if let Some(max) = max_secrets(&plan.ok_or(Error::NotFound("tenant"))?)? {
+                // The plan as the database has it now, not as a cached key carried it.
+                let plan: Option<String> = sqlx::query_scalar("SELECT plan FROM tenants WHERE id = $1").bind(&s.tenant_id).fetch_optional(&mut *tx).await?;
+                let mut quota = max_secrets(&plan.ok_or(Error::NotFound("tenant"))?)?;
+                if quota.is_some() {
+                    // A limited plan counts one creation at a time: under the
+                    // tenant's lock, and by the plan as it is under the lock.
+                    // Unlimited tenants create in parallel.
+                    let plan: String = sqlx::query_scalar($lock_tenant).bind(&s.tenant_id).fetch_one(&mut *tx).await?;
+                    quota = max_secrets(&plan)?;
+                }
+                if let Some(max) = quota {
                     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(&s.tenant_id).fetch_one(&mut *tx).await?;
                     if count >= max {
                         return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
