@@ -310,3 +310,67 @@ async fn stdio_hygiene_and_shared_database() {
     let (_, audit) = srv.call("GET", "/api/v1/audit?action=secret.create", Some(&key), None).await;
     assert_eq!(audit["error"]["code"], "SCOPE_DENIED", "a read key issued over stdio stays a read key");
 }
+
+/// A project-scoped admin key (an agent trusted with one project) manages the
+/// keys of that project and nothing else: the tenant's own unscoped key, keys
+/// of other projects and keys that reach further than it are not there for
+/// it (404), so it can neither regenerate the owner's key and take its place,
+/// nor revoke or narrow it. It cannot read the tenant-wide audit trail. REST
+/// and MCP alike.
+#[tokio::test]
+async fn a_project_scoped_admin_manages_only_keys_within_its_projects() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let owner = srv.signup(&unique("scoped-admin")).await;
+    let (_, listed) = srv.get("/api/v1/api-keys", &owner).await;
+    let root = listed["apiKeys"][0]["id"].as_str().unwrap().to_owned();
+    let project =
+        async |name: &str| srv.post("/api/v1/projects", &owner, json!({ "name": name })).await.1["id"].as_str().unwrap().to_owned();
+    let (a, b) = (project("alpha").await, project("beta").await);
+    let key = async |name: &str, permissions: &str, scope: Value| {
+        let (s, k) = srv.post("/api/v1/api-keys", &owner, json!({ "name": name, "permissions": permissions, "projectScope": scope })).await;
+        assert_eq!(s, 201, "{k}");
+        (k["id"].as_str().unwrap().to_owned(), k["apiKey"].as_str().unwrap().to_owned())
+    };
+    let (scoped_id, scoped) = key("alpha-admin", "admin", json!([a])).await;
+    let (in_a, _) = key("alpha-reader", "read", json!([a])).await;
+    let (in_b, _) = key("beta-reader", "read", json!([b])).await;
+    let (wide, _) = key("both-reader", "read", json!([a, b])).await;
+    let (unscoped, _) = key("tenant-reader", "read", json!([])).await;
+
+    let (s, seen) = srv.get("/api/v1/api-keys", &scoped).await;
+    assert_eq!(s, 200, "{seen}");
+    let mut ids: Vec<&str> = seen["apiKeys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut expected = vec![scoped_id.as_str(), in_a.as_str()];
+    expected.sort();
+    assert_eq!((ids, seen["count"].as_u64()), (expected, Some(2)), "the scoped admin's list: {seen}");
+
+    for target in [&root, &in_b, &wide, &unscoped] {
+        let regenerate = srv.post(&format!("/api/v1/api-keys/{target}/regenerate"), &scoped, json!({})).await;
+        let revoke = srv.delete(&format!("/api/v1/api-keys/{target}"), &scoped).await;
+        let narrow = srv.put(&format!("/api/v1/api-keys/{target}"), &scoped, json!({ "projectScope": [a] })).await;
+        for (what, (s, body)) in [("regenerate", regenerate), ("revoke", revoke), ("narrow", narrow)] {
+            assert_eq!((s, body["error"]["code"].as_str()), (404, Some("NOT_FOUND")), "{what} {target}: {body}");
+        }
+    }
+    let (s, body) = srv.get("/api/v1/audit", &scoped).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{body}");
+
+    let c = http_client(&srv, Some(&scoped)).await;
+    assert_eq!(err_code(&c, "revoke_api_key", json!({ "id": root })).await, "NOT_FOUND");
+    assert_eq!(err_code(&c, "query_audit", json!({})).await, "SCOPE_DENIED");
+    assert_eq!(ok(&c, "list_api_keys", json!({})).await["count"], 2);
+    // Within its reach it is an admin: it regenerates and revokes its project's key.
+    assert_eq!(srv.post(&format!("/api/v1/api-keys/{in_a}/regenerate"), &scoped, json!({})).await.0, 200);
+    assert_eq!(ok(&c, "revoke_api_key", json!({ "id": in_a })).await["id"], in_a.as_str());
+    c.cancel().await.unwrap();
+
+    // Nothing beyond its reach changed: the owner's key works, and it sees every key.
+    let (s, all) = srv.get("/api/v1/api-keys", &owner).await;
+    assert_eq!((s, all["count"].as_u64()), (200, Some(6)), "{all}");
+    let (_, audit) = srv.get("/api/v1/audit?action=apikey.regenerate", &owner).await;
+    let done: Vec<&Value> = audit["logs"].as_array().unwrap().iter().filter(|e| e["outcome"] == "success").collect();
+    assert_eq!(done.len(), 1, "only the in-reach regeneration happened: {audit}");
+    assert_eq!(done[0]["resourceId"], in_a.as_str());
+    assert_eq!(audit["total"], 5, "the four refused attempts are on record too: {audit}");
+}

@@ -29,6 +29,10 @@ impl Vault {
             None,
             async {
                 p.require(Permission::Admin)?;
+                if p.project_scope.is_some() {
+                    // Its rows name secrets, projects and keys of every project.
+                    return Err(Error::ScopeDenied("the audit trail covers the whole tenant; a project-scoped key cannot read it".into()));
+                }
                 let limit = q.limit.unwrap_or(100);
                 let offset = q.offset.unwrap_or(0);
                 if !(1..=1000).contains(&limit) || offset < 0 {

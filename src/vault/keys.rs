@@ -1,5 +1,6 @@
 //! API keys: issue, list, change, revoke, regenerate. A key can only hand out
 //! what it has itself: never a higher permission, never a wider project scope.
+//! And it can only see and manage keys that reach no further than itself.
 
 use super::principal::WithDetail;
 use super::views::*;
@@ -36,10 +37,20 @@ pub(super) fn new_key(
     (row, token)
 }
 
+/// Whether `p` may see and manage the key `row`. A key without a project scope
+/// manages every key of its tenant; a project-scoped admin only keys scoped
+/// within its own projects, or it could regenerate the tenant's unscoped key
+/// and take its place. Keys beyond its reach are not there for it (404).
+fn within_reach(p: &Principal, row: &ApiKeyRow) -> bool {
+    let Some(own) = &p.project_scope else { return true };
+    let theirs: Vec<String> = serde_json::from_str(&row.project_scope).unwrap_or_default();
+    !theirs.is_empty() && theirs.iter().all(|id| own.contains(id))
+}
+
 impl Vault {
     async fn visible_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRow> {
         let row = if names::is_id(id) { self.store.get_api_key(&p.tenant_id, id).await? } else { None };
-        row.ok_or(Error::NotFound("api key"))
+        row.filter(|row| within_reach(p, row)).ok_or(Error::NotFound("api key"))
     }
 
     /// Checks that `scope` names projects of this tenant inside the caller's own scope.
@@ -110,7 +121,7 @@ impl Vault {
                 p.require(Permission::Admin)?;
                 let rows = self.store.list_api_keys(&p.tenant_id).await?;
                 self.record_read(p, p.audit("apikey.list", "api_key", None, "success")).await?;
-                let api_keys: Vec<ApiKeyView> = rows.iter().map(ApiKeyView::from).collect();
+                let api_keys: Vec<ApiKeyView> = rows.iter().filter(|r| within_reach(p, r)).map(ApiKeyView::from).collect();
                 Ok(ApiKeyList { count: api_keys.len(), api_keys })
             }
             .await

@@ -249,7 +249,8 @@ macro_rules! audited {
 pub(crate) use audited;
 
 fn principal_of(key: crate::store::ApiKeyRow, plan: String, origin: Origin, seen_epoch: u64) -> Result<Principal> {
-    let scope: Vec<String> = serde_json::from_str(&key.project_scope).unwrap_or_default();
+    // Unreadable, it would read as no scope at all: every project.
+    let scope: Vec<String> = serde_json::from_str(&key.project_scope).map_err(|_| Error::Integrity)?;
     let (credential, permission) = (crate::store::Credential::of(&key), Permission::parse(&key.permission)?);
     Ok(Principal {
         tenant_id: key.tenant_id,

@@ -1,7 +1,9 @@
 """Tenant-isolation matrix generated from /api/openapi.json: every operation x
 every principal. Another tenant's object answers 404, a missing permission or
 project scope 403, a bad or absent credential 401, the owner 2xx; collection
-answers to other principals never mention the owner's objects."""
+answers to other principals never mention the owner's objects. A project-scoped
+admin key finds keys beyond its projects absent (404) and the tenant-wide
+audit trail closed (403)."""
 
 import datetime
 import re
@@ -10,8 +12,9 @@ import uuid
 
 from common import Server, signup
 
-PRINCIPALS = ["owner", "other-tenant", "read-key", "scoped-write", "expired", "revoked", "regenerated-old", "bogus", "none"]
-ABBR = {"owner": "own", "other-tenant": "oth", "read-key": "rd", "scoped-write": "scp", "expired": "exp",
+PRINCIPALS = ["owner", "other-tenant", "read-key", "scoped-write", "scoped-admin", "expired", "revoked", "regenerated-old",
+              "bogus", "none"]
+ABBR = {"owner": "own", "other-tenant": "oth", "read-key": "rd", "scoped-write": "scp", "scoped-admin": "sad", "expired": "exp",
         "revoked": "rev", "regenerated-old": "regen", "bogus": "bog", "none": "none"}
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -98,6 +101,7 @@ class Env:
                 "bogus": "sc_" + uuid.uuid4().hex + uuid.uuid4().hex[:11]}
         keys["read-key"] = self.mk_key("read")[1]
         keys["scoped-write"] = self.mk_key("write", [self.p2])[1]
+        keys["scoped-admin"] = self.mk_key("admin", [self.p2])[1]
         exp_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
         self.expired_at = time.monotonic() + 2.5
         _, keys["expired"] = self.mk_key("admin", expires=exp_at.isoformat().replace("+00:00", "Z"))
@@ -164,7 +168,7 @@ class Env:
         raise KeyError(fam)
 
 
-def expected(op_public, perm, fam, principal, method):
+def expected(op_public, perm, fam, principal, method, path):
     """Expected status class for one cell: '2xx', '401', '403' or '404'."""
     if op_public:
         return "2xx"
@@ -183,6 +187,14 @@ def expected(op_public, perm, fam, principal, method):
             return "403"  # the owner's object lies outside the key's project scope
         if method == "post":
             return "403"  # a secret without a project, or a project: outside a scoped key's reach
+        return "2xx"
+    if principal == "scoped-admin":
+        if path.startswith("/api/v1/audit"):
+            return "403"  # the trail covers the whole tenant
+        if fam == "api-keys":
+            return "404"  # the fixture key has no project scope: beyond a scoped admin's reach
+        if fam in ("secrets", "projects") or method == "post":
+            return "403"  # as for the scoped write key
         return "2xx"
     raise KeyError(principal)
 
@@ -231,7 +243,7 @@ def run(ctx, res):
                     probed.update(i for i in env.owner_ids if i in real)
                 r = env.req(method, real, env.keys[principal], body)
                 cells += 1
-                want = expected(public, perm, fam, principal, method)
+                want = expected(public, perm, fam, principal, method, path)
                 ok = matches(r.status, want)
                 note = ""
                 if ok and principal != "owner" and not fam and 200 <= r.status < 300 and not public:
@@ -239,7 +251,12 @@ def run(ctx, res):
                     hidden = [i for i in env.owner_ids - probed if i in text]
                     if principal == "other-tenant" and hidden:
                         ok, note = False, "answer mentions the owner's objects %s" % hidden[:3]
-                    if principal == "scoped-write" and method == "get":
+                    if principal == "scoped-admin" and method == "get" and path == "/api/v1/api-keys":
+                        beyond = [k.get("name") for k in r.json().get("apiKeys", [])
+                                  if not k.get("projectScope") or any(i != env.p2 for i in k["projectScope"])]
+                        if beyond:
+                            ok, note = False, "scoped admin's key list shows keys beyond its reach %s" % beyond[:3]
+                    if principal in ("scoped-write", "scoped-admin") and method == "get":
                         outside = [i for i in env.owner_ids - {env.p2, env.owner_tenant} if i in text
                                    and (path.startswith("/api/v1/secrets") or path.startswith("/api/v1/projects"))]
                         if outside:
@@ -260,6 +277,8 @@ def run(ctx, res):
                       {"name": uniq("S"), "value": "v", "projectId": env.p2}, "2xx"))
         extra.append(("scoped key creates a secret in another project", "POST", "/api/v1/secrets", "scoped-write",
                       {"name": uniq("S"), "value": "v", "projectId": env.p1}, "403"))
+        extra.append(("scoped admin regenerates a key of its project", "POST",
+                      "/api/v1/api-keys/%s/regenerate" % env.mk_key("read", [env.p2])[0], "scoped-admin", {}, "2xx"))
         extra.append(("read key cannot mint an admin key", "POST", "/api/v1/api-keys", "read-key",
                       {"name": "x", "permissions": "admin"}, "403"))
         extra.append(("other tenant files a secret under the owner's project", "POST", "/api/v1/secrets", "other-tenant",
