@@ -43,7 +43,7 @@ pub struct PolicyArgs {
     #[arg(long, env = "LATCHKEY_MAX_VALUE_BYTES", default_value_t = 64 * 1024)]
     pub max_value_bytes: usize,
 
-    /// Signups allowed per client IP per minute.
+    /// Signups allowed per client IP (an IPv6 client: per /64) per minute.
     #[arg(long, env = "LATCHKEY_SIGNUP_PER_MINUTE", default_value_t = 10)]
     pub signup_per_minute: u32,
 }

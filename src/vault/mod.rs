@@ -12,14 +12,12 @@ pub mod principal;
 pub mod projects;
 pub mod secrets;
 pub mod tenants;
+pub mod throttle;
 pub mod views;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
 use crate::crypto::{DataKey, MasterKey, tokens};
 use crate::error::{Error, Result};
@@ -50,9 +48,10 @@ pub struct Vault {
     /// Unwrapped tenant keys. Unwrapping is cheap (one AES-GCM open) but the
     /// cache keeps it off the read path entirely.
     data_keys: RwLock<HashMap<String, Arc<DataKey>>>,
-    signup_limiter: DefaultKeyedRateLimiter<String>,
+    /// Keyed by client address (see `throttle::client_key`).
+    signup_limiter: throttle::Throttle,
     /// One limiter per plan that has a request rate, keyed by tenant.
-    request_limiters: HashMap<&'static str, DefaultKeyedRateLimiter<String>>,
+    request_limiters: HashMap<&'static str, throttle::Throttle>,
     /// Requests running in tasks of their own (see `server::run_to_completion`);
     /// shutdown waits for them before it closes the store.
     requests: tokio_util::task::TaskTracker,
@@ -72,16 +71,15 @@ impl Vault {
                 "the master key does not match this database (key-check failed); start with the key it was created with".into(),
             ));
         }
-        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("nonzero"));
         let mut request_limiters = HashMap::new();
         for name in plans::PLAN_NAMES {
             if let Some(rpm) = plans::limits(name)?.requests_per_minute {
-                request_limiters.insert(name, RateLimiter::keyed(per_minute(u32::try_from(rpm).unwrap_or(u32::MAX))));
+                request_limiters.insert(name, throttle::Throttle::per_minute(u32::try_from(rpm).unwrap_or(u32::MAX)));
             }
         }
         Ok(Vault {
             audit: audit_writer::AuditWriter::start(store.clone()),
-            signup_limiter: RateLimiter::keyed(per_minute(config.signup_per_minute)),
+            signup_limiter: throttle::Throttle::per_minute(config.signup_per_minute),
             store,
             master,
             config,
@@ -146,9 +144,8 @@ impl Vault {
             return Err(Error::Unauthorized(format!("this API key is {why}")));
         }
         if let Some(limiter) = self.request_limiters.get(plan.as_str())
-            && let Err(not_until) = limiter.check_key(&key.tenant_id)
+            && let Err(wait) = limiter.check(&key.tenant_id)
         {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
         }
         principal_of(key, plan, origin, seen_epoch)

@@ -16,10 +16,8 @@ impl Vault {
             return Err(Error::SignupClosed);
         }
         if let Some(ip) = &origin.ip
-            && let Err(not_until) = self.signup_limiter.check_key(ip)
+            && let Err(wait) = self.signup_limiter.check(&super::throttle::client_key(ip))
         {
-            use governor::clock::Clock;
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             return Err(Error::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
         }
         let (tenant, issued) = self.create_tenant(req, &self.config.default_plan, "signup", origin).await?;
