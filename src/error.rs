@@ -45,6 +45,9 @@ pub enum Error {
     /// 413: a value or body is larger than the server accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 408: the request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 429: too many requests; retry after the given delay.
     #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
@@ -72,6 +75,7 @@ impl Error {
             Error::AlreadyExists(_) => "ALREADY_EXISTS",
             Error::Conflict(_) => "CONFLICT",
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Error::RequestTimeout(_) => "REQUEST_TIMEOUT",
             Error::RateLimited { .. } => "RATE_LIMITED",
             Error::Integrity => "INTEGRITY_ERROR",
             Error::Internal(_) => "INTERNAL_ERROR",
@@ -88,6 +92,7 @@ impl Error {
             Error::MethodNotAllowed => 405,
             Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) => 409,
             Error::PayloadTooLarge(_) => 413,
+            Error::RequestTimeout(_) => 408,
             Error::RateLimited { .. } => 429,
             Error::Integrity | Error::Internal(_) => 500,
         }
@@ -111,7 +116,7 @@ impl Error {
         match self.status() {
             401 | 403 => "denied",
             404 => "not_found",
-            400 | 405 | 409 | 413 | 429 => "rejected",
+            400 | 405 | 408 | 409 | 413 | 429 => "rejected",
             _ => "error",
         }
     }

@@ -69,7 +69,13 @@ async fn read_body_first(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = req.into_parts();
-    match read_at_most(body, limit).await {
+    let Ok(read) = tokio::time::timeout(BODY_TIME, read_at_most(body, limit)).await else {
+        let why = format!("the request body did not arrive within {} s", BODY_TIME.as_secs());
+        let mut resp = Error::RequestTimeout(why).into_response();
+        resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        return resp;
+    };
+    match read {
         Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
         Err(rest) => {
             if let Some(rest) = rest {
@@ -109,6 +115,13 @@ async fn run_to_completion(
 /// answer; past these bounds the server stops paying for a client's upload.
 const DISCARD_BYTES: u64 = 16 * 1024 * 1024;
 const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// How long a client may take to send a request's header, and then its body.
+/// Without them a client trickling bytes holds a connection, and the body
+/// buffered so far, for as long as it likes: a few thousand such clients
+/// exhaust the server's file handles and memory before any key is checked.
+const HEADER_TIME: Duration = Duration::from_secs(10);
+const BODY_TIME: Duration = Duration::from_secs(20);
 
 /// The body if it fits in `limit`; otherwise the unread rest, unless the body
 /// failed or announces more than is worth discarding.
@@ -172,6 +185,8 @@ pub async fn serve(
                 let service = AddExtension::new(router.clone(), ConnectInfo(peer));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .title_case_headers(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIME)
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

@@ -165,3 +165,56 @@ async fn free_plan_quota_holds_under_concurrent_creates_on_postgres() {
     }
     assert_eq!((created, count(&srv, &key).await), (5, 5));
 }
+
+/// Clients that trickle bytes do not hold the server: one sending its header a
+/// line a second, one sending nothing at all, and one sending a signup body a
+/// byte a second are all cut off (the last with 408 REQUEST_TIMEOUT) long
+/// before they would have finished, while other clients are served
+/// throughout. Each client gives up on its own after 40 s.
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = Server::start(Backend::Sqlite).await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    const STEPS: usize = 40;
+
+    // Writes `first`, then `step` once a second; the answer read when the server closes, or None if it never did.
+    let trickle = async |first: String, step: &'static [u8]| -> Option<String> {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(first.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        for _ in 0..STEPS {
+            let mut buf = [0u8; 4096];
+            match tokio::time::timeout(Duration::from_secs(1), conn.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&answer).into_owned()),
+                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+                Err(_) if step.is_empty() => {}
+                Err(_) => {
+                    if conn.write_all(step).await.is_err() {
+                        return Some(String::from_utf8_lossy(&answer).into_owned());
+                    }
+                }
+            }
+        }
+        None
+    };
+    let header = trickle(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n"), b"X-Slow: 1\r\n");
+    let idle = trickle(String::new(), b"");
+    let body = trickle(
+        format!("POST /api/signup HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"),
+        b" ",
+    );
+    let others = async {
+        for _ in 0..10 {
+            let (s, _) = srv.call("GET", "/healthz", None, None).await;
+            assert_eq!(s, 200, "another client during the trickle");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    let (header, idle, body, ()) = tokio::join!(header, idle, body, others);
+    assert!(header.is_some(), "a header sent a line a second was never cut off");
+    assert!(idle.is_some(), "a connection that sends nothing was never closed");
+    let body = body.expect("a body sent a byte a second was never cut off");
+    assert!(body.starts_with("HTTP/1.1 408") && body.contains("REQUEST_TIMEOUT"), "{body}");
+}

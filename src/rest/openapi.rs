@@ -153,6 +153,7 @@ pub fn document(ops: &[Op]) -> Value {
         }
         if op.body.is_some() {
             responses.insert("413".into(), error_response("PAYLOAD_TOO_LARGE"));
+            responses.insert("408".into(), error_response("REQUEST_TIMEOUT: the body did not arrive within 20 s"));
         }
         if !op.auth && writes {
             responses.insert("403".into(), error_response("SIGNUP_CLOSED"));
