@@ -42,7 +42,7 @@ pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
     // Room for the largest value after JSON escaping, plus metadata.
     let body_limit = vault.config().max_value_bytes.saturating_mul(6).saturating_add(64 * 1024);
     let (routes, _) = rest::routes();
-    let guard = mcp::http::Guard { vault: vault.clone(), allowed: allowed.clone() };
+    let guard = mcp::http::Guard::new(vault.clone(), allowed.clone());
     let mcp = Router::new()
         .fallback_service(mcp::http::service(vault.clone(), &allowed))
         .layer(axum::middleware::from_fn_with_state(guard, mcp::http::guard));

@@ -218,6 +218,64 @@ async fn http_guard_versions_and_credentials() {
     assert!(!body.to_string().contains("a-secret"));
 }
 
+/// The common `tools/call` is answered without rmcp's per-request service
+/// (src/mcp/direct.rs); anything that path does not take goes through rmcp.
+/// An allowed `Origin` is one such thing and changes nothing else, so every
+/// call here is sent both ways, for every revision before 2026-07-28 and none,
+/// and the two answers must agree to the byte: successes, domain failures,
+/// arguments that do not fit, an unknown tool, a refused write.
+#[tokio::test]
+async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let key = srv.signup(&unique("direct")).await;
+    let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "DIRECT", "value": "dir-value", "tags": ["x"] })).await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    let call = |id: Value, name: &str, arguments: Value| json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": name, "arguments": arguments } });
+    let bodies = [
+        call(json!(1), "get_secret", json!({ "id": id })),
+        call(json!("str-id"), "get_secret", json!({ "name": "DIRECT" })),
+        call(json!(3), "get_secret", json!({ "id": "00000000-0000-4000-8000-000000000000" })),
+        call(json!(4), "get_secret", json!({ "id": 5 })),
+        call(json!(5), "no_such_tool", json!({})),
+        call(json!(6), "list_secrets", json!({ "tag": "x" })),
+        call(json!(7), "set_secret", json!({ "name": "DIRECT", "value": "other", "expectedVersion": 7 })),
+        json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": { "arguments": {} } }),
+    ];
+    let bearer = format!("Bearer {key}");
+    let send = async |version: Option<&str>, origin: Option<&str>, body: &Value| {
+        let mut req = srv
+            .http
+            .post(srv.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", &bearer)
+            .json(body);
+        if let Some(v) = version {
+            req = req.header("mcp-protocol-version", v);
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        (status, content_type, resp.text().await.unwrap())
+    };
+    let mut answered = 0;
+    for version in [None, Some("2024-11-05"), Some("2025-03-26"), Some("2025-06-18"), Some("2025-11-25")] {
+        for body in &bodies {
+            let direct = send(version, None, body).await;
+            let through_rmcp = send(version, Some("http://localhost:5173"), body).await;
+            assert_eq!(direct, through_rmcp, "{version:?} {body}");
+            answered += (direct.0 == 200) as usize;
+        }
+    }
+    assert_eq!(answered, 5 * bodies.len(), "every call got an answer");
+    let (_, read) = send(Some("2025-06-18"), None, &bodies[0]).await.2.parse::<Value>().map(|v| ((), v)).unwrap();
+    assert_eq!(read["result"]["structuredContent"]["value"], "dir-value");
+    let (_, after) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+    assert_eq!(after["version"], 1, "the refused write changed nothing");
+}
+
 #[tokio::test]
 async fn in_process_over_a_duplex_pipe() {
     let dir = tempfile::tempdir().unwrap();

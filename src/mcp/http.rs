@@ -18,6 +18,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
+use super::direct::Direct;
 use super::{ANONYMOUS_TOOLS, LatchkeyMcp, resources};
 use crate::error::Error;
 use crate::server::{credential, origin_of};
@@ -109,6 +110,15 @@ pub fn service(vault: Arc<Vault>, allowed: &Allowed) -> StreamableHttpService<La
 pub struct Guard {
     pub vault: Arc<Vault>,
     pub allowed: Allowed,
+    /// Answers the common `tools/call` without rmcp's per-request service.
+    pub direct: Arc<Direct>,
+}
+
+impl Guard {
+    pub fn new(vault: Arc<Vault>, allowed: Allowed) -> Self {
+        let direct = Arc::new(Direct::new(LatchkeyMcp::for_http(vault.clone())));
+        Guard { vault, allowed, direct }
+    }
 }
 
 /// Whether one JSON-RPC message may be sent without a credential.
@@ -147,7 +157,17 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         return match g.vault.authenticate(token, origin).await {
             Ok(principal) => {
                 parts.extensions.insert(principal);
-                next.run(Request::from_parts(parts, body)).await
+                if parts.method != Method::POST || !Direct::headers_fit(&parts.headers) {
+                    return next.run(Request::from_parts(parts, body)).await;
+                }
+                // The body is in memory already (server::read_body_first).
+                let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+                    return Error::PayloadTooLarge("MCP request body is too large".into()).into_response();
+                };
+                match g.direct.answer(parts, bytes).await {
+                    Ok(answer) => answer,
+                    Err((parts, bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+                }
             }
             Err(e) => e.into_response(),
         };

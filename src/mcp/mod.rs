@@ -6,6 +6,7 @@
 //! [`http::auth_layer`] resolves before rmcp sees the request; over stdio it is
 //! the key in `LATCHKEY_API_KEY` or the local tenant's admin.
 
+mod direct;
 pub mod http;
 mod params;
 mod resources;

@@ -1,0 +1,181 @@
+//! The hot path of `/mcp`: an authenticated `tools/call` from a client of a
+//! protocol revision before 2026-07-28 (Claude Code and most clients today) is
+//! handed straight to the server's handler, without the service rmcp builds
+//! for every stateless HTTP request.
+//!
+//! That service is a serve loop, a handler task and a response task with their
+//! channels and cancellation tokens, for one message. Measured on a `ping`, it
+//! costs ~30 µs of server CPU per request, more than the whole audited read
+//! behind `get_secret` (tools/BENCHMARKS.md).
+//!
+//! What stays rmcp's is everything that shapes the answer: the request is
+//! parsed into rmcp's own message type and given to [`Service::handle_request`],
+//! the entry point rmcp's serve loop calls, with the context that loop would
+//! build (the request's meta and extensions, the HTTP parts among them, and a
+//! peer that knows the protocol version from the header). The answer is
+//! serialised the way rmcp's JSON response mode does. What this module decides
+//! is only *which* requests may skip the per-request service, and it takes
+//! only those where rmcp's transport checks are known to pass and its service
+//! adds nothing: one request (no batch, no notification), `tools/call`, no
+//! `_meta` (no progress token, no per-request protocol version), a known
+//! pre-2026-07-28 `MCP-Protocol-Version` or none, plain `Accept` and
+//! `Content-Type` headers, a well-formed `Host` and no `Origin`. Anything else
+//! goes to rmcp unchanged. `tests/mcp.rs` sends each kind of call both ways and
+//! asserts the answers are byte for byte the same.
+
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rmcp::RoleServer;
+use rmcp::model::{
+    ClientCapabilities, ClientJsonRpcMessage, ClientRequest, GetExtensions, GetMeta, Implementation, InitializeRequestParams,
+    JsonRpcMessage, ProtocolVersion, ServerJsonRpcMessage,
+};
+use rmcp::service::{Peer, RequestContext, RunningService, Service, serve_directly_with_ct};
+use tokio_util::sync::CancellationToken;
+
+use super::LatchkeyMcp;
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
+const PROTOCOL_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+/// A peer reporting one protocol revision, and the idle service behind it.
+type RevisionPeer = (ProtocolVersion, Peer<RoleServer>, RunningService<RoleServer, LatchkeyMcp>);
+
+/// The handler and, per protocol revision it answers directly, a peer that
+/// reports that revision, as the peer of a stateless request would.
+pub struct Direct {
+    server: LatchkeyMcp,
+    peers: OnceLock<Vec<RevisionPeer>>,
+}
+
+impl Direct {
+    pub fn new(server: LatchkeyMcp) -> Self {
+        Direct { server, peers: OnceLock::new() }
+    }
+
+    /// Whether the request's headers leave rmcp's transport nothing to check
+    /// or add; the body decides the rest.
+    pub fn headers_fit(headers: &HeaderMap) -> bool {
+        let one = |name: HeaderName| {
+            let mut all = headers.get_all(name).iter();
+            match (all.next(), all.next()) {
+                (Some(v), None) => v.to_str().ok(),
+                _ => None,
+            }
+        };
+        let accept_ok = one(header::ACCEPT).is_some_and(|a| {
+            !a.contains([';', '"'])
+                && a.split(',').any(|t| t.trim().eq_ignore_ascii_case(JSON))
+                && a.split(',').any(|t| t.trim().eq_ignore_ascii_case(EVENT_STREAM))
+        });
+        let type_ok = one(header::CONTENT_TYPE).is_some_and(|t| t.split(';').next().unwrap_or(t).trim().eq_ignore_ascii_case(JSON));
+        let host_ok = one(header::HOST).is_some_and(|h| axum::http::uri::Authority::try_from(h).is_ok());
+        let version_ok = match headers.get_all(&PROTOCOL_HEADER).iter().count() {
+            0 => true,
+            1 => one(PROTOCOL_HEADER).is_some_and(|v| answered_version(v).is_some()),
+            _ => false,
+        };
+        accept_ok && type_ok && host_ok && version_ok && !headers.contains_key(header::ORIGIN)
+    }
+
+    /// Answers the request if it is one this module takes, or gives the body
+    /// back for rmcp. `parts` must carry the authenticated caller.
+    pub async fn answer(&self, parts: Parts, body: Bytes) -> Result<Response, (Parts, Bytes)> {
+        let Ok(ClientJsonRpcMessage::Request(mut request)) = serde_json::from_slice::<ClientJsonRpcMessage>(&body) else {
+            return Err((parts, body));
+        };
+        if !matches!(request.request, ClientRequest::CallToolRequest(_)) || !request.request.get_meta().is_empty() {
+            return Err((parts, body));
+        }
+        let version =
+            parts.headers.get(&PROTOCOL_HEADER).and_then(|v| v.to_str().ok()).map_or(Some(ProtocolVersion::V_2025_03_26), answered_version);
+        let Some(peer) = version.and_then(|v| self.peer(&v)) else {
+            return Err((parts, body));
+        };
+        let id = request.id.clone();
+        let meta = std::mem::take(request.request.get_meta_mut());
+        let mut extensions = std::mem::take(request.request.extensions_mut());
+        extensions.insert(parts);
+        let mut context = RequestContext::new(id.clone(), peer);
+        context.meta = meta;
+        context.extensions = extensions;
+        let message: ServerJsonRpcMessage = match self.server.handle_request(request.request, context).await {
+            Ok(result) => JsonRpcMessage::response(result, id),
+            Err(error) => JsonRpcMessage::error(error, Some(id)),
+        };
+        Ok(match serde_json::to_vec(&message) {
+            Ok(json) => ([(header::CONTENT_TYPE, JSON)], json).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("serialize json response: {e}")).into_response(),
+        })
+    }
+
+    /// The peer for `version`. Each is a service that never receives a
+    /// message: it exists so that handlers get a real peer, as in rmcp's own
+    /// stateless path, where `context.protocol_version()` comes from the header.
+    fn peer(&self, version: &ProtocolVersion) -> Option<Peer<RoleServer>> {
+        let peers = self.peers.get_or_init(|| {
+            answered_versions()
+                .map(|v| {
+                    let info = InitializeRequestParams::new(ClientCapabilities::default(), Implementation::default())
+                        .with_protocol_version(v.clone());
+                    let silent = (futures::sink::drain(), futures::stream::pending());
+                    let running = serve_directly_with_ct(self.server.clone(), silent, Some(info), CancellationToken::new());
+                    (v.clone(), running.peer().clone(), running)
+                })
+                .collect()
+        });
+        peers.iter().find(|(v, ..)| v == version).map(|(_, peer, _)| peer.clone())
+    }
+}
+
+/// The revisions answered here: every known one before 2026-07-28, whose
+/// requests carry no lifecycle metadata and need no standard headers.
+fn answered_versions() -> impl Iterator<Item = &'static ProtocolVersion> {
+    ProtocolVersion::KNOWN_VERSIONS.iter().filter(|v| v.as_str() < ProtocolVersion::STANDARD_HEADERS.as_str())
+}
+
+fn answered_version(header: &str) -> Option<ProtocolVersion> {
+    answered_versions().find(|v| v.as_str() == header).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_plain_headers_of_older_revisions_fit() {
+        let base = [("host", "127.0.0.1:8200"), ("accept", "application/json, text/event-stream"), ("content-type", "application/json")];
+        assert!(Direct::headers_fit(&headers(&base)));
+        let with = |extra: (&'static str, &'static str)| {
+            let mut all = base.to_vec();
+            all.push(extra);
+            Direct::headers_fit(&headers(&all))
+        };
+        assert!(with(("mcp-protocol-version", "2025-06-18")) && with(("mcp-protocol-version", "2025-11-25")));
+        assert!(!with(("mcp-protocol-version", "2026-07-28")), "2026-07-28 requests negotiate per request: rmcp's");
+        assert!(!with(("mcp-protocol-version", "1999-01-01")));
+        assert!(!with(("origin", "http://localhost:3000")));
+        let mut no_sse = base.to_vec();
+        no_sse[1] = ("accept", "application/json");
+        assert!(!Direct::headers_fit(&headers(&no_sse)));
+        let mut weighted = base.to_vec();
+        weighted[1] = ("accept", "application/json, text/event-stream;q=0");
+        assert!(!Direct::headers_fit(&headers(&weighted)));
+        let mut bad_host = base.to_vec();
+        bad_host[0] = ("host", "127.0.0.1 evil");
+        assert!(!Direct::headers_fit(&headers(&bad_host)));
+    }
+}
