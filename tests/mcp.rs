@@ -223,10 +223,11 @@ async fn http_guard_versions_and_credentials() {
 /// An allowed `Origin` is one such thing and changes nothing else, so every
 /// call here is sent both ways, for every revision before 2026-07-28 and none,
 /// and the two answers must agree to the byte: successes, domain failures,
-/// arguments that do not fit, an unknown tool, a refused write.
+/// arguments that do not fit, an unknown tool, a refused write, and a body
+/// over rmcp's 4 MiB (which this server lets through when values may be 1 MiB).
 #[tokio::test]
 async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
-    let srv = Server::start(Backend::Sqlite).await;
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_MAX_VALUE_BYTES", "1048576")).await;
     let key = srv.signup(&unique("direct")).await;
     let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "DIRECT", "value": "dir-value", "tags": ["x"] })).await;
     let id = made["id"].as_str().unwrap().to_owned();
@@ -240,6 +241,7 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
         call(json!(6), "list_secrets", json!({ "tag": "x" })),
         call(json!(7), "set_secret", json!({ "name": "DIRECT", "value": "other", "expectedVersion": 7 })),
         json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": { "arguments": {} } }),
+        call(json!(9), "get_secret", json!({ "name": "N".repeat(4_300_000) })),
     ];
     let bearer = format!("Bearer {key}");
     let send = async |version: Option<&str>, origin: Option<&str>, body: &Value| {
@@ -260,16 +262,17 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
         let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
         (status, content_type, resp.text().await.unwrap())
     };
-    let mut answered = 0;
+    let mut statuses = Vec::new();
     for version in [None, Some("2024-11-05"), Some("2025-03-26"), Some("2025-06-18"), Some("2025-11-25")] {
         for body in &bodies {
             let direct = send(version, None, body).await;
             let through_rmcp = send(version, Some("http://localhost:5173"), body).await;
-            assert_eq!(direct, through_rmcp, "{version:?} {body}");
-            answered += (direct.0 == 200) as usize;
+            assert_eq!(direct, through_rmcp, "{version:?} {:.300}", body.to_string());
+            statuses.push(direct.0);
         }
     }
-    assert_eq!(answered, 5 * bodies.len(), "every call got an answer");
+    let expected: Vec<u16> = bodies.iter().map(|b| if b["id"] == 9 { 413 } else { 200 }).collect();
+    assert_eq!(statuses, expected.repeat(5), "every call got an answer; the oversized one rmcp's 413");
     let (_, read) = send(Some("2025-06-18"), None, &bodies[0]).await.2.parse::<Value>().map(|v| ((), v)).unwrap();
     assert_eq!(read["result"]["structuredContent"]["value"], "dir-value");
     let (_, after) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;

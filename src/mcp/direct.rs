@@ -22,6 +22,13 @@
 //! `Content-Type` headers, a well-formed `Host` and no `Origin`. Anything else
 //! goes to rmcp unchanged. `tests/mcp.rs` sends each kind of call both ways and
 //! asserts the answers are byte for byte the same.
+//!
+//! What a tool must not do, for this to hold: talk to the client through
+//! `ctx.peer` (progress, logging, elicitation, sampling) or watch `ctx.ct`.
+//! Here every request of one revision shares an idle peer whose messages go
+//! nowhere, and the token is never cancelled; rmcp would switch the answer to
+//! an event stream and cancel the token once answered. No Latchkey tool does
+//! either; one that needs to must be left out of [`Direct::answer`].
 
 use std::sync::OnceLock;
 
@@ -106,7 +113,12 @@ impl Direct {
         context.extensions = extensions;
         let message: ServerJsonRpcMessage = match self.server.handle_request(request.request, context).await {
             Ok(result) => JsonRpcMessage::response(result, id),
-            Err(error) => JsonRpcMessage::error(error, Some(id)),
+            Err(error) => {
+                // rmcp's serve loop logs this too; the code, not the message,
+                // which may quote the caller's arguments.
+                tracing::warn!(target: "rmcp::service", %id, code = error.code.0, "response error");
+                JsonRpcMessage::error(error, Some(id))
+            }
         };
         Ok(match serde_json::to_vec(&message) {
             Ok(json) => ([(header::CONTENT_TYPE, JSON)], json).into_response(),

@@ -157,12 +157,13 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         return match g.vault.authenticate(token, origin).await {
             Ok(principal) => {
                 parts.extensions.insert(principal);
-                if parts.method != Method::POST || !Direct::headers_fit(&parts.headers) {
+                // The body is in memory already (server::read_body_first), so its size is known.
+                let fits = http_body::Body::size_hint(&body).exact().is_some_and(|n| n <= MAX_BODY as u64);
+                if parts.method != Method::POST || !fits || !Direct::headers_fit(&parts.headers) {
                     return next.run(Request::from_parts(parts, body)).await;
                 }
-                // The body is in memory already (server::read_body_first).
                 let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-                    return Error::PayloadTooLarge("MCP request body is too large".into()).into_response();
+                    return Error::internal("an MCP request body in memory could not be read").into_response();
                 };
                 match g.direct.answer(parts, bytes).await {
                     Ok(answer) => answer,
