@@ -30,6 +30,10 @@ enum Command {
         /// (e.g. https://vault.example.com); its host and origin are allowed on /mcp.
         #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Most client connections open at once; further clients wait to be
+        /// accepted. Default: what the open-file limit leaves room for.
+        #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: Option<u32>,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
@@ -86,17 +90,20 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> latchkey::Result<()> {
     match cli.command {
-        Command::Serve { listen, public_url, store, policy } => {
+        Command::Serve { listen, public_url, max_connections, store, policy } => {
+            let max_connections = latchkey::server::connection_cap(max_connections);
             let vault = open_vault(&store, &policy).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| latchkey::Error::InvalidRequest(format!("cannot listen on {listen}: {e}")))?;
             let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
-            tracing::info!(%addr, backend = vault.store().backend(), "latchkey listening");
+            tracing::info!(%addr, backend = vault.store().backend(), max_connections, "latchkey listening");
             // One line on stdout so scripts and tests learn the port when listening on :0.
             println!("latchkey listening on http://{addr}");
             let allowed = latchkey::mcp::http::Allowed::new(public_url.as_deref());
-            latchkey::server::serve(listener, vault, allowed, latchkey::server::shutdown_signal()).await.map_err(latchkey::Error::internal)
+            latchkey::server::serve(listener, vault, allowed, max_connections, latchkey::server::shutdown_signal())
+                .await
+                .map_err(latchkey::Error::internal)
         }
         Command::Mcp { print_tools: true, .. } => {
             let text = serde_json::to_string_pretty(&latchkey::mcp::LatchkeyMcp::tool_catalog()).map_err(latchkey::Error::internal)?;

@@ -160,18 +160,39 @@ async fn discard(mut body: axum::body::Body) {
 ///
 /// HTTP/1.1 with Title-Case header names: SecretCarousel's Python SDK looks up
 /// `Content-Type` case-sensitively, and existing clients must work unchanged.
+///
+/// At most `max_connections` client connections are open at once. Past that
+/// the server stops accepting until one closes: the next clients wait in the
+/// listen queue instead of the process running out of file handles, where
+/// every client, the database's included, would fail.
 pub async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
     allowed: mcp::http::Allowed,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let store = vault.store().clone();
     let requests = vault.requests().clone();
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut warned_full: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if warned_full.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(max_connections, "connection limit reached: new clients wait until a connection closes");
+                    warned_full = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -193,6 +214,7 @@ pub async fn serve(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection closed with an error");
                     }
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
@@ -210,6 +232,37 @@ pub async fn serve(
     }
     store.close().await;
     Ok(())
+}
+
+/// File handles kept back from client connections: the database's (SQLite's
+/// files for nine connections, or PostgreSQL's sockets), the listener, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// How many client connections `serve` keeps open at most: `requested`, or
+/// what the open-file limit leaves room for. Raises the process's soft limit
+/// to its hard limit first, as most servers do: the soft default (often 1024)
+/// is a guard for interactive shells, not a server's budget.
+pub fn connection_cap(requested: Option<u32>) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read or raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let room = limit.saturating_sub(RESERVED_FILES).max(limit / 2).max(1);
+    match requested {
+        Some(n) if u64::from(n) > room => {
+            tracing::warn!(
+                requested = n,
+                open_file_limit = limit,
+                "--max-connections is above what the open-file limit allows; using {room}"
+            );
+            usize::try_from(room).unwrap_or(usize::MAX)
+        }
+        Some(n) => n as usize,
+        None => usize::try_from(room.min(65_536)).unwrap_or(65_536),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
