@@ -245,3 +245,114 @@ async fn connections_past_the_limit_wait_for_a_free_one() {
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A tenant cannot lock itself out of its own secrets: the last admin key with
+/// no project scope and no expiry cannot be revoked, narrowed, demoted or
+/// given an expiry (409, nothing changes); once another such key exists it
+/// can. Two such keys revoking each other at once leave one standing.
+async fn the_last_root_key_stays(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let root = srv.signup(&unique("root")).await;
+    let (_, listed) = srv.get("/api/v1/api-keys", &root).await;
+    let root_id = listed["apiKeys"][0]["id"].as_str().unwrap().to_owned();
+    let (_, project) = srv.post("/api/v1/projects", &root, json!({ "name": "p" })).await;
+    let path = format!("/api/v1/api-keys/{root_id}");
+    for change in
+        [json!({ "permissions": "write" }), json!({ "projectScope": [project["id"]] }), json!({ "expiresAt": "2999-01-01T00:00:00Z" })]
+    {
+        let (s, body) = srv.put(&path, &root, change.clone()).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (409, Some("CONFLICT")), "{change}: {body}");
+    }
+    let (s, body) = srv.delete(&path, &root).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("CONFLICT")), "{body}");
+    let (s, me) = srv.get("/api/v1/api-keys", &root).await;
+    assert_eq!(s, 200, "the root key still works: {me}");
+    assert_eq!((me["apiKeys"][0]["permissions"].as_str(), me["apiKeys"][0]["expiresAt"].as_str()), (Some("admin"), None), "{me}");
+
+    // Other keys come and go freely; with a second root key the first may go.
+    let (_, reader) = srv.post("/api/v1/api-keys", &root, json!({ "name": "reader", "permissions": "read" })).await;
+    let (s, _) = srv.delete(&format!("/api/v1/api-keys/{}", reader["id"].as_str().unwrap()), &root).await;
+    assert_eq!(s, 200);
+    let (_, second) = srv.post("/api/v1/api-keys", &root, json!({ "name": "second", "permissions": "admin" })).await;
+    let (second, second_id) = (second["apiKey"].as_str().unwrap().to_owned(), second["id"].as_str().unwrap().to_owned());
+    let (s, body) = srv.delete(&path, &second).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, _) = srv.delete(&format!("/api/v1/api-keys/{second_id}"), &second).await;
+    assert_eq!(s, 409, "now the second is the last");
+
+    // Two root keys revoking each other at the same moment: one stands.
+    for round in 0..10 {
+        let (_, third) = srv.post("/api/v1/api-keys", &second, json!({ "name": format!("third{round}"), "permissions": "admin" })).await;
+        let (third, third_id) = (third["apiKey"].as_str().unwrap().to_owned(), third["id"].as_str().unwrap().to_owned());
+        let (third_path, second_path) = (format!("/api/v1/api-keys/{third_id}"), format!("/api/v1/api-keys/{second_id}"));
+        let (a, b) = tokio::join!(srv.delete(&third_path, &second), srv.delete(&second_path, &third));
+        let mut standing = 0;
+        for k in [&second, &third] {
+            standing += (srv.get("/api/v1/api-keys", k).await.0 == 200) as usize;
+        }
+        assert_eq!(standing, 1, "round {round}: {a:?} {b:?}");
+        if srv.get("/api/v1/api-keys", &second).await.0 != 200 {
+            // The third one won; carry on with it as the survivor.
+            let (_, listed) = srv.get("/api/v1/api-keys", &third).await;
+            assert!(listed["apiKeys"].as_array().unwrap().iter().any(|k| k["id"] == third_id.as_str()));
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_last_root_key_stays_on_sqlite() {
+    the_last_root_key_stays(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_last_root_key_stays_on_postgres() {
+    the_last_root_key_stays(Backend::Postgres).await;
+}
+
+/// An expiry can be set and taken away again (`null`), which an absent field
+/// does not do; a key's name must not be empty, on creation or rename.
+#[tokio::test]
+async fn a_key_expiry_can_be_cleared_and_a_key_name_is_required() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let root = srv.signup(&unique("expiry")).await;
+    let (_, k) = srv.post("/api/v1/api-keys", &root, json!({ "name": "ci", "permissions": "read" })).await;
+    let path = format!("/api/v1/api-keys/{}", k["id"].as_str().unwrap());
+    let (s, set) = srv.put(&path, &root, json!({ "expiresAt": "2999-01-01T00:00:00Z" })).await;
+    assert_eq!((s, set["expiresAt"].is_string()), (200, true), "{set}");
+    let (s, kept) = srv.put(&path, &root, json!({ "name": "ci-renamed" })).await;
+    assert_eq!((s, kept["expiresAt"].is_string()), (200, true), "an absent expiresAt leaves it: {kept}");
+    let (s, cleared) = srv.put(&path, &root, json!({ "expiresAt": null })).await;
+    assert_eq!((s, cleared["expiresAt"].clone()), (200, Value::Null), "null clears it: {cleared}");
+    for (method, p, body) in
+        [("POST", "/api/v1/api-keys", json!({ "name": " ", "permissions": "read" })), ("PUT", path.as_str(), json!({ "name": "" }))]
+    {
+        let (s, body) = srv.call(method, p, Some(&root), Some(body)).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
+    }
+    let (_, listed) = srv.get("/api/v1/api-keys", &root).await;
+    assert_eq!(listed["count"], 2, "the refused creation made no key: {listed}");
+}
+
+/// A key confined to a project may work in it but not end it: deleting a
+/// project is the tenant's business, like creating one. A tag filter is
+/// trimmed as stored tags are.
+#[tokio::test]
+async fn a_project_scoped_key_cannot_delete_its_project() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let root = srv.signup(&unique("projdel")).await;
+    let (_, project) = srv.post("/api/v1/projects", &root, json!({ "name": "alpha" })).await;
+    let pid = project["id"].as_str().unwrap().to_owned();
+    let (_, k) = srv.post("/api/v1/api-keys", &root, json!({ "name": "w", "permissions": "write", "projectScope": [pid] })).await;
+    let scoped = k["apiKey"].as_str().unwrap().to_owned();
+    let (s, body) = srv.delete(&format!("/api/v1/projects/{pid}"), &scoped).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{body}");
+    let (s, _) = srv.get(&format!("/api/v1/projects/{pid}"), &root).await;
+    assert_eq!(s, 200, "the project is still there");
+    let (s, _) = srv.delete(&format!("/api/v1/projects/{pid}"), &root).await;
+    assert_eq!(s, 200, "an unscoped key may delete it");
+
+    srv.post("/api/v1/secrets", &root, json!({ "name": "TAGGED", "value": "v", "tags": [" Space "] })).await;
+    let (_, found) = srv.get("/api/v1/secrets?tag=%20Space%20", &root).await;
+    assert_eq!(found["count"], 1, "{found}");
+}

@@ -279,6 +279,35 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
     assert_eq!(after["version"], 1, "the refused write changed nothing");
 }
 
+/// A tool that names a secret refuses arguments it does not know and an id
+/// that contradicts a name, instead of acting on a secret the agent did not
+/// mean: `env` for `environment` used to delete the default environment's
+/// secret of that name. Nothing is deleted or changed by a refused call.
+#[tokio::test]
+async fn a_misnamed_target_argument_is_refused_not_ignored() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let key = srv.signup(&unique("target")).await;
+    let (_, plain) = srv.post("/api/v1/secrets", &key, json!({ "name": "DB", "value": "default-env" })).await;
+    let (_, prod) = srv.post("/api/v1/secrets", &key, json!({ "name": "DB", "value": "prod-env", "environment": "prod" })).await;
+    let (_, other) = srv.post("/api/v1/secrets", &key, json!({ "name": "OTHER", "value": "other" })).await;
+    let c = http_client(&srv, Some(&key)).await;
+    for (tool, args) in [
+        ("delete_secret", json!({ "name": "DB", "env": "prod" })),
+        ("delete_secret", json!({ "id": other["id"], "name": "DB" })),
+        ("get_secret", json!({ "name": "DB", "env": "prod" })),
+        ("update_secret_metadata", json!({ "name": "DB", "value": "not-here", "description": "d" })),
+    ] {
+        assert_eq!(err_code(&c, tool, args.clone()).await, "INVALID_REQUEST", "{tool} {args}");
+    }
+    for (secret, value) in [(&plain, "default-env"), (&prod, "prod-env"), (&other, "other")] {
+        let (s, read) = srv.get(&format!("/api/v1/secrets/{}", secret["id"].as_str().unwrap()), &key).await;
+        assert_eq!((s, read["value"].as_str(), read["description"].as_str()), (200, Some(value), None), "{read}");
+    }
+    // The arguments each tool does know still work, its own beside the target's.
+    assert_eq!(ok(&c, "get_secret", json!({ "name": "DB", "environment": "prod", "version": 1 })).await["value"], "prod-env");
+    assert_eq!(ok(&c, "delete_secret", json!({ "name": "DB", "environment": "prod" })).await["deleted"], true);
+}
+
 #[tokio::test]
 async fn in_process_over_a_duplex_pipe() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,11 @@ use crate::vault::views::SecretType;
 
 /// Which secret: give `id`, or `name` (with `projectId` / `environment` when the
 /// secret was filed under them).
+///
+/// Arguments it does not know are refused, not ignored: an agent that writes
+/// `env` for `environment` would otherwise delete the secret of the default
+/// environment. (It is flattened into other tools' parameters, where serde
+/// cannot deny unknown fields, so it collects them and refuses them itself.)
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretTarget {
@@ -21,12 +26,20 @@ pub struct SecretTarget {
     pub project_id: Option<String>,
     /// The environment of the named secret, if any.
     pub environment: Option<String>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl SecretTarget {
     pub fn as_ref(&self) -> Result<SecretRef<'_>> {
+        if !self.unknown.is_empty() {
+            let names: Vec<&str> = self.unknown.keys().map(String::as_str).collect();
+            return Err(Error::InvalidRequest(format!("unknown argument(s): {}", names.join(", "))));
+        }
         match (&self.id, &self.name) {
-            (Some(id), _) => Ok(SecretRef::Id(id)),
+            (Some(_), Some(_)) => Err(Error::InvalidRequest("give the secret's id or its name, not both".into())),
+            (Some(id), None) => Ok(SecretRef::Id(id)),
             (None, Some(name)) => {
                 Ok(SecretRef::Name { name, project_id: self.project_id.as_deref(), environment: self.environment.as_deref() })
             }

@@ -266,6 +266,19 @@ macro_rules! sql_store {
             q
         }
 
+        /// Live keys that can do everything, for as long as the tenant lasts:
+        /// admin, no project scope, no expiry. Losing the last one would lock
+        /// the tenant out of its own secrets for good.
+        async fn count_root_keys(tx: &mut Transaction<'_, $db>, tenant_id: &str) -> Result<i64> {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL AND expires_at IS NULL \
+                 AND permission = 'admin' AND project_scope = '[]'",
+            )
+            .bind(tenant_id)
+            .fetch_one(&mut **tx)
+            .await?)
+        }
+
         async fn insert_version(tx: &mut Transaction<'_, $db>, v: &VersionRow) -> Result<()> {
             sqlx::query("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&v.secret_id)
@@ -400,6 +413,10 @@ macro_rules! sql_store {
             async fn update_api_key(&self, k: &ApiKeyRow, seen_updated_at: Millis, audit: &AuditRow) -> Result<bool> {
                 let mut conn = self.write_conn().await?;
                 let mut tx = Self::begin_write(&mut conn).await?;
+                // Key changes of one tenant take turns (PostgreSQL: the tenant's
+                // row lock), so two revocations cannot each count the other's key.
+                let _plan: String = sqlx::query_scalar($lock_tenant).bind(&k.tenant_id).fetch_one(&mut *tx).await?;
+                let roots_before = count_root_keys(&mut tx, &k.tenant_id).await?;
                 // First, while the actor's key is as it was: a key may revoke itself.
                 insert_audit(&mut tx, audit).await?;
                 let n = sqlx::query(
@@ -423,6 +440,9 @@ macro_rules! sql_store {
                 .rows_affected();
                 if n == 0 {
                     return Ok(false);
+                }
+                if roots_before > 0 && count_root_keys(&mut tx, &k.tenant_id).await? == 0 {
+                    return Err(Error::Conflict($crate::store::LAST_ROOT_KEY.into()));
                 }
                 self.announce_change(&mut tx, &k.tenant_id).await?;
                 tx.commit().await?;
@@ -502,7 +522,7 @@ macro_rules! sql_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 if remaining > 0 {
-                    return Err(Error::Conflict(format!("project still holds {remaining} secret(s); delete or move them first")));
+                    return Err(Error::Conflict(format!("project still holds {remaining} secret(s); delete them first")));
                 }
                 let n = sqlx::query("DELETE FROM projects WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant_id)

@@ -37,6 +37,14 @@ pub(super) fn new_key(
     (row, token)
 }
 
+fn key_name(raw: &str) -> Result<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(Error::InvalidRequest("key name must not be empty".into()));
+    }
+    names::text("name", name, 128)
+}
+
 /// Whether `p` may see and manage the key `row`. A key without a project scope
 /// manages every key of its tenant; a project-scoped admin only keys scoped
 /// within its own projects, or it could regenerate the tenant's unscoped key
@@ -97,7 +105,7 @@ impl Vault {
                 let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 Self::grantable_permission(p, req.permissions)?;
-                let name = names::text("name", req.name.trim(), 128)?;
+                let name = key_name(&req.name)?;
                 let scope = self.grantable_scope(p, &req.project_scope).await?;
                 let (row, token) = new_key(&p.tenant_id, &p.plan, name, req.permissions, &scope, Self::future(req.expires_at)?);
                 let audit = p
@@ -144,7 +152,7 @@ impl Vault {
                     return Err(Error::Conflict("this key is revoked".into()));
                 }
                 if let Some(n) = &req.name {
-                    row.name = names::text("name", n.trim(), 128)?;
+                    row.name = key_name(n)?;
                 }
                 if let Some(perm) = req.permissions {
                     Self::grantable_permission(p, perm)?;
@@ -153,8 +161,8 @@ impl Vault {
                 if let Some(scope) = &req.project_scope {
                     row.project_scope = serde_json::to_string(&self.grantable_scope(p, scope).await?).expect("serialisable");
                 }
-                if req.expires_at.is_some() {
-                    row.expires_at = Self::future(req.expires_at)?;
+                if let Some(expires_at) = req.expires_at {
+                    row.expires_at = Self::future(expires_at)?;
                 }
                 row.updated_at = next_update(seen);
                 let audit = p

@@ -120,6 +120,11 @@ impl Vault {
             Some(id),
             async {
                 p.require(Permission::Write)?;
+                // Like creating one: a project's lifetime is the tenant's business,
+                // not that of a key confined to it.
+                if p.project_scope.is_some() {
+                    return Err(Error::ScopeDenied("a project-scoped key cannot delete projects".into()));
+                }
                 let row = self.visible_project(p, id).await?;
                 let audit = p.audit("project.delete", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 if !self.store.delete_project(&p.tenant_id, &row.id, &audit).await? {

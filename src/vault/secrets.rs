@@ -314,7 +314,8 @@ impl Vault {
             secret_type: q.secret_type.map(|t| t.as_str().to_owned()),
             environment: q.environment.filter(|e| !e.is_empty()),
             project_id: q.project_id.filter(|e| !e.is_empty()),
-            tag: q.tag.filter(|e| !e.is_empty()),
+            // Stored tags are trimmed (names::tags), so the filter is too.
+            tag: q.tag.map(|t| t.trim().to_owned()).filter(|e| !e.is_empty()),
             search: q.search.filter(|e| !e.is_empty()),
             project_scope: p.project_scope.clone(),
             after: q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?,

@@ -370,7 +370,15 @@ pub struct UpdateApiKey {
     pub name: Option<String>,
     pub permissions: Option<super::Permission>,
     pub project_scope: Option<Vec<String>>,
-    pub expires_at: Option<DateTime<Utc>>,
+    /// A new expiry (RFC 3339), or `null` to make the key never expire;
+    /// absent leaves it as it is.
+    #[serde(default, deserialize_with = "present")]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// `Some(None)` for an explicit `null`, so that absent and `null` differ.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// An API key as listed: never the key itself, only its prefix.
