@@ -11,11 +11,12 @@ pub(super) enum Bind {
     Int(i64),
 }
 
-/// Escapes `%`, `_` and `\` so user text matches literally inside `LIKE … ESCAPE '\'`.
-pub(super) fn like_contains(text: &str) -> String {
+/// A `LIKE … ESCAPE '\'` pattern matching `text` anywhere, with `%`, `_` and
+/// `\` escaped, after `lower`.
+pub(super) fn like_contains(text: &str, lower: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
-    for c in text.to_lowercase().chars() {
+    for c in lower(text).chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -62,12 +63,20 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &super::SecretFilter) -> (St
         push(&mut sql, " AND EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND t.tag = $?)", v.clone());
     }
     if let Some(v) = &f.search {
-        push(
-            &mut sql,
-            " AND (LOWER(s.name) LIKE $? ESCAPE '\\' OR LOWER(COALESCE(s.description, '')) LIKE $? ESCAPE '\\' \
-             OR EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND LOWER(t.tag) LIKE $? ESCAPE '\\'))",
-            like_contains(v),
-        );
+        // Two patterns: PostgreSQL's LOWER folds every letter, SQLite's only
+        // ASCII ones. Fully lowered, the term matches PostgreSQL's folding and
+        // any text already in lower case; lowered in ASCII only, it matches
+        // SQLite's folding, so text found as written on one backend is on both.
+        sql.push_str(" AND (1 = 0");
+        for pattern in [like_contains(v, str::to_lowercase), like_contains(v, str::to_ascii_lowercase)] {
+            push(
+                &mut sql,
+                " OR LOWER(s.name) LIKE $? ESCAPE '\\' OR LOWER(COALESCE(s.description, '')) LIKE $? ESCAPE '\\' \
+                 OR EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND LOWER(t.tag) LIKE $? ESCAPE '\\')",
+                pattern,
+            );
+        }
+        sql.push(')');
     }
     if let Some(scope) = &f.project_scope {
         if scope.is_empty() {
