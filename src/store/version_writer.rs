@@ -153,7 +153,9 @@ pub fn plan(jobs: &[&Job], rows: Vec<SecretRow>, changed: &[&Credential]) -> Pla
                 Ok((version, audit)) => {
                     let mut next = row.clone();
                     next.current_version = version.version;
-                    next.updated_at = version.created_at;
+                    // Never backwards, even if the clock stepped back since
+                    // the last change: `updatedAt` orders a secret's changes.
+                    next.updated_at = version.created_at.max(row.updated_at + 1);
                     versions.push(version);
                     audits.push(audit);
                     current.insert(next.id.clone(), next.clone());
@@ -167,4 +169,66 @@ pub fn plan(jobs: &[&Job], rows: Vec<SecretRow>, changed: &[&Credential]) -> Pla
     let mut touched: Vec<SecretRow> = current.into_values().filter(|r| versions.iter().any(|v| v.secret_id == r.id)).collect();
     touched.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Plan { outcomes, versions, audits, touched }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuditRow, Credential, SecretRow, VersionRow};
+
+    fn job(id: &str, at: i64) -> (Job, oneshot::Receiver<Result<WriteOutcome>>) {
+        let (done, answer) = oneshot::channel();
+        let secret_id = id.to_owned();
+        let change: VersionChange = Arc::new(move |row: &SecretRow| {
+            let version = VersionRow {
+                secret_id: secret_id.clone(),
+                version: row.current_version + 1,
+                sealed: vec![],
+                created_at: at,
+                created_by: "k".into(),
+            };
+            let audit = AuditRow {
+                id: 0,
+                tenant_id: Some(row.tenant_id.clone()),
+                at,
+                actor: "k".into(),
+                front: "rest".into(),
+                action: "secret.update".into(),
+                resource_type: "secret".into(),
+                resource_id: Some(row.id.clone()),
+                outcome: "success".into(),
+                ip: None,
+                user_agent: None,
+                detail: None,
+                credential: None,
+                served: None,
+            };
+            Ok((version, audit))
+        });
+        let actor = Credential { key_hash: vec![1], permission: "write".into(), project_scope: "[]".into() };
+        (Job { tenant_id: "t".into(), id: id.into(), expected_version: None, actor, change, done }, answer)
+    }
+
+    #[test]
+    fn updated_at_never_goes_backwards() {
+        let row = SecretRow {
+            id: "s".into(),
+            tenant_id: "t".into(),
+            project_id: None,
+            environment: String::new(),
+            name: "S".into(),
+            secret_type: "custom".into(),
+            description: None,
+            tags: "[]".into(),
+            current_version: 3,
+            created_at: 1_000,
+            updated_at: 5_000,
+        };
+        // The second write's clock reads earlier than the row's last change.
+        let (a, _a) = job("s", 4_000);
+        let (b, _b) = job("s", 4_000);
+        let plan = plan(&[&a, &b], vec![row], &[]);
+        assert_eq!(plan.touched.len(), 1);
+        assert_eq!((plan.touched[0].current_version, plan.touched[0].updated_at), (5, 5_002));
+    }
 }
