@@ -308,6 +308,38 @@ async fn a_misnamed_target_argument_is_refused_not_ignored() {
     assert_eq!(ok(&c, "delete_secret", json!({ "name": "DB", "environment": "prod" })).await["deleted"], true);
 }
 
+/// `set_secret` racing a delete of the same name never fails for want of the
+/// secret: whichever lands first, the value ends up stored or deleted, as if
+/// the two had run one after the other.
+#[tokio::test]
+async fn set_secret_racing_a_delete_stores_or_loses_cleanly() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let key = srv.signup(&unique("race")).await;
+    let c = http_client(&srv, Some(&key)).await;
+    let mut recreated = 0;
+    for round in 0..60 {
+        let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "RACY", "value": "old" })).await;
+        let path = format!("/api/v1/secrets/{}", made["id"].as_str().unwrap());
+        let value = format!("new-{round}");
+        let (deleted, set) = tokio::join!(srv.delete(&path, &key), call(&c, "set_secret", json!({ "name": "RACY", "value": value })));
+        assert_eq!(deleted.0, 200);
+        assert_ne!(set.is_error, Some(true), "round {round}: {:?}", set.content);
+        let created = set.structured_content.as_ref().unwrap()["created"] == true;
+        let (s, list) = srv.get("/api/v1/secrets?search=RACY", &key).await;
+        assert_eq!(s, 200);
+        if created {
+            recreated += 1;
+            let id = list["secrets"][0]["id"].as_str().expect("the re-created secret is there").to_owned();
+            let (_, read) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+            assert_eq!(read["value"], value.as_str());
+            srv.delete(&format!("/api/v1/secrets/{id}"), &key).await;
+        } else {
+            assert_eq!(list["count"], 0, "round {round}: updated, then deleted: {list}");
+        }
+    }
+    eprintln!("{recreated} of 60 rounds re-created the secret");
+}
+
 #[tokio::test]
 async fn in_process_over_a_duplex_pipe() {
     let dir = tempfile::tempdir().unwrap();

@@ -396,8 +396,13 @@ impl Vault {
                         secret_type: req.secret_type,
                         expected_version: req.expected_version,
                     };
-                    let secret = self.update_secret(p, SecretRef::Id(&meta.id), update).await?;
-                    return Ok(SetSecretResult { created: false, secret });
+                    match self.update_secret(p, SecretRef::Id(&meta.id), update).await {
+                        Ok(secret) => return Ok(SetSecretResult { created: false, secret }),
+                        // Deleted between our look and our write: create it instead,
+                        // as if the delete had come first.
+                        Err(Error::SecretNotFound) if req.expected_version.is_none() => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
