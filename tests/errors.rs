@@ -387,3 +387,42 @@ async fn search_finds_what_was_written_on_sqlite() {
 async fn search_finds_what_was_written_on_postgres() {
     search_finds_what_was_written(Backend::Postgres).await;
 }
+
+/// A free tenant's month holds 10,000 authenticated calls (its plan says so,
+/// and `GET /api/v1/plan` counts them): the calls past that answer 403
+/// PLAN_LIMIT_REACHED and change nothing. The month so far is put in the
+/// audit log directly, as 9,997 entries.
+#[tokio::test]
+async fn a_free_tenant_stops_at_its_monthly_calls() {
+    use sqlx::Connection;
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_DEFAULT_PLAN", "free")).await;
+    let tenant = unique("monthly");
+    let key = srv.signup(&tenant).await;
+    let other = srv.signup(&unique("monthly-other")).await;
+    let url = format!("sqlite://{}", srv.data_dir.join("latchkey.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let so_far: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE tenant_id = ?").bind(&tenant).fetch_one(&mut db).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+         INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail) \
+         SELECT ?, CAST(strftime('%s','now') AS INTEGER) * 1000, 'seed', 'rest', 'secret.list', 'secret', NULL, 'success', NULL, NULL, NULL FROM n",
+    )
+    .bind(9_997 - so_far)
+    .bind(&tenant)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    for call in 1..=3 {
+        let (s, body) = srv.post("/api/v1/secrets", &key, json!({ "name": format!("S{call}"), "value": "v" })).await;
+        assert_eq!(s, 201, "call {call} of the last three: {body}");
+    }
+    let (s, body) = srv.post("/api/v1/secrets", &key, json!({ "name": "S4", "value": "v" })).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")), "{body}");
+    let (s, _) = srv.get("/api/v1/secrets", &key).await;
+    assert_eq!(s, 403, "reads too");
+    let made: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = ?").bind(&tenant).fetch_one(&mut db).await.unwrap();
+    assert_eq!(made, 3, "the refused call changed nothing");
+    let (s, _) = srv.get("/api/v1/secrets", &other).await;
+    assert_eq!(s, 200, "another free tenant is not affected");
+}

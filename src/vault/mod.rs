@@ -13,6 +13,7 @@ pub mod projects;
 pub mod secrets;
 pub mod tenants;
 pub mod throttle;
+mod usage;
 pub mod views;
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct Vault {
     signup_limiter: throttle::Throttle,
     /// One limiter per plan that has a request rate, keyed by tenant.
     request_limiters: HashMap<&'static str, throttle::Throttle>,
+    /// Calls this month of tenants whose plan caps them.
+    monthly_calls: usage::MonthlyCalls,
     /// Requests running in tasks of their own (see `server::run_to_completion`);
     /// shutdown waits for them before it closes the store.
     requests: tokio_util::task::TaskTracker,
@@ -85,6 +88,7 @@ impl Vault {
             config,
             data_keys: RwLock::new(HashMap::new()),
             request_limiters,
+            monthly_calls: usage::MonthlyCalls::default(),
             requests: tokio_util::task::TaskTracker::new(),
         })
     }
@@ -147,6 +151,9 @@ impl Vault {
             && let Err(wait) = limiter.check(&key.tenant_id)
         {
             return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
+        }
+        if let Some(limit) = plans::limits(&plan).ok().and_then(|l| l.api_calls_per_month) {
+            self.monthly_calls.count(self.store.as_ref(), &key.tenant_id, limit).await?;
         }
         principal_of(key, plan, origin, seen_epoch)
     }

@@ -12,9 +12,8 @@ use crate::error::{Error, Result};
 pub struct PlanLimits {
     pub plan: &'static str,
     pub max_secrets: Option<i64>,
-    /// Calls included per month, shown beside `usage.apiCallsThisMonth`. An
-    /// allowance, as in SecretCarousel's usage pricing, not a cap: calls past
-    /// it are served (the per-minute rate is what throttles).
+    /// Authenticated calls per calendar month (UTC), counted as
+    /// `usage.apiCallsThisMonth` counts them (see `usage.rs`).
     pub api_calls_per_month: Option<i64>,
     pub requests_per_minute: Option<i64>,
     pub features: Vec<&'static str>,

@@ -1,7 +1,5 @@
 //! Tenants: self-signup, the operator's plan changes, and `whoami`.
 
-use chrono::{Datelike, TimeZone, Utc};
-
 use super::principal::{Origin, WithDetail};
 use super::views::{Quickstart, SignupRequest, SignupResponse, Usage, WhoAmI};
 use super::{Permission, Principal, Vault, names, plans};
@@ -117,8 +115,7 @@ impl Vault {
     /// be the key as it is now (and a key revoked elsewhere gets 401).
     pub async fn whoami(&self, p: &Principal) -> Result<WhoAmI> {
         let p = &self.recheck(p).await?;
-        let now = Utc::now();
-        let month_start = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().map_or(0, |t| t.timestamp_millis());
+        let month_start = super::usage::month_start();
         Ok(WhoAmI {
             tenant_id: p.tenant_id.clone(),
             plan: p.plan.clone(),
