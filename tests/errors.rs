@@ -355,6 +355,11 @@ async fn a_project_scoped_key_cannot_delete_its_project() {
     srv.post("/api/v1/secrets", &root, json!({ "name": "TAGGED", "value": "v", "tags": [" Space "] })).await;
     let (_, found) = srv.get("/api/v1/secrets?tag=%20Space%20", &root).await;
     assert_eq!(found["count"], 1, "{found}");
+    // A filter the list does not know is refused, not ignored (which listed everything).
+    for query in ["category=database", "secret_type=api-key", "tags=x"] {
+        let (s, body) = srv.get(&format!("/api/v1/secrets?{query}"), &root).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{query}: {body}");
+    }
 }
 
 /// Search finds text as it was written, accents and all, on both backends

@@ -70,7 +70,8 @@ where
     }
 }
 
-/// A query string; unknown parameters are ignored, bad values answer 400.
+/// A query string; bad values answer 400, and so do unknown parameters where
+/// the type denies them (the secret list's filters).
 pub struct Query<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Query<T>

@@ -227,8 +227,11 @@ pub struct SecretValue {
     pub value_version: i64,
 }
 
+/// A filter it does not know is refused rather than ignored: ignored, a typo
+/// (or SecretCarousel's `category`, which Latchkey has not) would list every
+/// secret as if it matched, and an agent may act on what it lists.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListSecrets {
     pub secret_type: Option<SecretType>,
     pub environment: Option<String>,
