@@ -335,8 +335,7 @@ async fn a_key_expiry_can_be_cleared_and_a_key_name_is_required() {
 }
 
 /// A key confined to a project may work in it but not end it: deleting a
-/// project is the tenant's business, like creating one. A tag filter is
-/// trimmed as stored tags are.
+/// project is the tenant's business, like creating one.
 #[tokio::test]
 async fn a_project_scoped_key_cannot_delete_its_project() {
     let srv = Server::start(Backend::Sqlite).await;
@@ -351,11 +350,18 @@ async fn a_project_scoped_key_cannot_delete_its_project() {
     assert_eq!(s, 200, "the project is still there");
     let (s, _) = srv.delete(&format!("/api/v1/projects/{pid}"), &root).await;
     assert_eq!(s, 200, "an unscoped key may delete it");
+}
 
+/// The list filters as asked: a tag filter is trimmed as stored tags are,
+/// and a filter the list does not know is refused, not ignored (which listed
+/// everything, as if every secret matched).
+#[tokio::test]
+async fn the_secret_list_filters_as_asked() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let root = srv.signup(&unique("filters")).await;
     srv.post("/api/v1/secrets", &root, json!({ "name": "TAGGED", "value": "v", "tags": [" Space "] })).await;
     let (_, found) = srv.get("/api/v1/secrets?tag=%20Space%20", &root).await;
     assert_eq!(found["count"], 1, "{found}");
-    // A filter the list does not know is refused, not ignored (which listed everything).
     for query in ["category=database", "secret_type=api-key", "tags=x"] {
         let (s, body) = srv.get(&format!("/api/v1/secrets?{query}"), &root).await;
         assert_eq!((s, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{query}: {body}");
