@@ -9,6 +9,16 @@ use super::{AppState, docs, handlers as h};
 use crate::vault::plans::PlanLimits;
 use crate::vault::views::*;
 
+/// See `vault::audit` for why, and its constants for the numbers.
+const AUDIT_BOUNDS: &str = "Each query's work is bounded, however long the trail. `total` is exact up to 10000; \
+    past that it is 10000 and `totalIsLowerBound` is true. `offset` goes up to 10000; to page deeper, pass \
+    `nextCursor` as `cursor` until `hasMore` is false (entries written meanwhile neither shift nor repeat pages), \
+    or narrow `startDate`/`endDate`. With `action` or `resourceType`, a page examines the 100000 next \
+    entries in the date range (and `total` counts within the newest 100000), so it may hold fewer than `limit` \
+    entries, even none, while `hasMore` is true.";
+const AUDIT_INVALID: &str = "INVALID_REQUEST: a bad field or date, offset above 10000 (narrow startDate/endDate, or page \
+    with cursor), a cursor this server did not issue, or both cursor and offset";
+
 struct Table {
     router: Router<AppState>,
     ops: Vec<Op>,
@@ -129,14 +139,18 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         .add(
             get(h::audit),
             Op::new("get", "/api/v1/audit", "audit", "Query the audit trail (newest first)")
+                .describe(AUDIT_BOUNDS)
                 .query::<AuditQuery>()
-                .returns::<AuditPage>(200),
+                .returns::<AuditPage>(200)
+                .invalid_request(AUDIT_INVALID),
         )
         .add(
             get(h::audit),
             Op::new("get", "/api/v1/audit/logs", "audit", "Same as /api/v1/audit (SDK path)")
+                .describe(AUDIT_BOUNDS)
                 .query::<AuditQuery>()
-                .returns::<AuditPage>(200),
+                .returns::<AuditPage>(200)
+                .invalid_request(AUDIT_INVALID),
         );
     (t.router, t.ops)
 }

@@ -16,6 +16,7 @@ pub struct Op {
     pub method: &'static str,
     pub path: &'static str,
     summary: &'static str,
+    description: Option<&'static str>,
     tag: &'static str,
     auth: bool,
     body: Option<SchemaFn>,
@@ -23,11 +24,35 @@ pub struct Op {
     success: u16,
     response: Option<SchemaFn>,
     text_response: Option<&'static str>,
+    invalid_request: &'static str,
 }
 
 impl Op {
     pub fn new(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str) -> Self {
-        Op { method, path, summary, tag, auth: true, body: None, query: None, success: 200, response: None, text_response: None }
+        Op {
+            method,
+            path,
+            summary,
+            description: None,
+            tag,
+            auth: true,
+            body: None,
+            query: None,
+            success: 200,
+            response: None,
+            text_response: None,
+            invalid_request: "INVALID_REQUEST: malformed body, bad field or enum value",
+        }
+    }
+    /// What a client must know beyond the summary and the schemas.
+    pub fn describe(mut self, description: &'static str) -> Self {
+        self.description = Some(description);
+        self
+    }
+    /// The 400 answer's description, when this operation has reasons of its own.
+    pub fn invalid_request(mut self, description: &'static str) -> Self {
+        self.invalid_request = description;
+        self
     }
     pub fn public(mut self) -> Self {
         self.auth = false;
@@ -92,6 +117,9 @@ pub fn document(ops: &[Op]) -> Value {
     for op in ops {
         let mut o = Map::new();
         o.insert("summary".into(), json!(op.summary));
+        if let Some(d) = op.description {
+            o.insert("description".into(), json!(d));
+        }
         o.insert("tags".into(), json!([op.tag]));
         o.insert(
             "operationId".into(),
@@ -124,7 +152,7 @@ pub fn document(ops: &[Op]) -> Value {
         };
         responses.insert(op.success.to_string(), ok);
         if op.body.is_some() || op.query.is_some() {
-            responses.insert("400".into(), error_response("INVALID_REQUEST: malformed body, bad field or enum value"));
+            responses.insert("400".into(), error_response(op.invalid_request));
         }
         if op.auth {
             responses.insert("401".into(), error_response("UNAUTHORIZED: missing, unknown, expired or revoked API key"));

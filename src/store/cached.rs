@@ -409,7 +409,7 @@ impl Store for CachedStore {
         Ok(appended)
     }
 
-    async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)> {
+    async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<AuditSlice> {
         self.inner.query_audit(tenant_id, filter).await
     }
 

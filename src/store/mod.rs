@@ -232,14 +232,40 @@ pub struct SecretFilter {
     pub limit: i64,
 }
 
+/// One audit query, with the bounds on its work (see [`Store::query_audit`]).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub action: Option<String>,
     pub resource_type: Option<String>,
     pub start: Option<Millis>,
     pub end: Option<Millis>,
+    /// Keyset cursor: the `(at, id)` of the last entry already seen; the page
+    /// starts after it (newest first).
+    pub after: Option<(Millis, i64)>,
     pub limit: i64,
     pub offset: i64,
+    /// Entries of the tenant's range (newest first, after the cursor) that a
+    /// query filtered by action or resource type examines for its page, and
+    /// from the top for its count: neither filter has an index, and another
+    /// index on the table every read appends to would cost every read.
+    pub scan: i64,
+    /// The count stops after this many matching entries.
+    pub count_limit: i64,
+}
+
+/// What an audit query found within its bounds.
+#[derive(Debug, Default)]
+pub struct AuditSlice {
+    /// Matching entries, newest first: at most `limit` after skipping `offset`.
+    pub rows: Vec<AuditRow>,
+    /// The page's scan stopped at its bound: entries older than this time
+    /// were not examined (they all are when `None`).
+    pub unscanned_before: Option<Millis>,
+    /// Matching entries from the top of the range (cursor and offset aside),
+    /// counted up to `count_limit`.
+    pub total: i64,
+    /// The count's scan stopped at its bound, so `total` leaves out older entries.
+    pub total_partial: bool,
 }
 
 /// See [`Store::add_version`]: given the secret as it is inside the write,
@@ -346,7 +372,11 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::changed_elsewhere`] as of a moment after the entries' first
     /// statement began, without a round trip of its own where it can.
     async fn append_audit(&self, entries: &[AuditRow]) -> Result<Appended>;
-    async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<(Vec<AuditRow>, i64)>;
+    /// A page of the tenant's audit trail and a bounded count of what
+    /// matches: the work is bounded by `filter.scan`, `count_limit`, `offset`
+    /// and `limit`, never by the size of the trail.
+    async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<AuditSlice>;
+    /// Entries since `since`: an index-only range scan of `(tenant_id, at)`.
     async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64>;
 
     // Changes made by other processes.

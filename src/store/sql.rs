@@ -99,27 +99,70 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &super::SecretFilter) -> (St
     (sql, binds)
 }
 
-/// Builds the WHERE clause and binds of an audit query (newest first).
-pub(super) fn audit_where(tenant_id: &str, f: &super::AuditFilter) -> (String, Vec<Bind>) {
-    let mut sql = String::from(" FROM audit_log WHERE tenant_id = $1");
-    let mut binds = vec![Bind::Text(tenant_id.to_owned())];
-    let mut add = |sql: &mut String, clause: &str, b: Bind| {
-        binds.push(b);
-        sql.push_str(&format!("{clause}${}", binds.len()));
-    };
-    if let Some(v) = &f.action {
-        add(&mut sql, " AND action = ", Bind::Text(v.clone()));
+/// The WHERE clause of an audit query and its binds, a condition at a time.
+/// Only the tenant and times are in an index (`audit_by_tenant_time`); the
+/// action and resource type are checked row by row.
+pub(super) struct AuditWhere {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl AuditWhere {
+    /// The tenant's entries within the query's dates.
+    pub(super) fn range(tenant_id: &str, f: &super::AuditFilter) -> Self {
+        let mut w = AuditWhere { sql: String::from(" FROM audit_log WHERE tenant_id = $1"), binds: vec![Bind::Text(tenant_id.to_owned())] };
+        if let Some(v) = f.start {
+            w.add(" AND at >= $?", Bind::Int(v));
+        }
+        if let Some(v) = f.end {
+            w.add(" AND at <= $?", Bind::Int(v));
+        }
+        w
     }
-    if let Some(v) = &f.resource_type {
-        add(&mut sql, " AND resource_type = ", Bind::Text(v.clone()));
+
+    /// Entries after the cursor `(at, id)` in newest-first order. Spelled so
+    /// that `at <= …` is an index range on both databases (PostgreSQL's index
+    /// does not hold `id`).
+    pub(super) fn after(mut self, cursor: Option<(i64, i64)>) -> Self {
+        if let Some((at, id)) = cursor {
+            self = self.until(Some(at));
+            self.add(" AND (at < $?", Bind::Int(at));
+            self.add(" OR id < $?)", Bind::Int(id));
+        }
+        self
     }
-    if let Some(v) = f.start {
-        add(&mut sql, " AND at >= ", Bind::Int(v));
+
+    /// Entries no newer than `at`.
+    pub(super) fn until(mut self, at: Option<i64>) -> Self {
+        if let Some(at) = at {
+            self.add(" AND at <= $?", Bind::Int(at));
+        }
+        self
     }
-    if let Some(v) = f.end {
-        add(&mut sql, " AND at <= ", Bind::Int(v));
+
+    /// Entries no older than `at`: the window a bounded scan examines.
+    pub(super) fn since(mut self, at: Option<i64>) -> Self {
+        if let Some(at) = at {
+            self.add(" AND at >= $?", Bind::Int(at));
+        }
+        self
     }
-    (sql, binds)
+
+    /// The action and resource type filters.
+    pub(super) fn matching(mut self, f: &super::AuditFilter) -> Self {
+        if let Some(v) = &f.action {
+            self.add(" AND action = $?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &f.resource_type {
+            self.add(" AND resource_type = $?", Bind::Text(v.clone()));
+        }
+        self
+    }
+
+    fn add(&mut self, clause: &str, b: Bind) {
+        self.binds.push(b);
+        self.sql.push_str(&clause.replace("$?", &format!("${}", self.binds.len())));
+    }
 }
 
 /// How a statement writes its parameters. SQLite resolves a numbered
@@ -743,18 +786,44 @@ macro_rules! sql_store {
                 self.write_audit(entries).await
             }
 
-            async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<(Vec<AuditRow>, i64)> {
-                let (where_sql, binds) = $crate::store::sql::audit_where(tenant_id, f);
-                let count_sql = format!("SELECT COUNT(*){where_sql}");
-                let total: i64 = bind_all!(sqlx::query_scalar(AssertSqlSafe(count_sql)), binds.clone()).fetch_one(&self.reader).await?;
+            // The statements of an audit query are sent unnamed
+            // (`persistent(false)`), so PostgreSQL plans each for its actual
+            // values. A cached generic plan guesses the selectivity of
+            // `at >= $n` and may choose a scan of the whole table (of every
+            // tenant), which is what the bounds are there to prevent.
+            async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<AuditSlice> {
+                use $crate::store::sql::AuditWhere;
+                let filtered = f.action.is_some() || f.resource_type.is_some();
+                let top_edge = if filtered { audit_scan_edge(&self.reader, tenant_id, f, None).await? } else { None };
+                let page_edge = match f.after {
+                    Some((at, _)) if filtered => audit_scan_edge(&self.reader, tenant_id, f, Some(at)).await?,
+                    _ => top_edge,
+                };
+
+                let page = AuditWhere::range(tenant_id, f).after(f.after).since(page_edge).matching(f);
                 let sql = format!(
-                    "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail{where_sql} \
+                    "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail{} \
                      ORDER BY at DESC, id DESC LIMIT {} OFFSET {}",
-                    f.limit.clamp(1, 1000),
+                    page.sql,
+                    f.limit.max(1),
                     f.offset.max(0)
                 );
-                let rows = bind_all!(sqlx::query_as::<_, AuditRow>(AssertSqlSafe(sql)), binds).fetch_all(&self.reader).await?;
-                Ok((rows, total))
+                let rows = bind_all!(sqlx::query_as::<_, AuditRow>(AssertSqlSafe(sql)).persistent(false), page.binds)
+                    .fetch_all(&self.reader)
+                    .await?;
+
+                // A short page from the top has seen every match of the window:
+                // the count is known without scanning the window again (the
+                // costly case, a filter that matches little, is always this one).
+                let seen_all = f.after.is_none() && (rows.len() as i64) < f.limit && (f.offset == 0 || !rows.is_empty());
+                let total = if seen_all {
+                    (f.offset + rows.len() as i64).min(f.count_limit)
+                } else {
+                    let count = AuditWhere::range(tenant_id, f).since(top_edge).matching(f);
+                    let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1{} LIMIT {}) t", count.sql, f.count_limit.max(1));
+                    bind_all!(sqlx::query_scalar(AssertSqlSafe(count_sql)).persistent(false), count.binds).fetch_one(&self.reader).await?
+                };
+                Ok(AuditSlice { rows, unscanned_before: page_edge, total, total_partial: top_edge.is_some() })
             }
 
             async fn changed_elsewhere(&self) -> Result<bool> {
@@ -772,6 +841,17 @@ macro_rules! sql_store {
                     .fetch_one(&self.reader)
                     .await?)
             }
+        }
+
+        /// Where a scan of `f.scan` entries of the range (after a cursor at
+        /// `below`), newest first, stops: the time of the last of them, or
+        /// `None` when the range holds fewer. The window is every entry at
+        /// that time or newer: `f.scan`, and any more of the same millisecond
+        /// (so a window is never empty). An index-only scan on both databases.
+        async fn audit_scan_edge(reader: &sqlx::Pool<$db>, tenant_id: &str, f: &AuditFilter, below: Option<Millis>) -> Result<Option<Millis>> {
+            let range = $crate::store::sql::AuditWhere::range(tenant_id, f).until(below);
+            let sql = format!("SELECT at{} ORDER BY at DESC LIMIT 1 OFFSET {}", range.sql, f.scan.max(1) - 1);
+            Ok(bind_all!(sqlx::query_scalar(AssertSqlSafe(sql)).persistent(false), range.binds).fetch_optional(reader).await?)
         }
 
         async fn insert_key(tx: &mut Transaction<'_, $db>, k: &ApiKeyRow) -> Result<()> {

@@ -1,11 +1,32 @@
 //! Reading the audit trail. There is deliberately no way to change it.
+//!
+//! Every read appends an entry, so a busy tenant's trail runs to millions of
+//! rows, and its queries share the database's few reader connections with
+//! every other request. Each query's work is therefore bounded, whatever the
+//! size of the trail: a deep `offset` is refused, the count stops early, and
+//! a filter by action or resource type (neither has an index) examines a
+//! window of entries per request and hands out a cursor to the next one.
+//! Clients that need more page with `cursor` or narrow the dates.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::views::*;
 use super::{Permission, Principal, Vault, audited};
 use crate::error::{Error, Result};
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, AuditRow, Millis};
+
+// The API docs (views::AuditQuery, views::AuditPage, llms.txt, README) quote
+// these numbers.
+/// Deepest `offset`: skipping entries costs as much as reading them.
+pub const MAX_OFFSET: i64 = 10_000;
+/// Most matching entries a query counts; past it `total` says "at least".
+pub const COUNT_CAP: i64 = 10_000;
+/// Entries a query filtered by action or resource type examines for its
+/// page, and for its count when the page did not see them all (see
+/// `AuditFilter::scan`).
+pub const SCAN_ROWS: i64 = 100_000;
 
 /// Accepts RFC 3339 or a bare date; a bare end date covers its whole day.
 /// Public for fuzzing (fuzz/fuzz_targets/audit_bound.rs).
@@ -17,6 +38,30 @@ pub fn parse_bound(field: &str, raw: &str, end_of_day: bool) -> Result<i64> {
         .map_err(|_| Error::InvalidRequest(format!("{field} must be an RFC 3339 time or YYYY-MM-DD")))?;
     let t = if end_of_day { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) }.expect("valid time");
     Ok(t.and_utc().timestamp_millis())
+}
+
+fn encode_cursor(at: Millis, id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(at, id)).expect("serialisable"))
+}
+
+/// A position in the trail, newest first: `(at, id)` of the last entry seen.
+fn decode_cursor(c: &str) -> Result<(Millis, i64)> {
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| Error::InvalidRequest("cursor is not one this server issued".into()))
+}
+
+/// Where the next page starts: after the last entry returned when the page
+/// is full, or past the window the scan stopped at (`i64::MIN`: every entry
+/// of that millisecond was examined).
+fn next_cursor(rows: &[AuditRow], page_full: bool, unscanned_before: Option<Millis>) -> Option<String> {
+    match (page_full, rows.last(), unscanned_before) {
+        (true, Some(last), _) => Some(encode_cursor(last.at, last.id)),
+        (_, _, Some(at)) => Some(encode_cursor(at, i64::MIN)),
+        _ => None,
+    }
 }
 
 impl Vault {
@@ -38,17 +83,41 @@ impl Vault {
                 if !(1..=1000).contains(&limit) || offset < 0 {
                     return Err(Error::InvalidRequest("limit must be 1-1000 and offset at least 0".into()));
                 }
+                if offset > MAX_OFFSET {
+                    return Err(Error::InvalidRequest(format!(
+                        "offset is at most {MAX_OFFSET}: narrow the range with startDate and endDate, or page with cursor (nextCursor of the previous page)"
+                    )));
+                }
+                let after = q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
+                if after.is_some() && offset > 0 {
+                    return Err(Error::InvalidRequest("give either cursor or offset, not both".into()));
+                }
                 let filter = AuditFilter {
                     action: q.action.filter(|s| !s.is_empty()),
                     resource_type: q.resource_type.filter(|s| !s.is_empty()),
                     start: q.start_date.as_deref().filter(|s| !s.is_empty()).map(|s| parse_bound("startDate", s, false)).transpose()?,
                     end: q.end_date.as_deref().filter(|s| !s.is_empty()).map(|s| parse_bound("endDate", s, true)).transpose()?,
+                    after,
+                    // One more than asked tells whether the page is full.
+                    limit: limit + 1,
+                    offset,
+                    scan: SCAN_ROWS,
+                    count_limit: COUNT_CAP + 1,
+                };
+                let mut found = self.store.query_audit(&p.tenant_id, &filter).await?;
+                let page_full = found.rows.len() as i64 > limit;
+                found.rows.truncate(limit as usize);
+                let next_cursor = next_cursor(&found.rows, page_full, found.unscanned_before);
+                self.record_read(p, p.audit("audit.query", "audit", None, "success")).await?;
+                Ok(AuditPage {
+                    logs: found.rows.iter().map(AuditEntry::from).collect(),
+                    total: found.total.min(COUNT_CAP),
+                    total_is_lower_bound: found.total > COUNT_CAP || found.total_partial,
                     limit,
                     offset,
-                };
-                let (rows, total) = self.store.query_audit(&p.tenant_id, &filter).await?;
-                self.record_read(p, p.audit("audit.query", "audit", None, "success")).await?;
-                Ok(AuditPage { logs: rows.iter().map(AuditEntry::from).collect(), total, limit, offset })
+                    has_more: next_cursor.is_some(),
+                    next_cursor,
+                })
             }
             .await
         )

@@ -449,8 +449,11 @@ pub struct AuditQuery {
     /// 1-1000, default 100.
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<i64>,
-    #[schemars(range(min = 0))]
+    /// Entries to skip, 0-10000. Deeper: follow `nextCursor`, or narrow the dates.
+    #[schemars(range(min = 0, max = 10000))]
     pub offset: Option<i64>,
+    /// `nextCursor` from the previous page: the page starts after it (instead of `offset`).
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -494,7 +497,20 @@ impl From<&AuditRow> for AuditEntry {
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     pub logs: Vec<AuditEntry>,
+    /// Entries matching the filters and dates. Exact when `totalIsLowerBound`
+    /// is false; otherwise at least this many (counting stops at 10000 matches,
+    /// or, with an action or resourceType filter, after the 100000 newest
+    /// entries in the date range).
     pub total: i64,
+    /// `total` is a lower bound: more entries may match than were counted.
+    pub total_is_lower_bound: bool,
     pub limit: i64,
     pub offset: i64,
+    /// More entries may match past this page; pass `nextCursor` as `cursor`.
+    /// With an action or resourceType filter, a page examines the 100000
+    /// next entries, so it may hold fewer than `limit` (even none) while
+    /// `hasMore` is true.
+    pub has_more: bool,
+    /// Pass as `cursor` to get the next page; null when `hasMore` is false.
+    pub next_cursor: Option<String>,
 }

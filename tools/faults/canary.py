@@ -146,13 +146,12 @@ def run(ctx, res):
         c.req("GET", "/api/v1/secrets/" + ids[3], key=read_key)
         c.req("DELETE", "/api/v1/secrets/" + ids[3])
         audit = []
-        offset = 0
+        cursor = None
         for _ in range(50):
-            r = c.req("GET", "/api/v1/audit?limit=1000&offset=%d" % offset)
-            logs = (r.json() or {}).get("logs", [])
+            r = c.req("GET", "/api/v1/audit?limit=1000" + ("&cursor=" + quote(cursor, safe="") if cursor else ""))
             audit.append(r.body)
-            offset += len(logs)
-            if len(logs) < 1000:
+            cursor = (r.json() or {}).get("nextCursor")
+            if not cursor:
                 break
         c.close()
 

@@ -187,35 +187,31 @@ def _verify_tenant(server, st, res, label, max_fail=25):
         cursor = j.get("nextCursor")
     # the audit trail: every acknowledged write has its success row, and no
     # success row names a version that does not exist
-    audited = set()
-    for action in ("secret.create", "secret.update"):
-        offset = 0
-        for _ in range(1000):
-            r = c.req("GET", "/api/v1/audit?action=%s&limit=1000&offset=%d" % (action, offset))
+    def audit_entries(action):
+        # Pages by cursor: an offset stops at 10,000, and a page of a filtered
+        # query may end early where its scan window does (hasMore says so).
+        cursor = None
+        for _ in range(10000):
+            r = c.req("GET", "/api/v1/audit?action=%s&limit=1000" % action
+                      + ("&cursor=" + quote(cursor, safe="") if cursor else ""))
             if r.status != 200:
                 fail("audit query failed: " + r.short())
-                break
-            logs = r.json().get("logs", [])
-            for e in logs:
-                if e.get("outcome") == "success":
-                    audited.add((e.get("resourceId"), (e.get("detail") or {}).get("version")))
-            offset += len(logs)
-            if len(logs) < 1000:
-                break
-    read_rows = collections.Counter()
-    offset = 0
-    for _ in range(1000):
-        r = c.req("GET", "/api/v1/audit?action=secret.read&limit=1000&offset=%d" % offset)
-        if r.status != 200:
-            fail("audit query failed: " + r.short())
-            break
-        logs = r.json().get("logs", [])
-        for e in logs:
+                return
+            j = r.json()
+            yield from j.get("logs", [])
+            cursor = j.get("nextCursor")
+            if not j.get("hasMore") or not cursor:
+                return
+        fail("audit walk for %s did not end" % action)
+    audited = set()
+    for action in ("secret.create", "secret.update"):
+        for e in audit_entries(action):
             if e.get("outcome") == "success":
-                read_rows[(e.get("resourceId"), (e.get("detail") or {}).get("version"))] += 1
-        offset += len(logs)
-        if len(logs) < 1000:
-            break
+                audited.add((e.get("resourceId"), (e.get("detail") or {}).get("version")))
+    read_rows = collections.Counter()
+    for e in audit_entries("secret.read"):
+        if e.get("outcome") == "success":
+            read_rows[(e.get("resourceId"), (e.get("detail") or {}).get("version"))] += 1
     unaudited = {k: n - read_rows[k] for k, n in st.reads.items() if read_rows[k] < n}
     if unaudited:
         fail("%d acknowledged reads have no secret.read audit row after the crash, e.g. %s"

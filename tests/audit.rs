@@ -1,0 +1,263 @@
+//! A busy tenant's audit trail: every read appends an entry, so it runs to
+//! hundreds of thousands of rows, yet each query does bounded work. A deep
+//! offset is refused with a way forward, the total is exact up to 10,000 and
+//! says "at least" past it, a search for a rare action walks the trail
+//! window by window with a cursor, and a cursor walk neither skips nor
+//! repeats entries while new ones arrive. On both databases, REST and MCP.
+//!
+//! Long trails are seeded with SQL straight into the test database, as
+//! tools/bench seeds secrets: going through the API would take minutes.
+
+mod common;
+
+use common::{Backend, Server, unique};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// Appends `n` entries to `tenant`'s trail, one millisecond apart and ending
+/// a day ago (older than anything the server writes during the test), with
+/// ids in time order. They are `secret.read`s, except that every `every`-th
+/// (counting from the newest) is an `apikey.create`. Returns how many of those.
+async fn seed(srv: &Server, tenant: &str, n: i64, every: i64) -> i64 {
+    let first = chrono::Utc::now().timestamp_millis() - 86_400_000 - n;
+    // i counts from the oldest, n - i from the newest (1 to n).
+    let columns = "INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome)";
+    let values = "$1, $3 + i, 'seed', 'rest', \
+                  CASE WHEN ($2 - i) % $4 = 0 THEN 'apikey.create' ELSE 'secret.read' END, \
+                  CASE WHEN ($2 - i) % $4 = 0 THEN 'api_key' ELSE 'secret' END, 'seeded', 'success'";
+    match &srv.database_url {
+        None => {
+            let url = format!("sqlite://{}", srv.data_dir.join(latchkey::store::sqlite::DB_FILE).display());
+            let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let sql = format!(
+                "{columns} WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < $2 - 1) SELECT {values} FROM c"
+            );
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(n).bind(first).bind(every);
+            q.execute(&mut db).await.unwrap();
+        }
+        Some(url) => {
+            let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+            let sql = format!("{columns} SELECT {values} FROM generate_series(0::bigint, $2 - 1) AS i");
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(n).bind(first).bind(every);
+            q.execute(&mut db).await.unwrap();
+            // As after autovacuum: the planner knows the table's size.
+            sqlx::query("ANALYZE audit_log").execute(&mut db).await.unwrap();
+        }
+    }
+    n / every
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["logs"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect()
+}
+
+/// Where each entry of a page stands in the trail's order (time, then id).
+fn positions(page: &Value) -> Vec<(i64, i64)> {
+    let at = |e: &Value| chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().timestamp_millis();
+    page["logs"].as_array().unwrap().iter().map(|e| (at(e), e["id"].as_i64().unwrap())).collect()
+}
+
+/// Strictly newest first: sorted and without repeats.
+fn newest_first(all: &[(i64, i64)]) -> bool {
+    all.windows(2).all(|w| w[0] > w[1])
+}
+
+/// Follows `nextCursor` from the first page of `query` (at most `pages`
+/// pages); returns every page.
+async fn walk(srv: &Server, key: &str, query: &str, pages: usize) -> Vec<Value> {
+    let (s, mut page) = srv.get(&format!("/api/v1/audit?{query}"), key).await;
+    assert_eq!(s, 200, "{page}");
+    let mut all = vec![];
+    for _ in 0..pages {
+        let next = page["nextCursor"].as_str().map(str::to_owned);
+        assert_eq!(page["hasMore"], next.is_some(), "hasMore says whether there is a cursor: {page}");
+        all.push(page);
+        let Some(cursor) = next else { return all };
+        let (s, p) = srv.get(&format!("/api/v1/audit?{query}&cursor={cursor}"), key).await;
+        assert_eq!(s, 200, "{p}");
+        page = p;
+    }
+    panic!("{query}: still more after {pages} pages");
+}
+
+async fn deep_offsets(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let key = srv.signup(&unique("audit")).await;
+
+    // Offsets up to 10,000 are served.
+    let (s, page) = srv.get("/api/v1/audit?offset=10000", &key).await;
+    assert_eq!((s, page["offset"].as_i64()), (200, Some(10000)), "{page}");
+
+    // A deeper one is refused with the stable code and a way forward.
+    let (s, body) = srv.get("/api/v1/audit?offset=10001&action=secret.read", &key).await;
+    assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("startDate") && message.contains("cursor"), "says how to go deeper: {message}");
+    let (s, body) = srv.get("/api/v1/audit/logs?offset=2000000000", &key).await;
+    assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "the SDK path too: {body}");
+
+    // A cursor is one the server issued, and replaces the offset.
+    let (s, body) = srv.get("/api/v1/audit?cursor=not-a-cursor", &key).await;
+    assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "{body}");
+    let (_, first) = srv.get("/api/v1/audit?limit=1", &key).await;
+    let cursor = first["nextCursor"].as_str().expect("more than one entry, so a cursor").to_owned();
+    let (s, body) = srv.get(&format!("/api/v1/audit?limit=1&offset=1&cursor={cursor}"), &key).await;
+    assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "{body}");
+
+    // The agent's front says the same.
+    let config = StreamableHttpClientTransportConfig::with_uri(srv.url("/mcp")).auth_header(key.clone());
+    let mcp = ().serve(StreamableHttpClientTransport::from_config(config)).await.expect("MCP handshake");
+    let args = json!({ "offset": 10001 }).as_object().unwrap().clone();
+    let r = mcp.call_tool(CallToolRequestParams::new("query_audit").with_arguments(args)).await.unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text = &r.content[0].as_text().unwrap().text;
+    assert_eq!(code(&serde_json::from_str(text).unwrap()), "INVALID_REQUEST", "{text}");
+}
+
+#[tokio::test]
+async fn a_deep_offset_is_refused_with_a_way_forward_on_sqlite() {
+    deep_offsets(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_deep_offset_is_refused_with_a_way_forward_on_postgres() {
+    deep_offsets(Backend::Postgres).await;
+}
+
+async fn bounded_total(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let tenant = unique("audit");
+    let key = srv.signup(&tenant).await;
+    // With the signup entry, 9,999 entries. Each query's own entry comes after its count.
+    seed(&srv, &tenant, 9_998, i64::MAX).await;
+
+    let (_, page) = srv.get("/api/v1/audit?limit=10", &key).await;
+    assert_eq!((page["total"].as_i64(), page["totalIsLowerBound"].as_bool()), (Some(9_999), Some(false)), "exact: {page}");
+    let (_, page) = srv.get("/api/v1/audit?limit=10", &key).await;
+    assert_eq!((page["total"].as_i64(), page["totalIsLowerBound"].as_bool()), (Some(10_000), Some(false)), "exact: {page}");
+    let (_, page) = srv.get("/api/v1/audit?limit=10", &key).await;
+    assert_eq!((page["total"].as_i64(), page["totalIsLowerBound"].as_bool()), (Some(10_000), Some(true)), "at least: {page}");
+    assert_eq!((page["hasMore"].as_bool(), ids(&page).len()), (Some(true), 10));
+
+    // Filters count the same way.
+    let (_, reads) = srv.get("/api/v1/audit?action=secret.read&limit=1", &key).await;
+    assert_eq!((reads["total"].as_i64(), reads["totalIsLowerBound"].as_bool()), (Some(9_998), Some(false)), "{reads}");
+    let (_, signups) = srv.get("/api/v1/audit?resourceType=tenant", &key).await;
+    assert_eq!(
+        (signups["total"].as_i64(), signups["totalIsLowerBound"].as_bool(), signups["hasMore"].as_bool()),
+        (Some(1), Some(false), Some(false))
+    );
+    assert_eq!(signups["logs"][0]["action"], "tenant.signup");
+}
+
+#[tokio::test]
+async fn the_total_is_exact_up_to_ten_thousand_and_a_lower_bound_past_it_on_sqlite() {
+    bounded_total(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_total_is_exact_up_to_ten_thousand_and_a_lower_bound_past_it_on_postgres() {
+    bounded_total(Backend::Postgres).await;
+}
+
+async fn rare_action(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let tenant = unique("audit");
+    let key = srv.signup(&tenant).await;
+    // 250,000 reads with one key creation in every 20,000 entries.
+    let created = seed(&srv, &tenant, 250_000, 20_000).await;
+    assert_eq!(created, 12);
+
+    // The first page looks at the newest 100,000 entries only: it finds
+    // some of the key creations, counts them as "at least", and says
+    // there may be more.
+    let (_, first) = srv.get("/api/v1/audit?action=apikey.create&limit=100", &key).await;
+    let found = ids(&first).len() as i64;
+    assert!((1..created).contains(&found), "some, not all: {first}");
+    assert_eq!((first["total"].as_i64(), first["totalIsLowerBound"].as_bool()), (Some(found), Some(true)), "{first}");
+    assert_eq!(first["hasMore"], true, "{first}");
+
+    // Following the cursor finds every one exactly once, newest first.
+    let pages = walk(&srv, &key, "action=apikey.create&limit=10", 20).await;
+    let all: Vec<(i64, i64)> = pages.iter().flat_map(positions).collect();
+    assert_eq!(all.len() as i64, created, "{pages:?}");
+    assert!(newest_first(&all), "newest first, no repeats: {all:?}");
+    assert!(pages.iter().any(|p| p["hasMore"] == true && ids(p).len() < 10), "a page ends where its scan did");
+
+    // The agent's front walks the same way, here with pages that fill up
+    // before their window ends.
+    let config = StreamableHttpClientTransportConfig::with_uri(srv.url("/mcp")).auth_header(key.clone());
+    let mcp = ().serve(StreamableHttpClientTransport::from_config(config)).await.expect("MCP handshake");
+    let (mut by_mcp, mut args, mut done) = (vec![], json!({ "action": "apikey.create", "resourceType": "api_key", "limit": 4 }), false);
+    for _ in 0..20 {
+        let params = CallToolRequestParams::new("query_audit").with_arguments(args.as_object().unwrap().clone());
+        let page = mcp.call_tool(params).await.unwrap().structured_content.expect("a page");
+        assert!(ids(&page).len() <= 4);
+        by_mcp.extend(positions(&page));
+        let Some(cursor) = page["nextCursor"].as_str() else {
+            done = true;
+            break;
+        };
+        args["cursor"] = json!(cursor);
+    }
+    assert!(done);
+    assert_eq!(by_mcp, all);
+}
+
+#[tokio::test]
+async fn a_rare_action_in_a_long_trail_is_found_window_by_window_on_sqlite() {
+    rare_action(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_rare_action_in_a_long_trail_is_found_window_by_window_on_postgres() {
+    rare_action(Backend::Postgres).await;
+}
+
+async fn cursor_walk(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let tenant = unique("audit");
+    let key = srv.signup(&tenant).await;
+    seed(&srv, &tenant, 250, i64::MAX).await;
+    let (_, secret) = srv.post("/api/v1/secrets", &key, json!({ "name": "DB_PASSWORD", "value": "v" })).await;
+    let read = format!("/api/v1/secrets/{}", secret["id"].as_str().unwrap());
+
+    // An auditor pages back through the trail while the application keeps
+    // reading (each read, and each page, adds an entry at the top).
+    let (_, mut page) = srv.get("/api/v1/audit?limit=100", &key).await;
+    let expected = page["total"].as_i64().unwrap();
+    let mut seen = positions(&page);
+    for _ in 0..10 {
+        let Some(cursor) = page["nextCursor"].as_str().map(str::to_owned) else { break };
+        for _ in 0..3 {
+            assert_eq!(srv.get(&read, &key).await.0, 200);
+        }
+        page = srv.get(&format!("/api/v1/audit?limit=100&cursor={cursor}"), &key).await.1;
+        assert!(ids(&page).len() <= 100);
+        seen.extend(positions(&page));
+    }
+    assert_eq!(page["hasMore"], false, "the walk reached the signup: {page}");
+    // What there was when the walk began (the seeded entries, the signup,
+    // the secret's creation): nothing skipped or repeated.
+    assert!(expected > 250, "{expected}");
+    assert_eq!(seen.len() as i64, expected, "{seen:?}");
+    assert!(newest_first(&seen), "newest first: {seen:?}");
+}
+
+#[tokio::test]
+async fn a_cursor_walk_skips_and_repeats_nothing_while_entries_arrive_on_sqlite() {
+    cursor_walk(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_cursor_walk_skips_and_repeats_nothing_while_entries_arrive_on_postgres() {
+    cursor_walk(Backend::Postgres).await;
+}
