@@ -161,7 +161,7 @@ impl LatchkeyMcp {
     }
 
     /// Query the audit trail (newest first): filter by action (e.g. secret.read),
-    /// resourceType, startDate, endDate; page with limit and offset.
+    /// resourceType, startDate, endDate; page with limit and the returned nextCursor (offset up to 10,000).
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn query_audit(&self, Parameters(q): Parameters<AuditQuery>, ctx: RequestContext<RoleServer>) -> Result<Json<AuditPage>, Error> {
         Ok(Json(self.vault.query_audit(&self.principal(&ctx).await?, q).await?))
