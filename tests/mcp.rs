@@ -68,7 +68,7 @@ async fn story_over_http(backend: Backend) {
     let c = http_client(&srv, Some(&key)).await;
     let info = c.peer_info().expect("server info");
     assert!(info.instructions.as_deref().unwrap_or_default().contains("set_secret"));
-    assert_eq!(tool_names(&c).await.len(), 15);
+    assert_eq!(tool_names(&c).await.len(), 17);
     let me = ok(&c, "whoami", json!({})).await;
     assert_eq!(me["tenantId"], tenant.as_str());
 
@@ -112,10 +112,17 @@ async fn story_over_http(backend: Backend) {
     // Projects and keys.
     let project = ok(&c, "create_project", json!({ "name": "agents" })).await;
     assert_eq!(ok(&c, "list_projects", json!({})).await["count"], 1);
+    let shown = ok(&c, "get_project", json!({ "id": project["id"] })).await;
+    assert_eq!((shown["name"].as_str(), shown["secretCount"].as_i64()), (Some("agents"), Some(0)), "{shown}");
     let reader = ok(&c, "create_api_key", json!({ "name": "reader", "permissions": "read" })).await;
     assert!(reader["apiKey"].as_str().unwrap().starts_with("sc_"));
     let keys = ok(&c, "list_api_keys", json!({})).await;
     assert!(!keys.to_string().contains(reader["apiKey"].as_str().unwrap()));
+    // A leaked key is replaced: the old one stops at once, the new one works.
+    let renewed = ok(&c, "regenerate_api_key", json!({ "id": reader["id"] })).await;
+    assert_eq!((renewed["id"].clone(), renewed["permissions"].clone()), (reader["id"].clone(), json!("read")));
+    assert_eq!(srv.get("/api/v1/secrets", reader["apiKey"].as_str().unwrap()).await.0, 401);
+    assert_eq!(srv.get("/api/v1/secrets", renewed["apiKey"].as_str().unwrap()).await.0, 200);
     let revoked = ok(&c, "revoke_api_key", json!({ "id": reader["id"] })).await;
     assert_eq!(revoked["revoked"], true);
     assert_eq!(ok(&c, "delete_project", json!({ "id": project["id"] })).await["deleted"], true);
@@ -353,7 +360,7 @@ async fn in_process_over_a_duplex_pipe() {
         let _ = running.waiting().await;
     });
     let c: Client = ().serve(client_end).await.unwrap();
-    assert_eq!(tool_names(&c).await.len(), 15);
+    assert_eq!(tool_names(&c).await.len(), 17);
     let set = ok(&c, "set_secret", json!({ "name": "LOCAL", "value": "in-process" })).await;
     assert_eq!(set["created"], true);
     assert_eq!(ok(&c, "get_secret", json!({ "name": "LOCAL" })).await["value"], "in-process");

@@ -116,6 +116,12 @@ impl LatchkeyMcp {
         Ok(Json(self.vault.list_projects(&self.principal(&ctx).await?).await?))
     }
 
+    /// One project: name, description, tags and how many secrets it holds.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn get_project(&self, Parameters(p): Parameters<IdParams>, ctx: RequestContext<RoleServer>) -> Result<Json<ProjectView>, Error> {
+        Ok(Json(self.vault.get_project(&self.principal(&ctx).await?, &p.id).await?))
+    }
+
     /// Create a project to group secrets (names are unique per tenant).
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
     async fn create_project(
@@ -148,6 +154,18 @@ impl LatchkeyMcp {
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn list_api_keys(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ApiKeyList>, Error> {
         Ok(Json(self.vault.list_api_keys(&self.principal(&ctx).await?).await?))
+    }
+
+    /// Replace an API key with a new one (same name, permission and scope), e.g.
+    /// after it leaked; the old key stops working at once. The new key is
+    /// shown once.
+    #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
+    async fn regenerate_api_key(
+        &self,
+        Parameters(p): Parameters<IdParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<IssuedApiKey>, Error> {
+        Ok(Json(self.vault.regenerate_api_key(&self.principal(&ctx).await?, &p.id).await?))
     }
 
     /// Revoke an API key; it stops working at once.

@@ -32,8 +32,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 ALL_TOOLS = {
     "signup", "whoami", "list_secrets", "get_secret", "set_secret", "update_secret_metadata",
-    "delete_secret", "list_secret_versions", "list_projects", "create_project", "delete_project",
-    "create_api_key", "list_api_keys", "revoke_api_key", "query_audit",
+    "delete_secret", "list_secret_versions", "list_projects", "get_project", "create_project",
+    "delete_project", "create_api_key", "list_api_keys", "regenerate_api_key", "revoke_api_key", "query_audit",
 }
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
 ALL_RESOURCES = PUBLIC_RESOURCES | {"latchkey://secrets", "latchkey://audit/recent"}
@@ -129,7 +129,7 @@ async def exercise(c: Checks, s: ClientSession, tenant: str) -> None:
     # --- discovery -------------------------------------------------------
     tools = (await s.list_tools()).tools
     names = {t.name for t in tools}
-    c.ok(names == ALL_TOOLS, "tools/list: exactly the 15 tools", sorted(names ^ ALL_TOOLS))
+    c.ok(names == ALL_TOOLS, f"tools/list: exactly the {len(ALL_TOOLS)} tools", sorted(names ^ ALL_TOOLS))
     for t in tools:
         c.ok(isinstance(t.output_schema, dict) and t.output_schema.get("type") == "object",
              f"tools/list: {t.name} has an object outputSchema", t.output_schema)
