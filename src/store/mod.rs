@@ -202,14 +202,14 @@ pub struct Appended {
     pub refused: Vec<usize>,
 }
 
-/// Why a write by a cached key was refused inside its transaction: its key
-/// is no longer what the request presented. The vault answers 401 instead
-/// when the key turns out dead (`Vault::dead_key_first`).
 /// Refusal of a key change that would leave a tenant without a live admin key
 /// with no project scope and no expiry (see `sql::count_root_keys`).
 pub const LAST_ROOT_KEY: &str = "this is the tenant's last admin key with no project scope and no expiry: \
 create another such key before revoking, narrowing or expiring this one";
 
+/// Why a write by a cached key was refused inside its transaction: its key
+/// is no longer what the request presented. The vault answers 401 instead
+/// when the key turns out dead (`Vault::dead_key_first`).
 pub const KEY_CHANGED: &str = "this API key changed while the request ran; send it again";
 
 /// Why the audit writer refused a read's entry (`Appended::refused`).

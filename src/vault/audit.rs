@@ -8,8 +8,6 @@
 //! window of entries per request and hands out a cursor to the next one.
 //! Clients that need more page with `cursor` or narrow the dates.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::views::*;
@@ -40,17 +38,9 @@ pub fn parse_bound(field: &str, raw: &str, end_of_day: bool) -> Result<i64> {
     Ok(t.and_utc().timestamp_millis())
 }
 
-fn encode_cursor(at: Millis, id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(at, id)).expect("serialisable"))
-}
-
 /// A position in the trail, newest first: `(at, id)` of the last entry seen.
-fn decode_cursor(c: &str) -> Result<(Millis, i64)> {
-    URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| Error::InvalidRequest("cursor is not one this server issued".into()))
+fn encode_cursor(at: Millis, id: i64) -> String {
+    super::cursor::encode(&(at, id))
 }
 
 /// Where the next page starts: after the last entry returned when the page
@@ -88,7 +78,7 @@ impl Vault {
                         "offset is at most {MAX_OFFSET}: narrow the range with startDate and endDate, or page with cursor (nextCursor of the previous page)"
                     )));
                 }
-                let after = q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
+                let after = q.cursor.as_deref().filter(|c| !c.is_empty()).map(super::cursor::decode::<(Millis, i64)>).transpose()?;
                 if after.is_some() && offset > 0 {
                     return Err(Error::InvalidRequest("give either cursor or offset, not both".into()));
                 }

@@ -37,14 +37,6 @@ pub(super) fn new_key(
     (row, token)
 }
 
-fn key_name(raw: &str) -> Result<String> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(Error::InvalidRequest("key name must not be empty".into()));
-    }
-    names::text("name", name, 128)
-}
-
 /// Whether `p` may see and manage the key `row`. A key without a project scope
 /// manages every key of its tenant; a project-scoped admin only keys scoped
 /// within its own projects, or it could regenerate the tenant's unscoped key
@@ -105,7 +97,7 @@ impl Vault {
                 let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 Self::grantable_permission(p, req.permissions)?;
-                let name = key_name(&req.name)?;
+                let name = names::label("key name", &req.name, 128)?;
                 let scope = self.grantable_scope(p, &req.project_scope).await?;
                 let (row, token) = new_key(&p.tenant_id, &p.plan, name, req.permissions, &scope, Self::future(req.expires_at)?);
                 let audit = p
@@ -152,7 +144,7 @@ impl Vault {
                     return Err(Error::Conflict("this key is revoked".into()));
                 }
                 if let Some(n) = &req.name {
-                    row.name = key_name(n)?;
+                    row.name = names::label("key name", n, 128)?;
                 }
                 if let Some(perm) = req.permissions {
                     Self::grantable_permission(p, perm)?;

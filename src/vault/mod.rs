@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod audit_writer;
+mod cursor;
 pub mod keys;
 pub mod names;
 pub mod plans;
@@ -53,8 +54,10 @@ pub struct Vault {
     signup_limiter: throttle::Throttle,
     /// One limiter per plan that has a request rate, keyed by tenant.
     request_limiters: HashMap<&'static str, throttle::Throttle>,
-    /// Calls this month of tenants whose plan caps them.
+    /// Calls this month of tenants whose plan caps them, and each such
+    /// plan's cap (looked up, not built, on every call).
     monthly_calls: usage::MonthlyCalls,
+    monthly_caps: HashMap<&'static str, i64>,
     /// Requests running in tasks of their own (see `server::run_to_completion`);
     /// shutdown waits for them before it closes the store.
     requests: tokio_util::task::TaskTracker,
@@ -74,10 +77,14 @@ impl Vault {
                 "the master key does not match this database (key-check failed); start with the key it was created with".into(),
             ));
         }
-        let mut request_limiters = HashMap::new();
+        let (mut request_limiters, mut monthly_caps) = (HashMap::new(), HashMap::new());
         for name in plans::PLAN_NAMES {
-            if let Some(rpm) = plans::limits(name)?.requests_per_minute {
+            let limits = plans::limits(name)?;
+            if let Some(rpm) = limits.requests_per_minute {
                 request_limiters.insert(name, throttle::Throttle::per_minute(u32::try_from(rpm).unwrap_or(u32::MAX)));
+            }
+            if let Some(calls) = limits.api_calls_per_month {
+                monthly_caps.insert(name, calls);
             }
         }
         Ok(Vault {
@@ -89,6 +96,7 @@ impl Vault {
             data_keys: RwLock::new(HashMap::new()),
             request_limiters,
             monthly_calls: usage::MonthlyCalls::default(),
+            monthly_caps,
             requests: tokio_util::task::TaskTracker::new(),
         })
     }
@@ -152,7 +160,7 @@ impl Vault {
         {
             return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
         }
-        if let Some(limit) = plans::limits(&plan).ok().and_then(|l| l.api_calls_per_month) {
+        if let Some(&limit) = self.monthly_caps.get(plan.as_str()) {
             self.monthly_calls.count(self.store.as_ref(), &key.tenant_id, limit).await?;
         }
         principal_of(key, plan, origin, seen_epoch)

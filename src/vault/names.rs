@@ -67,6 +67,16 @@ pub fn text(what: &str, raw: &str, max: usize) -> Result<String> {
     Ok(raw.to_owned())
 }
 
+/// A label that must say something (project and key names): trimmed, not
+/// empty, then as [`text`].
+pub fn label(what: &str, raw: &str, max: usize) -> Result<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(invalid(what, "must not be empty"));
+    }
+    text(what, name, max)
+}
+
 /// A resource id as issued by this server (a UUID). Anything else cannot exist,
 /// so it answers like a missing resource rather than a validation error.
 pub fn is_id(raw: &str) -> bool {

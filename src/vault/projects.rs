@@ -138,9 +138,5 @@ impl Vault {
 }
 
 fn project_name(raw: &str) -> Result<String> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(Error::InvalidRequest("project name must not be empty".into()));
-    }
-    names::text("project name", name, 128)
+    names::label("project name", raw, 128)
 }

@@ -1,8 +1,5 @@
 //! Secrets and their versions: the heart of the vault.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use super::principal::WithDetail;
 use super::views::*;
 use super::{Permission, Principal, Vault, audited, names, plans};
@@ -31,16 +28,12 @@ impl SecretRef<'_> {
 }
 
 fn encode_cursor(s: &SecretRow) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(&s.name, &s.id)).expect("serialisable"))
+    super::cursor::encode(&(&s.name, &s.id))
 }
 
 /// Public for fuzzing (fuzz/fuzz_targets/cursor.rs).
 pub fn decode_cursor(c: &str) -> Result<(String, String)> {
-    URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| Error::InvalidRequest("cursor is not one this server issued".into()))
+    super::cursor::decode(c)
 }
 
 impl Vault {
