@@ -249,6 +249,10 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
         call(json!(7), "set_secret", json!({ "name": "DIRECT", "value": "other", "expectedVersion": 7 })),
         json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": { "arguments": {} } }),
         call(json!(9), "get_secret", json!({ "name": "N".repeat(4_300_000) })),
+        // Shapes the short parse leaves to rmcp (src/mcp/direct.rs, plain_call).
+        call(json!(10.0), "get_secret", json!({ "id": id })),
+        json!({ "jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": { "_meta": { "progressToken": "p" }, "name": "get_secret", "arguments": { "id": id } } }),
+        json!({ "jsonrpc": "2.0", "id": 12, "method": "tools/call", "params": { "name": "get_secret", "arguments": { "id": id } }, "extra": true }),
     ];
     let bearer = format!("Bearer {key}");
     let send = async |version: Option<&str>, origin: Option<&str>, body: &Value| {
