@@ -824,8 +824,10 @@ async fn a_tampered_value_is_an_integrity_error_even_for_a_key_revoked_elsewhere
 /// Rotations whose clients hang up at every moment of the request: hyper
 /// drops a request when its connection closes, and a rotation that reached
 /// its commit still lands. Whatever the moment, the next read serves the
-/// version the database has, not the one the cache held before.
-async fn hung_up_rotations(backend: Backend) {
+/// version the database has, not the one the cache held before. Over MCP the
+/// rotation is a plain `set_secret` call, which the direct path answers
+/// (`src/mcp/direct.rs`).
+async fn hung_up_rotations(backend: Backend, over_mcp: bool) {
     use tokio::io::AsyncWriteExt;
     let srv = Server::start(backend).await;
     let key = srv.signup(&unique("hangup")).await;
@@ -835,11 +837,22 @@ async fn hung_up_rotations(backend: Backend) {
     let path = format!("/api/v1/secrets/{id}");
     for attempt in 0..150u64 {
         assert_eq!(srv.get(&path, &key).await.0, 200, "warm the cache");
-        let body = json!({ "value": format!("r{attempt}") }).to_string();
-        let request = format!(
-            "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let request = if over_mcp {
+            let call = json!({ "jsonrpc": "2.0", "id": attempt, "method": "tools/call",
+                "params": { "name": "set_secret", "arguments": { "name": "HUNG_UP", "value": format!("r{attempt}") } } });
+            let body = call.to_string();
+            format!(
+                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nAccept: application/json, text/event-stream\r\n\
+                 Content-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            let body = json!({ "value": format!("r{attempt}") }).to_string();
+            format!(
+                "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
         let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
         conn.write_all(request.as_bytes()).await.unwrap();
         tokio::time::sleep(Duration::from_micros((attempt * 11) % 1500)).await;
@@ -856,16 +869,28 @@ async fn hung_up_rotations(backend: Backend) {
             "{backend:?}, attempt {attempt}: the database was at {in_database} before this read: {served}"
         );
     }
+    let (_, versions) = srv.get(&format!("{path}/versions"), &key).await;
+    assert!(versions["currentVersion"].as_i64().unwrap() > 1, "some hung-up rotations landed: {versions}");
 }
 
 #[tokio::test]
 async fn rotations_whose_clients_hang_up_leave_nothing_stale_on_sqlite() {
-    hung_up_rotations(Backend::Sqlite).await;
+    hung_up_rotations(Backend::Sqlite, false).await;
 }
 
 #[tokio::test]
 async fn rotations_whose_clients_hang_up_leave_nothing_stale_on_postgres() {
-    hung_up_rotations(Backend::Postgres).await;
+    hung_up_rotations(Backend::Postgres, false).await;
+}
+
+#[tokio::test]
+async fn mcp_rotations_whose_clients_hang_up_leave_nothing_stale_on_sqlite() {
+    hung_up_rotations(Backend::Sqlite, true).await;
+}
+
+#[tokio::test]
+async fn mcp_rotations_whose_clients_hang_up_leave_nothing_stale_on_postgres() {
+    hung_up_rotations(Backend::Postgres, true).await;
 }
 
 /// `latchkey mcp` holds one key for its whole session. When `serve` revokes
