@@ -3,7 +3,7 @@
 //!
 //! Like REST, it only resolves the caller and calls one vault function per
 //! tool. Over HTTP the caller comes from the request's own credential, which
-//! [`http::auth_layer`] resolves before rmcp sees the request; over stdio it is
+//! [`http::guard`] resolves before rmcp sees the request; over stdio it is
 //! the key in `LATCHKEY_API_KEY` or the local tenant's admin.
 
 mod direct;
@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use axum::http::request::Parts;
 use rmcp::RoleServer;
+use rmcp::handler::server::common::FromContextPart;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::service::RequestContext;
 
 use crate::error::{Error, Result};
@@ -31,6 +33,44 @@ and never echo a value back to the user or into logs. list_secrets and the latch
 show metadata only. Every read is audited. Use expectedVersion when rotating to avoid overwriting \
 someone else's change. Without an API key, call signup first and use the returned apiKey as \
 'Authorization: Bearer <apiKey>'.";
+
+/// Who calls a tool, as a tool's argument. rmcp's `RequestContext` argument
+/// is a clone of the whole context, the request's HTTP parts (headers,
+/// extensions) among them, made for every call; a tool needs only this.
+enum Caller {
+    /// An HTTP request whose key the guard checked (`http::guard`).
+    Key(Principal),
+    /// An HTTP request without a key.
+    Anonymous(Origin),
+    /// The local client of `latchkey mcp` (stdio), whose key the server holds.
+    Local,
+}
+
+impl Caller {
+    fn of(ctx: &RequestContext<RoleServer>) -> Self {
+        match ctx.extensions.get::<Parts>() {
+            Some(parts) => match parts.extensions.get::<Principal>() {
+                Some(principal) => Caller::Key(principal.clone()),
+                None => Caller::Anonymous(crate::server::origin_of(parts, Front::Mcp)),
+            },
+            None => Caller::Local,
+        }
+    }
+
+    fn origin(&self) -> Origin {
+        match self {
+            Caller::Key(principal) => principal.origin.clone(),
+            Caller::Anonymous(origin) => origin.clone(),
+            Caller::Local => Origin::new(Front::Mcp),
+        }
+    }
+}
+
+impl FromContextPart<ToolCallContext<'_, LatchkeyMcp>> for Caller {
+    fn from_context_part(ctx: &mut ToolCallContext<'_, LatchkeyMcp>) -> std::result::Result<Self, rmcp::ErrorData> {
+        Ok(Caller::of(&ctx.request_context))
+    }
+}
 
 /// One MCP server instance: the vault plus, over stdio, the fixed caller.
 #[derive(Clone)]
@@ -73,21 +113,15 @@ impl LatchkeyMcp {
     /// authenticated; over stdio the key was checked when the session began,
     /// and may have been revoked or have expired since, so it is looked up
     /// again, past the cache.
-    async fn principal(&self, ctx: &RequestContext<RoleServer>) -> Result<Principal> {
+    async fn principal(&self, caller: Caller) -> Result<Principal> {
         let need_key = || Error::Unauthorized("this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>".into());
-        match ctx.extensions.get::<Parts>() {
-            Some(parts) => parts.extensions.get::<Principal>().cloned().ok_or_else(need_key),
-            None => match &self.local {
+        match caller {
+            Caller::Key(principal) => Ok(principal),
+            Caller::Anonymous(_) => Err(need_key()),
+            Caller::Local => match &self.local {
                 Some(local) => local.current(&self.vault).await,
                 None => Err(need_key()),
             },
-        }
-    }
-
-    fn origin(&self, ctx: &RequestContext<RoleServer>) -> Origin {
-        match ctx.extensions.get::<Parts>() {
-            Some(parts) => crate::server::origin_of(parts, Front::Mcp),
-            None => Origin::new(Front::Mcp),
         }
     }
 

@@ -8,7 +8,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 
-use super::LatchkeyMcp;
+use super::{Caller, LatchkeyMcp};
 use crate::error::Error;
 use crate::vault::secrets::SecretRef;
 use crate::vault::views::{AuditQuery, ListSecrets};
@@ -83,7 +83,7 @@ impl LatchkeyMcp {
             QUICKSTART => return Ok(json_contents(uri, &crate::rest::quickstart_doc())),
             _ => {}
         }
-        let p = self.principal(ctx).await.map_err(resource_error)?;
+        let p = self.principal(Caller::of(ctx)).await.map_err(resource_error)?;
         let result = match uri {
             SECRETS => {
                 let page = self.vault.list_secrets(&p, ListSecrets { limit: Some(200), ..Default::default() }).await;

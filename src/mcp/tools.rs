@@ -11,7 +11,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use super::params::*;
-use super::{ANONYMOUS_TOOLS, INSTRUCTIONS, LatchkeyMcp};
+use super::{ANONYMOUS_TOOLS, Caller, INSTRUCTIONS, LatchkeyMcp};
 use crate::error::Error;
 use crate::vault::views::*;
 
@@ -21,42 +21,30 @@ impl LatchkeyMcp {
     /// this is how an agent without credentials starts. The returned apiKey is
     /// shown once; send it as `Authorization: Bearer <apiKey>` from then on.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
-    async fn signup(
-        &self,
-        Parameters(req): Parameters<SignupRequest>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<SignupResponse>, Error> {
-        Ok(Json(self.vault.signup(req, self.origin(&ctx)).await?))
+    async fn signup(&self, Parameters(req): Parameters<SignupRequest>, caller: Caller) -> Result<Json<SignupResponse>, Error> {
+        Ok(Json(self.vault.signup(req, caller.origin()).await?))
     }
 
     /// Who am I: the tenant, plan, limits and usage, and what the current key may do.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<Json<WhoAmI>, Error> {
-        Ok(Json(self.vault.whoami(&self.principal(&ctx).await?).await?))
+    async fn whoami(&self, caller: Caller) -> Result<Json<WhoAmI>, Error> {
+        Ok(Json(self.vault.whoami(&self.principal(caller).await?).await?))
     }
 
     /// List secrets: names, types, tags, versions; never values. Filter by
     /// secretType, environment, projectId, tag or search (substring of name,
     /// description or tag); page with limit and the returned nextCursor.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn list_secrets(
-        &self,
-        Parameters(q): Parameters<ListSecrets>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<SecretPage>, Error> {
-        Ok(Json(self.vault.list_secrets(&self.principal(&ctx).await?, q).await?))
+    async fn list_secrets(&self, Parameters(q): Parameters<ListSecrets>, caller: Caller) -> Result<Json<SecretPage>, Error> {
+        Ok(Json(self.vault.list_secrets(&self.principal(caller).await?, q).await?))
     }
 
     /// Read one secret's value, by id or by name (+ projectId / environment).
     /// Use it only when you need the value; the read is audited. Do not repeat
     /// the value to the user or write it into files or logs.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn get_secret(
-        &self,
-        Parameters(p): Parameters<GetSecretParams>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<SecretValue>, Error> {
-        Ok(Json(self.vault.read_secret(&self.principal(&ctx).await?, p.target.as_ref()?, p.version).await?))
+    async fn get_secret(&self, Parameters(p): Parameters<GetSecretParams>, caller: Caller) -> Result<Json<SecretValue>, Error> {
+        Ok(Json(self.vault.read_secret(&self.principal(caller).await?, p.target.as_ref()?, p.version).await?))
     }
 
     /// Store a secret: creates it, or adds a new version when a secret with this
@@ -64,12 +52,8 @@ impl LatchkeyMcp {
     /// write only if nobody changed it since you read it (0 = must be new).
     /// Returns metadata, never the value.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
-    async fn set_secret(
-        &self,
-        Parameters(req): Parameters<SetSecret>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<SetSecretResult>, Error> {
-        Ok(Json(self.vault.set_secret(&self.principal(&ctx).await?, req).await?))
+    async fn set_secret(&self, Parameters(req): Parameters<SetSecret>, caller: Caller) -> Result<Json<SetSecretResult>, Error> {
+        Ok(Json(self.vault.set_secret(&self.principal(caller).await?, req).await?))
     }
 
     /// Change a secret's description, tags or type without touching its value
@@ -78,7 +62,7 @@ impl LatchkeyMcp {
     async fn update_secret_metadata(
         &self,
         Parameters(p): Parameters<UpdateMetadataParams>,
-        ctx: RequestContext<RoleServer>,
+        caller: Caller,
     ) -> Result<Json<SecretMeta>, Error> {
         let change = UpdateSecret {
             value: None,
@@ -87,102 +71,78 @@ impl LatchkeyMcp {
             secret_type: p.secret_type,
             expected_version: p.expected_version,
         };
-        Ok(Json(self.vault.update_secret(&self.principal(&ctx).await?, p.target.as_ref()?, change).await?))
+        Ok(Json(self.vault.update_secret(&self.principal(caller).await?, p.target.as_ref()?, change).await?))
     }
 
     /// Delete a secret and all its versions. Cannot be undone.
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
-    async fn delete_secret(
-        &self,
-        Parameters(t): Parameters<SecretTarget>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<Deleted>, Error> {
-        Ok(Json(self.vault.delete_secret(&self.principal(&ctx).await?, t.as_ref()?).await?))
+    async fn delete_secret(&self, Parameters(t): Parameters<SecretTarget>, caller: Caller) -> Result<Json<Deleted>, Error> {
+        Ok(Json(self.vault.delete_secret(&self.principal(caller).await?, t.as_ref()?).await?))
     }
 
     /// A secret's version history: numbers, times and writers; never values.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn list_secret_versions(
-        &self,
-        Parameters(t): Parameters<SecretTarget>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<VersionList>, Error> {
-        Ok(Json(self.vault.secret_versions(&self.principal(&ctx).await?, t.as_ref()?).await?))
+    async fn list_secret_versions(&self, Parameters(t): Parameters<SecretTarget>, caller: Caller) -> Result<Json<VersionList>, Error> {
+        Ok(Json(self.vault.secret_versions(&self.principal(caller).await?, t.as_ref()?).await?))
     }
 
     /// List projects with how many secrets each holds.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn list_projects(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ProjectList>, Error> {
-        Ok(Json(self.vault.list_projects(&self.principal(&ctx).await?).await?))
+    async fn list_projects(&self, caller: Caller) -> Result<Json<ProjectList>, Error> {
+        Ok(Json(self.vault.list_projects(&self.principal(caller).await?).await?))
     }
 
     /// One project: name, description, tags and how many secrets it holds.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn get_project(&self, Parameters(p): Parameters<IdParams>, ctx: RequestContext<RoleServer>) -> Result<Json<ProjectView>, Error> {
-        Ok(Json(self.vault.get_project(&self.principal(&ctx).await?, &p.id).await?))
+    async fn get_project(&self, Parameters(p): Parameters<IdParams>, caller: Caller) -> Result<Json<ProjectView>, Error> {
+        Ok(Json(self.vault.get_project(&self.principal(caller).await?, &p.id).await?))
     }
 
     /// Create a project to group secrets (names are unique per tenant).
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
-    async fn create_project(
-        &self,
-        Parameters(req): Parameters<CreateProject>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<ProjectView>, Error> {
-        Ok(Json(self.vault.create_project(&self.principal(&ctx).await?, req).await?))
+    async fn create_project(&self, Parameters(req): Parameters<CreateProject>, caller: Caller) -> Result<Json<ProjectView>, Error> {
+        Ok(Json(self.vault.create_project(&self.principal(caller).await?, req).await?))
     }
 
     /// Delete an empty project (fails with CONFLICT while it holds secrets).
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
-    async fn delete_project(&self, Parameters(p): Parameters<IdParams>, ctx: RequestContext<RoleServer>) -> Result<Json<Deleted>, Error> {
-        Ok(Json(self.vault.delete_project(&self.principal(&ctx).await?, &p.id).await?))
+    async fn delete_project(&self, Parameters(p): Parameters<IdParams>, caller: Caller) -> Result<Json<Deleted>, Error> {
+        Ok(Json(self.vault.delete_project(&self.principal(caller).await?, &p.id).await?))
     }
 
     /// Issue an API key, e.g. a read-only key for a script or a key limited to
     /// one project. Never more permission or scope than your own key. The key
     /// is shown once.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
-    async fn create_api_key(
-        &self,
-        Parameters(req): Parameters<CreateApiKey>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<IssuedApiKey>, Error> {
-        Ok(Json(self.vault.create_api_key(&self.principal(&ctx).await?, req).await?))
+    async fn create_api_key(&self, Parameters(req): Parameters<CreateApiKey>, caller: Caller) -> Result<Json<IssuedApiKey>, Error> {
+        Ok(Json(self.vault.create_api_key(&self.principal(caller).await?, req).await?))
     }
 
     /// List API keys: names, prefixes, permissions, scope; never the keys.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn list_api_keys(&self, ctx: RequestContext<RoleServer>) -> Result<Json<ApiKeyList>, Error> {
-        Ok(Json(self.vault.list_api_keys(&self.principal(&ctx).await?).await?))
+    async fn list_api_keys(&self, caller: Caller) -> Result<Json<ApiKeyList>, Error> {
+        Ok(Json(self.vault.list_api_keys(&self.principal(caller).await?).await?))
     }
 
     /// Replace an API key with a new one (same name, permission and scope), e.g.
     /// after it leaked; the old key stops working at once. The new key is
     /// shown once.
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
-    async fn regenerate_api_key(
-        &self,
-        Parameters(p): Parameters<IdParams>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<IssuedApiKey>, Error> {
-        Ok(Json(self.vault.regenerate_api_key(&self.principal(&ctx).await?, &p.id).await?))
+    async fn regenerate_api_key(&self, Parameters(p): Parameters<IdParams>, caller: Caller) -> Result<Json<IssuedApiKey>, Error> {
+        Ok(Json(self.vault.regenerate_api_key(&self.principal(caller).await?, &p.id).await?))
     }
 
     /// Revoke an API key; it stops working at once.
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
-    async fn revoke_api_key(
-        &self,
-        Parameters(p): Parameters<IdParams>,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<ApiKeyView>, Error> {
-        Ok(Json(self.vault.revoke_api_key(&self.principal(&ctx).await?, &p.id).await?))
+    async fn revoke_api_key(&self, Parameters(p): Parameters<IdParams>, caller: Caller) -> Result<Json<ApiKeyView>, Error> {
+        Ok(Json(self.vault.revoke_api_key(&self.principal(caller).await?, &p.id).await?))
     }
 
     /// Query the audit trail (newest first): filter by action (e.g. secret.read),
     /// resourceType, startDate, endDate; page with limit and the returned nextCursor (offset up to 10,000).
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn query_audit(&self, Parameters(q): Parameters<AuditQuery>, ctx: RequestContext<RoleServer>) -> Result<Json<AuditPage>, Error> {
-        Ok(Json(self.vault.query_audit(&self.principal(&ctx).await?, q).await?))
+    async fn query_audit(&self, Parameters(q): Parameters<AuditQuery>, caller: Caller) -> Result<Json<AuditPage>, Error> {
+        Ok(Json(self.vault.query_audit(&self.principal(caller).await?, q).await?))
     }
 }
 
