@@ -26,19 +26,6 @@ pub struct SqliteStore {
 
 pub const DB_FILE: &str = "latchkey.db";
 
-/// How many pages the WAL holds before the committing connection copies
-/// them into the database file (SQLite's default is 1000, ~4 MiB).
-///
-/// The checkpoint runs inside a commit, on the one writer every write queues
-/// behind, and its cost follows the *distinct* pages it copies: rotations
-/// change the same secret rows and index pages again and again, so a ten
-/// times longer WAL copies each of them once where it copied it up to ten
-/// times. Measured on SQLite writes (tools/BENCHMARKS.md, session 12): about
-/// a tenth more rotations per second, reads unchanged. The price is a WAL
-/// file of up to ~40 MiB, which SQLite reuses from its start after each
-/// checkpoint, and a longer WAL to read through after a crash.
-const WAL_CHECKPOINT_PAGES: u32 = 10_000;
-
 /// The one connection that writes. It is owned, not pooled: a pool pings a
 /// connection each time it comes back (one more round trip to the
 /// connection's thread after every write), and `data_version` is only
@@ -81,8 +68,7 @@ impl SqliteStore {
             // FULL: a commit is on disk before it is acknowledged, even across power loss.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string());
+            .busy_timeout(Duration::from_secs(10));
         // Multi-row statements come in one size per row count.
         let mut writer = sqlx::ConnectOptions::connect(&opts.clone().statement_cache_capacity(512)).await?;
         sqlx::migrate!("migrations/sqlite")
