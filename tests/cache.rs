@@ -837,22 +837,17 @@ async fn hung_up_rotations(backend: Backend, over_mcp: bool) {
     let path = format!("/api/v1/secrets/{id}");
     for attempt in 0..150u64 {
         assert_eq!(srv.get(&path, &key).await.0, 200, "warm the cache");
-        let request = if over_mcp {
+        let (head, body) = if over_mcp {
             let call = json!({ "jsonrpc": "2.0", "id": attempt, "method": "tools/call",
                 "params": { "name": "set_secret", "arguments": { "name": "HUNG_UP", "value": format!("r{attempt}") } } });
-            let body = call.to_string();
-            format!(
-                "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nAccept: application/json, text/event-stream\r\n\
-                 Content-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nAuthorization: Bearer {key}\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18"
+            );
+            (head, call.to_string())
         } else {
-            let body = json!({ "value": format!("r{attempt}") }).to_string();
-            format!(
-                "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
+            (format!("PUT {path} HTTP/1.1\r\nX-API-Key: {key}"), json!({ "value": format!("r{attempt}") }).to_string())
         };
+        let request = format!("{head}\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
         conn.write_all(request.as_bytes()).await.unwrap();
         tokio::time::sleep(Duration::from_micros((attempt * 11) % 1500)).await;

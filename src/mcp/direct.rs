@@ -147,8 +147,9 @@ impl Direct {
 ///
 /// rmcp's own parse reads a message through several layers of untagged and
 /// flattened types, each buffering the message once more; for a tool call of
-/// a hundred bytes that was ~4 µs, more than the AES-GCM and the cache lookup
-/// of the read it asks for. This reads the one shape that Claude Code and the
+/// a hundred bytes that cost more than the AES-GCM and the cache lookup of the
+/// read it asks for (server CPU per `get_secret` ~78 → ~66 µs without it,
+/// tools/BENCHMARKS.md). This reads the one shape that Claude Code and the
 /// SDKs send, straight into the fields rmcp's parse would produce from it.
 /// Anything else (another method, `_meta`, a field rmcp knows and this does
 /// not, a repeated key, an id that is neither a string nor an integer) is
