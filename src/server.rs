@@ -42,15 +42,16 @@ pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
     // Room for the largest value after JSON escaping, plus metadata.
     let body_limit = vault.config().max_value_bytes.saturating_mul(6).saturating_add(64 * 1024);
     let (routes, _) = rest::routes();
-    let guard = mcp::http::Guard::new(vault.clone(), allowed.clone());
-    let mcp = Router::new()
-        .fallback_service(mcp::http::service(vault.clone(), &allowed))
-        .layer(axum::middleware::from_fn_with_state(guard, mcp::http::guard));
+    let mcp = mcp::http::Endpoint::new(vault.clone(), allowed);
+    let mcp = axum::routing::any(move |req: axum::extract::Request| mcp.clone().serve(req));
     routes
-        .nest_service("/mcp", mcp)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(vault.clone(), run_to_completion))
+        // After the layer above: `/mcp` decides itself which calls need a task.
+        .route("/mcp", mcp.clone())
+        .route("/mcp/", mcp.clone())
+        .route("/mcp/{*rest}", mcp)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(body_limit, read_body_first))
         .layer(TraceLayer::new_for_http())
@@ -93,7 +94,9 @@ async fn read_body_first(
 /// when its connection closes, and a write whose `COMMIT` was already on its
 /// way still lands: the steps after it (the cache dropping what the write
 /// changed, above all) must run too, or this process would go on serving
-/// what the write replaced.
+/// what the write replaced. `/mcp` keeps the same rule itself
+/// (`mcp::http::Endpoint::serve`): there the body, not the method, says
+/// whether a call is a read.
 async fn run_to_completion(
     axum::extract::State(vault): axum::extract::State<Arc<Vault>>,
     req: axum::extract::Request,

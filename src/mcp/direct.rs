@@ -30,6 +30,7 @@
 //! an event stream and cancel the token once answered. No Latchkey tool does
 //! either; one that needs to must be left out of [`Direct::answer`].
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use axum::body::Bytes;
@@ -58,11 +59,41 @@ type RevisionPeer = (ProtocolVersion, Peer<RoleServer>, RunningService<RoleServe
 pub struct Direct {
     server: LatchkeyMcp,
     peers: OnceLock<Vec<RevisionPeer>>,
+    /// Tools annotated read-only: a call of one may run where its request
+    /// arrived (see [`Call::read_only`]).
+    read_only: HashSet<String>,
+}
+
+/// What [`Direct::take`] made of a request. Made once per request and moved
+/// straight on, so both variants stay unboxed.
+#[allow(clippy::large_enum_variant)]
+pub enum Taken {
+    Call(Call),
+    /// Not one this module takes: rmcp's, unchanged.
+    Rmcp(Parts, Bytes),
+}
+
+/// A request this module answers, read and not yet run.
+pub struct Call {
+    request: rmcp::model::JsonRpcRequest<ClientRequest>,
+    peer: Peer<RoleServer>,
+    parts: Parts,
+    read_only: bool,
+}
+
+impl Call {
+    /// Whether the tool called says it changes nothing (`readOnlyHint`). Such a
+    /// call is a plain read, like a REST `GET`: it may run in its connection's
+    /// task, which hyper drops if the client hangs up (`server::run_to_completion`).
+    /// Its audit entry is committed by the audit writer's own task either way.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
 }
 
 impl Direct {
     pub fn new(server: LatchkeyMcp) -> Self {
-        Direct { server, peers: OnceLock::new() }
+        Direct { read_only: read_only_tools(&server.tool_router), server, peers: OnceLock::new() }
     }
 
     /// Whether the request's headers leave rmcp's transport nothing to check
@@ -90,17 +121,28 @@ impl Direct {
         accept_ok && type_ok && host_ok && version_ok && !headers.contains_key(header::ORIGIN)
     }
 
-    /// Answers the request if it is one this module takes, or gives the body
+    /// The call, if the request is one this module takes, or the request
     /// back for rmcp. `parts` must carry the authenticated caller.
-    pub async fn answer(&self, parts: Parts, body: Bytes) -> Result<Response, (Parts, Bytes)> {
-        let Some(mut request) = plain_call(&body) else {
-            return Err((parts, body));
+    pub fn take(&self, parts: Parts, body: Bytes) -> Taken {
+        let Some(request) = plain_call(&body) else {
+            return Taken::Rmcp(parts, body);
         };
         let version =
             parts.headers.get(&PROTOCOL_HEADER).and_then(|v| v.to_str().ok()).map_or(Some(ProtocolVersion::V_2025_03_26), answered_version);
         let Some(peer) = version.and_then(|v| self.peer(&v)) else {
-            return Err((parts, body));
+            return Taken::Rmcp(parts, body);
         };
+        let read_only = match &request.request {
+            ClientRequest::CallToolRequest(call) => self.read_only.contains(call.params.name.as_ref()),
+            _ => false,
+        };
+        Taken::Call(Call { request, peer, parts, read_only })
+    }
+
+    /// Runs the call through the handler and serialises its answer as rmcp's
+    /// JSON response mode would.
+    pub async fn answer(&self, call: Call) -> Response {
+        let Call { mut request, peer, parts, .. } = call;
         let id = request.id.clone();
         let meta = std::mem::take(request.request.get_meta_mut());
         let mut extensions = std::mem::take(request.request.extensions_mut());
@@ -117,10 +159,10 @@ impl Direct {
                 JsonRpcMessage::error(error, Some(id))
             }
         };
-        Ok(match serde_json::to_vec(&message) {
+        match serde_json::to_vec(&message) {
             Ok(json) => ([(header::CONTENT_TYPE, JSON)], json).into_response(),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("serialize json response: {e}")).into_response(),
-        })
+        }
     }
 
     /// The peer for `version`. Each is a service that never receives a
@@ -196,6 +238,16 @@ fn plain_call(body: &[u8]) -> Option<rmcp::model::JsonRpcRequest<ClientRequest>>
     Some(rmcp::model::JsonRpcRequest::new(id, ClientRequest::CallToolRequest(rmcp::model::Request::new(params))))
 }
 
+/// The tools annotated read-only (`readOnlyHint`).
+fn read_only_tools(router: &rmcp::handler::server::router::tool::ToolRouter<LatchkeyMcp>) -> HashSet<String> {
+    router
+        .list_all()
+        .into_iter()
+        .filter(|t| t.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true))
+        .map(|t| t.name.into_owned())
+        .collect()
+}
+
 /// The revisions answered here: every known one before 2026-07-28, whose
 /// requests carry no lifecycle metadata and need no standard headers.
 fn answered_versions() -> impl Iterator<Item = &'static ProtocolVersion> {
@@ -258,6 +310,26 @@ mod tests {
         for body in left {
             assert!(plain_call(body.as_bytes()).is_none(), "taken: {body}");
         }
+    }
+
+    /// A read-only tool's call runs in its connection's task, which a client's
+    /// hang-up drops half-way (`Call::read_only`): only tools that change
+    /// nothing but the audit log may say they are read-only.
+    #[test]
+    fn only_reads_are_read_only() {
+        let mut tools: Vec<String> = read_only_tools(&LatchkeyMcp::tool_router()).into_iter().collect();
+        tools.sort();
+        let reads = [
+            "get_project",
+            "get_secret",
+            "list_api_keys",
+            "list_projects",
+            "list_secret_versions",
+            "list_secrets",
+            "query_audit",
+            "whoami",
+        ];
+        assert_eq!(tools, reads);
     }
 
     #[test]

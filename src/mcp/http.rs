@@ -10,15 +10,14 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
-use super::direct::Direct;
+use super::direct::{Direct, Taken};
 use super::{ANONYMOUS_TOOLS, LatchkeyMcp, resources};
 use crate::error::Error;
 use crate::server::{credential, origin_of};
@@ -100,24 +99,105 @@ pub fn origin_host(url: &str) -> Option<String> {
     Some(strip_port(authority).to_owned()).filter(|h| !h.is_empty())
 }
 
-/// The `/mcp` service, ready to nest into the router.
-pub fn service(vault: Arc<Vault>, allowed: &Allowed) -> StreamableHttpService<LatchkeyMcp, NeverSessionManager> {
-    StreamableHttpService::new(move || Ok(LatchkeyMcp::for_http(vault.clone())), Default::default(), allowed.rmcp_config())
-}
-
-/// State of the guard in front of `/mcp`.
-#[derive(Clone)]
-pub struct Guard {
-    pub vault: Arc<Vault>,
-    pub allowed: Allowed,
+/// `/mcp`: Latchkey's guard in front of rmcp's service, and the direct path
+/// between them (see `direct.rs`). One per process, behind an `Arc`, so
+/// rmcp's service is not cloned for every request (its config holds the
+/// allowed hosts and origins as strings).
+pub struct Endpoint {
+    vault: Arc<Vault>,
+    allowed: Allowed,
     /// Answers the common `tools/call` without rmcp's per-request service.
-    pub direct: Arc<Direct>,
+    direct: Direct,
+    rmcp: StreamableHttpService<LatchkeyMcp, NeverSessionManager>,
 }
 
-impl Guard {
-    pub fn new(vault: Arc<Vault>, allowed: Allowed) -> Self {
-        let direct = Arc::new(Direct::new(LatchkeyMcp::for_http(vault.clone())));
-        Guard { vault, allowed, direct }
+impl Endpoint {
+    pub fn new(vault: Arc<Vault>, allowed: Allowed) -> Arc<Self> {
+        let direct = Direct::new(LatchkeyMcp::for_http(vault.clone()));
+        let for_rmcp = vault.clone();
+        let config = allowed.rmcp_config();
+        let rmcp = StreamableHttpService::new(move || Ok(LatchkeyMcp::for_http(for_rmcp.clone())), Default::default(), config);
+        Arc::new(Endpoint { vault, allowed, direct, rmcp })
+    }
+
+    /// Host/Origin first (403), then the caller (401 / 429), then the call.
+    ///
+    /// `/mcp` is outside `server::run_to_completion`, which runs every POST in
+    /// a task of its own; its rule is kept here, where the body says what the
+    /// call is. A read-only tool's call on the direct path runs in the
+    /// connection's task, as a REST `GET` does; everything else (writes, and
+    /// whatever rmcp answers) runs in a task no hang-up can cancel.
+    pub async fn serve(self: Arc<Self>, req: Request) -> Response {
+        if !self.allowed.host_ok(req.headers()) {
+            return forbidden("this Host");
+        }
+        if !self.allowed.origin_ok(req.headers()) {
+            return forbidden("this Origin");
+        }
+        let (mut parts, body) = req.into_parts();
+        let origin = origin_of(&parts, Front::Mcp);
+        if let Some(token) = credential(&parts).filter(|t| !t.is_empty()) {
+            let principal = match self.vault.authenticate(token, origin).await {
+                Ok(principal) => principal,
+                Err(e) => return e.into_response(),
+            };
+            parts.extensions.insert(principal);
+            // The body is in memory already (server::read_body_first), so its size is known.
+            let fits = http_body::Body::size_hint(&body).exact().is_some_and(|n| n <= MAX_BODY as u64);
+            if parts.method != Method::POST || !fits || !Direct::headers_fit(&parts.headers) {
+                return self.to_rmcp(Request::from_parts(parts, body)).await;
+            }
+            let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+                return Error::internal("an MCP request body in memory could not be read").into_response();
+            };
+            return match self.direct.take(parts, bytes) {
+                Taken::Call(call) if call.read_only() => self.direct.answer(call).await,
+                Taken::Call(call) => self.in_task(|this| async move { this.direct.answer(call).await }).await,
+                Taken::Rmcp(parts, bytes) => self.to_rmcp(Request::from_parts(parts, Body::from(bytes))).await,
+            };
+        }
+        if parts.method != Method::POST {
+            return self.to_rmcp(Request::from_parts(parts, body)).await;
+        }
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                return Error::PayloadTooLarge("MCP request body is too large".into()).into_response();
+            }
+        };
+        let allowed = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Array(batch)) => batch.iter().all(anonymous_ok),
+            Ok(msg) => anonymous_ok(&msg),
+            Err(_) => true, // let rmcp answer the parse error
+        };
+        if !allowed {
+            let row = origin.audit(None, "anonymous", "auth.failed", "mcp", None, "denied");
+            if let Err(e) = self.vault.record(row).await {
+                return e.into_response();
+            }
+            return Error::Unauthorized(
+                "this MCP call needs an API key: call the signup tool, then send Authorization: Bearer <apiKey>".into(),
+            )
+            .into_response();
+        }
+        self.to_rmcp(Request::from_parts(parts, Body::from(bytes))).await
+    }
+
+    async fn to_rmcp(self: Arc<Self>, req: Request) -> Response {
+        self.in_task(|this| async move { this.rmcp.handle(req).await.into_response() }).await
+    }
+
+    /// Runs `work` in a task of its own (see `server::run_to_completion`).
+    async fn in_task<F, Fut>(self: Arc<Self>, work: F) -> Response
+    where
+        F: FnOnce(Arc<Self>) -> Fut,
+        Fut: std::future::Future<Output = Response> + Send + 'static,
+    {
+        let requests = self.vault.requests().clone();
+        match requests.spawn(work(self)).await {
+            Ok(resp) => resp,
+            Err(e) => Error::internal(format_args!("request task: {e}")).into_response(),
+        }
     }
 }
 
@@ -141,63 +221,6 @@ pub fn anonymous_ok(msg: &Value) -> bool {
 fn forbidden(what: &str) -> Response {
     let body = serde_json::json!({ "error": { "code": "FORBIDDEN_ORIGIN", "message": format!("{what} is not allowed to reach /mcp") } });
     (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response()
-}
-
-/// Guards `/mcp`: Host/Origin first (403), then the caller (401 / 429).
-pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
-    if !g.allowed.host_ok(req.headers()) {
-        return forbidden("this Host");
-    }
-    if !g.allowed.origin_ok(req.headers()) {
-        return forbidden("this Origin");
-    }
-    let (mut parts, body) = req.into_parts();
-    let origin = origin_of(&parts, Front::Mcp);
-    if let Some(token) = credential(&parts).filter(|t| !t.is_empty()) {
-        return match g.vault.authenticate(token, origin).await {
-            Ok(principal) => {
-                parts.extensions.insert(principal);
-                // The body is in memory already (server::read_body_first), so its size is known.
-                let fits = http_body::Body::size_hint(&body).exact().is_some_and(|n| n <= MAX_BODY as u64);
-                if parts.method != Method::POST || !fits || !Direct::headers_fit(&parts.headers) {
-                    return next.run(Request::from_parts(parts, body)).await;
-                }
-                let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-                    return Error::internal("an MCP request body in memory could not be read").into_response();
-                };
-                match g.direct.answer(parts, bytes).await {
-                    Ok(answer) => answer,
-                    Err((parts, bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-                }
-            }
-            Err(e) => e.into_response(),
-        };
-    }
-    if parts.method != Method::POST {
-        return next.run(Request::from_parts(parts, body)).await;
-    }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return Error::PayloadTooLarge("MCP request body is too large".into()).into_response();
-        }
-    };
-    let allowed = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Array(batch)) => batch.iter().all(anonymous_ok),
-        Ok(msg) => anonymous_ok(&msg),
-        Err(_) => true, // let rmcp answer the parse error
-    };
-    if !allowed {
-        let row = origin.audit(None, "anonymous", "auth.failed", "mcp", None, "denied");
-        if let Err(e) = g.vault.record(row).await {
-            return e.into_response();
-        }
-        return Error::Unauthorized(
-            "this MCP call needs an API key: call the signup tool, then send Authorization: Bearer <apiKey>".into(),
-        )
-        .into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! Like REST, it only resolves the caller and calls one vault function per
 //! tool. Over HTTP the caller comes from the request's own credential, which
-//! [`http::guard`] resolves before rmcp sees the request; over stdio it is
+//! [`http::Endpoint`] resolves before rmcp sees the request; over stdio it is
 //! the key in `LATCHKEY_API_KEY` or the local tenant's admin.
 
 mod direct;
@@ -38,7 +38,7 @@ someone else's change. Without an API key, call signup first and use the returne
 /// is a clone of the whole context, the request's HTTP parts (headers,
 /// extensions) among them, made for every call; a tool needs only this.
 enum Caller {
-    /// An HTTP request whose key the guard checked (`http::guard`).
+    /// An HTTP request whose key `/mcp` checked (`http::Endpoint`).
     Key(Principal),
     /// An HTTP request without a key.
     Anonymous(Origin),
