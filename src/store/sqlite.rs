@@ -298,13 +298,13 @@ async fn write_locked(
 /// `AUDIT_ROWS_PER_INSERT`), built once per size, then a second statement in
 /// the same call that reads SQLite's `data_version` right after the insert
 /// commits: one result row, where `RETURNING` would send one per inserted row
-/// (see `SqliteStore::write_audit`).
+/// (see `SqliteStore::write_audit`). The `PRAGMA` itself, not the
+/// `pragma_data_version()` table, which prepares that `PRAGMA` anew on every
+/// run.
 fn audit_batch_sql(rows: usize) -> &'static str {
     static SQL: [OnceLock<String>; AUDIT_ROWS_PER_INSERT] = [const { OnceLock::new() }; AUDIT_ROWS_PER_INSERT];
     assert!((1..=AUDIT_ROWS_PER_INSERT).contains(&rows), "audit insert of {rows} rows");
-    SQL[rows - 1].get_or_init(|| {
-        format!("INSERT INTO {AUDIT_INTO} VALUES {}; SELECT data_version FROM pragma_data_version()", Params::Anonymous.values(rows, 11))
-    })
+    SQL[rows - 1].get_or_init(|| format!("INSERT INTO {AUDIT_INTO} VALUES {}; PRAGMA data_version", Params::Anonymous.values(rows, 11)))
 }
 
 #[derive(Clone, Copy)]
