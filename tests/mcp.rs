@@ -68,7 +68,7 @@ async fn story_over_http(backend: Backend) {
     let c = http_client(&srv, Some(&key)).await;
     let info = c.peer_info().expect("server info");
     assert!(info.instructions.as_deref().unwrap_or_default().contains("set_secret"));
-    assert_eq!(tool_names(&c).await.len(), 17);
+    assert_eq!(tool_names(&c).await.len(), 19);
     let me = ok(&c, "whoami", json!({})).await;
     assert_eq!(me["tenantId"], tenant.as_str());
 
@@ -114,10 +114,28 @@ async fn story_over_http(backend: Backend) {
     assert_eq!(ok(&c, "list_projects", json!({})).await["count"], 1);
     let shown = ok(&c, "get_project", json!({ "id": project["id"] })).await;
     assert_eq!((shown["name"].as_str(), shown["secretCount"].as_i64()), (Some("agents"), Some(0)), "{shown}");
-    let reader = ok(&c, "create_api_key", json!({ "name": "reader", "permissions": "read" })).await;
+    let renamed = ok(&c, "update_project", json!({ "id": project["id"], "name": "bots", "tags": ["ci"] })).await;
+    assert_eq!((renamed["name"].as_str(), renamed["tags"].clone()), (Some("bots"), json!(["ci"])), "{renamed}");
+    let (_, rest_project) = srv.get(&format!("/api/v1/projects/{}", project["id"].as_str().unwrap()), &key).await;
+    assert_eq!(rest_project["name"], "bots", "REST sees the rename: {rest_project}");
+    assert_eq!(err_code(&c, "update_project", json!({ "id": project["id"], "title": "x" })).await, "INVALID_REQUEST");
+    let reader = ok(&c, "create_api_key", json!({ "name": "reader", "permissions": "write" })).await;
     assert!(reader["apiKey"].as_str().unwrap().starts_with("sc_"));
     let keys = ok(&c, "list_api_keys", json!({})).await;
     assert!(!keys.to_string().contains(reader["apiKey"].as_str().unwrap()));
+    // Narrowed in place: the same key string, now read-only, expiring, then not.
+    let expiry = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let narrowed = ok(&c, "update_api_key", json!({ "id": reader["id"], "permissions": "read", "expiresAt": expiry })).await;
+    assert_eq!((narrowed["permissions"].as_str(), narrowed["expiresAt"].is_string()), (Some("read"), true), "{narrowed}");
+    let reader_key = reader["apiKey"].as_str().unwrap();
+    let (s, denied) = srv.post("/api/v1/secrets", reader_key, json!({ "name": "NOPE", "value": "v" })).await;
+    assert_eq!((s, denied["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{denied}");
+    assert_eq!(srv.get("/api/v1/secrets", reader_key).await.0, 200);
+    let renamed_key = ok(&c, "update_api_key", json!({ "id": reader["id"], "name": "script" })).await;
+    assert_eq!((renamed_key["name"].as_str(), renamed_key["expiresAt"].is_string()), (Some("script"), true), "absent keeps the expiry");
+    let forever = ok(&c, "update_api_key", json!({ "id": reader["id"], "expiresAt": null })).await;
+    assert!(forever["expiresAt"].is_null(), "null clears the expiry: {forever}");
+    assert_eq!(err_code(&c, "update_api_key", json!({ "id": reader["id"], "permissions": "root" })).await, "INVALID_REQUEST");
     // A leaked key is replaced: the old one stops at once, the new one works.
     let renewed = ok(&c, "regenerate_api_key", json!({ "id": reader["id"] })).await;
     assert_eq!((renewed["id"].clone(), renewed["permissions"].clone()), (reader["id"].clone(), json!("read")));
@@ -364,7 +382,7 @@ async fn in_process_over_a_duplex_pipe() {
         let _ = running.waiting().await;
     });
     let c: Client = ().serve(client_end).await.unwrap();
-    assert_eq!(tool_names(&c).await.len(), 17);
+    assert_eq!(tool_names(&c).await.len(), 19);
     let set = ok(&c, "set_secret", json!({ "name": "LOCAL", "value": "in-process" })).await;
     assert_eq!(set["created"], true);
     assert_eq!(ok(&c, "get_secret", json!({ "name": "LOCAL" })).await["value"], "in-process");
@@ -491,6 +509,8 @@ async fn a_project_scoped_admin_manages_only_keys_within_its_projects() {
 
     let c = http_client(&srv, Some(&scoped)).await;
     assert_eq!(err_code(&c, "revoke_api_key", json!({ "id": root })).await, "NOT_FOUND");
+    assert_eq!(err_code(&c, "update_api_key", json!({ "id": in_b, "projectScope": [a] })).await, "NOT_FOUND");
+    assert_eq!(err_code(&c, "update_api_key", json!({ "id": in_a, "projectScope": [] })).await, "SCOPE_DENIED");
     assert_eq!(err_code(&c, "query_audit", json!({})).await, "SCOPE_DENIED");
     assert_eq!(ok(&c, "list_api_keys", json!({})).await["count"], 2);
     // Within its reach it is an admin: it regenerates and revokes its project's key.

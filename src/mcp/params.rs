@@ -4,9 +4,12 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use chrono::{DateTime, Utc};
+
 use crate::error::{Error, Result};
+use crate::vault::Permission;
 use crate::vault::secrets::SecretRef;
-use crate::vault::views::SecretType;
+use crate::vault::views::{SecretType, UpdateApiKey, UpdateProject};
 
 /// Which secret: give `id`, or `name` (with `projectId` / `environment` when the
 /// secret was filed under them).
@@ -78,4 +81,51 @@ pub struct UpdateMetadataParams {
 pub struct IdParams {
     /// The resource's id.
     pub id: String,
+}
+
+/// A project's id and what to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateProjectParams {
+    /// The project's id.
+    pub id: String,
+    /// A new name (unique within the tenant).
+    pub name: Option<String>,
+    /// A new description ("" clears it).
+    pub description: Option<String>,
+    /// Replaces the tags.
+    pub tags: Option<Vec<String>>,
+}
+
+impl UpdateProjectParams {
+    pub fn split(self) -> (String, UpdateProject) {
+        (self.id, UpdateProject { name: self.name, description: self.description, tags: self.tags })
+    }
+}
+
+/// An API key's id and what to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateApiKeyParams {
+    /// The key's id (from list_api_keys), not the key itself.
+    pub id: String,
+    /// A new name.
+    pub name: Option<String>,
+    /// read < write < admin; at most your own key's permission.
+    pub permissions: Option<Permission>,
+    /// Limit the key to these project ids (within your own key's scope); [] for
+    /// the whole tenant, if your own key has no project scope.
+    pub project_scope: Option<Vec<String>>,
+    /// When the key stops working (RFC 3339), or null to make it never expire.
+    #[serde(default, deserialize_with = "crate::vault::views::present")]
+    #[schemars(transform = crate::vault::views::no_default)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl UpdateApiKeyParams {
+    pub fn split(self) -> (String, UpdateApiKey) {
+        let change =
+            UpdateApiKey { name: self.name, permissions: self.permissions, project_scope: self.project_scope, expires_at: self.expires_at };
+        (self.id, change)
+    }
 }

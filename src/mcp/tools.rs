@@ -104,6 +104,14 @@ impl LatchkeyMcp {
         Ok(Json(self.vault.create_project(&self.principal(caller).await?, req).await?))
     }
 
+    /// Rename a project or change its description or tags; absent fields stay
+    /// as they are. Its secrets and their ids do not change.
+    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
+    async fn update_project(&self, Parameters(p): Parameters<UpdateProjectParams>, caller: Caller) -> Result<Json<ProjectView>, Error> {
+        let (id, change) = p.split();
+        Ok(Json(self.vault.update_project(&self.principal(caller).await?, &id, change).await?))
+    }
+
     /// Delete an empty project (fails with CONFLICT while it holds secrets).
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
     async fn delete_project(&self, Parameters(p): Parameters<IdParams>, caller: Caller) -> Result<Json<Deleted>, Error> {
@@ -122,6 +130,16 @@ impl LatchkeyMcp {
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn list_api_keys(&self, caller: Caller) -> Result<Json<ApiKeyList>, Error> {
         Ok(Json(self.vault.list_api_keys(&self.principal(caller).await?).await?))
+    }
+
+    /// Change an API key's name, permissions, project scope or expiry, e.g.
+    /// narrow a key to read-only or to one project. Never beyond your own key's
+    /// permission and scope. The key string stays the same; it takes effect at
+    /// once.
+    #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn update_api_key(&self, Parameters(p): Parameters<UpdateApiKeyParams>, caller: Caller) -> Result<Json<ApiKeyView>, Error> {
+        let (id, change) = p.split();
+        Ok(Json(self.vault.update_api_key(&self.principal(caller).await?, &id, change).await?))
     }
 
     /// Replace an API key with a new one (same name, permission and scope), e.g.

@@ -376,11 +376,18 @@ pub struct UpdateApiKey {
     /// A new expiry (RFC 3339), or `null` to make the key never expire;
     /// absent leaves it as it is.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(transform = no_default)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
 }
 
+/// Absent and `null` mean different things where [`present`] reads a field,
+/// so its schema must not tell a client that leaving it out means `null`.
+pub(crate) fn no_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
+}
+
 /// `Some(None)` for an explicit `null`, so that absent and `null` differ.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 

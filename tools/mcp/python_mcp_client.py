@@ -32,8 +32,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 ALL_TOOLS = {
     "signup", "whoami", "list_secrets", "get_secret", "set_secret", "update_secret_metadata",
-    "delete_secret", "list_secret_versions", "list_projects", "get_project", "create_project",
-    "delete_project", "create_api_key", "list_api_keys", "regenerate_api_key", "revoke_api_key", "query_audit",
+    "delete_secret", "list_secret_versions", "list_projects", "get_project", "create_project", "update_project",
+    "delete_project", "create_api_key", "list_api_keys", "update_api_key", "regenerate_api_key", "revoke_api_key",
+    "query_audit",
 }
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
 ALL_RESOURCES = PUBLIC_RESOURCES | {"latchkey://secrets", "latchkey://audit/recent"}
@@ -193,6 +194,9 @@ async def exercise(c: Checks, s: ClientSession, tenant: str) -> None:
     proj = await call_ok(c, s, "create_project", {"name": pname, "description": "from python", "tags": ["t"]})
     pid = proj["id"]
     c.ok(proj["name"] == pname, "create_project: name", proj)
+    renamed = await call_ok(c, s, "update_project", {"id": pid, "name": pname + "-renamed"})
+    c.ok(renamed["name"] == pname + "-renamed" and renamed["description"] == "from python",
+         "update_project: renamed, the rest kept", renamed)
     projects = await call_ok(c, s, "list_projects")
     c.ok(pid in {p["id"] for p in projects["projects"]}, "list_projects: contains it")
     c.ok(projects["count"] == len(projects["projects"]), "list_projects: count matches", projects["count"])
@@ -210,6 +214,10 @@ async def exercise(c: Checks, s: ClientSession, tenant: str) -> None:
     c.ok(key["id"] in {k["id"] for k in keys["apiKeys"]}, "list_api_keys: contains it")
     c.ok(key["apiKey"] not in json.dumps(keys) and all("apiKey" not in k for k in keys["apiKeys"]),
          "list_api_keys: never shows a key")
+    narrowed = await call_ok(c, s, "update_api_key", {"id": key["id"], "name": "ci-reader-renamed"})
+    c.ok(narrowed["name"] == "ci-reader-renamed" and narrowed["permissions"] == "read",
+         "update_api_key: renamed, permission kept", narrowed)
+    await call_err(c, s, "update_api_key", {"id": key["id"], "permissions": "superuser"}, "INVALID_REQUEST")
     revoked = await call_ok(c, s, "revoke_api_key", {"id": key["id"]})
     c.ok(revoked["revoked"] is True and revoked["revokedAt"], "revoke_api_key: revoked", revoked)
 
