@@ -50,6 +50,28 @@ async fn check_and_set(backend: Backend) {
     let (_, versions) = srv.get(&format!("/api/v1/secrets/{id}/versions"), &key).await;
     assert_eq!(versions["currentVersion"], 34);
     assert_eq!(versions["versions"].as_array().unwrap().len(), 34);
+    assert_eq!((versions["hasMore"].as_bool(), versions["nextCursor"].is_null()), (Some(false), true));
+
+    // The history in pages of 10, newest first: 34..25, 24..15, 14..5, 4..1.
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let (s, page) = srv.get(&format!("/api/v1/secrets/{id}/versions?limit=10&cursor={cursor}"), &key).await;
+        assert_eq!(s, 200, "{page}");
+        pages += 1;
+        seen.extend(page["versions"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()));
+        match page["nextCursor"].as_str() {
+            Some(next) if pages < 10 => cursor = next.to_owned(),
+            _ => {
+                assert_eq!(page["hasMore"], false, "{page}");
+                break;
+            }
+        }
+    }
+    assert_eq!((pages, seen), (4, (1..=34).rev().collect::<Vec<i64>>()));
+    for bad in ["limit=0", "limit=1001", "cursor=not-ours", "cursor=WyJhIiwiYiJd", "limit=ten"] {
+        let (s, body) = srv.get(&format!("/api/v1/secrets/{id}/versions?{bad}"), &key).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{bad}: {body}");
+    }
 
     // 32 racing creates of one name: one secret, the rest 409.
     let mut tasks = Vec::new();

@@ -95,6 +95,11 @@ async fn story_over_http(backend: Backend) {
     assert_eq!((meta["description"].as_str(), meta["version"].as_i64()), (Some("for the summariser"), Some(2)));
     let versions = ok(&c, "list_secret_versions", json!({ "name": "OPENAI_API_KEY" })).await;
     assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    let newest = ok(&c, "list_secret_versions", json!({ "name": "OPENAI_API_KEY", "limit": 1 })).await;
+    assert_eq!((newest["versions"][0]["version"].as_i64(), newest["hasMore"].as_bool()), (Some(2), Some(true)), "{newest}");
+    let older = ok(&c, "list_secret_versions", json!({ "id": id, "limit": 1, "cursor": newest["nextCursor"] })).await;
+    assert_eq!((older["versions"][0]["version"].as_i64(), older["hasMore"].as_bool()), (Some(1), Some(false)), "{older}");
+    assert_eq!(err_code(&c, "list_secret_versions", json!({ "id": id, "limit": 0 })).await, "INVALID_REQUEST");
 
     // A failing tool is a result the agent can read, and the connection lives on.
     assert_eq!(err_code(&c, "get_secret", json!({ "id": uuid::Uuid::new_v4().to_string() })).await, "SECRET_NOT_FOUND");

@@ -64,6 +64,18 @@ pub struct GetSecretParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct VersionsParams {
+    #[serde(flatten)]
+    pub target: SecretTarget,
+    /// Page size, 1-1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<i64>,
+    /// `nextCursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateMetadataParams {
     #[serde(flatten)]
     pub target: SecretTarget,

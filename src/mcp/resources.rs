@@ -11,7 +11,7 @@ use rmcp::{ErrorData, RoleServer};
 use super::{Caller, LatchkeyMcp};
 use crate::error::Error;
 use crate::vault::secrets::SecretRef;
-use crate::vault::views::{AuditQuery, ListSecrets};
+use crate::vault::views::{AuditQuery, ListSecrets, VersionPage};
 
 pub const LLMS: &str = "latchkey://llms.txt";
 pub const QUICKSTART: &str = "latchkey://quickstart";
@@ -98,7 +98,7 @@ impl LatchkeyMcp {
                     match self.vault.secret_metadata(&p, target()).await {
                         Ok(meta) => self
                             .vault
-                            .secret_versions(&p, target())
+                            .secret_versions(&p, target(), VersionPage::default())
                             .await
                             .map(|versions| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions }))),
                         Err(e) => Err(e),

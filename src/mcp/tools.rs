@@ -80,10 +80,12 @@ impl LatchkeyMcp {
         Ok(Json(self.vault.delete_secret(&self.principal(caller).await?, t.as_ref()?).await?))
     }
 
-    /// A secret's version history: numbers, times and writers; never values.
+    /// A secret's version history, newest first: numbers, times and writers;
+    /// never values. Page with limit and the returned nextCursor.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn list_secret_versions(&self, Parameters(t): Parameters<SecretTarget>, caller: Caller) -> Result<Json<VersionList>, Error> {
-        Ok(Json(self.vault.secret_versions(&self.principal(caller).await?, t.as_ref()?).await?))
+    async fn list_secret_versions(&self, Parameters(p): Parameters<VersionsParams>, caller: Caller) -> Result<Json<VersionList>, Error> {
+        let page = VersionPage { limit: p.limit, cursor: p.cursor };
+        Ok(Json(self.vault.secret_versions(&self.principal(caller).await?, p.target.as_ref()?, page).await?))
     }
 
     /// List projects with how many secrets each holds.

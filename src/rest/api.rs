@@ -94,7 +94,9 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         )
         .add(
             get(h::secret_versions),
-            Op::new("get", "/api/v1/secrets/{id}/versions", "secrets", "Version history (no values)").returns::<VersionList>(200),
+            Op::new("get", "/api/v1/secrets/{id}/versions", "secrets", "Version history, newest first, cursor pagination (no values)")
+                .query::<VersionPage>()
+                .returns::<VersionList>(200),
         )
         .add(
             post(h::create_project),

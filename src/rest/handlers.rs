@@ -63,8 +63,13 @@ pub async fn delete_secret(State(s): State<AppState>, Auth(p): Auth, Path(id): P
     Ok(Json(s.vault.delete_secret(&p, SecretRef::Id(&id)).await?))
 }
 
-pub async fn secret_versions(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<VersionList>> {
-    Ok(Json(s.vault.secret_versions(&p, SecretRef::Id(&id)).await?))
+pub async fn secret_versions(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Query(page): Query<VersionPage>,
+) -> Result<Json<VersionList>> {
+    Ok(Json(s.vault.secret_versions(&p, SecretRef::Id(&id), page).await?))
 }
 
 pub async fn create_project(State(s): State<AppState>, Auth(p): Auth, Body(req): Body<CreateProject>) -> Result<Created<ProjectView>> {

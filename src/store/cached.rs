@@ -383,8 +383,8 @@ impl Store for CachedStore {
         self.inner.delete_secret(tenant_id, id, audit).await
     }
 
-    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>> {
-        self.inner.list_versions(secret_id).await
+    async fn list_versions(&self, secret_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<VersionMeta>> {
+        self.inner.list_versions(secret_id, before, limit).await
     }
 
     async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>> {

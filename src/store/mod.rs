@@ -362,7 +362,8 @@ pub trait Store: Send + Sync + 'static {
         change: VersionChange,
     ) -> Result<WriteOutcome>;
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
-    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>>;
+    /// Up to `limit` versions below `before` (all when `None`), newest first.
+    async fn list_versions(&self, secret_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<VersionMeta>>;
     async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>>;
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64>;
 

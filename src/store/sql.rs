@@ -765,11 +765,16 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
-            async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>> {
-                Ok(sqlx::query_as("SELECT version, created_at, created_by FROM secret_versions WHERE secret_id = $1 ORDER BY version DESC")
-                    .bind(secret_id)
-                    .fetch_all(&self.reader)
-                    .await?)
+            async fn list_versions(&self, secret_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<VersionMeta>> {
+                Ok(sqlx::query_as(
+                    "SELECT version, created_at, created_by FROM secret_versions \
+                     WHERE secret_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+                )
+                .bind(secret_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?)
             }
 
             async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>> {

@@ -323,17 +323,29 @@ impl Vault {
         Ok(SecretPage { count: secrets.len(), secrets, has_more, next_cursor })
     }
 
-    pub async fn secret_versions(&self, p: &Principal, r: SecretRef<'_>) -> Result<VersionList> {
+    pub async fn secret_versions(&self, p: &Principal, r: SecretRef<'_>, page: VersionPage) -> Result<VersionList> {
         let rid = r.id();
-        audited!(self, p, "secret.versions", "secret", rid, self.secret_versions_inner(p, &r).await)
+        audited!(self, p, "secret.versions", "secret", rid, self.secret_versions_inner(p, &r, page).await)
     }
 
-    async fn secret_versions_inner(&self, p: &Principal, r: &SecretRef<'_>) -> Result<VersionList> {
+    /// A page of the history, newest first: a secret rotated every minute has
+    /// half a million versions a year, more than any one answer should carry.
+    async fn secret_versions_inner(&self, p: &Principal, r: &SecretRef<'_>, page: VersionPage) -> Result<VersionList> {
         p.require(Permission::Read)?;
+        let limit = page.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::InvalidRequest("limit must be between 1 and 1000".into()));
+        }
+        // The cursor is the last version a page returned; the next starts below it.
+        let before = page.cursor.as_deref().filter(|c| !c.is_empty()).map(super::cursor::decode::<i64>).transpose()?;
         let row = self.visible_secret(p, r).await?;
-        let versions = self.store.list_versions(&row.id).await?;
+        let mut versions = self.store.list_versions(&row.id, before, limit + 1).await?;
+        let has_more = versions.len() as i64 > limit;
+        versions.truncate(limit as usize);
         self.record_read(p, p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
         Ok(VersionList {
+            next_cursor: versions.last().filter(|_| has_more).map(|v| super::cursor::encode(&v.version)),
+            has_more,
             versions: versions.iter().map(|v| VersionInfo::new(v, row.current_version)).collect(),
             secret_id: row.id,
             name: row.name,

@@ -281,13 +281,28 @@ impl VersionInfo {
     }
 }
 
+/// A page of a secret's version history, newest first.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VersionPage {
+    /// Page size, 1-1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<i64>,
+    /// `nextCursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionList {
     pub secret_id: String,
     pub name: String,
     pub current_version: i64,
+    /// Newest first.
     pub versions: Vec<VersionInfo>,
+    pub has_more: bool,
+    /// Pass as `cursor` to get older versions; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
