@@ -261,3 +261,90 @@ async fn a_cursor_walk_skips_and_repeats_nothing_while_entries_arrive_on_sqlite(
 async fn a_cursor_walk_skips_and_repeats_nothing_while_entries_arrive_on_postgres() {
     cursor_walk(Backend::Postgres).await;
 }
+
+/// `usage.apiCallsThisMonth` is the month's audit entries, counted once per
+/// process and then only from where the last count settled: however long the
+/// month's trail, a count scans only its last minute or so. Entries older than
+/// that which appear later (planted here behind the server's back) are not
+/// scanned again, until a fresh process counts the whole month.
+async fn monthly_count(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || common::Opts { data_dir: Some(dir.path().to_path_buf()), ..common::Opts::new(backend) };
+    let srv = Server::start_with(opts()).await;
+    let tenant = unique("usage");
+    let key = srv.signup(&tenant).await;
+    let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "COUNTED", "value": "v" })).await;
+    let path = format!("/api/v1/secrets/{}", made["id"].as_str().unwrap());
+    let calls = async |srv: &Server| {
+        let (s, plan) = srv.get("/api/v1/plan", &key).await;
+        assert_eq!(s, 200, "{plan}");
+        plan["usage"]["apiCallsThisMonth"].as_i64().unwrap()
+    };
+    let reads = async |srv: &Server, n: usize| {
+        for _ in 0..n {
+            assert_eq!(srv.get(&path, &key).await.0, 200);
+        }
+    };
+    // The first read after a write may be on record twice (a read that finds
+    // the cache changed under it is done again from the database, and both
+    // reads happened), so the counting starts after one.
+    reads(&srv, 1).await;
+    let first = calls(&srv).await;
+    assert!(first >= 3, "the signup, the create and the read are this month's: {first}");
+    reads(&srv, 5).await;
+    let second = calls(&srv).await;
+    assert_eq!(second - first, 5, "each read is one call");
+    reads(&srv, 7).await;
+    let third = calls(&srv).await;
+    assert_eq!(third - second, 7);
+
+    // Old entries of this month (over a minute old, so settled) planted now.
+    let month_start = {
+        use chrono::{Datelike, TimeZone};
+        let now = chrono::Utc::now();
+        chrono::Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).unwrap().timestamp_millis()
+    };
+    let old = (chrono::Utc::now().timestamp_millis() - 5 * 60_000).max(month_start);
+    let wait = old + 61_000 - chrono::Utc::now().timestamp_millis();
+    if wait > 0 {
+        // Only in a month's first five minutes.
+        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+    }
+    let plant = "INSERT INTO audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome) \
+                 SELECT $1, $2, 'planted', 'rest', 'secret.read', 'secret', 'planted', 'success' FROM secret_versions LIMIT 1";
+    for _ in 0..40 {
+        match &srv.database_url {
+            None => {
+                let url = format!("sqlite://{}", srv.data_dir.join(latchkey::store::sqlite::DB_FILE).display());
+                let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(plant).bind(&tenant).bind(old).execute(&mut db).await.unwrap();
+            }
+            Some(url) => {
+                let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(plant).bind(&tenant).bind(old).execute(&mut db).await.unwrap();
+            }
+        }
+    }
+    // One read, which another process's write may make look twice (above).
+    reads(&srv, 1).await;
+    let after = calls(&srv).await;
+    assert!((1..=2).contains(&(after - third)), "the settled part is not scanned again: {third} → {after}");
+    reads(&srv, 3).await;
+    let counted = calls(&srv).await;
+    assert_eq!(counted - after, 3);
+    let database_url = srv.database_url.clone();
+    assert_eq!(srv.stop(), Some(0));
+
+    let srv = Server::start_with(common::Opts { database_url, ..opts() }).await;
+    assert_eq!(calls(&srv).await, counted + 40, "a fresh process counts the whole month, the planted entries too");
+}
+
+#[tokio::test]
+async fn the_monthly_count_scans_only_what_is_new_on_sqlite() {
+    monthly_count(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_monthly_count_scans_only_what_is_new_on_postgres() {
+    monthly_count(Backend::Postgres).await;
+}

@@ -124,6 +124,21 @@ async fn signup_rules() {
     assert_eq!((s, b["error"]["code"].as_str()), (403, Some("SIGNUP_CLOSED")));
 }
 
+/// An address that is not one is refused, and the tenant is not created: the
+/// same id signs up right after with a real address.
+#[tokio::test]
+async fn signup_email_must_be_an_address() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let tenant = unique("mail");
+    for bad in ["not-an-address", "a@localhost", "<ops@co.dev>", "ops@co.dev, boss@co.dev"] {
+        let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant, "email": bad }))).await;
+        assert_eq!((s, b["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{bad}: {b}");
+        assert!(b["error"]["message"].as_str().unwrap().contains("email"), "{b}");
+    }
+    let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant, "email": " ops@co.dev " }))).await;
+    assert_eq!(s, 201, "{b}");
+}
+
 #[tokio::test]
 async fn free_plan_quota_is_enforced() {
     let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--default-plan").arg("free")).await;

@@ -157,7 +157,23 @@ async fn story_over_http(backend: Backend) {
     let one = c.read_resource(ReadResourceRequestParams::new("latchkey://secrets/OPENAI_API_KEY")).await.unwrap();
     assert!(format!("{:?}", one.contents).contains("history"));
     let templates = c.list_all_resource_templates().await.unwrap();
-    assert!(templates.iter().any(|t| t.uri_template == "latchkey://secrets/{name}"));
+    assert!(templates.iter().any(|t| t.uri_template == "latchkey://secrets/{name}{?projectId,environment}"));
+    // A secret filed under a project and an environment, by the template's query.
+    let filed = ok(&c, "create_project", json!({ "name": "filed" })).await;
+    let pid = filed["id"].as_str().unwrap();
+    ok(&c, "set_secret", json!({ "name": "DB_URL", "value": "filed-value", "projectId": pid, "environment": "prod" })).await;
+    let uri = format!("latchkey://secrets/DB_URL?projectId={pid}&environment=prod");
+    let shown = c.read_resource(ReadResourceRequestParams::new(uri)).await.unwrap();
+    let text = format!("{:?}", shown.contents);
+    assert!(text.contains(pid) && text.contains("history") && !text.contains("filed-value"), "{text}");
+    for wrong in ["latchkey://secrets/DB_URL", &format!("latchkey://secrets/DB_URL?projectId={pid}")] {
+        assert!(c.read_resource(ReadResourceRequestParams::new(wrong)).await.is_err(), "{wrong} names no secret");
+    }
+    let misspelt =
+        c.read_resource(ReadResourceRequestParams::new(format!("latchkey://secrets/DB_URL?project={pid}&environment=prod"))).await;
+    assert!(format!("{misspelt:?}").contains("INVALID_REQUEST"), "an unknown query key is refused: {misspelt:?}");
+    ok(&c, "delete_secret", json!({ "name": "DB_URL", "projectId": pid, "environment": "prod" })).await;
+    ok(&c, "delete_project", json!({ "id": pid })).await;
     assert!(c.read_resource(ReadResourceRequestParams::new("latchkey://audit/recent")).await.is_ok());
 
     // Another tenant's key acts only for that tenant.

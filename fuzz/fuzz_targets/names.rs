@@ -1,5 +1,5 @@
 //! `latchkey::vault::names`: every identifier a request carries (tenant ids,
-//! secret names, environments, tags, free text, resource ids) plus
+//! secret names, environments, tags, emails, free text, resource ids) plus
 //! `Permission::parse`. Besides "never panics", an accepted value must obey the
 //! rule its doc comment states, since services trust it without re-checking.
 #![no_main]
@@ -14,6 +14,7 @@ enum Input<'a> {
     SecretName(&'a str),
     Environment(Option<&'a str>),
     Tags(Vec<String>),
+    Email(&'a str),
     Text { what: &'a str, raw: &'a str, max: u16 },
     IsId(&'a str),
     Permission(&'a str),
@@ -52,6 +53,17 @@ fuzz_target!(|input: Input<'_>| match input {
             }
         }
     }
+    Input::Email(raw) => match names::email(raw) {
+        Ok(None) => assert!(raw.trim().is_empty(), "{raw:?}"),
+        Ok(Some(e)) => {
+            assert_eq!(e, raw.trim());
+            assert!(e.len() <= 254 && e.bytes().all(|b| b.is_ascii_graphic()), "{e:?}");
+            let (local, domain) = e.split_once('@').expect("one @");
+            assert!(!local.is_empty() && local.len() <= 64 && !domain.contains('@'), "{e:?}");
+            assert!(domain.contains('.') && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-')), "{e:?}");
+        }
+        Err(_) => {}
+    },
     Input::Text { what, raw, max } => {
         if let Ok(t) = names::text(what, raw, max as usize) {
             assert!(t.len() <= max as usize);

@@ -17,6 +17,9 @@ pub const LLMS: &str = "latchkey://llms.txt";
 pub const QUICKSTART: &str = "latchkey://quickstart";
 pub const SECRETS: &str = "latchkey://secrets";
 pub const SECRET_PREFIX: &str = "latchkey://secrets/";
+/// RFC 6570: the query part expands to nothing for a secret filed under no
+/// project or environment.
+pub const SECRET_TEMPLATE: &str = "latchkey://secrets/{name}{?projectId,environment}";
 pub const AUDIT_RECENT: &str = "latchkey://audit/recent";
 
 /// Resources anyone may read, with or without a key.
@@ -62,8 +65,11 @@ impl LatchkeyMcp {
     pub(super) fn resource_templates(&self, ctx: &RequestContext<RoleServer>) -> ListResourceTemplatesResult {
         let templates = if self.has_caller(ctx) {
             vec![
-                ResourceTemplate::new("latchkey://secrets/{name}", "secret")
-                    .with_description("One secret's metadata and version history, by name (never the value)")
+                ResourceTemplate::new(SECRET_TEMPLATE, "secret")
+                    .with_description(
+                        "One secret's metadata and newest 100 versions, by name, with projectId and environment when it \
+                         is filed under them (never the value)",
+                    )
                     .with_mime_type("application/json"),
             ]
         } else {
@@ -92,21 +98,42 @@ impl LatchkeyMcp {
             AUDIT_RECENT => {
                 self.vault.query_audit(&p, AuditQuery { limit: Some(50), ..Default::default() }).await.map(|a| json_contents(uri, &a))
             }
-            _ => match uri.strip_prefix(SECRET_PREFIX) {
-                Some(name) if !name.is_empty() => {
-                    let target = || SecretRef::Name { name, project_id: None, environment: None };
-                    match self.vault.secret_metadata(&p, target()).await {
-                        Ok(meta) => self
-                            .vault
-                            .secret_versions(&p, target(), VersionPage::default())
-                            .await
-                            .map(|versions| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions }))),
-                        Err(e) => Err(e),
+            _ => match uri.strip_prefix(SECRET_PREFIX).map(|rest| rest.split_once('?').unwrap_or((rest, ""))) {
+                Some((name, query)) if !name.is_empty() => match filed_under(query) {
+                    Ok(place) => {
+                        let target =
+                            || SecretRef::Name { name, project_id: place.project_id.as_deref(), environment: place.environment.as_deref() };
+                        match self.vault.secret_metadata(&p, target()).await {
+                            Ok(meta) => self
+                                .vault
+                                .secret_versions(&p, target(), VersionPage::default())
+                                .await
+                                .map(|versions| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions }))),
+                            Err(e) => Err(e),
+                        }
                     }
-                }
+                    Err(e) => Err(e),
+                },
                 _ => Err(Error::NotFound("resource")),
             },
         };
         result.map_err(resource_error)
     }
+}
+
+/// Where a named secret is filed, from the query of its URI (see
+/// [`SECRET_TEMPLATE`]). Anything else in the query is refused, as tools
+/// refuse arguments they do not know: a misspelt key would otherwise find the
+/// secret of no project or environment.
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FiledUnder {
+    project_id: Option<String>,
+    environment: Option<String>,
+}
+
+fn filed_under(query: &str) -> Result<FiledUnder, Error> {
+    let place: FiledUnder = serde_urlencoded::from_str(query).map_err(|e| Error::InvalidRequest(format!("resource URI query: {e}")))?;
+    let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+    Ok(FiledUnder { project_id: given(place.project_id), environment: given(place.environment) })
 }

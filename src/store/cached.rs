@@ -413,8 +413,8 @@ impl Store for CachedStore {
         self.inner.query_audit(tenant_id, filter).await
     }
 
-    async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64> {
-        self.inner.count_audit_since(tenant_id, since).await
+    async fn count_audit_since(&self, tenant_id: &str, since: Millis, split: Millis) -> Result<(i64, i64)> {
+        self.inner.count_audit_since(tenant_id, since, split).await
     }
 
     async fn changed_elsewhere(&self) -> Result<bool> {

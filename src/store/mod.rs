@@ -377,8 +377,9 @@ pub trait Store: Send + Sync + 'static {
     /// matches: the work is bounded by `filter.scan`, `count_limit`, `offset`
     /// and `limit`, never by the size of the trail.
     async fn query_audit(&self, tenant_id: &str, filter: &AuditFilter) -> Result<AuditSlice>;
-    /// Entries since `since`: an index-only range scan of `(tenant_id, at)`.
-    async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64>;
+    /// The tenant's entries from `since` on: (those before `split`, all of
+    /// them). An index-only range scan of `(tenant_id, at)`.
+    async fn count_audit_since(&self, tenant_id: &str, since: Millis, split: Millis) -> Result<(i64, i64)>;
 
     // Changes made by other processes.
     /// Whether another process (a second `latchkey` on the same SQLite file,

@@ -839,10 +839,11 @@ macro_rules! sql_store {
                 self.can_detect_changes()
             }
 
-            async fn count_audit_since(&self, tenant_id: &str, since: Millis) -> Result<i64> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND at >= $2")
+            async fn count_audit_since(&self, tenant_id: &str, since: Millis, split: Millis) -> Result<(i64, i64)> {
+                Ok(sqlx::query_as("SELECT COUNT(*) FILTER (WHERE at < $3), COUNT(*) FROM audit_log WHERE tenant_id = $1 AND at >= $2")
                     .bind(tenant_id)
                     .bind(since)
+                    .bind(split)
                     .fetch_one(&self.reader)
                     .await?)
             }

@@ -58,6 +58,28 @@ pub fn tags(raw: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// A contact address, `local@domain`: up to 254 bytes, one `@`, a local part
+/// of 1-64 printable ASCII characters without quotes, brackets or separators,
+/// a domain of two or more dot-separated labels (ASCII letters, digits, inner
+/// hyphens; an internationalised one in its `xn--` form). Blank means none.
+pub fn email(raw: &str) -> Result<Option<String>> {
+    let e = raw.trim();
+    if e.is_empty() {
+        return Ok(None);
+    }
+    let label = |l: &str| {
+        (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-')
+    };
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            (1..=64).contains(&local.len())
+                && local.bytes().all(|b| b.is_ascii_graphic() && !b"\"(),:;<>@[\\]".contains(&b))
+                && domain.contains('.')
+                && domain.split('.').all(label)
+        });
+    if ok { Ok(Some(e.to_owned())) } else { Err(invalid("email", "must be an address like name@example.com")) }
+}
+
 /// Free text (descriptions, key names): bounded and without control characters
 /// other than newlines and tabs.
 pub fn text(what: &str, raw: &str, max: usize) -> Result<String> {
@@ -104,6 +126,37 @@ mod tests {
         }
         for bad in ["", "/abs", "trail/", "a//b", "sp ace", "semi;colon", "new\nline", &"x".repeat(257)] {
             assert!(secret_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["human@co.dev", "a.b+tag@mail.example.org", " ops@xn--bcher-kva.example ", "x@a.io"] {
+            assert_eq!(email(ok).unwrap().as_deref(), Some(ok.trim()), "{ok}");
+        }
+        assert_eq!(email("  ").unwrap(), None);
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        let long = format!("a@{}.com", ["b".repeat(63), "c".repeat(63), "d".repeat(63), "e".repeat(63)].join("."));
+        for bad in [
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a@@example.com",
+            "a@b@example.com",
+            "a b@example.com",
+            "\"a\"@example.com",
+            "a@exa mple.com",
+            "a@-example.com",
+            "a@example..com",
+            "a@example.com.",
+            "<a@example.com>",
+            "a@bücher.example",
+            "a\n@example.com",
+            &long_local,
+            &long,
+        ] {
+            assert!(email(bad).is_err(), "{bad:?}");
         }
     }
 

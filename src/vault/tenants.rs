@@ -40,7 +40,7 @@ impl Vault {
         let now = now_millis();
         let (_, wrapped) = self.master.new_data_key(&id);
         let tenant = TenantRow {
-            email: bounded("email", req.email)?,
+            email: req.email.as_deref().map(names::email).transpose()?.flatten(),
             agent: bounded("agent", req.agent)?,
             description: bounded("description", req.description)?,
             id,
@@ -115,14 +115,13 @@ impl Vault {
     /// be the key as it is now (and a key revoked elsewhere gets 401).
     pub async fn whoami(&self, p: &Principal) -> Result<WhoAmI> {
         let p = &self.recheck(p).await?;
-        let month_start = super::usage::month_start();
         Ok(WhoAmI {
             tenant_id: p.tenant_id.clone(),
             plan: p.plan.clone(),
             limits: plans::limits(&p.plan)?,
             usage: Usage {
                 secrets: self.store.count_secrets(&p.tenant_id).await?,
-                api_calls_this_month: self.store.count_audit_since(&p.tenant_id, month_start).await?,
+                api_calls_this_month: self.monthly_calls.current(&*self.store, &p.tenant_id).await?,
             },
             key_id: p.key_id.clone(),
             permissions: p.permission,

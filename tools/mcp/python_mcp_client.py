@@ -38,7 +38,7 @@ ALL_TOOLS = {
 }
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
 ALL_RESOURCES = PUBLIC_RESOURCES | {"latchkey://secrets", "latchkey://audit/recent"}
-SECRET_TEMPLATE = "latchkey://secrets/{name}"
+SECRET_TEMPLATE = "latchkey://secrets/{name}{?projectId,environment}"
 
 
 class CheckFailed(Exception):
