@@ -1080,3 +1080,20 @@ async fn a_key_revoked_elsewhere_cannot_mint_keys_from_the_cache() {
     let (_, keys) = srv.get("/api/v1/api-keys", &admin).await;
     assert!(!keys.to_string().contains("persist"), "{keys}");
 }
+
+/// Each read is one entry from the first request on: a fresh SQLite server
+/// knows the database's `data_version` from the start, so its first audit
+/// batch does not mistake the start for another process's write (which
+/// would empty the cache and make the read look again, on record twice).
+#[tokio::test]
+async fn the_first_reads_after_start_are_recorded_once_on_sqlite() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let key = srv.signup(&unique("fresh")).await;
+    let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "FIRST", "value": "v" })).await;
+    let path = format!("/api/v1/secrets/{}", made["id"].as_str().unwrap());
+    for _ in 0..3 {
+        assert_eq!(srv.get(&path, &key).await.0, 200);
+    }
+    let (_, trail) = srv.get("/api/v1/audit?action=secret.read", &key).await;
+    assert_eq!(trail["total"], 3, "{trail}");
+}

@@ -80,6 +80,9 @@ impl SqliteStore {
             .run(&mut writer)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
+        // As of now: what other processes committed before is in the database
+        // already, and the cache starts empty.
+        let data_version: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut writer).await?;
         let writer: Writer = Arc::new(Mutex::new(Some(writer)));
         let stop = CancellationToken::new();
         let checkpointing = sqlx::ConnectOptions::connect(&opts).await?;
@@ -92,7 +95,7 @@ impl SqliteStore {
             versions: VersionWriter::start(Arc::new(SqliteBatch(Arc::clone(&writer)))),
             writer,
             reader,
-            data_version: AtomicI64::new(i64::MIN),
+            data_version: AtomicI64::new(data_version),
             checkpointer: std::sync::Mutex::new(Some((stop, checkpointer))),
         })
     }
