@@ -548,3 +548,56 @@ async fn a_project_scoped_admin_manages_only_keys_within_its_projects() {
     assert_eq!(done[0]["resourceId"], in_a.as_str());
     assert_eq!(audit["total"], 5, "the four refused attempts are on record too: {audit}");
 }
+
+/// A `latchkey mcp` session acting with a tenant's key pays for its calls as
+/// that key's HTTP requests do: on the free plan (100 requests a minute) a
+/// burst of 110 calls runs into 429's RATE_LIMITED, as a tool result.
+#[tokio::test]
+async fn stdio_calls_are_charged_to_the_tenants_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with(
+        Opts { data_dir: Some(dir.path().to_path_buf()), ..Opts::new(Backend::Sqlite) }.env("LATCHKEY_DEFAULT_PLAN", "free"),
+    )
+    .await;
+    let key = srv.signup(&unique("stdio-free")).await;
+    assert_eq!(srv.stop(), Some(0));
+
+    let mut child = common::mcp_stdio(dir.path()).env("LATCHKEY_API_KEY", &key).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines =
+        vec![initialize("2025-06-18").to_string(), json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }).to_string()];
+    for id in 2..112 {
+        lines.push(
+            json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": "whoami", "arguments": {} } }).to_string(),
+        );
+    }
+    writeln!(stdin, "{}", lines.join("\n")).unwrap();
+    stdin.flush().unwrap();
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut codes = std::collections::BTreeMap::new();
+        for line in BufReader::new(stdout).lines().take(111) {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let id = v["id"].as_i64().unwrap();
+            if id == 1 {
+                continue;
+            }
+            let code = match v["result"]["isError"].as_bool() {
+                Some(true) => {
+                    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+                    serde_json::from_str::<Value>(text).unwrap()["error"]["code"].as_str().unwrap().to_owned()
+                }
+                _ => "OK".to_owned(),
+            };
+            codes.insert(id, code);
+        }
+        codes
+    });
+    let codes = tokio::time::timeout(std::time::Duration::from_secs(60), answers).await.expect("answers within 60 s").unwrap();
+    drop(stdin);
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    assert_eq!(codes.len(), 110);
+    let limited = codes.values().filter(|c| *c == "RATE_LIMITED").count();
+    assert!(codes.values().all(|c| c == "OK" || c == "RATE_LIMITED"), "{codes:?}");
+    assert!((5..=20).contains(&limited), "a burst of 110 on a plan of 100 a minute: {limited} limited, {codes:?}");
+}

@@ -112,14 +112,19 @@ impl LatchkeyMcp {
     /// The caller, current as of this call. Over HTTP every request was just
     /// authenticated; over stdio the key was checked when the session began,
     /// and may have been revoked or have expired since, so it is looked up
-    /// again, past the cache.
+    /// again, past the cache, and the call is charged to its tenant's plan
+    /// as an HTTP request is when it authenticates.
     async fn principal(&self, caller: Caller) -> Result<Principal> {
         let need_key = || Error::Unauthorized("this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>".into());
         match caller {
             Caller::Key(principal) => Ok(principal),
             Caller::Anonymous(_) => Err(need_key()),
             Caller::Local => match &self.local {
-                Some(local) => local.current(&self.vault).await,
+                Some(local) => {
+                    let principal = local.current(&self.vault).await?;
+                    self.vault.admit(&principal.tenant_id, &principal.plan).await?;
+                    Ok(principal)
+                }
                 None => Err(need_key()),
             },
         }

@@ -155,15 +155,26 @@ impl Vault {
             self.record(principal::WithDetail::detail(row, serde_json::json!({ "reason": why }))).await?;
             return Err(Error::Unauthorized(format!("this API key is {why}")));
         }
-        if let Some(limiter) = self.request_limiters.get(plan.as_str())
-            && let Err(wait) = limiter.check(&key.tenant_id)
+        self.admit(&key.tenant_id, &plan).await?;
+        principal_of(key, plan, origin, seen_epoch)
+    }
+
+    /// Charges one call to the tenant's plan: its per-minute rate (429) and
+    /// its month's calls (403 `PLAN_LIMIT_REACHED`). Every authenticated call
+    /// pays, on every front: HTTP requests as they authenticate, each call of
+    /// a `latchkey mcp` session as it runs.
+    // `&String`: see `Throttle::check`.
+    #[allow(clippy::ptr_arg)]
+    pub async fn admit(&self, tenant_id: &String, plan: &str) -> Result<()> {
+        if let Some(limiter) = self.request_limiters.get(plan)
+            && let Err(wait) = limiter.check(tenant_id)
         {
             return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
         }
-        if let Some(&limit) = self.monthly_caps.get(plan.as_str()) {
-            self.monthly_calls.count(self.store.as_ref(), &key.tenant_id, limit).await?;
+        if let Some(&limit) = self.monthly_caps.get(plan) {
+            self.monthly_calls.count(self.store.as_ref(), tenant_id, limit).await?;
         }
-        principal_of(key, plan, origin, seen_epoch)
+        Ok(())
     }
 
     /// Looks the caller's key up again in the database: used when another
