@@ -599,5 +599,6 @@ async fn stdio_calls_are_charged_to_the_tenants_plan() {
     assert_eq!(codes.len(), 110);
     let limited = codes.values().filter(|c| *c == "RATE_LIMITED").count();
     assert!(codes.values().all(|c| c == "OK" || c == "RATE_LIMITED"), "{codes:?}");
-    assert!((5..=20).contains(&limited), "a burst of 110 on a plan of 100 a minute: {limited} limited, {codes:?}");
+    // About ten, fewer if the calls took seconds (the rate refills one every 0.6 s); none if uncharged.
+    assert!((1..=20).contains(&limited), "a burst of 110 on a plan of 100 a minute: {limited} limited, {codes:?}");
 }

@@ -2,6 +2,7 @@
 //! master key, and sealing a secret version under a tenant key.
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -60,14 +61,9 @@ pub struct SecretAad<'a> {
 
 impl SecretAad<'_> {
     fn bytes(&self) -> Vec<u8> {
-        const PREFIX: &[u8] = b"latchkey/secret/v1|";
-        let mut out = Vec::with_capacity(PREFIX.len() + self.tenant_id.len() + self.secret_id.len() + 22);
-        out.extend_from_slice(PREFIX);
-        out.extend_from_slice(self.tenant_id.as_bytes());
-        out.push(b'|');
-        out.extend_from_slice(self.secret_id.as_bytes());
-        out.push(b'|');
-        out.extend_from_slice(self.version.to_string().as_bytes());
+        // Sized up front: one allocation, where `format!` grew its string.
+        let mut out = Vec::with_capacity(41 + self.tenant_id.len() + self.secret_id.len());
+        write!(out, "latchkey/secret/v1|{}|{}|{}", self.tenant_id, self.secret_id, self.version).expect("writing to a Vec");
         out
     }
 }

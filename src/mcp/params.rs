@@ -1,10 +1,9 @@
 //! Tool parameters that exist only on the MCP side: ways to name a secret
 //! (by id, or by name + project + environment) that REST expresses in its path.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
-
-use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::vault::Permission;
