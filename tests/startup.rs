@@ -135,3 +135,83 @@ async fn healthz_and_graceful_shutdown() {
     assert_eq!(resp.status(), 200);
     assert_eq!(srv.stop(), Some(0));
 }
+
+/// A database from before migration 0002, whose versions checked their
+/// secret row by row, is rebuilt at start: every version reads back as it
+/// was, new versions go in batches under the rebuilt table, and deleting a
+/// secret still takes its versions with it.
+#[tokio::test]
+async fn an_older_sqlite_database_keeps_every_version_through_the_upgrade() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Opts { data_dir: Some(dir.path().to_path_buf()), ..Opts::new(Backend::Sqlite) };
+    let srv = Server::start_with(opts()).await;
+    let api = srv.signup(&unique("upgrade")).await;
+    let mut ids = vec![];
+    for name in ["DB_PASSWORD", "API_TOKEN"] {
+        let (s, created) = srv.post("/api/v1/secrets", &api, json!({ "name": name, "value": format!("{name}-1") })).await;
+        assert_eq!(s, 201, "{created}");
+        let id = created["secretId"].as_str().unwrap().to_owned();
+        for v in 2..=3 {
+            assert_eq!(srv.put(&format!("/api/v1/secrets/{id}"), &api, json!({ "value": format!("{name}-{v}") })).await.0, 200);
+        }
+        ids.push((name, id));
+    }
+    assert_eq!(srv.stop(), Some(0));
+
+    // The table as migration 0001 made it, and 0002 not yet applied.
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE old_versions (
+             secret_id  TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+             version    INTEGER NOT NULL,
+             sealed     BLOB NOT NULL,
+             created_at INTEGER NOT NULL,
+             created_by TEXT NOT NULL,
+             PRIMARY KEY (secret_id, version)
+         );
+         INSERT INTO old_versions SELECT * FROM secret_versions;
+         DROP TABLE secret_versions;
+         ALTER TABLE old_versions RENAME TO secret_versions;
+         DELETE FROM _sqlx_migrations WHERE version = 2;",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let schema = "SELECT sql FROM sqlite_master WHERE name = 'secret_versions'";
+    let before: String = sqlx::query_scalar(schema).fetch_one(&mut db).await.unwrap();
+    assert!(!before.contains("DEFERRED"), "{before}");
+    db.close().await.unwrap();
+
+    let srv = Server::start_with(opts()).await;
+    for (name, id) in &ids {
+        for v in 1..=3 {
+            let (s, body) = srv.get(&format!("/api/v1/secrets/{id}?version={v}"), &api).await;
+            assert_eq!((s, body["value"].as_str()), (200, Some(format!("{name}-{v}").as_str())), "{body}");
+        }
+    }
+    // Concurrent rotations share a batch: one multi-row insert of versions.
+    let puts = (0..16).map(|i| {
+        let (srv, api, (name, id)) = (&srv, &api, &ids[i % 2]);
+        async move { srv.put(&format!("/api/v1/secrets/{id}"), api, json!({ "value": format!("{name}-later-{i}") })).await }
+    });
+    for (s, body) in futures::future::join_all(puts).await {
+        assert_eq!(s, 200, "{body}");
+    }
+    for (_, id) in &ids {
+        let (_, versions) = srv.get(&format!("/api/v1/secrets/{id}/versions"), &api).await;
+        assert_eq!(versions["versions"].as_array().unwrap().len(), 11, "{versions}");
+    }
+    let (doomed, kept) = (&ids[0].1, &ids[1].1);
+    assert_eq!(srv.delete(&format!("/api/v1/secrets/{doomed}"), &api).await.0, 200);
+    assert_eq!(srv.stop(), Some(0));
+
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let after: String = sqlx::query_scalar(schema).fetch_one(&mut db).await.unwrap();
+    assert!(after.contains("DEFERRABLE INITIALLY DEFERRED"), "{after}");
+    let count = "SELECT COUNT(*) FROM secret_versions WHERE secret_id = ?";
+    let left: i64 = sqlx::query_scalar(count).bind(doomed).fetch_one(&mut db).await.unwrap();
+    let kept: i64 = sqlx::query_scalar(count).bind(kept).fetch_one(&mut db).await.unwrap();
+    assert_eq!((left, kept), (0, 11));
+}
