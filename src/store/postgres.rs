@@ -484,8 +484,8 @@ impl PgBatch {
                  RETURNING s.*
              ), new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
-                 SELECT * FROM (SELECT unnest($7::text[]) AS id, unnest($8::bigint[]), unnest($9::bytea[]),
-                                       unnest($10::bigint[]), unnest($11::text[])) n
+                 SELECT * FROM (SELECT unnest($7::text[]) AS id, unnest($8::bigint[]) AS version, unnest($9::bytea[]) AS sealed,
+                                       unnest($10::bigint[]) AS created_at, unnest($11::text[]) AS created_by) n
                  WHERE n.id IN (SELECT id FROM advanced)
              ), audited AS (
                  INSERT INTO {AUDIT_INTO} SELECT {} FROM (SELECT {}, unnest($23::text[]) AS id) a
