@@ -4,7 +4,8 @@
 //! refuses changes nothing, replicas that rotate the same secret in turn
 //! never write on what they saw of it before, connections PostgreSQL cuts
 //! are replaced, a rotation whose commit answer is lost is never written
-//! twice, and SQLite's WAL stays small under steady writes.
+//! twice, secrets deleted mid-rotation leave no versions behind, and
+//! SQLite's WAL stays small under steady writes.
 
 mod common;
 
@@ -143,6 +144,73 @@ async fn concurrent_rotations(backend: Backend) {
     let (_, audit) = srv.get("/api/v1/audit?action=secret.update&limit=1000", &owner).await;
     let updates = audit["logs"].as_array().unwrap().iter().filter(|e| e["outcome"] == "success").count();
     assert_eq!(updates, written.iter().map(Vec::len).sum::<usize>(), "one audit entry per acknowledged write");
+}
+
+/// Secrets deleted while their rotations stream in take every version with
+/// them, also one that a batch committed while the delete waited for it:
+/// PostgreSQL's versions have no foreign key to cascade from (migration
+/// 0003), so `delete_secret` must delete the secret's row, which every
+/// version write holds until it commits, before its versions. Each write
+/// answers 200 before the delete and 404 after it, nothing else.
+async fn deleted_mid_rotation(backend: Backend) {
+    use sqlx::Connection;
+    let srv = std::sync::Arc::new(Server::start(backend).await);
+    let key = srv.signup(&unique("del")).await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let (_, s) = srv.post("/api/v1/secrets", &key, json!({ "name": format!("D{n}"), "value": "v0" })).await;
+        ids.push(s["id"].as_str().unwrap().to_owned());
+    }
+    let mut tasks = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        for w in 0..6 {
+            let (srv, key, id) = (srv.clone(), key.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                for r in 0..400 {
+                    let (status, body) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": format!("{w}-{r}") })).await;
+                    match status {
+                        200 => {}
+                        404 => return,
+                        s => panic!("write to a secret being deleted: {s} {body}"),
+                    }
+                }
+                panic!("the secret was never deleted");
+            }));
+        }
+        let (srv, key, id) = (srv.clone(), key.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            // Into the stream of writes, at a different moment for each secret.
+            tokio::time::sleep(std::time::Duration::from_millis(30 + 7 * n as u64)).await;
+            let (status, body) = srv.delete(&format!("/api/v1/secrets/{id}"), &key).await;
+            assert_eq!(status, 200, "{body}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let left = "SELECT COUNT(*) FROM secret_versions v WHERE NOT EXISTS (SELECT 1 FROM secrets s WHERE s.id = v.secret_id)";
+    let left: i64 = match &srv.database_url {
+        None => {
+            let url = format!("sqlite://{}", srv.data_dir.join(latchkey::store::sqlite::DB_FILE).display());
+            sqlx::query_scalar(left).fetch_one(&mut sqlx::SqliteConnection::connect(&url).await.unwrap()).await.unwrap()
+        }
+        Some(url) => sqlx::query_scalar(left).fetch_one(&mut sqlx::PgConnection::connect(url).await.unwrap()).await.unwrap(),
+    };
+    assert_eq!(left, 0, "versions outlived their deleted secret");
+    for id in &ids {
+        let (status, _) = srv.get(&format!("/api/v1/secrets/{id}/versions"), &key).await;
+        assert_eq!(status, 404);
+    }
+}
+
+#[tokio::test]
+async fn deleted_mid_rotation_on_sqlite() {
+    deleted_mid_rotation(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn deleted_mid_rotation_on_postgres() {
+    deleted_mid_rotation(Backend::Postgres).await;
 }
 
 /// SQLite's WAL is copied into the database file beside the writer

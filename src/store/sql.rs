@@ -745,20 +745,18 @@ macro_rules! sql_store {
             async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
                 let mut conn = self.write_conn().await?;
                 let mut tx = Self::begin_write(&mut conn).await?;
-                sqlx::query("DELETE FROM secret_versions WHERE secret_id = (SELECT id FROM secrets WHERE tenant_id = $1 AND id = $2)")
-                    .bind(tenant_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM secret_tags WHERE secret_id = (SELECT id FROM secrets WHERE tenant_id = $1 AND id = $2)")
-                    .bind(tenant_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                // The secret's row first. Every write of a version holds that row
+                // until it commits, so on PostgreSQL this waits for a version
+                // batch in flight, and the deletes below, each a statement with
+                // a snapshot of its own, see what that batch wrote. PostgreSQL's
+                // versions have no foreign key to cascade from (migration 0003):
+                // deleted the other way round, they could outlive their secret.
                 let n = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2").bind(tenant_id).bind(id).execute(&mut *tx).await?.rows_affected();
                 if n == 0 {
                     return Ok(false);
                 }
+                sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM secret_tags WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
                 self.announce_change(&mut tx, tenant_id).await?;
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
