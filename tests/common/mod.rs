@@ -110,11 +110,32 @@ fn tool_output(tool: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().lines().last().expect("one line of output").to_owned()
 }
 
-/// A new, empty database on the test PostgreSQL server.
+/// A new, empty database on the test PostgreSQL server, named
+/// `lk_test_<unix seconds>_<uuid>`. Tests do not drop their databases (a test
+/// may start a second server on one after the first has stopped), so the
+/// first call in each test binary drops those older than `STALE_AFTER`,
+/// which no test run still uses.
 pub async fn fresh_pg_database() -> String {
+    const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let admin = pg_admin_url();
-    let name = format!("lk_test_{}", uuid::Uuid::new_v4().simple());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let name = format!("lk_test_{now}_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect to test PostgreSQL");
+    if !SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'lk\\_test\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+        for old in names {
+            // Names from before the timestamp count as stale too.
+            let born = old.strip_prefix("lk_test_").and_then(|rest| rest.split('_').next()?.parse::<u64>().ok()).unwrap_or(0);
+            if now.saturating_sub(born) > STALE_AFTER.as_secs() {
+                // Fails harmlessly if something still holds it open.
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{old}\""))).execute(&mut conn).await;
+            }
+        }
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
     conn.close().await.ok();
     let (base, _) = admin.rsplit_once('/').expect("URL with a database");
