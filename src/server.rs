@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::add_extension::AddExtension;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
@@ -55,6 +56,13 @@ pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(body_limit, read_body_first))
         .layer(TraceLayer::new_for_http())
+        // Answers carry values, keys shown once and tokens: no cache between
+        // the server and the client (a proxy, a browser's disk) may keep one.
+        // It overrides rmcp's `no-cache` on event streams, which lets a cache
+        // store what it then revalidates.
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store")))
+        // A JSON error that echoes input must never be sniffed into HTML.
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff")))
         .with_state(AppState { vault })
 }
 

@@ -67,8 +67,9 @@ async fn malformed_requests_are_rejected_and_change_nothing() {
     // Unknown ids and routes answer 404 in the same shape.
     let (s, b) = srv.get("/api/v1/secrets/not-a-uuid", &key).await;
     assert_eq!((s, code(&b).as_str()), (404, "SECRET_NOT_FOUND"));
-    let (s, b) = srv.get("/api/v1/nothing-here", &key).await;
+    let (s, headers, b) = srv.call_full("GET", "/api/v1/nothing-here", Some(&key), None).await;
     assert_eq!((s, code(&b).as_str()), (404, "NOT_FOUND"));
+    assert_eq!(headers["cache-control"], "no-store", "errors too");
     let (s, b) = srv.call("GET", "/api/v1/secrets", Some("sc_free_not-a-key"), None).await;
     assert_eq!((s, code(&b).as_str()), (401, "UNAUTHORIZED"));
     let resp = srv.http.get(srv.url("/api/v1/secrets")).send().await.unwrap();
@@ -109,7 +110,9 @@ async fn an_oversized_upload_is_answered_not_reset() {
 async fn signup_rules() {
     let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--signup-per-minute").arg("3")).await;
     let tenant = unique("dup");
-    srv.signup(&tenant).await;
+    let (s, headers, b) = srv.call_full("POST", "/api/signup", None, Some(json!({ "tenantId": tenant }))).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(headers["cache-control"], "no-store", "the key is shown once; no cache may keep it");
     let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant }))).await;
     assert_eq!((s, b["error"]["code"].as_str()), (409, Some("ALREADY_EXISTS")));
     let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": "Not A Slug" }))).await;

@@ -309,8 +309,9 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
-        let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-        (status, content_type, resp.text().await.unwrap())
+        let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let (content_type, cache_control) = (header("content-type"), header("cache-control"));
+        (status, content_type, cache_control, resp.text().await.unwrap())
     };
     let mut statuses = Vec::new();
     for version in [None, Some("2024-11-05"), Some("2025-03-26"), Some("2025-06-18"), Some("2025-11-25")] {
@@ -318,12 +319,13 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
             let direct = send(version, None, body).await;
             let through_rmcp = send(version, Some("http://localhost:5173"), body).await;
             assert_eq!(direct, through_rmcp, "{version:?} {:.300}", body.to_string());
+            assert_eq!(direct.2.as_deref(), Some("no-store"), "no cache may keep a tool's answer");
             statuses.push(direct.0);
         }
     }
     let expected: Vec<u16> = bodies.iter().map(|b| if b["id"] == 9 { 413 } else { 200 }).collect();
     assert_eq!(statuses, expected.repeat(5), "every call got an answer; the oversized one rmcp's 413");
-    let (_, read) = send(Some("2025-06-18"), None, &bodies[0]).await.2.parse::<Value>().map(|v| ((), v)).unwrap();
+    let (_, read) = send(Some("2025-06-18"), None, &bodies[0]).await.3.parse::<Value>().map(|v| ((), v)).unwrap();
     assert_eq!(read["result"]["structuredContent"]["value"], "dir-value");
     let (_, after) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
     assert_eq!(after["version"], 1, "the refused write changed nothing");

@@ -60,9 +60,11 @@ async fn story(backend: Backend) {
         assert_eq!(s, 201, "{b}");
     }
 
-    // Read: value and metadata.
-    let (s, got) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
+    // Read: value and metadata, which no cache on the way may keep.
+    let (s, headers, got) = srv.call_full("GET", &format!("/api/v1/secrets/{id}"), Some(&key), None).await;
     assert_eq!(s, 200, "{got}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(got["value"], canary.as_str());
     assert_eq!(got["name"], "STRIPE_SECRET_KEY");
     assert_eq!(got["environment"], "production");
