@@ -350,3 +350,141 @@ async fn the_monthly_count_scans_only_what_is_new_on_sqlite() {
 async fn the_monthly_count_scans_only_what_is_new_on_postgres() {
     monthly_count(Backend::Postgres).await;
 }
+
+/// The export's status, content type and body.
+async fn export(srv: &Server, key: &str, query: &str) -> (u16, String, String) {
+    let resp = srv.http.get(srv.url(&format!("/api/v1/audit/export?{query}"))).header("X-API-Key", key).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, content_type, resp.text().await.unwrap())
+}
+
+async fn exports(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let tenant = unique("export");
+    let key = srv.signup(&tenant).await;
+    // Three of the export's pages, and a client that names itself with a
+    // spreadsheet formula.
+    seed(&srv, &tenant, 2_500, 7).await;
+    let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "DB_URL", "value": "postgres://x" })).await;
+    let formula = "=HYPERLINK(\"http://evil.example\",\"open\")";
+    let read = srv.url(&format!("/api/v1/secrets/{}", made["secretId"].as_str().unwrap()));
+    let resp = srv.http.get(read).header("X-API-Key", &key).header("user-agent", formula).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // JSON: the whole trail, as a cursor walk of the query API sees it,
+    // with the walk's own entries and the export's on top.
+    let walked: Vec<(i64, i64)> = walk(&srv, &key, "limit=1000", 10).await.iter().flat_map(positions).collect();
+    assert!(walked.len() > 2_500);
+    let (s, content_type, body) = export(&srv, &key, "").await;
+    assert_eq!((s, content_type.as_str()), (200, "application/json"), "{body:.300}");
+    let json: Value = serde_json::from_str(&body).expect("a complete JSON document");
+    let exported = positions(&json);
+    assert_eq!(json["count"].as_u64(), Some(exported.len() as u64));
+    assert!(newest_first(&exported));
+    assert!(exported.len() > walked.len(), "{} exported, {} walked", exported.len(), walked.len());
+    let newer = exported.len() - walked.len();
+    assert_eq!(exported[newer..], walked[..], "every entry once, in the walk's order");
+    let actions: Vec<&str> = json["logs"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions[0], "audit.export", "its own entry, written before the first page");
+    assert!(actions[1..newer].iter().all(|a| *a == "audit.query"), "{:?}", &actions[..newer]);
+    let entry = |id: i64| json["logs"].as_array().unwrap().iter().find(|e| e["id"] == id).unwrap().clone();
+    let read_entry = json["logs"].as_array().unwrap().iter().find(|e| e["action"] == "secret.read").unwrap();
+    assert_eq!(read_entry["userAgent"], formula, "JSON keeps what the client sent");
+
+    // CSV: the same entries, one more export on top; a formula stays text.
+    let (s, content_type, body) = export(&srv, &key, "format=csv").await;
+    assert_eq!((s, content_type.as_str()), (200, "text/csv; charset=utf-8"), "{body:.300}");
+    let mut csv = csv::Reader::from_reader(body.as_bytes());
+    let header: Vec<String> = csv.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(
+        header,
+        ["id", "timestamp", "action", "resourceType", "resourceId", "actor", "front", "outcome", "ipAddress", "userAgent", "detail"]
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    let csv_ids: Vec<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(&rows[0][2], "audit.export");
+    assert_eq!(csv_ids[1..], exported.iter().map(|p| p.1).collect::<Vec<_>>()[..]);
+    let read_row = rows.iter().find(|r| &r[2] == "secret.read" && &r[5] != "seed").unwrap();
+    assert_eq!(&read_row[9], format!("'{formula}"));
+    let same = entry(read_row[0].parse().unwrap());
+    assert_eq!(serde_json::from_str::<Value>(&read_row[10]).unwrap(), same["detail"], "detail as JSON text");
+    assert_eq!(&read_row[1], same["timestamp"].as_str().unwrap());
+    assert_eq!(&read_row[8], "127.0.0.1");
+
+    // Filters as for the query API. A rare action in a long trail: its
+    // pages end at each scan window, most of them empty, and the export
+    // reads on until the trail ends.
+    let rare = unique("export-rare");
+    let rare_key = srv.signup(&rare).await;
+    let created = seed(&srv, &rare, 250_000, 20_000).await;
+    let (s, _, body) = export(&srv, &rare_key, "action=apikey.create").await;
+    assert_eq!(s, 200, "{body:.300}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["count"].as_i64(), Some(created), "{json}");
+    assert!(newest_first(&positions(&json)));
+    assert!(json["logs"].as_array().unwrap().iter().all(|e| e["action"] == "apikey.create" && e["actor"] == "seed"));
+    let (_, _, body) = export(&srv, &rare_key, "format=csv&action=apikey.create&endDate=2000-01-01").await;
+    assert_eq!(body.lines().count(), 1, "nothing that old, only the header: {body}");
+
+    // Only a tenant-wide admin key exports; a bad format is refused.
+    let (_, ro) = srv.post("/api/v1/api-keys", &key, json!({ "name": "reader", "permissions": "read" })).await;
+    let (s, _, body) = export(&srv, ro["apiKey"].as_str().unwrap(), "").await;
+    assert_eq!((s, code(&serde_json::from_str(&body).unwrap())), (403, "SCOPE_DENIED"), "{body}");
+    let (s, _, body) = export(&srv, &key, "format=xml").await;
+    assert_eq!((s, code(&serde_json::from_str(&body).unwrap())), (400, "INVALID_REQUEST"), "{body}");
+    let (_, denied) = srv.get("/api/v1/audit?action=audit.export&limit=10", &key).await;
+    assert!(denied["logs"].as_array().unwrap().iter().any(|e| e["outcome"] == "denied"), "the refusal is in the trail: {denied}");
+}
+
+#[tokio::test]
+async fn the_trail_exports_whole_as_json_and_csv_on_sqlite() {
+    exports(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_trail_exports_whole_as_json_and_csv_on_postgres() {
+    exports(Backend::Postgres).await;
+}
+
+/// An export that fails part-way ends as a broken transfer, never as a
+/// shorter document that parses: here PostgreSQL goes away between two of
+/// its pages.
+#[tokio::test]
+async fn an_export_cut_short_never_looks_whole() {
+    let srv = Server::start(Backend::Postgres).await;
+    let tenant = unique("export-cut");
+    let key = srv.signup(&tenant).await;
+    // ~60 MB of JSON: far more than the sockets between the two hold.
+    seed(&srv, &tenant, 250_000, 20_000).await;
+    let mut resp = srv.http.get(srv.url("/api/v1/audit/export")).header("X-API-Key", &key).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut received = resp.chunk().await.unwrap().expect("a first chunk").len();
+
+    // The database ends the server's sessions and refuses new ones.
+    let url = srv.database_url.clone().unwrap();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(common::pg_admin_url()).await.unwrap();
+    let allow = |on: bool| format!("ALTER DATABASE \"{db}\" WITH ALLOW_CONNECTIONS {on}");
+    sqlx::query(sqlx::AssertSqlSafe(allow(false))).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(&db)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut tail = Vec::new();
+    let ended = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), resp.chunk()).await.expect("the export stalled") {
+            Ok(Some(chunk)) => {
+                received += chunk.len();
+                tail = chunk.to_vec();
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    sqlx::query(sqlx::AssertSqlSafe(allow(true))).execute(&mut admin).await.unwrap();
+    assert!(ended.is_err(), "the transfer ended as if whole after {received} bytes");
+    assert!(received < 250_000 * 200, "it stopped part-way: {received} bytes");
+    assert!(!String::from_utf8_lossy(&tail).contains("],\"count\":"), "no end of the document");
+}

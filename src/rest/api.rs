@@ -16,6 +16,11 @@ const AUDIT_BOUNDS: &str = "Each query's work is bounded, however long the trail
     or narrow `startDate`/`endDate`. With `action` or `resourceType`, a page examines the 100000 next \
     entries in the date range (and `total` counts within the newest 100000), so it may hold fewer than `limit` \
     entries, even none, while `hasMore` is true.";
+const AUDIT_EXPORT: &str = "`format=json` (the default) answers `{logs, count}`; `format=csv` answers a header row \
+    (`id,timestamp,action,resourceType,resourceId,actor,front,outcome,ipAddress,userAgent,detail`) and one row per \
+    entry, with a `'` before any cell a spreadsheet would read as a formula. Filters as for `/api/v1/audit`; no \
+    limit: the answer is streamed as the trail is read, a page at a time. A body that ends early (no closing \
+    `]}` in JSON, a broken chunked transfer) is an export that failed part-way, never a complete one.";
 const AUDIT_INVALID: &str = "INVALID_REQUEST: a bad field or date, offset above 10000 (narrow startDate/endDate, or page \
     with cursor), a cursor this server did not issue, or both cursor and offset";
 
@@ -153,6 +158,15 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .query::<AuditQuery>()
                 .returns::<AuditPage>(200)
                 .invalid_request(AUDIT_INVALID),
+        )
+        .add(
+            get(h::export_audit),
+            Op::new("get", "/api/v1/audit/export", "audit", "Export the audit trail as JSON or CSV (every matching entry, newest first)")
+                .describe(AUDIT_EXPORT)
+                .query::<AuditExportQuery>()
+                .returns::<AuditExport>(200)
+                .returns_text("text/csv")
+                .invalid_request("INVALID_REQUEST: a bad field, date or format"),
         );
     (t.router, t.ops)
 }

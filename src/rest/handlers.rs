@@ -125,3 +125,9 @@ pub async fn regenerate_api_key(State(s): State<AppState>, Auth(p): Auth, Path(i
 pub async fn audit(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<AuditQuery>) -> Result<Json<AuditPage>> {
     Ok(Json(s.vault.query_audit(&p, q).await?))
 }
+
+pub async fn export_audit(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<AuditExportQuery>) -> Result<axum::response::Response> {
+    let format = q.format.unwrap_or_default();
+    let pages = s.vault.export_audit(&p, q).await?;
+    Ok(super::export::response(format, pages, &p.tenant_id))
+}

@@ -5,6 +5,7 @@
 
 mod api;
 mod docs;
+mod export;
 mod extract;
 mod handlers;
 pub mod openapi;

@@ -142,8 +142,11 @@ pub fn document(ops: &[Op]) -> Value {
         }
         let mut responses = Map::new();
         let ok = match (op.response, op.text_response) {
-            (Some(r), _) => {
+            (Some(r), None) => {
                 json!({ "description": "success", "content": { "application/json": { "schema": r(&mut g) } } })
+            }
+            (Some(r), Some(ct)) => {
+                json!({ "description": "success", "content": { "application/json": { "schema": r(&mut g) }, ct: { "schema": { "type": "string" } } } })
             }
             (None, Some(ct)) => {
                 json!({ "description": "success", "content": { ct: { "schema": { "type": "string" } } } })

@@ -249,7 +249,8 @@ pub struct AuditFilter {
     /// from the top for its count: neither filter has an index, and another
     /// index on the table every read appends to would cost every read.
     pub scan: i64,
-    /// The count stops after this many matching entries.
+    /// The count stops after this many matching entries; 0: no count
+    /// (`total` is 0).
     pub count_limit: i64,
 }
 

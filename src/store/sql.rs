@@ -797,7 +797,9 @@ macro_rules! sql_store {
             async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<AuditSlice> {
                 use $crate::store::sql::AuditWhere;
                 let filtered = f.action.is_some() || f.resource_type.is_some();
-                let top_edge = if filtered { audit_scan_edge(&self.reader, tenant_id, f, None).await? } else { None };
+                let counted = f.count_limit > 0;
+                let top_edge =
+                    if filtered && (counted || f.after.is_none()) { audit_scan_edge(&self.reader, tenant_id, f, None).await? } else { None };
                 let page_edge = match f.after {
                     Some((at, _)) if filtered => audit_scan_edge(&self.reader, tenant_id, f, Some(at)).await?,
                     _ => top_edge,
@@ -819,7 +821,7 @@ macro_rules! sql_store {
                 // the count is known without scanning the window again (the
                 // costly case, a filter that matches little, is always this one).
                 let seen_all = f.after.is_none() && (rows.len() as i64) < f.limit && (f.offset == 0 || !rows.is_empty());
-                let total = if seen_all {
+                let total = if seen_all || !counted {
                     (f.offset + rows.len() as i64).min(f.count_limit)
                 } else {
                     let count = AuditWhere::range(tenant_id, f).since(top_edge).matching(f);

@@ -7,13 +7,19 @@
 //! a filter by action or resource type (neither has an index) examines a
 //! window of entries per request and hands out a cursor to the next one.
 //! Clients that need more page with `cursor` or narrow the dates.
+//!
+//! An export reads the whole range it is given, but as the same bounded
+//! queries, one page at a time, so it holds a database connection only while
+//! a page is read and never the whole trail in memory.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::views::*;
 use super::{Permission, Principal, Vault, audited};
 use crate::error::{Error, Result};
-use crate::store::{AuditFilter, AuditRow, Millis};
+use crate::store::{AuditFilter, AuditRow, Millis, Store};
 
 // The API docs (views::AuditQuery, views::AuditPage, llms.txt, README) quote
 // these numbers.
@@ -46,11 +52,61 @@ fn encode_cursor(at: Millis, id: i64) -> String {
 /// Where the next page starts: after the last entry returned when the page
 /// is full, or past the window the scan stopped at (`i64::MIN`: every entry
 /// of that millisecond was examined).
-fn next_cursor(rows: &[AuditRow], page_full: bool, unscanned_before: Option<Millis>) -> Option<String> {
+fn next_position(rows: &[AuditRow], page_full: bool, unscanned_before: Option<Millis>) -> Option<(Millis, i64)> {
     match (page_full, rows.last(), unscanned_before) {
-        (true, Some(last), _) => Some(encode_cursor(last.at, last.id)),
-        (_, _, Some(at)) => Some(encode_cursor(at, i64::MIN)),
+        (true, Some(last), _) => Some((last.at, last.id)),
+        (_, _, Some(at)) => Some((at, i64::MIN)),
         _ => None,
+    }
+}
+
+/// Entries an export reads per query.
+pub const EXPORT_PAGE: i64 = 1000;
+
+/// The filters the query and the export share, with their dates parsed.
+fn range_filter(action: Option<String>, resource_type: Option<String>, start: Option<&str>, end: Option<&str>) -> Result<AuditFilter> {
+    Ok(AuditFilter {
+        action: action.filter(|s| !s.is_empty()),
+        resource_type: resource_type.filter(|s| !s.is_empty()),
+        start: start.filter(|s| !s.is_empty()).map(|s| parse_bound("startDate", s, false)).transpose()?,
+        end: end.filter(|s| !s.is_empty()).map(|s| parse_bound("endDate", s, true)).transpose()?,
+        scan: SCAN_ROWS,
+        ..AuditFilter::default()
+    })
+}
+
+/// Only a tenant-wide admin key reads the trail.
+fn may_read_trail(p: &Principal) -> Result<()> {
+    p.require(Permission::Admin)?;
+    if p.project_scope.is_some() {
+        // Its rows name secrets, projects and keys of every project.
+        return Err(Error::ScopeDenied("the audit trail covers the whole tenant; a project-scoped key cannot read it".into()));
+    }
+    Ok(())
+}
+
+/// An export's pages, newest first, read as they are asked for.
+pub struct AuditPages {
+    store: Arc<dyn Store>,
+    tenant_id: String,
+    filter: AuditFilter,
+    done: bool,
+}
+
+impl AuditPages {
+    /// The next entries (never an empty page), or `None` past the last one.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditRow>>> {
+        while !self.done {
+            let mut found = self.store.query_audit(&self.tenant_id, &self.filter).await?;
+            let page_full = found.rows.len() as i64 > EXPORT_PAGE;
+            found.rows.truncate(EXPORT_PAGE as usize);
+            self.filter.after = next_position(&found.rows, page_full, found.unscanned_before);
+            self.done = self.filter.after.is_none();
+            if !found.rows.is_empty() {
+                return Ok(Some(found.rows));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -63,11 +119,7 @@ impl Vault {
             "audit",
             None,
             async {
-                p.require(Permission::Admin)?;
-                if p.project_scope.is_some() {
-                    // Its rows name secrets, projects and keys of every project.
-                    return Err(Error::ScopeDenied("the audit trail covers the whole tenant; a project-scoped key cannot read it".into()));
-                }
+                may_read_trail(p)?;
                 let limit = q.limit.unwrap_or(100);
                 let offset = q.offset.unwrap_or(0);
                 if !(1..=1000).contains(&limit) || offset < 0 {
@@ -83,21 +135,17 @@ impl Vault {
                     return Err(Error::InvalidRequest("give either cursor or offset, not both".into()));
                 }
                 let filter = AuditFilter {
-                    action: q.action.filter(|s| !s.is_empty()),
-                    resource_type: q.resource_type.filter(|s| !s.is_empty()),
-                    start: q.start_date.as_deref().filter(|s| !s.is_empty()).map(|s| parse_bound("startDate", s, false)).transpose()?,
-                    end: q.end_date.as_deref().filter(|s| !s.is_empty()).map(|s| parse_bound("endDate", s, true)).transpose()?,
                     after,
                     // One more than asked tells whether the page is full.
                     limit: limit + 1,
                     offset,
-                    scan: SCAN_ROWS,
                     count_limit: COUNT_CAP + 1,
+                    ..range_filter(q.action, q.resource_type, q.start_date.as_deref(), q.end_date.as_deref())?
                 };
                 let mut found = self.store.query_audit(&p.tenant_id, &filter).await?;
                 let page_full = found.rows.len() as i64 > limit;
                 found.rows.truncate(limit as usize);
-                let next_cursor = next_cursor(&found.rows, page_full, found.unscanned_before);
+                let next_cursor = next_position(&found.rows, page_full, found.unscanned_before).map(|(at, id)| encode_cursor(at, id));
                 self.record_read(p, p.audit("audit.query", "audit", None, "success")).await?;
                 Ok(AuditPage {
                     logs: found.rows.iter().map(AuditEntry::from).collect(),
@@ -108,6 +156,31 @@ impl Vault {
                     has_more: next_cursor.is_some(),
                     next_cursor,
                 })
+            }
+            .await
+        )
+    }
+
+    /// The trail in the range `q` gives, every matching entry, newest first.
+    /// The export's own entry is durable before its first page is read.
+    pub async fn export_audit(&self, p: &Principal, q: AuditExportQuery) -> Result<AuditPages> {
+        audited!(
+            self,
+            p,
+            "audit.export",
+            "audit",
+            None,
+            async {
+                may_read_trail(p)?;
+                let filter = AuditFilter {
+                    // One more than a page tells whether another follows.
+                    limit: EXPORT_PAGE + 1,
+                    // No count: an export's length is its entries.
+                    count_limit: 0,
+                    ..range_filter(q.action, q.resource_type, q.start_date.as_deref(), q.end_date.as_deref())?
+                };
+                self.record_read(p, p.audit("audit.export", "audit", None, "success")).await?;
+                Ok(AuditPages { store: self.store.clone(), tenant_id: p.tenant_id.clone(), filter, done: false })
             }
             .await
         )

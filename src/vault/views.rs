@@ -478,6 +478,41 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditExportQuery {
+    /// `json` (the default) or `csv`.
+    pub format: Option<ExportFormat>,
+    /// As for `GET /api/v1/audit`.
+    pub action: Option<String>,
+    /// As for `GET /api/v1/audit`.
+    pub resource_type: Option<String>,
+    /// RFC 3339 time or `YYYY-MM-DD` (inclusive).
+    pub start_date: Option<String>,
+    /// RFC 3339 time or `YYYY-MM-DD` (inclusive, whole day).
+    pub end_date: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// The JSON export's shape. It is written as it is read, page by page, so
+/// this type only describes it (in the OpenAPI document).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct AuditExport {
+    /// Every matching entry, newest first.
+    pub logs: Vec<AuditEntry>,
+    /// How many `logs` holds.
+    pub count: i64,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {

@@ -13,6 +13,8 @@ Setup:
     python3 -m venv /tmp/sdkvenv && /tmp/sdkvenv/bin/pip install secretcarousel
 """
 
+import csv
+import io
 import json
 import secrets
 import sys
@@ -207,6 +209,15 @@ def main():
         all(entry.get("action") == "secret.read" for entry in reads),
         f"action=secret.read returns only that action ({sorted({x.get('action') for x in reads})})",
     )
+    exported = sc.export_audit_csv(action="secret.read")
+    check(isinstance(exported, str), f"export_audit_csv answers CSV text ({type(exported).__name__})")
+    rows = list(csv.reader(io.StringIO(exported)))
+    check(rows and rows[0][:3] == ["id", "timestamp", "action"], f"the CSV starts with its header ({rows[:1]!r})")
+    check(
+        [int(r[0]) for r in rows[1:]] == [e.get("id") for e in reads],
+        f"the export holds the same reads as the query ({len(rows) - 1} rows, {len(reads)} entries)",
+    )
+    check(not any(v in exported for v in all_values), "the export contains no secret value")
 
     # 11. Delete, and tenants are isolated (404, never 403).
     section("11. delete and isolation")
