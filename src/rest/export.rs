@@ -34,6 +34,9 @@ pub fn response(format: ExportFormat, pages: AuditPages, tenant: &str) -> Respon
                 Ok(Some(rows)) => {
                     let chunk = ex.render(&rows);
                     ex.count += rows.len();
+                    if chunk.is_err() {
+                        ex.stage = Stage::Done;
+                    }
                     chunk
                 }
                 Ok(None) => {
