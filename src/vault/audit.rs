@@ -61,7 +61,7 @@ fn next_position(rows: &[AuditRow], page_full: bool, unscanned_before: Option<Mi
 }
 
 /// Entries an export reads per query.
-pub const EXPORT_PAGE: i64 = 1000;
+const EXPORT_PAGE: i64 = 1000;
 
 /// The filters the query and the export share, with their dates parsed.
 fn range_filter(action: Option<String>, resource_type: Option<String>, start: Option<&str>, end: Option<&str>) -> Result<AuditFilter> {
