@@ -1,6 +1,6 @@
 //! The one domain error type. Every front maps it the same way: REST to a status
-//! and `{"error":{"code","message"}}`, MCP to a tool result with `isError: true`
-//! carrying the same code and message. Messages are safe to show a client; a
+//! and the body [`Error::body`], MCP to a tool result with `isError: true`
+//! carrying the same body. Messages are safe to show a client; a
 //! cause that must not leave the server (SQL text, crypto detail) goes to the log.
 
 use std::time::Duration;
@@ -103,6 +103,15 @@ impl Error {
         self.to_string()
     }
 
+    /// The error body every front answers: `{"error": message, "message":
+    /// message, "code": CODE}`. Flat, because SecretCarousel's published
+    /// clients read it so: its SDKs take `message` (else `error`) as the
+    /// exception's text, its CLI prints `error`, then `message` when it
+    /// differs, then `[code]`; a nested object prints as `[object Object]`.
+    pub fn body(&self) -> serde_json::Value {
+        error_body(self.code(), &self.public_message())
+    }
+
     /// For the operator's terminal: internal causes included.
     pub fn public_message_with_cause(&self) -> String {
         match self {
@@ -132,6 +141,12 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::internal(format_args!("database: {e}"))
     }
+}
+
+/// The flat error body (see [`Error::body`]) for a code outside the enum,
+/// such as a refusal made before any request is parsed.
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": message, "message": message, "code": code })
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

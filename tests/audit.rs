@@ -52,7 +52,7 @@ async fn seed(srv: &Server, tenant: &str, n: i64, every: i64) -> i64 {
 }
 
 fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_default()
+    v["code"].as_str().unwrap_or_default()
 }
 
 fn ids(page: &Value) -> Vec<i64> {
@@ -99,7 +99,7 @@ async fn deep_offsets(backend: Backend) {
     // A deeper one is refused with the stable code and a way forward.
     let (s, body) = srv.get("/api/v1/audit?offset=10001&action=secret.read", &key).await;
     assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
+    let message = body["message"].as_str().unwrap();
     assert!(message.contains("startDate") && message.contains("cursor"), "says how to go deeper: {message}");
     let (s, body) = srv.get("/api/v1/audit/logs?offset=2000000000", &key).await;
     assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "the SDK path too: {body}");

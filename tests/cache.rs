@@ -184,9 +184,9 @@ async fn sqlite_changes_by_another_process_are_seen_at_once() {
     warm(&srv, &id, &[&reader_key], "second").await;
     stdio_calls(&srv.data_dir, &admin, &[("revoke_api_key", json!({ "id": reader_id })), ("delete_secret", json!({ "id": other_id }))]);
     let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), &reader_key).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")), "{body}");
+    assert_eq!((s, body["code"].as_str()), (401, Some("UNAUTHORIZED")), "{body}");
     let (s, body) = srv.get(&format!("/api/v1/secrets/{other_id}"), &admin).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("SECRET_NOT_FOUND")), "{body}");
+    assert_eq!((s, body["code"].as_str()), (404, Some("SECRET_NOT_FOUND")), "{body}");
     let (s, _) = srv.get("/api/v1/secrets", &reader_key).await;
     assert_eq!(s, 401, "a revoked key is refused everywhere, not only on reads");
 
@@ -225,7 +225,7 @@ async fn changes_in_this_process_are_seen_at_once() {
         let (s, _) = srv.put(&format!("/api/v1/api-keys/{key_id}"), &admin, json!({ "projectScope": [p["projectId"]] })).await;
         assert_eq!(s, 200);
         let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{backend:?}: {body}");
+        assert_eq!((s, body["code"].as_str()), (403, Some("SCOPE_DENIED")), "{backend:?}: {body}");
         let (s, _) = srv.delete(&format!("/api/v1/api-keys/{key_id}"), &admin).await;
         assert!(s == 200 || s == 204, "{s}");
         let (s, _) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
@@ -407,11 +407,7 @@ async fn writes_by_a_key_revoked_elsewhere(replica_a: &Server, check: &Server, a
             ("read of a missing secret", no_secret),
         ]);
         for (what, (status, body)) in refused {
-            assert_eq!(
-                (status, body["error"]["code"].as_str()),
-                (401, Some("UNAUTHORIZED")),
-                "round {round}: {what} by a revoked key: {body}"
-            );
+            assert_eq!((status, body["code"].as_str()), (401, Some("UNAUTHORIZED")), "round {round}: {what} by a revoked key: {body}");
         }
         for (status, body) in live {
             assert_eq!(status, 200, "round {round}: a rotation by a live key beside them: {body}");
@@ -503,7 +499,7 @@ async fn a_key_revoked_on_another_replica_reads_nothing_on_postgres() {
                     continue;
                 }
             };
-            if (answer.0, answer.1["error"]["code"].as_str()) != (401, Some("UNAUTHORIZED")) {
+            if (answer.0, answer.1["code"].as_str()) != (401, Some("UNAUTHORIZED")) {
                 failures.push(format!("{what} by a {change} key: {} {}", answer.0, answer.1));
             }
         }
@@ -549,14 +545,14 @@ async fn a_value_changed_on_another_replica_is_never_served_stale_on_postgres() 
                     let m = mcp_http(&a, &reader, "tools/call", json!({ "name": "get_secret", "arguments": { "id": id } })).await;
                     match m["result"]["isError"] == true {
                         false => (200, m["result"]["structuredContent"].clone()),
-                        true if m.to_string().contains("SECRET_NOT_FOUND") => (404, json!({ "error": { "code": "SECRET_NOT_FOUND" } })),
+                        true if m.to_string().contains("SECRET_NOT_FOUND") => (404, json!({ "code": "SECRET_NOT_FOUND" })),
                         true => (500, m),
                     }
                 }
             };
             let expected = match change {
                 "rotated" => seen.0 == 200 && seen.1["value"] == "two" && seen.1["version"] == 2,
-                "deleted" => seen.0 == 404 && seen.1["error"]["code"] == "SECRET_NOT_FOUND",
+                "deleted" => seen.0 == 404 && seen.1["code"] == "SECRET_NOT_FOUND",
                 _ => {
                     seen.0 == 200
                         && seen.1["value"] == "one"
@@ -605,7 +601,7 @@ async fn a_plan_changed_elsewhere_limits_a_replica_at_once_on_postgres() {
         created += 1;
     };
     assert_eq!(
-        (created, refusal.0, refusal.1["error"]["code"].as_str()),
+        (created, refusal.0, refusal.1["code"].as_str()),
         (5, 403, Some("PLAN_LIMIT_REACHED")),
         "the free plan allows 5 secrets: {}",
         refusal.1
@@ -740,7 +736,7 @@ async fn a_key_revoked_by_another_process_learns_nothing_on_sqlite() {
         let answer = match rest.get(round) {
             Some(path) => {
                 let (s, body) = srv.get(path, &agent).await;
-                assert_eq!((s, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")), "{path}: {body}");
+                assert_eq!((s, body["code"].as_str()), (401, Some("UNAUTHORIZED")), "{path}: {body}");
                 continue;
             }
             None if round == rest.len() => mcp_http(&srv, &agent, "tools/call", conflict.clone()).await,
@@ -788,7 +784,7 @@ async fn a_tampered_value_is_an_integrity_error_even_for_a_key_revoked_elsewhere
         .await
         .unwrap();
     let (s, body) = srv.get(&path, &admin).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "a live key: {body}");
+    assert_eq!((s, body["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "a live key: {body}");
 
     // The server's 100 ms poll may notice the revocation before the read
     // does; the key is then turned away at authentication (`auth.failed`),
@@ -808,9 +804,9 @@ async fn a_tampered_value_is_an_integrity_error_even_for_a_key_revoked_elsewhere
         if last == "auth.failed" {
             continue;
         }
-        assert_eq!((s, body["error"]["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "round {round}, a dead key ({last}): {body}");
+        assert_eq!((s, body["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "round {round}, a dead key ({last}): {body}");
         let (s, body) = srv.get(&path, reader).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")), "round {round}, its next request: {body}");
+        assert_eq!((s, body["code"].as_str()), (401, Some("UNAUTHORIZED")), "round {round}, its next request: {body}");
         judged += 1;
         if judged == 3 {
             break;

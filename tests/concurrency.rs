@@ -71,7 +71,7 @@ async fn check_and_set(backend: Backend) {
     assert_eq!((pages, seen), (4, (1..=34).rev().collect::<Vec<i64>>()));
     for bad in ["limit=0", "limit=1001", "cursor=not-ours", "cursor=WyJhIiwiYiJd", "limit=ten"] {
         let (s, body) = srv.get(&format!("/api/v1/secrets/{id}/versions?{bad}"), &key).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{bad}: {body}");
+        assert_eq!((s, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{bad}: {body}");
     }
 
     // 32 racing creates of one name: one secret, the rest 409.
@@ -125,7 +125,7 @@ async fn concurrent_rotations(backend: Backend) {
         match status {
             200 => written[i % 4].push((body["version"].as_i64().unwrap(), format!("w{i}"))),
             404 => assert_eq!(i % 8, 7, "only the other tenant's writes are 404: {body}"),
-            409 => assert_eq!((i % 6, body["error"]["code"].as_str()), (5, Some("VERSION_CONFLICT")), "{body}"),
+            409 => assert_eq!((i % 6, body["code"].as_str()), (5, Some("VERSION_CONFLICT")), "{body}"),
             s => panic!("write {i}: {s} {body}"),
         }
     }
@@ -451,8 +451,8 @@ async fn replicas_rotating_in_turn_on_postgres() {
         let (s, body) = put_value(&a, &path, &key, &format!("a{}", v + 2), Some(v + 1)).await;
         assert_eq!((s, body["version"].as_i64()), (200, Some(v + 2)), "A must see B's version {}: {body}", v + 1);
         let (s, body) = put_value(&a, &path, &key, "stale", Some(v + 1)).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (409, Some("VERSION_CONFLICT")), "{body}");
-        let names_current = body["error"]["message"].as_str().is_some_and(|m| m.contains(&format!("at version {}", v + 2)));
+        assert_eq!((s, body["code"].as_str()), (409, Some("VERSION_CONFLICT")), "{body}");
+        let names_current = body["message"].as_str().is_some_and(|m| m.contains(&format!("at version {}", v + 2)));
         assert!(names_current, "the conflict must name version {}: {body}", v + 2);
         acknowledged.extend([format!("a{v}"), format!("b{}", v + 1), format!("a{}", v + 2)]);
     }
@@ -483,7 +483,7 @@ async fn replicas_rotating_in_turn_on_postgres() {
     let (s, body) = b.delete(&path, &key).await;
     assert!(s == 200 || s == 204, "{s} {body}");
     let (s, body) = put_value(&a, &path, &key, "after delete", None).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("SECRET_NOT_FOUND")), "{body}");
+    assert_eq!((s, body["code"].as_str()), (404, Some("SECRET_NOT_FOUND")), "{body}");
 }
 
 /// PostgreSQL ends every connection of the server (a restart, a failover, an
@@ -594,7 +594,7 @@ async fn a_commit_whose_answer_is_lost_is_never_written_twice() {
         if status == 200 {
             acknowledged.push((value, body["version"].as_i64().unwrap()));
         } else {
-            assert_eq!((status, body["error"]["code"].as_str()), (500, Some("INTERNAL_ERROR")), "{body}");
+            assert_eq!((status, body["code"].as_str()), (500, Some("INTERNAL_ERROR")), "{body}");
         }
     }
     // The server answered as soon as its session broke; wait until the cut
@@ -671,7 +671,7 @@ async fn a_key_change_cannot_undo_a_concurrent_one() {
         other.commit().await.unwrap();
 
         let (s, body) = rename.await.unwrap();
-        assert_eq!((s, body["error"]["code"].as_str()), (409, Some("CONFLICT")), "{what}: {body}");
+        assert_eq!((s, body["code"].as_str()), (409, Some("CONFLICT")), "{what}: {body}");
         let mut refused = false;
         for _ in 0..100 {
             if srv.get("/api/v1/secrets", &key).await.0 == 401 {

@@ -25,7 +25,7 @@ async fn malformed_requests_are_rejected_and_change_nothing() {
     let (_, ok) = srv.post("/api/v1/secrets", &key, json!({ "name": "KEEP", "value": "original" })).await;
     let id = ok["id"].as_str().unwrap().to_owned();
 
-    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let code = |v: &Value| v["code"].as_str().unwrap_or_default().to_owned();
     let cases: Vec<(&str, Option<&str>, &str, u16, &str)> = vec![
         ("malformed JSON", Some("application/json"), "{\"name\": ", 400, "INVALID_REQUEST"),
         ("missing value", Some("application/json"), r#"{"name":"X"}"#, 400, "INVALID_REQUEST"),
@@ -47,7 +47,7 @@ async fn malformed_requests_are_rejected_and_change_nothing() {
     for (what, ct, body, status, want) in cases {
         let (s, b) = raw(&srv, "POST", "/api/v1/secrets", &key, ct, body).await;
         assert_eq!((s, code(&b).as_str()), (status, want), "{what}: {b}");
-        assert!(!b["error"]["message"].as_str().unwrap().is_empty());
+        assert!(!b["message"].as_str().unwrap().is_empty());
     }
     let big = "x".repeat(1025);
     let (s, b) = srv.post("/api/v1/secrets", &key, json!({ "name": "BIG", "value": big })).await;
@@ -114,17 +114,17 @@ async fn signup_rules() {
     assert_eq!(s, 201, "{b}");
     assert_eq!(headers["cache-control"], "no-store", "the key is shown once; no cache may keep it");
     let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant }))).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("ALREADY_EXISTS")));
+    assert_eq!((s, b["code"].as_str()), (409, Some("ALREADY_EXISTS")));
     let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": "Not A Slug" }))).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")));
+    assert_eq!((s, b["code"].as_str()), (400, Some("INVALID_REQUEST")));
     // The limiter has now seen three attempts from 127.0.0.1.
     let (s, headers, b) = srv.call_full("POST", "/api/signup", None, Some(json!({ "tenantId": unique("late") }))).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (429, Some("RATE_LIMITED")), "{b}");
+    assert_eq!((s, b["code"].as_str()), (429, Some("RATE_LIMITED")), "{b}");
     assert!(headers.get("retry-after").unwrap().to_str().unwrap().parse::<u64>().unwrap() >= 1);
 
     let closed = Server::start_with(Opts::new(Backend::Sqlite).arg("--signup").arg("closed")).await;
     let (s, b) = closed.call("POST", "/api/signup", None, Some(json!({ "tenantId": unique("closed") }))).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("SIGNUP_CLOSED")));
+    assert_eq!((s, b["code"].as_str()), (403, Some("SIGNUP_CLOSED")));
 }
 
 /// An address that is not one is refused, and the tenant is not created: the
@@ -135,8 +135,8 @@ async fn signup_email_must_be_an_address() {
     let tenant = unique("mail");
     for bad in ["not-an-address", "a@localhost", "<ops@co.dev>", "ops@co.dev, boss@co.dev"] {
         let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant, "email": bad }))).await;
-        assert_eq!((s, b["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{bad}: {b}");
-        assert!(b["error"]["message"].as_str().unwrap().contains("email"), "{b}");
+        assert_eq!((s, b["code"].as_str()), (400, Some("INVALID_REQUEST")), "{bad}: {b}");
+        assert!(b["message"].as_str().unwrap().contains("email"), "{b}");
     }
     let (s, b) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant, "email": " ops@co.dev " }))).await;
     assert_eq!(s, 201, "{b}");
@@ -153,7 +153,7 @@ async fn free_plan_quota_is_enforced() {
         assert_eq!(srv.post("/api/v1/secrets", &key, json!({ "name": format!("S{i}"), "value": "v" })).await.0, 201);
     }
     let (s, b) = srv.post("/api/v1/secrets", &key, json!({ "name": "S5", "value": "v" })).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")));
+    assert_eq!((s, b["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")));
     assert_eq!(count(&srv, &key).await, 5);
     let (_, plan) = srv.get("/api/v1/plan", &key).await;
     assert_eq!(plan["usage"]["secrets"], 5);
@@ -179,7 +179,7 @@ async fn free_plan_quota_holds_under_concurrent_creates_on_postgres() {
     }
     let created = answers.iter().filter(|(s, _)| *s == 201).count();
     for (s, b) in answers.iter().filter(|(s, _)| *s != 201) {
-        assert_eq!((*s, b["error"]["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")), "{b}");
+        assert_eq!((*s, b["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")), "{b}");
     }
     assert_eq!((created, count(&srv, &key).await), (5, 5));
 }
@@ -279,10 +279,10 @@ async fn the_last_root_key_stays(backend: Backend) {
         [json!({ "permissions": "write" }), json!({ "projectScope": [project["id"]] }), json!({ "expiresAt": "2999-01-01T00:00:00Z" })]
     {
         let (s, body) = srv.put(&path, &root, change.clone()).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (409, Some("CONFLICT")), "{change}: {body}");
+        assert_eq!((s, body["code"].as_str()), (409, Some("CONFLICT")), "{change}: {body}");
     }
     let (s, body) = srv.delete(&path, &root).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("CONFLICT")), "{body}");
+    assert_eq!((s, body["code"].as_str()), (409, Some("CONFLICT")), "{body}");
     let (s, me) = srv.get("/api/v1/api-keys", &root).await;
     assert_eq!(s, 200, "the root key still works: {me}");
     assert_eq!((me["apiKeys"][0]["permissions"].as_str(), me["apiKeys"][0]["expiresAt"].as_str()), (Some("admin"), None), "{me}");
@@ -346,7 +346,7 @@ async fn a_key_expiry_can_be_cleared_and_a_key_name_is_required() {
         [("POST", "/api/v1/api-keys", json!({ "name": " ", "permissions": "read" })), ("PUT", path.as_str(), json!({ "name": "" }))]
     {
         let (s, body) = srv.call(method, p, Some(&root), Some(body)).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
+        assert_eq!((s, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
     }
     let (_, listed) = srv.get("/api/v1/api-keys", &root).await;
     assert_eq!(listed["count"], 2, "the refused creation made no key: {listed}");
@@ -363,7 +363,7 @@ async fn a_project_scoped_key_cannot_delete_its_project() {
     let (_, k) = srv.post("/api/v1/api-keys", &root, json!({ "name": "w", "permissions": "write", "projectScope": [pid] })).await;
     let scoped = k["apiKey"].as_str().unwrap().to_owned();
     let (s, body) = srv.delete(&format!("/api/v1/projects/{pid}"), &scoped).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{body}");
+    assert_eq!((s, body["code"].as_str()), (403, Some("SCOPE_DENIED")), "{body}");
     let (s, _) = srv.get(&format!("/api/v1/projects/{pid}"), &root).await;
     assert_eq!(s, 200, "the project is still there");
     let (s, _) = srv.delete(&format!("/api/v1/projects/{pid}"), &root).await;
@@ -382,7 +382,7 @@ async fn the_secret_list_filters_as_asked() {
     assert_eq!(found["count"], 1, "{found}");
     for query in ["category=database", "secret_type=api-key", "tags=x"] {
         let (s, body) = srv.get(&format!("/api/v1/secrets?{query}"), &root).await;
-        assert_eq!((s, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{query}: {body}");
+        assert_eq!((s, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{query}: {body}");
     }
 }
 
@@ -447,7 +447,7 @@ async fn a_free_tenant_stops_at_its_monthly_calls() {
         assert_eq!(s, 201, "call {call} of the last three: {body}");
     }
     let (s, body) = srv.post("/api/v1/secrets", &key, json!({ "name": "S4", "value": "v" })).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")), "{body}");
+    assert_eq!((s, body["code"].as_str()), (403, Some("PLAN_LIMIT_REACHED")), "{body}");
     let (s, _) = srv.get("/api/v1/secrets", &key).await;
     assert_eq!(s, 403, "reads too");
     let made: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE tenant_id = ?").bind(&tenant).fetch_one(&mut db).await.unwrap();

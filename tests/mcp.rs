@@ -42,7 +42,7 @@ async fn err_code(c: &Client, tool: &str, args: Value) -> String {
     assert_eq!(r.is_error, Some(true), "{tool} should fail");
     let text = r.content[0].as_text().expect("text content").text.clone();
     let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{tool}: error text is not JSON: {text}"));
-    body["error"]["code"].as_str().unwrap().to_owned()
+    body["code"].as_str().unwrap().to_owned()
 }
 
 async fn tool_names(c: &Client) -> Vec<String> {
@@ -134,7 +134,7 @@ async fn story_over_http(backend: Backend) {
     assert_eq!((narrowed["permissions"].as_str(), narrowed["expiresAt"].is_string()), (Some("read"), true), "{narrowed}");
     let reader_key = reader["apiKey"].as_str().unwrap();
     let (s, denied) = srv.post("/api/v1/secrets", reader_key, json!({ "name": "NOPE", "value": "v" })).await;
-    assert_eq!((s, denied["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{denied}");
+    assert_eq!((s, denied["code"].as_str()), (403, Some("SCOPE_DENIED")), "{denied}");
     assert_eq!(srv.get("/api/v1/secrets", reader_key).await.0, 200);
     let renamed_key = ok(&c, "update_api_key", json!({ "id": reader["id"], "name": "script" })).await;
     assert_eq!((renamed_key["name"].as_str(), renamed_key["expiresAt"].is_string()), (Some("script"), true), "absent keeps the expiry");
@@ -482,7 +482,7 @@ async fn stdio_hygiene_and_shared_database() {
     let (s, list) = srv.get("/api/v1/secrets?search=STDIO", &key).await;
     assert_eq!((s, list["count"].as_i64()), (200, Some(1)), "{list}");
     let (_, audit) = srv.call("GET", "/api/v1/audit?action=secret.create", Some(&key), None).await;
-    assert_eq!(audit["error"]["code"], "SCOPE_DENIED", "a read key issued over stdio stays a read key");
+    assert_eq!(audit["code"], "SCOPE_DENIED", "a read key issued over stdio stays a read key");
 }
 
 /// A project-scoped admin key (an agent trusted with one project) manages the
@@ -524,11 +524,11 @@ async fn a_project_scoped_admin_manages_only_keys_within_its_projects() {
         let revoke = srv.delete(&format!("/api/v1/api-keys/{target}"), &scoped).await;
         let narrow = srv.put(&format!("/api/v1/api-keys/{target}"), &scoped, json!({ "projectScope": [a] })).await;
         for (what, (s, body)) in [("regenerate", regenerate), ("revoke", revoke), ("narrow", narrow)] {
-            assert_eq!((s, body["error"]["code"].as_str()), (404, Some("NOT_FOUND")), "{what} {target}: {body}");
+            assert_eq!((s, body["code"].as_str()), (404, Some("NOT_FOUND")), "{what} {target}: {body}");
         }
     }
     let (s, body) = srv.get("/api/v1/audit", &scoped).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")), "{body}");
+    assert_eq!((s, body["code"].as_str()), (403, Some("SCOPE_DENIED")), "{body}");
 
     let c = http_client(&srv, Some(&scoped)).await;
     assert_eq!(err_code(&c, "revoke_api_key", json!({ "id": root })).await, "NOT_FOUND");
@@ -587,7 +587,7 @@ async fn stdio_calls_are_charged_to_the_tenants_plan() {
             let code = match v["result"]["isError"].as_bool() {
                 Some(true) => {
                     let text = v["result"]["content"][0]["text"].as_str().unwrap();
-                    serde_json::from_str::<Value>(text).unwrap()["error"]["code"].as_str().unwrap().to_owned()
+                    serde_json::from_str::<Value>(text).unwrap()["code"].as_str().unwrap().to_owned()
                 }
                 _ => "OK".to_owned(),
             };

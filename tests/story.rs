@@ -26,7 +26,7 @@ async fn story(backend: Backend) {
     assert_eq!(s, 201);
     let other_project = other_proj["id"].as_str().unwrap().to_owned();
     let (s, dup) = srv.post("/api/v1/projects", &key, json!({ "name": "payments" })).await;
-    assert_eq!((s, dup["error"]["code"].as_str()), (409, Some("ALREADY_EXISTS")));
+    assert_eq!((s, dup["code"].as_str()), (409, Some("ALREADY_EXISTS")));
 
     // Store: the answer carries an id, never the value.
     let canary = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
@@ -48,7 +48,7 @@ async fn story(backend: Backend) {
     let body = |env: &str| json!({ "name": "STRIPE_SECRET_KEY", "value": "x", "projectId": project, "environment": env });
     assert_eq!(srv.post("/api/v1/secrets", &key, body("staging")).await.0, 201);
     let (s, e) = srv.post("/api/v1/secrets", &key, body("production")).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("ALREADY_EXISTS")));
+    assert_eq!((s, e["code"].as_str()), (409, Some("ALREADY_EXISTS")));
     for (name, ty) in [("DB_PASSWORD", "database-credentials"), ("TLS_CERT", "certificate"), ("GH_TOKEN", "oauth-token")] {
         let (s, b) = srv
             .post(
@@ -110,7 +110,7 @@ async fn story(backend: Backend) {
     let (s, v2) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": "rotated-2", "expectedVersion": 1 })).await;
     assert_eq!((s, v2["version"].as_i64()), (200, Some(2)), "{v2}");
     let (s, stale) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": "lost", "expectedVersion": 1 })).await;
-    assert_eq!((s, stale["error"]["code"].as_str()), (409, Some("VERSION_CONFLICT")));
+    assert_eq!((s, stale["code"].as_str()), (409, Some("VERSION_CONFLICT")));
     let (s, meta_only) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "description": "rotated", "tags": ["stripe"] })).await;
     assert_eq!((s, meta_only["version"].as_i64()), (200, Some(2)), "metadata alone makes no version");
     assert_eq!(srv.get(&format!("/api/v1/secrets/{id}"), &key).await.1["value"], "rotated-2");
@@ -130,7 +130,7 @@ async fn story(backend: Backend) {
     let ro_id = ro["id"].as_str().unwrap().to_owned();
     assert_eq!(srv.get(&format!("/api/v1/secrets/{id}"), &ro_key).await.0, 200);
     let (s, denied) = srv.post("/api/v1/secrets", &ro_key, json!({ "name": "NOPE", "value": "x" })).await;
-    assert_eq!((s, denied["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")));
+    assert_eq!((s, denied["code"].as_str()), (403, Some("SCOPE_DENIED")));
     assert_eq!(srv.get("/api/v1/api-keys", &ro_key).await.0, 403);
     assert_eq!(srv.post("/api/v1/api-keys", &ro_key, json!({ "name": "escalate", "permissions": "admin" })).await.0, 403);
 
@@ -141,13 +141,13 @@ async fn story(backend: Backend) {
     let scoped_key = scoped["apiKey"].as_str().unwrap().to_owned();
     assert_eq!(srv.get("/api/v1/secrets", &scoped_key).await.1["count"], 3);
     let (s, e) = srv.get(&format!("/api/v1/secrets/{id}"), &scoped_key).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")));
+    assert_eq!((s, e["code"].as_str()), (403, Some("SCOPE_DENIED")));
     assert_eq!(srv.post("/api/v1/secrets", &scoped_key, json!({ "name": "OUT", "value": "x", "projectId": project })).await.0, 403);
     let (s, inside) = srv.post("/api/v1/secrets", &scoped_key, json!({ "name": "IN", "value": "x", "projectId": other_project })).await;
     assert_eq!(s, 201);
     // A rotation is checked against the scope on the row it writes.
     let (s, e) = srv.put(&format!("/api/v1/secrets/{id}"), &scoped_key, json!({ "value": "not yours" })).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("SCOPE_DENIED")));
+    assert_eq!((s, e["code"].as_str()), (403, Some("SCOPE_DENIED")));
     assert_eq!(srv.get(&format!("/api/v1/secrets/{id}"), &key).await.1["value"], "rotated-2", "a denied rotation changes nothing");
     let inside_id = inside["secretId"].as_str().unwrap();
     let (s, rotated) = srv.put(&format!("/api/v1/secrets/{inside_id}"), &scoped_key, json!({ "value": "y" })).await;
@@ -169,7 +169,7 @@ async fn story(backend: Backend) {
     assert_eq!(srv.get("/api/v1/secrets", &new_ro).await.0, 200);
     assert_eq!(srv.delete(&format!("/api/v1/api-keys/{ro_id}"), &key).await.0, 200);
     let (s, e) = srv.get("/api/v1/secrets", &new_ro).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("UNAUTHORIZED")));
+    assert_eq!((s, e["code"].as_str()), (401, Some("UNAUTHORIZED")));
     let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
     let (s, exp) = srv.post("/api/v1/api-keys", &key, json!({ "name": "short", "permissions": "read", "expiresAt": soon })).await;
     assert_eq!(s, 201, "{exp}");
@@ -214,7 +214,7 @@ async fn story(backend: Backend) {
     let pay = projects["projects"].as_array().unwrap().iter().find(|p| p["id"] == project.as_str()).unwrap().clone();
     assert_eq!(pay["secretCount"], 2);
     let (s, e) = srv.delete(&format!("/api/v1/projects/{project}"), &key).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("CONFLICT")));
+    assert_eq!((s, e["code"].as_str()), (409, Some("CONFLICT")));
 
     // Delete, then the audit trail tells what happened, without values.
     assert_eq!(srv.delete(&format!("/api/v1/secrets/{id}"), &key).await.0, 200);

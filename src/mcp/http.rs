@@ -219,7 +219,7 @@ pub fn anonymous_ok(msg: &Value) -> bool {
 }
 
 fn forbidden(what: &str) -> Response {
-    let body = serde_json::json!({ "error": { "code": "FORBIDDEN_ORIGIN", "message": format!("{what} is not allowed to reach /mcp") } });
+    let body = crate::error::error_body("FORBIDDEN_ORIGIN", &format!("{what} is not allowed to reach /mcp"));
     (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response()
 }
 

@@ -195,7 +195,7 @@ pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str)
 /// carrying the same code and message REST would send, so it can correct itself.
 impl rmcp::handler::server::tool::IntoCallToolResult for Error {
     fn into_call_tool_result(self) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
-        let body = serde_json::json!({ "error": { "code": self.code(), "message": self.public_message() } });
+        let body = self.body();
         Ok(rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(body.to_string())]).into())
     }
 }

@@ -32,7 +32,7 @@ pub struct AppState {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = Json(serde_json::json!({ "error": { "code": self.code(), "message": self.public_message() } }));
+        let body = Json(self.body());
         let mut resp = (status, body).into_response();
         match &self {
             Error::RateLimited { retry_after } => {

@@ -203,10 +203,11 @@ pub fn document(ops: &[Op]) -> Value {
         "ErrorBody".into(),
         json!({
             "type": "object",
-            "required": ["error"],
-            "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-                "code": { "type": "string", "description": "stable machine-readable code, e.g. SECRET_NOT_FOUND" },
-                "message": { "type": "string" } } } }
+            "required": ["error", "message", "code"],
+            "properties": {
+                "error": { "type": "string", "description": "the message (as SecretCarousel's clients read it)" },
+                "message": { "type": "string", "description": "the same message" },
+                "code": { "type": "string", "description": "stable machine-readable code, e.g. SECRET_NOT_FOUND" } }
         }),
     );
     json!({

@@ -34,6 +34,9 @@ pub struct TenantRow {
     pub plan: String,
     pub wrapped_key: Vec<u8>,
     pub created_at: Millis,
+    /// Made by `latchkey mcp` for its local session, never by signup: the
+    /// only kind of tenant a keyless session adopts.
+    pub local_only: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

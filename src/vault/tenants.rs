@@ -6,6 +6,10 @@ use super::{Permission, Principal, Vault, names, plans};
 use crate::error::{Error, Result};
 use crate::store::{ApiKeyRow, TenantRow, now_millis};
 
+/// The default tenant of `latchkey mcp`'s local session (`--tenant`), which
+/// signup refuses to create.
+pub const LOCAL_TENANT: &str = "local";
+
 impl Vault {
     /// Creates a tenant on the operator's default plan with one admin key.
     /// Rate-limited per client IP; closed when the operator says so.
@@ -17,6 +21,11 @@ impl Vault {
             && let Err(wait) = self.signup_limiter.check(&super::throttle::client_key(ip))
         {
             return Err(Error::RateLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
+        }
+        if names::tenant_id(&req.tenant_id)? == LOCAL_TENANT {
+            return Err(Error::InvalidRequest(format!(
+                "tenantId '{LOCAL_TENANT}' is reserved for the local session of `latchkey mcp`; choose another"
+            )));
         }
         let (tenant, issued) = self.create_tenant(req, &self.config.default_plan, "signup", origin).await?;
         Ok(SignupResponse {
@@ -47,6 +56,7 @@ impl Vault {
             plan: limits.plan.to_owned(),
             wrapped_key: wrapped,
             created_at: now,
+            local_only: action_by == "local",
         };
         let (key, token) = super::keys::new_key(&tenant.id, plan, "default".into(), Permission::Admin, &[], None);
         let mut audit = origin
@@ -72,6 +82,14 @@ impl Vault {
             }
         }
         let tenant = self.store.get_tenant(tenant_id).await?.ok_or(Error::NotFound("tenant"))?;
+        if !tenant.local_only {
+            // Made by a signup: adopting it would hand what the local user
+            // stores to whoever signed up under this name.
+            return Err(Error::Conflict(format!(
+                "tenant '{tenant_id}' was not created by `latchkey mcp` (it was signed up for); a local session will \
+                 not act in it: choose another --tenant, or set LATCHKEY_API_KEY to one of its keys"
+            )));
+        }
         let keys = self.store.list_api_keys(tenant_id).await?;
         let now = now_millis();
         let usable = |k: &ApiKeyRow| k.name == LOCAL_KEY && k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now);

@@ -188,8 +188,8 @@ class Resp:
 
     def code(self):
         j = self.json()
-        if isinstance(j, dict) and isinstance(j.get("error"), dict):
-            return j["error"].get("code")
+        if isinstance(j, dict) and isinstance(j.get("code"), str):
+            return j.get("code")
         return None
 
     def short(self, n=300):

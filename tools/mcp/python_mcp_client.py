@@ -93,9 +93,9 @@ async def call_err(c: Checks, s: ClientSession, name: str, args: dict[str, Any],
     c.ok(r.is_error, f"{name} {args}: isError is true", r.structured_content)
     texts = [b.text for b in r.content if getattr(b, "type", None) == "text"]
     body = _json_or_none(texts[0]) if texts else None
-    got = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    got = body.get("code") if isinstance(body, dict) else None
     c.ok(got == code, f"{name}: error code is {code}", texts)
-    c.ok(isinstance(body["error"].get("message"), str) and body["error"]["message"], f"{name}: error has a message", body)
+    c.ok(isinstance(body.get("message"), str) and body["message"] and body.get("error") == body["message"], f"{name}: error has a message", body)
 
 
 def _json_or_none(text: str) -> Any:

@@ -180,7 +180,7 @@ def main():
         lambda: sc.update_secret(db_id, value="stale-write", expectedVersion=1),
         SecretCarouselError, 409, "update with stale expectedVersion=1",
     )
-    code = e.body.get("error", {}).get("code") if isinstance(e.body, dict) else None
+    code = e.body.get("code") if isinstance(e.body, dict) else None
     check(code == "VERSION_CONFLICT", f"conflict body has error code VERSION_CONFLICT (got {e.body!r})")
     got = sc.get_secret(db_id)
     check(got.get("value") == new_value, "get_secret shows the new value")
