@@ -1,14 +1,21 @@
-//! Tool parameters that exist only on the MCP side: ways to name a secret
-//! (by id, or by name + project + environment) that REST expresses in its path.
+//! Tool parameters: a vault request type (`vault/views.rs`, the same one REST
+//! takes as a body or query) plus what REST expresses in its path, namely
+//! which resource: an id, or a secret by id or by name + project + environment.
+//!
+//! The request type is flattened in, so it is declared (and documented) once.
+//! serde cannot deny unknown fields across `flatten`, so each of these ends
+//! with something that takes the arguments no field took and refuses them:
+//! [`SecretTarget`] or [`NoOtherArguments`]. Flatten order matters: the
+//! request type comes first and takes its fields, the refusing part last.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
-use crate::vault::Permission;
 use crate::vault::secrets::SecretRef;
-use crate::vault::views::{SecretType, UpdateApiKey, UpdateProject};
+use crate::vault::views::{ReadVersion, UpdateApiKey, UpdateProject, UpdateSecret, VersionPage};
 
 /// Which secret: give `id`, or `name` (with `projectId` / `environment` when the
 /// secret was filed under them).
@@ -30,7 +37,7 @@ pub struct SecretTarget {
     pub environment: Option<String>,
     #[serde(flatten)]
     #[schemars(skip)]
-    unknown: std::collections::BTreeMap<String, serde_json::Value>,
+    unknown: BTreeMap<String, serde_json::Value>,
 }
 
 impl SecretTarget {
@@ -52,39 +59,68 @@ impl SecretTarget {
     }
 }
 
+/// The arguments the fields before it did not take, refused while the
+/// parameters are read, so the call fails as INVALID_REQUEST before it runs.
+#[derive(Debug)]
+pub struct NoOtherArguments;
+
+impl<'de> Deserialize<'de> for NoOtherArguments {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let rest = BTreeMap::<String, serde::de::IgnoredAny>::deserialize(d)?;
+        if rest.is_empty() {
+            return Ok(NoOtherArguments);
+        }
+        let names: Vec<&str> = rest.keys().map(String::as_str).collect();
+        Err(serde::de::Error::custom(format_args!("unknown argument(s): {}", names.join(", "))))
+    }
+}
+
+/// `get_secret`: a secret and, optionally, which version.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct GetSecretParams {
     #[serde(flatten)]
+    pub read: ReadVersion,
+    #[serde(flatten)]
     pub target: SecretTarget,
-    /// An older version number; absent means the current one.
-    pub version: Option<i64>,
 }
 
+/// `list_secret_versions`: a secret and a page of its history.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct VersionsParams {
     #[serde(flatten)]
-    pub target: SecretTarget,
-    /// Page size, 1-1000 (default 100).
-    #[schemars(range(min = 1, max = 1000))]
-    pub limit: Option<i64>,
-    /// `nextCursor` from the previous page.
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateMetadataParams {
+    pub page: VersionPage,
     #[serde(flatten)]
     pub target: SecretTarget,
-    /// New description ("" clears it).
-    pub description: Option<String>,
-    /// Replaces the tags.
-    pub tags: Option<Vec<String>>,
-    pub secret_type: Option<SecretType>,
-    /// Apply only if the secret is still at this version.
-    pub expected_version: Option<i64>,
+}
+
+/// `update_secret_metadata`: a secret and the change REST's `PUT
+/// /api/v1/secrets/{id}` takes, without its `value` (the tool writes no new
+/// version; `set_secret` does), which is left out of the schema and refused.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(transform = without_value)]
+pub struct UpdateMetadataParams {
+    #[serde(flatten)]
+    change: UpdateSecret,
+    #[serde(flatten)]
+    pub target: SecretTarget,
+}
+
+impl UpdateMetadataParams {
+    /// The change, taken out; a `value` in it is refused.
+    pub fn change(&mut self) -> Result<UpdateSecret> {
+        if self.change.value.is_some() {
+            return Err(Error::InvalidRequest(
+                "unknown argument(s): value (update_secret_metadata changes no value; set_secret writes a new version)".into(),
+            ));
+        }
+        Ok(std::mem::take(&mut self.change))
+    }
+}
+
+fn without_value(schema: &mut schemars::Schema) {
+    if let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        properties.remove("value");
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -96,47 +132,82 @@ pub struct IdParams {
 
 /// A project's id and what to change; absent fields stay as they are.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct UpdateProjectParams {
     /// The project's id.
     pub id: String,
-    /// A new name (unique within the tenant).
-    pub name: Option<String>,
-    /// A new description ("" clears it).
-    pub description: Option<String>,
-    /// Replaces the tags.
-    pub tags: Option<Vec<String>>,
-}
-
-impl UpdateProjectParams {
-    pub fn split(self) -> (String, UpdateProject) {
-        (self.id, UpdateProject { name: self.name, description: self.description, tags: self.tags })
-    }
+    #[serde(flatten)]
+    pub change: UpdateProject,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    _rest: NoOtherArguments,
 }
 
 /// An API key's id and what to change; absent fields stay as they are.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct UpdateApiKeyParams {
     /// The key's id (from list_api_keys), not the key itself.
     pub id: String,
-    /// A new name.
-    pub name: Option<String>,
-    /// read < write < admin; at most your own key's permission.
-    pub permissions: Option<Permission>,
-    /// Limit the key to these project ids (within your own key's scope); [] for
-    /// the whole tenant, if your own key has no project scope.
-    pub project_scope: Option<Vec<String>>,
-    /// When the key stops working (RFC 3339), or null to make it never expire.
-    #[serde(default, deserialize_with = "crate::vault::views::present")]
-    #[schemars(transform = crate::vault::views::no_default)]
-    pub expires_at: Option<Option<DateTime<Utc>>>,
+    #[serde(flatten)]
+    pub change: UpdateApiKey,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    _rest: NoOtherArguments,
 }
 
-impl UpdateApiKeyParams {
-    pub fn split(self) -> (String, UpdateApiKey) {
-        let change =
-            UpdateApiKey { name: self.name, permissions: self.permissions, project_scope: self.project_scope, expires_at: self.expires_at };
-        (self.id, change)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read<T: serde::de::DeserializeOwned>(args: serde_json::Value) -> std::result::Result<T, String> {
+        serde_json::from_value(args).map_err(|e| e.to_string())
+    }
+
+    /// Flattened, the view types still read absent, `null` and a value apart,
+    /// and whatever no field takes is refused, by name.
+    #[test]
+    fn flattened_requests_read_as_they_do_alone_and_refuse_the_rest() {
+        let absent: UpdateApiKeyParams = read(json!({ "id": "k", "name": "n" })).unwrap();
+        assert_eq!((absent.id.as_str(), absent.change.name.as_deref(), absent.change.expires_at), ("k", Some("n"), None));
+        let cleared: UpdateApiKeyParams = read(json!({ "id": "k", "expiresAt": null })).unwrap();
+        assert_eq!(cleared.change.expires_at, Some(None));
+        let typo = read::<UpdateApiKeyParams>(json!({ "id": "k", "permission": "read" })).unwrap_err();
+        assert!(typo.contains("unknown argument(s): permission"), "{typo}");
+        assert!(read::<UpdateApiKeyParams>(json!({ "id": "k", "permissions": "root" })).is_err());
+        assert!(read::<UpdateApiKeyParams>(json!({ "name": "n" })).unwrap_err().contains("missing field `id`"));
+
+        let project: UpdateProjectParams = read(json!({ "id": "p", "tags": ["a"] })).unwrap();
+        assert_eq!(project.change.tags, Some(vec!["a".to_owned()]));
+        assert!(read::<UpdateProjectParams>(json!({ "id": "p", "title": "x" })).unwrap_err().contains("unknown argument(s): title"));
+
+        let page: VersionsParams = read(json!({ "name": "DB", "limit": 5, "cursor": "c" })).unwrap();
+        assert_eq!((page.page.limit, page.page.cursor.as_deref()), (Some(5), Some("c")));
+        assert!(matches!(page.target.as_ref(), Ok(SecretRef::Name { name: "DB", .. })));
+        let misnamed: VersionsParams = read(json!({ "name": "DB", "limit": 5, "env": "prod" })).unwrap();
+        assert!(misnamed.target.as_ref().is_err_and(|e| e.to_string().contains("env")));
+
+        let get: GetSecretParams = read(json!({ "id": "s", "version": 2 })).unwrap();
+        assert_eq!(get.read.version, Some(2));
+        assert!(read::<GetSecretParams>(json!({ "id": 5 })).is_err());
+
+        let mut meta: UpdateMetadataParams = read(json!({ "id": "s", "description": "d", "expectedVersion": 3 })).unwrap();
+        let change = meta.change().unwrap();
+        assert_eq!((change.description.as_deref(), change.expected_version, change.value), (Some("d"), Some(3), None));
+        let mut valued: UpdateMetadataParams = read(json!({ "id": "s", "value": "v" })).unwrap();
+        assert!(valued.change().is_err_and(|e| e.to_string().contains("value")));
+    }
+
+    /// The tool schemas say what the parameters take: no `value` for metadata,
+    /// no other fields where the parameters refuse them.
+    #[test]
+    fn schemas_match_what_is_read() {
+        let meta = serde_json::to_value(schemars::schema_for!(UpdateMetadataParams)).unwrap();
+        assert!(meta["properties"].get("value").is_none() && meta["properties"].get("description").is_some(), "{meta}");
+        for schema in [schemars::schema_for!(UpdateApiKeyParams), schemars::schema_for!(UpdateProjectParams)] {
+            let schema = serde_json::to_value(schema).unwrap();
+            assert_eq!((schema["additionalProperties"].clone(), schema["required"].clone()), (json!(false), json!(["id"])), "{schema}");
+        }
     }
 }

@@ -44,7 +44,7 @@ impl LatchkeyMcp {
     /// the value to the user or write it into files or logs.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn get_secret(&self, Parameters(p): Parameters<GetSecretParams>, caller: Caller) -> Result<Json<SecretValue>, Error> {
-        Ok(Json(self.vault.read_secret(&self.principal(caller).await?, p.target.as_ref()?, p.version).await?))
+        Ok(Json(self.vault.read_secret(&self.principal(caller).await?, p.target.as_ref()?, p.read.version).await?))
     }
 
     /// Store a secret: creates it, or adds a new version when a secret with this
@@ -61,16 +61,10 @@ impl LatchkeyMcp {
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
     async fn update_secret_metadata(
         &self,
-        Parameters(p): Parameters<UpdateMetadataParams>,
+        Parameters(mut p): Parameters<UpdateMetadataParams>,
         caller: Caller,
     ) -> Result<Json<SecretMeta>, Error> {
-        let change = UpdateSecret {
-            value: None,
-            description: p.description,
-            tags: p.tags,
-            secret_type: p.secret_type,
-            expected_version: p.expected_version,
-        };
+        let change = p.change()?;
         Ok(Json(self.vault.update_secret(&self.principal(caller).await?, p.target.as_ref()?, change).await?))
     }
 
@@ -84,8 +78,7 @@ impl LatchkeyMcp {
     /// never values. Page with limit and the returned nextCursor.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn list_secret_versions(&self, Parameters(p): Parameters<VersionsParams>, caller: Caller) -> Result<Json<VersionList>, Error> {
-        let page = VersionPage { limit: p.limit, cursor: p.cursor };
-        Ok(Json(self.vault.secret_versions(&self.principal(caller).await?, p.target.as_ref()?, page).await?))
+        Ok(Json(self.vault.secret_versions(&self.principal(caller).await?, p.target.as_ref()?, p.page).await?))
     }
 
     /// List projects with how many secrets each holds.
@@ -110,8 +103,7 @@ impl LatchkeyMcp {
     /// as they are. Its secrets and their ids do not change.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
     async fn update_project(&self, Parameters(p): Parameters<UpdateProjectParams>, caller: Caller) -> Result<Json<ProjectView>, Error> {
-        let (id, change) = p.split();
-        Ok(Json(self.vault.update_project(&self.principal(caller).await?, &id, change).await?))
+        Ok(Json(self.vault.update_project(&self.principal(caller).await?, &p.id, p.change).await?))
     }
 
     /// Delete an empty project (fails with CONFLICT while it holds secrets).
@@ -140,8 +132,7 @@ impl LatchkeyMcp {
     /// once.
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn update_api_key(&self, Parameters(p): Parameters<UpdateApiKeyParams>, caller: Caller) -> Result<Json<ApiKeyView>, Error> {
-        let (id, change) = p.split();
-        Ok(Json(self.vault.update_api_key(&self.principal(caller).await?, &id, change).await?))
+        Ok(Json(self.vault.update_api_key(&self.principal(caller).await?, &p.id, p.change).await?))
     }
 
     /// Replace an API key with a new one (same name, permission and scope), e.g.

@@ -140,7 +140,9 @@ pub struct CreateSecret {
 pub struct UpdateSecret {
     /// New value: stored as the next version.
     pub value: Option<String>,
+    /// New description ("" clears it).
     pub description: Option<String>,
+    /// Replaces the tags.
     pub tags: Option<Vec<String>>,
     pub secret_type: Option<SecretType>,
     /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
@@ -327,8 +329,11 @@ pub struct CreateProject {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProject {
+    /// A new name (unique within the tenant).
     pub name: Option<String>,
+    /// A new description ("" clears it).
     pub description: Option<String>,
+    /// Replaces the tags.
     pub tags: Option<Vec<String>>,
 }
 
@@ -385,8 +390,12 @@ pub struct CreateApiKey {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateApiKey {
+    /// A new name.
     pub name: Option<String>,
+    /// read < write < admin; at most your own key's permission.
     pub permissions: Option<super::Permission>,
+    /// Limit the key to these project ids (within your own key's scope); [] for
+    /// the whole tenant, if your own key has no project scope.
     pub project_scope: Option<Vec<String>>,
     /// A new expiry (RFC 3339), or `null` to make the key never expire;
     /// absent leaves it as it is.
@@ -397,12 +406,12 @@ pub struct UpdateApiKey {
 
 /// Absent and `null` mean different things where [`present`] reads a field,
 /// so its schema must not tell a client that leaving it out means `null`.
-pub(crate) fn no_default(schema: &mut schemars::Schema) {
+fn no_default(schema: &mut schemars::Schema) {
     schema.remove("default");
 }
 
 /// `Some(None)` for an explicit `null`, so that absent and `null` differ.
-pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
