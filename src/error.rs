@@ -132,7 +132,7 @@ impl Error {
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         let cause = cause.to_string();
-        tracing::error!(%cause, "internal error");
+        tracing::error!(?cause, "internal error");
         Error::Internal(cause)
     }
 }

@@ -68,12 +68,15 @@ enum TenantAction {
     SetPlan { tenant: String, plan: String },
 }
 
-/// `LATCHKEY_LOG` (default `info`), except that rmcp never logs below `warn`:
-/// at debug it prints whole tool calls and results, secret values included,
-/// and at info it writes lines for every stateless HTTP request.
+/// `LATCHKEY_LOG` (default `info`), except that rmcp never logs below `error`:
+/// at debug it prints whole tool calls and results, secret values included;
+/// at info it writes lines for every stateless HTTP request; and at warn it
+/// prints the caller's JSON-RPC id with Display (`%id` in rmcp 3.11's
+/// "response error" and "rejected peer request"), so an id holding a newline
+/// would forge a log line. Its error lines print only transport faults.
 fn log_filter() -> EnvFilter {
     let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    filter.add_directive("rmcp=warn".parse().expect("a valid directive"))
+    filter.add_directive("rmcp=error".parse().expect("a valid directive"))
 }
 
 #[tokio::main]

@@ -604,3 +604,42 @@ async fn stdio_calls_are_charged_to_the_tenants_plan() {
     // About ten, fewer if the calls took seconds (the rate refills one every 0.6 s); none if uncharged.
     assert!((1..=20).contains(&limited), "a burst of 110 on a plan of 100 a minute: {limited} limited, {codes:?}");
 }
+
+/// A JSON-RPC id, a tool name, a method or a URI is the caller's text: one
+/// holding a newline and a made-up log line must not start a line of the
+/// server's log (escaped, or not logged at all), whichever path answers it:
+/// the direct path, rmcp, or the anonymous guard. The log runs at debug.
+#[tokio::test]
+async fn a_newline_in_a_request_forges_no_log_line() {
+    const FORGED: &str = "1999-12-31T23:59:59.000000Z ERROR latchkey: forged by the caller";
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_LOG", "debug")).await;
+    let key = srv.signup(&unique("forge")).await;
+    let bearer = format!("Bearer {key}");
+    let evil = |s: &str| format!("{s}\n{FORGED}\n");
+    let message = |method: &str, params: Value| json!({ "jsonrpc": "2.0", "id": evil("id"), "method": method, "params": params });
+    let bodies = [
+        message("tools/call", json!({ "name": evil("no_such_tool"), "arguments": {} })),
+        message("tools/call", json!({ "name": "get_secret", "arguments": { "name": evil("NAME") } })),
+        message("tools/call", json!({ "name": "get_secret", "arguments": { "id": 5 } })),
+        message("tools/list", json!({})),
+        message("resources/read", json!({ "uri": evil("latchkey://secrets/X") })),
+        message(&evil("no/such/method"), json!({})),
+    ];
+    let mut answered = 0;
+    for body in &bodies {
+        for (auth, origin) in [(Some(bearer.as_str()), None), (Some(bearer.as_str()), Some("http://localhost:5173")), (None, None)] {
+            let mut headers = vec![("mcp-protocol-version", "2025-06-18")];
+            headers.extend(auth.map(|a| ("authorization", a)));
+            headers.extend(origin.map(|o| ("origin", o)));
+            let (status, _, _) = raw_mcp(&srv, &headers, body.clone()).await;
+            assert!((200..500).contains(&status), "{status} for {body}");
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 18);
+    let log = srv.stderr();
+    assert!(!log.is_empty(), "the server's stderr is captured");
+    let forged: Vec<&str> =
+        log.lines().filter(|l| l.starts_with("1999-12-31") || (l.contains("forged by the caller") && !l.contains("\\n"))).collect();
+    assert!(forged.is_empty(), "a caller's newline started a log line: {forged:#?}");
+}

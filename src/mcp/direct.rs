@@ -153,9 +153,10 @@ impl Direct {
         let message: ServerJsonRpcMessage = match self.server.handle_request(request.request, context).await {
             Ok(result) => JsonRpcMessage::response(result, id),
             Err(error) => {
-                // rmcp's serve loop logs this too; the code, not the message,
-                // which may quote the caller's arguments.
-                tracing::warn!(target: "rmcp::service", %id, code = error.code.0, "response error");
+                // rmcp's serve loop logs this too, under the same target (so
+                // `main.rs` filters both alike); the code, not the message,
+                // which may quote the caller's arguments, and the id escaped.
+                tracing::warn!(target: "rmcp::service", ?id, code = error.code.0, "response error");
                 JsonRpcMessage::error(error, Some(id))
             }
         };

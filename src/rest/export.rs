@@ -47,7 +47,7 @@ pub fn response(format: ExportFormat, pages: AuditPages, tenant: &str) -> Respon
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("audit export stopped after {} entries: {e}", ex.count);
+                    tracing::warn!(entries = ex.count, error = ?e.to_string(), "audit export stopped");
                     ex.stage = Stage::Done;
                     Err(e)
                 }
