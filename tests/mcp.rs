@@ -271,9 +271,9 @@ async fn http_guard_versions_and_credentials() {
 /// and the two answers must agree to the byte: successes, domain failures,
 /// arguments that do not fit, an unknown tool, a refused write, and a body
 /// over rmcp's 4 MiB (which this server lets through when values may be 1 MiB).
-#[tokio::test]
-async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
-    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_MAX_VALUE_BYTES", "1048576")).await;
+/// On both databases: their errors and their answers' shapes may differ.
+async fn tool_calls_answer_the_same_both_ways(backend: Backend) {
+    let srv = Server::start_with(Opts::new(backend).env("LATCHKEY_MAX_VALUE_BYTES", "1048576")).await;
     let key = srv.signup(&unique("direct")).await;
     let (_, made) = srv.post("/api/v1/secrets", &key, json!({ "name": "DIRECT", "value": "dir-value", "tags": ["x"] })).await;
     let id = made["id"].as_str().unwrap().to_owned();
@@ -292,6 +292,10 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
         call(json!(10.0), "get_secret", json!({ "id": id })),
         json!({ "jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": { "_meta": { "progressToken": "p" }, "name": "get_secret", "arguments": { "id": id } } }),
         json!({ "jsonrpc": "2.0", "id": 12, "method": "tools/call", "params": { "name": "get_secret", "arguments": { "id": id } }, "extra": true }),
+        // Parameters that flatten a vault request type (src/mcp/params.rs).
+        call(json!(13), "list_secret_versions", json!({ "name": "DIRECT", "limit": 1 })),
+        call(json!(14), "update_project", json!({ "id": "no-such-project", "title": "x" })),
+        call(json!(15), "update_secret_metadata", json!({ "id": id, "value": "not-here" })),
     ];
     let bearer = format!("Bearer {key}");
     let send = async |version: Option<&str>, origin: Option<&str>, body: &Value| {
@@ -329,6 +333,16 @@ async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp() {
     assert_eq!(read["result"]["structuredContent"]["value"], "dir-value");
     let (_, after) = srv.get(&format!("/api/v1/secrets/{id}"), &key).await;
     assert_eq!(after["version"], 1, "the refused write changed nothing");
+}
+
+#[tokio::test]
+async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp_on_sqlite() {
+    tool_calls_answer_the_same_both_ways(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn tool_calls_answer_the_same_on_the_direct_path_and_through_rmcp_on_postgres() {
+    tool_calls_answer_the_same_both_ways(Backend::Postgres).await;
 }
 
 /// A tool that names a secret refuses arguments it does not know and an id

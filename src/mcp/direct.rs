@@ -27,8 +27,14 @@
 //! `ctx.peer` (progress, logging, elicitation, sampling) or watch `ctx.ct`.
 //! Here every request of one revision shares an idle peer whose messages go
 //! nowhere, and the token is never cancelled; rmcp would switch the answer to
-//! an event stream and cancel the token once answered. No Latchkey tool does
-//! either; one that needs to must be left out of [`Direct::answer`].
+//! an event stream and cancel the token once answered. So only the tools in
+//! [`DIRECT_TOOLS`] are answered here, a tool added to the server goes to
+//! rmcp until someone lists it, and the tests below fail if a listed tool's
+//! handler can reach the peer or the token (by its source, and by running
+//! each with a peer whose messages are recorded and a cancelled token).
+//!
+//! What the module takes from rmcp was checked against one rmcp release; a
+//! test pins it and says what to re-check when rmcp changes.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -51,6 +57,34 @@ const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
 const PROTOCOL_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
+/// The tools whose calls this module may answer. A tool belongs here only if
+/// its handler neither talks to the client (`Peer`, `RequestContext`) nor
+/// watches the cancellation token: it takes only `Parameters` and a `Caller`.
+/// `tests::listed_tools_cannot_reach_the_peer_or_the_token` reads each one's
+/// source and `tests::listed_tools_send_nothing_and_ignore_cancellation` runs
+/// each one, so a tool added here must get a row there too.
+pub const DIRECT_TOOLS: &[&str] = &[
+    "create_api_key",
+    "create_project",
+    "delete_project",
+    "delete_secret",
+    "get_project",
+    "get_secret",
+    "list_api_keys",
+    "list_projects",
+    "list_secret_versions",
+    "list_secrets",
+    "query_audit",
+    "regenerate_api_key",
+    "revoke_api_key",
+    "set_secret",
+    "signup",
+    "update_api_key",
+    "update_project",
+    "update_secret_metadata",
+    "whoami",
+];
+
 /// A peer reporting one protocol revision, and the idle service behind it.
 type RevisionPeer = (ProtocolVersion, Peer<RoleServer>, RunningService<RoleServer, LatchkeyMcp>);
 
@@ -62,6 +96,9 @@ pub struct Direct {
     /// Tools annotated read-only: a call of one may run where its request
     /// arrived (see [`Call::read_only`]).
     read_only: HashSet<String>,
+    /// Where the peers' messages go in the test that proves there are none.
+    #[cfg(test)]
+    outbox: Option<futures::channel::mpsc::UnboundedSender<ServerJsonRpcMessage>>,
 }
 
 /// What [`Direct::take`] made of a request. Made once per request and moved
@@ -93,7 +130,13 @@ impl Call {
 
 impl Direct {
     pub fn new(server: LatchkeyMcp) -> Self {
-        Direct { read_only: read_only_tools(&server.tool_router), server, peers: OnceLock::new() }
+        Direct {
+            read_only: read_only_tools(&server.tool_router),
+            server,
+            peers: OnceLock::new(),
+            #[cfg(test)]
+            outbox: None,
+        }
     }
 
     /// Whether the request's headers leave rmcp's transport nothing to check
@@ -124,7 +167,10 @@ impl Direct {
     /// The call, if the request is one this module takes, or the request
     /// back for rmcp. `parts` must carry the authenticated caller.
     pub fn take(&self, parts: Parts, body: Bytes) -> Taken {
-        let Some(request) = plain_call(&body) else {
+        let Some(request) = plain_call(&body).filter(|r| match &r.request {
+            ClientRequest::CallToolRequest(call) => DIRECT_TOOLS.contains(&call.params.name.as_ref()),
+            _ => false,
+        }) else {
             return Taken::Rmcp(parts, body);
         };
         let version =
@@ -142,12 +188,19 @@ impl Direct {
     /// Runs the call through the handler and serialises its answer as rmcp's
     /// JSON response mode would.
     pub async fn answer(&self, call: Call) -> Response {
+        self.answer_with(call, CancellationToken::new()).await
+    }
+
+    /// [`Direct::answer`] with the token the handler gets: one nobody
+    /// cancels, or in tests one cancelled already.
+    async fn answer_with(&self, call: Call, ct: CancellationToken) -> Response {
         let Call { mut request, peer, parts, .. } = call;
         let id = request.id.clone();
         let meta = std::mem::take(request.request.get_meta_mut());
         let mut extensions = std::mem::take(request.request.extensions_mut());
         extensions.insert(parts);
         let mut context = RequestContext::new(id.clone(), peer);
+        context.ct = ct;
         context.meta = meta;
         context.extensions = extensions;
         let message: ServerJsonRpcMessage = match self.server.handle_request(request.request, context).await {
@@ -175,13 +228,24 @@ impl Direct {
                 .map(|v| {
                     let info = InitializeRequestParams::new(ClientCapabilities::default(), Implementation::default())
                         .with_protocol_version(v.clone());
-                    let silent = (futures::sink::drain(), futures::stream::pending());
-                    let running = serve_directly_with_ct(self.server.clone(), silent, Some(info), CancellationToken::new());
+                    let running = self.idle_service(info);
                     (v.clone(), running.peer().clone(), running)
                 })
                 .collect()
         });
         peers.iter().find(|(v, ..)| v == version).map(|(_, peer, _)| peer.clone())
+    }
+
+    /// A service that receives nothing and whose messages go nowhere (in a
+    /// test, to the outbox).
+    fn idle_service(&self, info: InitializeRequestParams) -> RunningService<RoleServer, LatchkeyMcp> {
+        #[cfg(test)]
+        if let Some(outbox) = &self.outbox {
+            let recorded = (outbox.clone(), futures::stream::pending());
+            return serve_directly_with_ct(self.server.clone(), recorded, Some(info), CancellationToken::new());
+        }
+        let silent = (futures::sink::drain(), futures::stream::pending());
+        serve_directly_with_ct(self.server.clone(), silent, Some(info), CancellationToken::new())
     }
 }
 
@@ -331,6 +395,261 @@ mod tests {
             "whoami",
         ];
         assert_eq!(tools, reads);
+    }
+
+    /// What to re-check when rmcp changes, before moving the pin below.
+    const RECHECK: &str = "rmcp is not the release src/mcp/direct.rs was checked against. Re-read the new rmcp for what \
+the direct path copies from it, then move the pin: (1) its stateless JSON response mode answers serde_json::to_vec(message) \
+as application/json with status 200 for revisions before 2026-07-28 (transport/streamable_http_server/tower.rs: \
+jsonrpc_message_response, jsonrpc_http_status); (2) a stateless request's peer reports the MCP-Protocol-Version header, \
+2025-03-26 when absent (peer_info_for_stateless_request); (3) its transport checks (Accept, Content-Type, Host, Origin, \
+the protocol header, body size) pass for every request Direct::headers_fit takes, and add nothing to the answer; \
+(4) ClientJsonRpcMessage reads a plain tools/call as plain_call builds it; (5) the serve loop hands handle_request the \
+context Direct::answer builds; (6) a bad argument still reads \"failed to deserialize parameters:\" (call_tool in \
+src/mcp/tools.rs). Then run tests/mcp.rs tool_calls_answer_the_same_* on SQLite and PostgreSQL.";
+
+    /// The rmcp release this module was checked against, and the parts of it
+    /// the module names.
+    #[test]
+    fn rmcp_is_the_release_this_module_was_checked_against() {
+        let lock = include_str!("../../Cargo.lock");
+        let locked = lock.split("\n[[package]]\n").find(|p| p.starts_with("name = \"rmcp\"\n")).expect("rmcp in Cargo.lock");
+        assert!(locked.contains("\nversion = \"3.11.0\"\n"), "{RECHECK}\n{locked}");
+        let known: Vec<&str> = ProtocolVersion::KNOWN_VERSIONS.iter().map(ProtocolVersion::as_str).collect();
+        assert_eq!(known, ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"], "{RECHECK}");
+        assert_eq!(ProtocolVersion::STANDARD_HEADERS.as_str(), "2026-07-28", "{RECHECK}");
+        let answered: Vec<&str> = answered_versions().map(ProtocolVersion::as_str).collect();
+        assert_eq!(answered, ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"], "{RECHECK}");
+        // The bytes of an answer, as both paths write them.
+        let result = rmcp::model::ServerResult::empty(());
+        let answer: ServerJsonRpcMessage = JsonRpcMessage::response(result, rmcp::model::NumberOrString::Number(7));
+        assert_eq!(serde_json::to_string(&answer).unwrap(), r#"{"jsonrpc":"2.0","id":7,"result":{}}"#, "{RECHECK}");
+        let error = rmcp::ErrorData::invalid_params("tool not found", None);
+        let failed: ServerJsonRpcMessage = JsonRpcMessage::error(error, Some(rmcp::model::NumberOrString::String("s".into())));
+        assert_eq!(
+            serde_json::to_string(&failed).unwrap(),
+            r#"{"jsonrpc":"2.0","id":"s","error":{"code":-32602,"message":"tool not found"}}"#,
+            "{RECHECK}"
+        );
+    }
+
+    /// What may stand in a direct tool's parameter list: the tool's own
+    /// arguments and the caller. rmcp hands a handler the peer or the token
+    /// only through a parameter (`RequestContext`, `Peer`, `CancellationToken`,
+    /// `Extensions`, ...), so this closes that door.
+    fn allowed_parameter(param: &str) -> bool {
+        let param = param.trim();
+        param == "&self"
+            || param == "caller: Caller"
+            || (param.starts_with("Parameters(") && param.contains("): Parameters<") && param.ends_with('>'))
+    }
+
+    /// Names a direct tool's body must not use: the request's context, its
+    /// peer and its token, by any of the names rmcp gives them.
+    const FORBIDDEN_IN_BODY: &[&str] =
+        &["ctx", "ct", "peer", "Peer", "RequestContext", "CancellationToken", "request_context", "ToolCallContext", "Extensions"];
+
+    /// Why `tool`'s handler in `source` may not be on the direct path (none:
+    /// empty). A handler not found is a reason too.
+    fn direct_path_violations(source: &str, tool: &str) -> Vec<String> {
+        let Some(start) = source.find(&format!("async fn {tool}(")) else {
+            return vec![format!("no `async fn {tool}(` in src/mcp/tools.rs: check its handler by hand and teach this test where it is")];
+        };
+        let rest = &source[start..];
+        let end = ["#[tool(", "#[tool_handler", "\n}\n"].iter().filter_map(|m| rest.find(m)).min().unwrap_or(rest.len());
+        let item = &rest[..end];
+        let open = item.find('(').expect("a parameter list");
+        let mut depth = 0;
+        let mut close = open;
+        for (i, c) in item[open..].char_indices() {
+            match c {
+                '(' | '<' => depth += 1,
+                ')' | '>' if depth > 0 => {
+                    depth -= 1;
+                    if depth == 0 && c == ')' {
+                        close = open + i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut problems = Vec::new();
+        let (mut depth, mut from) = (0, open + 1);
+        let params = &item[..close];
+        let mut list = Vec::new();
+        for (i, c) in params.char_indices().skip(open + 1) {
+            match c {
+                '(' | '<' => depth += 1,
+                ')' | '>' => depth -= 1,
+                ',' if depth == 0 => {
+                    list.push(&params[from..i]);
+                    from = i + 1;
+                }
+                _ => {}
+            }
+        }
+        list.push(&params[from..]);
+        for param in list.into_iter().filter(|p| !p.trim().is_empty()) {
+            if !allowed_parameter(param) {
+                problems.push(format!("{tool} takes `{}`", param.trim()));
+            }
+        }
+        let body = &item[close..];
+        for word in body.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            if FORBIDDEN_IN_BODY.contains(&word) {
+                problems.push(format!("{tool} uses `{word}`"));
+            }
+        }
+        problems
+    }
+
+    /// Every listed tool is a tool, and its handler can reach neither the
+    /// peer nor the token.
+    #[test]
+    fn listed_tools_cannot_reach_the_peer_or_the_token() {
+        let source = include_str!("tools.rs");
+        let router = LatchkeyMcp::tool_router();
+        let mut problems = Vec::new();
+        for tool in DIRECT_TOOLS {
+            if !router.has_route(tool) {
+                problems.push(format!("{tool} is listed but is no tool"));
+            }
+            problems.extend(direct_path_violations(source, tool));
+        }
+        assert!(
+            problems.is_empty(),
+            "tools on the direct path must not talk to the client or watch cancellation (src/mcp/direct.rs): \
+             take them off DIRECT_TOOLS, or drop the use: {problems:#?}"
+        );
+    }
+
+    /// The check above catches what it is there for.
+    #[test]
+    fn the_source_check_catches_a_peer_or_a_token() {
+        let tail = "\n    #[tool(annotations())]\n    async fn next(&self) {}\n}\n";
+        let clean = "async fn t(&self, Parameters(mut p): Parameters<A<B, C>>, caller: Caller) -> Result<Json<X>, Error> {\n        Ok(Json(self.vault.x(&self.principal(caller).await?, p.change).await?))\n    }";
+        assert_eq!(direct_path_violations(&format!("{clean}{tail}"), "t"), Vec::<String>::new());
+        for bad in [
+            "async fn t(&self, ctx: RequestContext<RoleServer>) -> R { ok() }",
+            "async fn t(&self, Parameters(p): Parameters<A>, peer: Peer<RoleServer>) -> R { ok() }",
+            "async fn t(&self, token: CancellationToken, caller: Caller) -> R { ok() }",
+            "async fn t(&self, Extension(parts): Extension<Parts>) -> R { ok() }",
+            "async fn t(&self, caller: Caller) -> R { self.vault.x(caller.ctx.peer.notify_progress(p)) }",
+            "async fn t(&self, caller: Caller) -> R { tokio::select! { _ = self.ct.cancelled() => {} } }",
+        ] {
+            assert!(!direct_path_violations(&format!("{bad}{tail}"), "t").is_empty(), "not caught: {bad}");
+        }
+        assert!(!direct_path_violations(tail, "t").is_empty(), "a handler not found is a failure");
+    }
+
+    /// A vault on a fresh SQLite data dir, a `Direct` whose peers' messages
+    /// are recorded, and the HTTP parts of a request authenticated with a
+    /// new tenant's key.
+    async fn recorded() -> (tempfile::TempDir, Direct, futures::channel::mpsc::UnboundedReceiver<ServerJsonRpcMessage>, Parts) {
+        use crate::vault::{Front, Origin};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::config::StoreArgs { data_dir: dir.path().to_path_buf(), database_url: None };
+        let vault = crate::config::open_vault(&store, &crate::config::PolicyArgs::defaults()).await.unwrap();
+        let tenant = format!("direct-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let signup = crate::vault::views::SignupRequest { tenant_id: tenant, email: None, agent: None, description: None };
+        let key = vault.signup(signup, Origin::new(Front::Mcp)).await.unwrap().api_key;
+        let principal = vault.authenticate(&key, Origin::new(Front::Mcp)).await.unwrap();
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        parts.extensions.insert(principal);
+        let (outbox, sent) = futures::channel::mpsc::unbounded();
+        let mut direct = Direct::new(LatchkeyMcp::for_http(vault));
+        direct.outbox = Some(outbox);
+        (dir, direct, sent, parts)
+    }
+
+    /// Calls `tool` on the direct path with a cancelled token; the answer's
+    /// `result`. Fails if the call reaches the client.
+    async fn call_directly(
+        direct: &Direct,
+        sent: &mut futures::channel::mpsc::UnboundedReceiver<ServerJsonRpcMessage>,
+        parts: &Parts,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> serde_json::Value {
+        use futures::StreamExt;
+        let body =
+            serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": tool, "arguments": arguments } });
+        let Taken::Call(call) = direct.take(parts.clone(), Bytes::from(body.to_string())) else { panic!("{tool} is not taken") };
+        let cancelled = CancellationToken::new();
+        cancelled.cancel();
+        let response = tokio::select! {
+            biased;
+            message = sent.next() => panic!("{tool} sent the client {message:?}: it cannot be on the direct path"),
+            response = direct.answer_with(call, cancelled) => response,
+        };
+        assert_eq!(response.status(), StatusCode::OK, "{tool}");
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(sent.try_recv().is_err(), "{tool} sent the client a message: it cannot be on the direct path");
+        answer["result"].clone()
+    }
+
+    /// Each listed tool, run through the direct path with a peer whose
+    /// messages are recorded and a token cancelled before the call, does its
+    /// work and sends nothing: one that talked to the client would be caught
+    /// by the recorder, one that watched the token would stop short.
+    #[tokio::test]
+    async fn listed_tools_send_nothing_and_ignore_cancellation() {
+        use serde_json::json;
+        let (_dir, direct, mut sent, parts) = recorded().await;
+        let mut ran = Vec::new();
+        let mut run = async |tool: &'static str, arguments: serde_json::Value| {
+            let result = call_directly(&direct, &mut sent, &parts, tool, arguments.clone()).await;
+            assert_ne!(result["isError"], true, "{tool} {arguments}: {result}");
+            ran.push(tool);
+            result["structuredContent"].clone()
+        };
+        run("whoami", json!({})).await;
+        let tenant = format!("direct-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        run("signup", json!({ "tenantId": tenant })).await;
+        run("set_secret", json!({ "name": "DIRECT", "value": "v" })).await;
+        run("get_secret", json!({ "name": "DIRECT" })).await;
+        run("list_secrets", json!({})).await;
+        run("update_secret_metadata", json!({ "name": "DIRECT", "description": "d" })).await;
+        run("list_secret_versions", json!({ "name": "DIRECT" })).await;
+        run("delete_secret", json!({ "name": "DIRECT" })).await;
+        let project = run("create_project", json!({ "name": "direct" })).await["id"].clone();
+        run("list_projects", json!({})).await;
+        run("get_project", json!({ "id": project })).await;
+        run("update_project", json!({ "id": project, "name": "renamed" })).await;
+        run("delete_project", json!({ "id": project })).await;
+        let key = run("create_api_key", json!({ "name": "k", "permissions": "read" })).await["id"].clone();
+        run("list_api_keys", json!({})).await;
+        run("update_api_key", json!({ "id": key, "name": "k2" })).await;
+        run("regenerate_api_key", json!({ "id": key })).await;
+        run("revoke_api_key", json!({ "id": key })).await;
+        run("query_audit", json!({})).await;
+        ran.sort();
+        assert_eq!(ran, DIRECT_TOOLS, "every listed tool runs here: give a new one a row");
+    }
+
+    /// A tool not listed goes to rmcp, whatever it is.
+    #[tokio::test]
+    async fn unlisted_tools_go_to_rmcp() {
+        let (_dir, direct, _sent, parts) = recorded().await;
+        for tool in ["no_such_tool", "get_secrets", "GET_SECRET"] {
+            let body =
+                serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": tool, "arguments": {} } });
+            assert!(matches!(direct.take(parts.clone(), Bytes::from(body.to_string())), Taken::Rmcp(..)), "{tool}");
+        }
+    }
+
+    /// `call_tool` (src/mcp/tools.rs) turns rmcp's message for arguments that
+    /// do not fit into INVALID_REQUEST by its prefix.
+    #[tokio::test]
+    async fn arguments_that_do_not_fit_are_invalid_request() {
+        let (_dir, direct, mut sent, parts) = recorded().await;
+        let result = call_directly(&direct, &mut sent, &parts, "get_secret", serde_json::json!({ "id": 5 })).await;
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|_| panic!("{RECHECK}\nnot our error body: {text}"));
+        let code = body["code"].as_str().or(body["error"]["code"].as_str());
+        assert_eq!((result["isError"].as_bool(), code), (Some(true), Some("INVALID_REQUEST")), "{RECHECK}\n{result}");
     }
 
     #[test]
