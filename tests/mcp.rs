@@ -657,3 +657,20 @@ async fn a_newline_in_a_request_forges_no_log_line() {
         log.lines().filter(|l| l.starts_with("1999-12-31") || (l.contains("forged by the caller") && !l.contains("\\n"))).collect();
     assert!(forged.is_empty(), "a caller's newline started a log line: {forged:#?}");
 }
+
+/// A `Host` with userinfo names another host than it seems to: rmcp refuses
+/// it, and the direct path leaves it to rmcp rather than answer it.
+#[tokio::test]
+async fn a_host_with_userinfo_is_not_answered_on_the_direct_path() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let key = srv.signup(&unique("userinfo")).await;
+    let bearer = format!("Bearer {key}");
+    let port = srv.base.rsplit(':').next().unwrap().to_owned();
+    let whoami = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "whoami", "arguments": {} } });
+    let (s, _, body) = raw_mcp(&srv, &[("authorization", &bearer)], whoami.clone()).await;
+    assert_eq!((s, body["result"]["structuredContent"].is_object()), (200, true), "{body}");
+    for host in [format!("127.0.0.1:{port}@evil.example"), format!("evil.example@127.0.0.1:{port}")] {
+        let (s, _, body) = raw_mcp(&srv, &[("authorization", &bearer), ("host", &host)], whoami.clone()).await;
+        assert!((400..500).contains(&s) && body.get("result").is_none(), "{host}: {s} {body}");
+    }
+}

@@ -155,7 +155,8 @@ impl Direct {
                 && a.split(',').any(|t| t.trim().eq_ignore_ascii_case(EVENT_STREAM))
         });
         let type_ok = one(header::CONTENT_TYPE).is_some_and(|t| t.split(';').next().unwrap_or(t).trim().eq_ignore_ascii_case(JSON));
-        let host_ok = one(header::HOST).is_some_and(|h| axum::http::uri::Authority::try_from(h).is_ok());
+        // A `Host` never carries userinfo; rmcp refuses `127.0.0.1:1@evil.com`, so it is rmcp's.
+        let host_ok = one(header::HOST).is_some_and(|h| !h.contains('@') && axum::http::uri::Authority::try_from(h).is_ok());
         let version_ok = match headers.get_all(&PROTOCOL_HEADER).iter().count() {
             0 => true,
             1 => one(PROTOCOL_HEADER).is_some_and(|v| answered_version(v).is_some()),
@@ -671,8 +672,14 @@ src/mcp/tools.rs). Then run tests/mcp.rs tool_calls_answer_the_same_* on SQLite 
         let mut weighted = base.to_vec();
         weighted[1] = ("accept", "application/json, text/event-stream;q=0");
         assert!(!Direct::headers_fit(&headers(&weighted)));
-        let mut bad_host = base.to_vec();
-        bad_host[0] = ("host", "127.0.0.1 evil");
-        assert!(!Direct::headers_fit(&headers(&bad_host)));
+        for host in ["127.0.0.1 evil", "127.0.0.1:1@evil.com", "user@127.0.0.1"] {
+            let mut bad_host = base.to_vec();
+            bad_host[0] = ("host", host);
+            assert!(!Direct::headers_fit(&headers(&bad_host)), "{host}");
+        }
+        let mut two_hosts = base.to_vec();
+        two_hosts.push(("host", "evil.example"));
+        assert!(!Direct::headers_fit(&headers(&two_hosts)), "two Hosts are rmcp's to refuse");
+        assert!(!with(("origin", "http://localhost:1")), "any Origin, one or two, is rmcp's");
     }
 }
