@@ -397,9 +397,9 @@ async fn in_process_over_a_duplex_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let store_args = latchkey::config::StoreArgs { data_dir: dir.path().to_path_buf(), database_url: None };
     let vault = latchkey::config::open_vault(&store_args, &latchkey::config::PolicyArgs::defaults()).await.unwrap();
-    let principal = vault.local_principal("local", latchkey::vault::Origin::new(latchkey::vault::Front::Mcp)).await.unwrap();
+    let session = vault.open_session(None, "local", latchkey::vault::Origin::new(latchkey::vault::Front::Mcp)).await.unwrap();
     let (server_end, client_end) = tokio::io::duplex(64 * 1024);
-    let server = latchkey::mcp::LatchkeyMcp::for_principal(vault.clone(), principal, true);
+    let server = latchkey::mcp::LatchkeyMcp::for_session(vault.clone(), session);
     tokio::spawn(async move {
         let running = server.serve(server_end).await.unwrap();
         let _ = running.waiting().await;
