@@ -282,3 +282,37 @@ async fn the_data_dir_is_private() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A database from before tenants were marked local: the upgrade marks the
+/// ones `latchkey mcp` made (by their signup entry), and only those, so a
+/// tenant a stranger signed up for stays out of a local session's reach.
+#[tokio::test]
+async fn the_upgrade_marks_only_the_tenants_latchkey_mcp_made() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Opts { data_dir: Some(dir.path().to_path_buf()), ..Opts::new(Backend::Sqlite) };
+    let srv = Server::start_with(opts()).await;
+    let signed_up = unique("signed-up");
+    srv.signup(&signed_up).await;
+    let made_locally = unique("made-locally");
+    let (ok, out, err) = local_session(&srv, &made_locally);
+    assert!(ok, "{out} {err}");
+    assert_eq!(srv.stop(), Some(0));
+
+    // The schema as it was before migration 0003.
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "DROP INDEX audit_auth_failures; ALTER TABLE tenants DROP COLUMN local_only; DELETE FROM _sqlx_migrations WHERE version = 3;",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+
+    let srv = Server::start_with(opts()).await;
+    let (ok, out, err) = local_session(&srv, &made_locally);
+    assert!(ok && out.contains("\"created\":false"), "the local tenant is still the session's: {out} {err}");
+    let (ok, _, err) = local_session(&srv, &signed_up);
+    assert!(!ok && err.contains("not created by `latchkey mcp`"), "{err}");
+}

@@ -126,7 +126,7 @@ impl Vault {
     /// the store's change epoch as of that commit, or `409`
     /// (`CHANGED_MEANWHILE`) when the database refused a success entry whose
     /// key or secret is no longer what the request relied on (PostgreSQL).
-    pub async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
+    pub(crate) async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
         self.audit.record(row).await
     }
 
