@@ -316,3 +316,36 @@ async fn the_upgrade_marks_only_the_tenants_latchkey_mcp_made() {
     let (ok, _, err) = local_session(&srv, &signed_up);
     assert!(!ok && err.contains("not created by `latchkey mcp`"), "{err}");
 }
+
+/// A read that is refused leaves the same trace whichever way it was asked:
+/// through `get_secret` or through the `latchkey://secrets/{name}` resource.
+#[tokio::test]
+async fn a_denied_read_through_a_resource_is_on_the_record() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let admin = srv.signup(&unique("resource-audit")).await;
+    let (_, open) = srv.post("/api/v1/projects", &admin, json!({ "name": "open" })).await;
+    let (_, closed) = srv.post("/api/v1/projects", &admin, json!({ "name": "closed" })).await;
+    let closed_id = closed["id"].as_str().unwrap();
+    let (s, _) = srv.post("/api/v1/secrets", &admin, json!({ "name": "HIDDEN", "value": "v", "projectId": closed_id })).await;
+    assert_eq!(s, 201);
+    let (_, made) =
+        srv.post("/api/v1/api-keys", &admin, json!({ "name": "narrow", "permissions": "read", "projectScope": [open["id"]] })).await;
+    let narrow = format!("Bearer {}", made["apiKey"].as_str().unwrap());
+    let headers = [("authorization", narrow.as_str()), ("accept", "application/json, text/event-stream")];
+
+    let count = || async {
+        let (_, trail) = srv.get("/api/v1/audit?resourceType=secret", &admin).await;
+        trail["logs"].as_array().unwrap().iter().filter(|e| e["outcome"] != "success").count()
+    };
+    let before = count().await;
+    let uri = format!("latchkey://secrets/HIDDEN?projectId={closed_id}");
+    let read = json!({ "jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": { "uri": uri } });
+    let (_, body) = send(&srv, "POST", "/mcp", &headers, Some(read)).await;
+    assert!(body.get("error").is_some(), "refused: {body}");
+    assert_eq!(count().await, before + 1, "the resource's refusal is audited");
+    let get = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": { "name": "get_secret", "arguments": { "name": "HIDDEN", "projectId": closed_id } } });
+    let (_, body) = send(&srv, "POST", "/mcp", &headers, Some(get)).await;
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert_eq!(count().await, before + 2, "as get_secret's is");
+}

@@ -11,7 +11,7 @@ use rmcp::{ErrorData, RoleServer};
 use super::{Caller, LatchkeyMcp, anonymous};
 use crate::error::Error;
 use crate::vault::secrets::SecretRef;
-use crate::vault::views::{AuditQuery, ListSecrets, VersionPage};
+use crate::vault::views::{AuditQuery, ListSecrets};
 
 pub const LLMS: &str = "latchkey://llms.txt";
 pub const QUICKSTART: &str = "latchkey://quickstart";
@@ -87,15 +87,11 @@ impl LatchkeyMcp {
                 Some((name, query)) if !name.is_empty() => match filed_under(query) {
                     Ok(place) => {
                         let target =
-                            || SecretRef::Name { name, project_id: place.project_id.as_deref(), environment: place.environment.as_deref() };
-                        match self.vault.secret_metadata(&p, target()).await {
-                            Ok(meta) => self
-                                .vault
-                                .secret_versions(&p, target(), VersionPage::default())
-                                .await
-                                .map(|versions| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions }))),
-                            Err(e) => Err(e),
-                        }
+                            SecretRef::Name { name, project_id: place.project_id.as_deref(), environment: place.environment.as_deref() };
+                        self.vault
+                            .secret_overview(&p, target)
+                            .await
+                            .map(|(meta, versions)| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions })))
                     }
                     Err(e) => Err(e),
                 },
