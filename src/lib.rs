@@ -4,12 +4,12 @@
 //!
 //! ```text
 //!  MCP clients (stdio / streamable HTTP)        REST clients, SDKs
-//!               │                                    │
+//!               │           edge (Host/Origin, credential)   │
 //!          mcp/ (rmcp tools, resources)        rest/ (axum routes, docs, OpenAPI)
 //!               └──────────────┬─────────────────────┘
 //!                              │ Principal + typed request
-//!                       vault/ (domain services: tenants, keys, secrets,
-//!                              │  projects, audit, plans)
+//!                       vault/ (domain services: callers, tenants, keys,
+//!                              │  secrets, projects, audit, plans)
 //!                    ┌─────────┴─────────┐
 //!                 crypto/             store/ (sqlx: SQLite | PostgreSQL)
 //! ```
