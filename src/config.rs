@@ -46,12 +46,23 @@ pub struct PolicyArgs {
     /// Signups allowed per client IP (an IPv6 client: per /64) per minute.
     #[arg(long, env = "LATCHKEY_SIGNUP_PER_MINUTE", default_value_t = 10)]
     pub signup_per_minute: u32,
+
+    /// Failed authentications allowed per client IP, and per presented key,
+    /// per minute; past that they answer 429 until the minute is over.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
+    pub auth_failures_per_minute: u32,
 }
 
 impl PolicyArgs {
     /// The defaults, for commands that take no policy flags.
     pub fn defaults() -> Self {
-        PolicyArgs { signup: SignupMode::Open, default_plan: "free".into(), max_value_bytes: 64 * 1024, signup_per_minute: 10 }
+        PolicyArgs {
+            signup: SignupMode::Open,
+            default_plan: "free".into(),
+            max_value_bytes: 64 * 1024,
+            signup_per_minute: 10,
+            auth_failures_per_minute: 60,
+        }
     }
 
     pub fn vault_config(&self) -> VaultConfig {
@@ -60,6 +71,7 @@ impl PolicyArgs {
             default_plan: self.default_plan.clone(),
             signup_open: self.signup == SignupMode::Open,
             signup_per_minute: self.signup_per_minute,
+            auth_failures_per_minute: self.auth_failures_per_minute,
         }
     }
 }
@@ -75,11 +87,41 @@ pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>> {
             )))
         }
         None => {
-            std::fs::create_dir_all(&args.data_dir)
-                .map_err(|e| Error::internal(format_args!("creating data dir {}: {e}", args.data_dir.display())))?;
+            private_data_dir(&args.data_dir, true)?;
             Ok(Arc::new(SqliteStore::open(&args.data_dir).await?))
         }
     }
+}
+
+/// Makes the data dir readable by this user only: created 0700, and the
+/// database's files 0600 (SQLite gives its write-ahead log and shared-memory
+/// files the database file's mode, so the database file is made first). An
+/// existing directory's mode is the operator's choice (it may be a home
+/// directory); a loose one is reported, and only Latchkey's own files in it
+/// are tightened.
+fn private_data_dir(dir: &std::path::Path, sqlite: bool) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let io = |what: &str, e: std::io::Error| Error::internal(format_args!("{what} {}: {e}", dir.display()));
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("creating data dir", e))?;
+    } else if std::fs::metadata(dir).map_err(|e| io("reading data dir", e))?.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), "the data dir can be read by other users; consider chmod 700");
+    }
+    if sqlite {
+        let db = dir.join(crate::store::sqlite::DB_FILE);
+        let mut create = std::fs::OpenOptions::new();
+        create.write(true).create(true).truncate(false).mode(0o600);
+        create.open(&db).map_err(|e| io("creating database in", e))?;
+    }
+    for name in [crate::store::sqlite::DB_FILE, "latchkey.db-wal", "latchkey.db-shm", master::KEY_FILE] {
+        let path = dir.join(name);
+        if let Ok(meta) = std::fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| io("restricting files in", e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Finds the master key: `LATCHKEY_MASTER_KEY`, else `LATCHKEY_PASSPHRASE`
@@ -96,7 +138,7 @@ pub async fn master_key(args: &StoreArgs, store: &dyn Store) -> Result<MasterKey
         let salt = store.meta_init("passphrase_salt", &fresh).await?;
         return tokio::task::spawn_blocking(move || master::from_passphrase(&pass, &salt)).await.map_err(Error::internal);
     }
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| Error::internal(format_args!("creating data dir: {e}")))?;
+    private_data_dir(&args.data_dir, false)?;
     let (key, created) = master::from_key_file(&args.data_dir)?;
     if created {
         tracing::warn!(

@@ -24,6 +24,13 @@ pub enum Error {
     /// 403: the operator closed open signup.
     #[error("self-signup is closed on this server; ask its operator for an API key")]
     SignupClosed,
+    /// 403: the request's `Host` is not a name this server answers to, or
+    /// its `Host`/`Origin` headers are malformed or repeated.
+    #[error("{0}")]
+    ForbiddenHost(String),
+    /// 403: a browser page of another site sent the request.
+    #[error("{0}")]
+    ForbiddenOrigin(String),
     /// 404: no such secret visible to the caller.
     #[error("secret not found")]
     SecretNotFound,
@@ -68,6 +75,8 @@ impl Error {
             Error::ScopeDenied(_) => "SCOPE_DENIED",
             Error::PlanLimitReached(_) => "PLAN_LIMIT_REACHED",
             Error::SignupClosed => "SIGNUP_CLOSED",
+            Error::ForbiddenHost(_) => "FORBIDDEN_HOST",
+            Error::ForbiddenOrigin(_) => "FORBIDDEN_ORIGIN",
             Error::SecretNotFound => "SECRET_NOT_FOUND",
             Error::NotFound(_) => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -87,7 +96,11 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => 400,
             Error::Unauthorized(_) => 401,
-            Error::ScopeDenied(_) | Error::PlanLimitReached(_) | Error::SignupClosed => 403,
+            Error::ScopeDenied(_)
+            | Error::PlanLimitReached(_)
+            | Error::SignupClosed
+            | Error::ForbiddenHost(_)
+            | Error::ForbiddenOrigin(_) => 403,
             Error::SecretNotFound | Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
             Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) => 409,

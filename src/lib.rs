@@ -4,12 +4,12 @@
 //!
 //! ```text
 //!  MCP clients (stdio / streamable HTTP)        REST clients, SDKs
-//!               │                                    │
+//!               │           edge (Host/Origin, credential)   │
 //!          mcp/ (rmcp tools, resources)        rest/ (axum routes, docs, OpenAPI)
 //!               └──────────────┬─────────────────────┘
 //!                              │ Principal + typed request
-//!                       vault/ (domain services: tenants, keys, secrets,
-//!                              │  projects, audit, plans)
+//!                       vault/ (domain services: callers, tenants, keys,
+//!                              │  secrets, projects, audit, plans)
 //!                    ┌─────────┴─────────┐
 //!                 crypto/             store/ (sqlx: SQLite | PostgreSQL)
 //! ```
@@ -17,9 +17,14 @@
 //! - [`config`]: command-line and environment settings, and opening a vault from them.
 //! - [`server`]: binds the HTTP fronts and serves until shutdown.
 //! - [`error`]: the one error type with stable codes.
+//! - [`docs`]: the documents for agents that every front serves.
+//! - [`edge`]: what every HTTP front checks and reads first: `Host`/`Origin`,
+//!   the client's address, the credential.
 
 pub mod config;
 pub mod crypto;
+pub mod docs;
+pub mod edge;
 pub mod error;
 pub mod mcp;
 pub mod rest;

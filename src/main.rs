@@ -27,9 +27,15 @@ enum Command {
         #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8200")]
         listen: String,
         /// The URL clients use to reach this server when it is not loopback
-        /// (e.g. https://vault.example.com); its host and origin are allowed on /mcp.
+        /// (e.g. https://vault.example.com); its host is accepted in Host and Origin.
         #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Another name clients reach this server by (a load balancer's, a
+        /// container's); repeatable, or comma-separated in the variable.
+        /// Requests whose Host is not loopback, the listen address, the public
+        /// URL's host or one of these are refused (DNS rebinding).
+        #[arg(long = "allowed-host", value_name = "NAME", env = "LATCHKEY_ALLOWED_HOSTS", value_delimiter = ',')]
+        allowed_hosts: Vec<String>,
         /// Most client connections open at once; further clients wait to be
         /// accepted. Default: what the open-file limit leaves room for.
         #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -93,7 +99,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> latchkey::Result<()> {
     match cli.command {
-        Command::Serve { listen, public_url, max_connections, store, policy } => {
+        Command::Serve { listen, public_url, allowed_hosts, max_connections, store, policy } => {
             let max_connections = latchkey::server::connection_cap(max_connections);
             let vault = open_vault(&store, &policy).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
@@ -103,7 +109,10 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             tracing::info!(%addr, backend = vault.store().backend(), max_connections, "latchkey listening");
             // One line on stdout so scripts and tests learn the port when listening on :0.
             println!("latchkey listening on http://{addr}");
-            let allowed = latchkey::mcp::http::Allowed::new(public_url.as_deref());
+            let allowed = latchkey::edge::Allowed::new(public_url.as_deref(), &allowed_hosts, Some(addr))?;
+            if !addr.ip().is_loopback() {
+                tracing::info!(hosts = %allowed.describe(), "listening beyond loopback: requests are served for these Host names only");
+            }
             latchkey::server::serve(listener, vault, allowed, max_connections, latchkey::server::shutdown_signal())
                 .await
                 .map_err(latchkey::Error::internal)

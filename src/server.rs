@@ -1,14 +1,13 @@
 //! Binds the HTTP fronts into one router and serves until shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::header;
-use axum::http::request::Parts;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -16,34 +15,18 @@ use tower_http::add_extension::AddExtension;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::edge::{self, Allowed};
 use crate::error::Error;
 use crate::mcp;
 use crate::rest::{self, AppState};
-use crate::vault::{Front, Origin, Vault};
-
-/// Where a request came from: peer address and user agent.
-pub fn origin_of(parts: &Parts, front: Front) -> Origin {
-    let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
-    Origin { front, ip, user_agent }
-}
-
-/// The API key a request carries: `X-API-Key`, or `Authorization: Bearer`.
-pub fn credential(parts: &Parts) -> Option<&str> {
-    if let Some(k) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(k.trim());
-    }
-    let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = auth.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
+use crate::vault::Vault;
 
 /// The whole HTTP surface; tests can drive it without a socket.
-pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
+pub fn app(vault: Arc<Vault>, allowed: Allowed) -> Router {
     // Room for the largest value after JSON escaping, plus metadata.
     let body_limit = vault.config().max_value_bytes.saturating_mul(6).saturating_add(64 * 1024);
     let (routes, _) = rest::routes();
-    let mcp = mcp::http::Endpoint::new(vault.clone(), allowed);
+    let mcp = mcp::http::Endpoint::new(vault.clone());
     let mcp = axum::routing::any(move |req: axum::extract::Request| mcp.clone().serve(req));
     routes
         .fallback(|| async { Error::NotFound("route") })
@@ -55,6 +38,8 @@ pub fn app(vault: Arc<Vault>, allowed: mcp::http::Allowed) -> Router {
         .route("/mcp/{*rest}", mcp)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(body_limit, read_body_first))
+        // Before anything reads the request: is it addressed to this server?
+        .layer(axum::middleware::from_fn_with_state(Arc::new(allowed), edge::guard))
         .layer(TraceLayer::new_for_http())
         // Answers carry values, keys shown once and tokens: no cache between
         // the server and the client (a proxy, a browser's disk) may keep one.
@@ -179,7 +164,7 @@ async fn discard(mut body: axum::body::Body) {
 pub async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
-    allowed: mcp::http::Allowed,
+    allowed: Allowed,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

@@ -58,5 +58,24 @@ async fn conformance_server_scenarios() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/mcp/conformance/run");
     let stdout =
         tokio::task::spawn_blocking(move || run(Command::new("bash").arg(script).arg(url), "MCP conformance", String::new)).await.unwrap();
-    assert!(stdout.contains("passed"), "{stdout}");
+    // Pinned, not just "passed": a scenario that silently stops running (or
+    // stops checking anything) must fail here. The CLI version is pinned by
+    // tools/mcp/conformance/package-lock.json; when it changes, so do these.
+    const SCENARIOS: usize = 32;
+    let listed = conformance_expected_failures();
+    assert_eq!(listed.len(), 26, "expected-failures.txt changed: update this test with it: {listed:?}");
+    let expected_pass = SCENARIOS - listed.len();
+    let totals = format!(
+        "{SCENARIOS} scenarios; {} expected failures (expected-failures.txt); 0 listed but passing; {expected_pass} expected to pass",
+        listed.len()
+    );
+    assert!(stdout.lines().any(|l| l.ends_with(&totals)), "want a line ending `{totals}`:\n{stdout}");
+    assert_eq!(stdout.lines().last(), Some(format!("{expected_pass} passed, 0 failed").as_str()), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), expected_pass, "{stdout}");
+}
+
+/// Scenario names listed in tools/mcp/conformance/expected-failures.txt.
+fn conformance_expected_failures() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/mcp/conformance/expected-failures.txt")).unwrap();
+    text.lines().map(|l| l.split('#').next().unwrap().trim().to_owned()).filter(|n| !n.is_empty()).collect()
 }

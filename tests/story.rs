@@ -170,12 +170,34 @@ async fn story(backend: Backend) {
     assert_eq!(srv.delete(&format!("/api/v1/api-keys/{ro_id}"), &key).await.0, 200);
     let (s, e) = srv.get("/api/v1/secrets", &new_ro).await;
     assert_eq!((s, e["code"].as_str()), (401, Some("UNAUTHORIZED")));
-    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
-    let (s, exp) = srv.post("/api/v1/api-keys", &key, json!({ "name": "short", "permissions": "read", "expiresAt": soon })).await;
-    assert_eq!(s, 201, "{exp}");
-    let exp_key = exp["apiKey"].as_str().unwrap().to_owned();
-    assert_eq!(srv.get("/api/v1/secrets", &exp_key).await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    // A key works until its expiry, then stops by time alone (the server has
+    // it cached; nothing in the database changes). The server shares this
+    // clock, so an answer received before the expiry was decided before it:
+    // it must be 200. A machine too slow to answer within the margin gets a
+    // key with a longer one, and the first request sent after the expiry must
+    // be 401, however slow the machine.
+    let mut margin = chrono::Duration::seconds(1);
+    let (exp_key, expiry) = loop {
+        let expiry = chrono::Utc::now() + margin;
+        let (s, exp) =
+            srv.post("/api/v1/api-keys", &key, json!({ "name": "short", "permissions": "read", "expiresAt": expiry.to_rfc3339() })).await;
+        assert!(margin < chrono::Duration::seconds(60), "no answer within a minute of a key's creation");
+        if s == 400 && chrono::Utc::now() >= expiry {
+            margin = margin * 4; // the expiry had passed when the server saw it: refused, rightly
+            continue;
+        }
+        assert_eq!(s, 201, "{exp}");
+        let exp_key = exp["apiKey"].as_str().unwrap().to_owned();
+        let s = srv.get("/api/v1/secrets", &exp_key).await.0;
+        if chrono::Utc::now() < expiry {
+            assert_eq!(s, 200, "a key before its expiry");
+            break (exp_key, expiry);
+        }
+        margin = margin * 4;
+    };
+    if let Ok(left) = (expiry - chrono::Utc::now() + chrono::Duration::milliseconds(5)).to_std() {
+        tokio::time::sleep(left).await;
+    }
     assert_eq!(srv.get("/api/v1/secrets", &exp_key).await.0, 401, "expired key");
     // An admin key may regenerate and then revoke itself (every write checks
     // its own key inside the transaction, before the change).

@@ -1,47 +1,50 @@
-//! `latchkey::server::credential`: the API key in `X-API-Key` or
+//! `latchkey::edge::credential`: the API key in `X-API-Key` or
 //! `Authorization: Bearer`, read from request headers with arbitrary bytes.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {
-    api_key: Option<&'a [u8]>,
+    api_keys: Vec<&'a [u8]>,
     authorization: Vec<&'a [u8]>,
     /// Other headers, by arbitrary name, that must not be taken for a credential.
     other: Vec<(&'a [u8], &'a [u8])>,
 }
 
 fuzz_target!(|input: Input<'_>| {
-    let mut req = Request::builder().uri("/api/whoami");
+    let mut headers = HeaderMap::new();
     for (name, value) in &input.other {
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
             if n != "x-api-key" && n != http::header::AUTHORIZATION {
-                req = req.header(n, v);
+                headers.append(n, v);
             }
         }
     }
-    let mut has_key = false;
-    if let Some(k) = input.api_key.and_then(|k| HeaderValue::from_bytes(k).ok()) {
-        has_key = true;
-        req = req.header("x-api-key", k);
+    for k in input.api_keys.iter().filter_map(|k| HeaderValue::from_bytes(k).ok()) {
+        headers.append("x-api-key", k);
     }
     for a in input.authorization.iter().filter_map(|a| HeaderValue::from_bytes(a).ok()) {
-        req = req.header(http::header::AUTHORIZATION, a);
+        headers.append(http::header::AUTHORIZATION, a);
     }
-    let Ok(req) = req.body(()) else { return };
-    let (parts, ()) = req.into_parts();
-    if let Some(token) = latchkey::server::credential(&parts) {
-        assert_eq!(token, token.trim(), "credential is trimmed");
-        if !has_key {
-            // Without X-API-Key it can only come from a Bearer Authorization.
-            let auth = parts.headers.get(http::header::AUTHORIZATION).expect("came from Authorization").to_str().unwrap();
-            let (scheme, _) = auth.split_once(' ').expect("scheme and token");
-            assert!(scheme.eq_ignore_ascii_case("bearer"), "{auth:?}");
+    let keys: Vec<&HeaderValue> = headers.get_all("x-api-key").iter().collect();
+    let auths: Vec<&HeaderValue> = headers.get_all(http::header::AUTHORIZATION).iter().collect();
+    match latchkey::edge::credential(&headers) {
+        Ok(Some(token)) => {
+            assert!(!token.is_empty() && token == token.trim(), "{token:?}");
+            assert!(keys.len() <= 1 && auths.len() <= 1, "a repeated credential header is refused");
+            // Whatever carried it, every credential header present says the same.
+            if let Some(k) = keys.first() {
+                assert_eq!(k.to_str().unwrap().trim(), token);
+            }
+            if let Some(a) = auths.first() {
+                let (scheme, t) = a.to_str().unwrap().trim().split_once(' ').expect("scheme and token");
+                assert!(scheme.eq_ignore_ascii_case("bearer") && t.trim() == token, "{a:?}");
+            }
         }
-    } else {
-        assert!(!has_key || parts.headers.get("x-api-key").unwrap().to_str().is_err());
+        Ok(None) => assert!(keys.is_empty() && auths.is_empty(), "a credential header was present but not read"),
+        Err(_) => assert!(!keys.is_empty() || !auths.is_empty(), "refused without a credential header"),
     }
 });

@@ -22,10 +22,53 @@ use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::service::RequestContext;
 
 use crate::error::{Error, Result};
-use crate::vault::{Front, Origin, Principal, Vault};
+use crate::vault::{Front, Origin, Principal, Session, Vault};
 
-/// Tools an anonymous HTTP caller may see and call: agent self-signup.
-const ANONYMOUS_TOOLS: &[&str] = &["signup"];
+/// What an MCP client may do without a key: the one place that decides it.
+/// Listing and calling tools, listing and reading resources, and the HTTP
+/// guard in front of them all ask here.
+pub mod anonymous {
+    use serde_json::Value;
+
+    /// Tools an anonymous caller may see and call: agent self-signup.
+    pub const TOOLS: &[&str] = &["signup"];
+
+    /// Resources anyone may read: the documents for agents.
+    pub const RESOURCES: &[&str] = &[super::resources::LLMS, super::resources::QUICKSTART];
+
+    pub fn tool(name: &str) -> bool {
+        TOOLS.contains(&name)
+    }
+
+    pub fn resource(uri: &str) -> bool {
+        RESOURCES.contains(&uri)
+    }
+
+    /// Whether one JSON-RPC message may be sent without a credential: the
+    /// protocol's own traffic, listings (which show only the above), and
+    /// calls and reads of the above.
+    /// Public for fuzzing (fuzz/fuzz_targets/mcp_http.rs).
+    pub fn message(msg: &Value) -> bool {
+        let method = msg.get("method").and_then(Value::as_str);
+        let params = msg.get("params");
+        match method {
+            None => true, // a response from the client
+            Some(m) if m.starts_with("notifications/") => true,
+            Some(
+                "initialize"
+                | "ping"
+                | "server/discover"
+                | "tools/list"
+                | "resources/list"
+                | "resources/templates/list"
+                | "logging/setLevel",
+            ) => true,
+            Some("tools/call") => params.and_then(|p| p.get("name")).and_then(Value::as_str).is_some_and(tool),
+            Some("resources/read") => params.and_then(|p| p.get("uri")).and_then(Value::as_str).is_some_and(resource),
+            Some(_) => false,
+        }
+    }
+}
 
 const INSTRUCTIONS: &str = "Latchkey is a secret vault. Store credentials with set_secret instead of \
 writing them into files, prompts or code; fetch them with get_secret only at the moment you need the value, \
@@ -51,7 +94,7 @@ impl Caller {
         match ctx.extensions.get::<Parts>() {
             Some(parts) => match parts.extensions.get::<Principal>() {
                 Some(principal) => Caller::Key(principal.clone()),
-                None => Caller::Anonymous(crate::server::origin_of(parts, Front::Mcp)),
+                None => Caller::Anonymous(crate::edge::origin_of(parts, Front::Mcp)),
             },
             None => Caller::Local,
         }
@@ -77,7 +120,7 @@ impl FromContextPart<ToolCallContext<'_, LatchkeyMcp>> for Caller {
 pub struct LatchkeyMcp {
     vault: Arc<Vault>,
     /// Set over stdio; over HTTP each request carries its own caller.
-    local: Option<Arc<Local>>,
+    local: Option<Arc<Session>>,
     /// Built once per process: over HTTP every request gets a fresh server,
     /// and building the router generates every tool's JSON schema.
     tool_router: Arc<ToolRouter<Self>>,
@@ -89,11 +132,9 @@ impl LatchkeyMcp {
         LatchkeyMcp { vault, local: None, tool_router: Self::shared_router() }
     }
 
-    /// A server for one local client (stdio) acting as `principal`; `renewable`
-    /// when that is the local tenant's own key rather than one the user gave.
-    pub fn for_principal(vault: Arc<Vault>, principal: Principal, renewable: bool) -> Self {
-        let local = Local { principal: std::sync::Mutex::new(principal), renewable, renewing: Default::default() };
-        LatchkeyMcp { vault, local: Some(Arc::new(local)), tool_router: Self::shared_router() }
+    /// A server for one local client (stdio) and its session.
+    pub fn for_session(vault: Arc<Vault>, session: Session) -> Self {
+        LatchkeyMcp { vault, local: Some(Arc::new(session)), tool_router: Self::shared_router() }
     }
 
     fn shared_router() -> Arc<ToolRouter<Self>> {
@@ -109,22 +150,16 @@ impl LatchkeyMcp {
         }
     }
 
-    /// The caller, current as of this call. Over HTTP every request was just
-    /// authenticated; over stdio the key was checked when the session began,
-    /// and may have been revoked or have expired since, so it is looked up
-    /// again, past the cache, and the call is charged to its tenant's plan
-    /// as an HTTP request is when it authenticates.
+    /// The caller, current as of this call: over HTTP the request's own,
+    /// authenticated and charged by the vault as it arrived; over stdio the
+    /// session's, checked and charged by the vault for each call.
     async fn principal(&self, caller: Caller) -> Result<Principal> {
         let need_key = || Error::Unauthorized("this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>".into());
         match caller {
             Caller::Key(principal) => Ok(principal),
             Caller::Anonymous(_) => Err(need_key()),
             Caller::Local => match &self.local {
-                Some(local) => {
-                    let principal = local.current(&self.vault).await?;
-                    self.vault.admit(&principal.tenant_id, &principal.plan).await?;
-                    Ok(principal)
-                }
+                Some(session) => self.vault.session_caller(session).await,
                 None => Err(need_key()),
             },
         }
@@ -137,51 +172,14 @@ impl LatchkeyMcp {
     }
 }
 
-/// The caller of a stdio session.
-struct Local {
-    principal: std::sync::Mutex<Principal>,
-    /// The session acts with the local tenant's own key (no `LATCHKEY_API_KEY`).
-    renewable: bool,
-    /// Held while renewing: calls run concurrently, and one new key is enough.
-    renewing: tokio::sync::Mutex<()>,
-}
-
-impl Local {
-    /// The caller as of now, checked in the database. A local key that
-    /// expired mid-session is replaced as a new session would replace it; a
-    /// key the user gave, or a local key someone revoked, is not: revoking the
-    /// key a session acts with is how an admin stops that session.
-    async fn current(&self, vault: &Vault) -> Result<Principal> {
-        let seen = self.principal.lock().expect("not poisoned").clone();
-        match vault.recheck(&seen).await {
-            Err(Error::Unauthorized(_)) if self.renewable => {
-                let _one = self.renewing.lock().await;
-                let latest = self.principal.lock().expect("not poisoned").clone();
-                if (&latest.key_id, &latest.credential) != (&seen.key_id, &seen.credential) {
-                    // Another call renewed it meanwhile.
-                    return vault.recheck(&latest).await;
-                }
-                let renewed = vault.renew_local_principal(&seen).await?;
-                *self.principal.lock().expect("not poisoned") = renewed.clone();
-                Ok(renewed)
-            }
-            checked => checked,
-        }
-    }
-}
-
 /// Serves one local MCP client over stdin/stdout until it hangs up.
 pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str) -> Result<()> {
     use rmcp::ServiceExt;
     let origin = Origin { front: Front::Mcp, ip: None, user_agent: Some("latchkey mcp (stdio)".into()) };
-    let principal = match api_key {
-        Some(key) => vault.authenticate(key, origin).await?,
-        None => vault.local_principal(&crate::vault::names::tenant_id(tenant)?, origin).await?,
-    };
-    let renewable = api_key.is_none();
-    tracing::info!(tenant = %principal.tenant_id, "serving MCP on stdio");
+    let session = vault.open_session(api_key, tenant, origin).await?;
+    tracing::info!(tenant = ?session.tenant_id(), "serving MCP on stdio");
     let store = vault.store().clone();
-    let running = LatchkeyMcp::for_principal(vault, principal, renewable)
+    let running = LatchkeyMcp::for_session(vault, session)
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| Error::internal(format_args!("MCP handshake: {e}")))?;

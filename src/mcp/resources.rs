@@ -8,10 +8,10 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 
-use super::{Caller, LatchkeyMcp};
+use super::{Caller, LatchkeyMcp, anonymous};
 use crate::error::Error;
 use crate::vault::secrets::SecretRef;
-use crate::vault::views::{AuditQuery, ListSecrets, VersionPage};
+use crate::vault::views::{AuditQuery, ListSecrets};
 
 pub const LLMS: &str = "latchkey://llms.txt";
 pub const QUICKSTART: &str = "latchkey://quickstart";
@@ -21,9 +21,6 @@ pub const SECRET_PREFIX: &str = "latchkey://secrets/";
 /// project or environment.
 pub const SECRET_TEMPLATE: &str = "latchkey://secrets/{name}{?projectId,environment}";
 pub const AUDIT_RECENT: &str = "latchkey://audit/recent";
-
-/// Resources anyone may read, with or without a key.
-pub const PUBLIC: &[&str] = &[LLMS, QUICKSTART];
 
 fn json_contents(uri: &str, value: &impl serde::Serialize) -> ReadResourceResponse {
     let text = serde_json::to_string_pretty(value).expect("serialisable");
@@ -43,51 +40,39 @@ fn resource_error(e: Error) -> ErrorData {
 
 impl LatchkeyMcp {
     pub(super) fn resource_list(&self, ctx: &RequestContext<RoleServer>) -> ListResourcesResult {
-        let mut resources = vec![
+        let resources = vec![
             Resource::new(LLMS, "llms.txt").with_description("The Latchkey API summary for agents").with_mime_type("text/plain"),
             Resource::new(QUICKSTART, "quickstart").with_description("Steps to start using the vault").with_mime_type("application/json"),
+            Resource::new(SECRETS, "secrets")
+                .with_description("Metadata of the first 200 secrets (never values)")
+                .with_mime_type("application/json"),
+            Resource::new(AUDIT_RECENT, "recent audit").with_description("The 50 newest audit entries").with_mime_type("application/json"),
         ];
-        if self.has_caller(ctx) {
-            resources.push(
-                Resource::new(SECRETS, "secrets")
-                    .with_description("Metadata of the first 200 secrets (never values)")
-                    .with_mime_type("application/json"),
-            );
-            resources.push(
-                Resource::new(AUDIT_RECENT, "recent audit")
-                    .with_description("The 50 newest audit entries")
-                    .with_mime_type("application/json"),
-            );
-        }
-        ListResourcesResult::with_all_items(resources)
+        let keyless = !self.has_caller(ctx);
+        ListResourcesResult::with_all_items(resources.into_iter().filter(|r| !keyless || anonymous::resource(&r.uri)).collect())
     }
 
     pub(super) fn resource_templates(&self, ctx: &RequestContext<RoleServer>) -> ListResourceTemplatesResult {
-        let templates = if self.has_caller(ctx) {
-            vec![
-                ResourceTemplate::new(SECRET_TEMPLATE, "secret")
-                    .with_description(
-                        "One secret's metadata and newest 100 versions, by name, with projectId and environment when it \
-                         is filed under them (never the value)",
-                    )
-                    .with_mime_type("application/json"),
-            ]
-        } else {
-            vec![]
-        };
-        ListResourceTemplatesResult::with_all_items(templates)
+        let templates = vec![
+            ResourceTemplate::new(SECRET_TEMPLATE, "secret")
+                .with_description(
+                    "One secret's metadata and newest 100 versions, by name, with projectId and environment when it \
+                     is filed under them (never the value)",
+                )
+                .with_mime_type("application/json"),
+        ];
+        let keyless = !self.has_caller(ctx);
+        ListResourceTemplatesResult::with_all_items(
+            templates.into_iter().filter(|t| !keyless || anonymous::resource(&t.uri_template)).collect(),
+        )
     }
 
     pub(super) async fn read(&self, uri: &str, ctx: &RequestContext<RoleServer>) -> Result<ReadResourceResponse, ErrorData> {
-        match uri {
-            LLMS => {
-                return Ok(ReadResourceResponse::Complete(ReadResourceResult::new(vec![ResourceContents::text(
-                    crate::rest::LLMS_TXT,
-                    uri,
-                )])));
-            }
-            QUICKSTART => return Ok(json_contents(uri, &crate::rest::quickstart_doc())),
-            _ => {}
+        if anonymous::resource(uri) {
+            return Ok(match uri {
+                QUICKSTART => json_contents(uri, &crate::docs::quickstart_doc()),
+                _ => ReadResourceResponse::Complete(ReadResourceResult::new(vec![ResourceContents::text(crate::docs::LLMS_TXT, uri)])),
+            });
         }
         let p = self.principal(Caller::of(ctx)).await.map_err(resource_error)?;
         let result = match uri {
@@ -102,15 +87,11 @@ impl LatchkeyMcp {
                 Some((name, query)) if !name.is_empty() => match filed_under(query) {
                     Ok(place) => {
                         let target =
-                            || SecretRef::Name { name, project_id: place.project_id.as_deref(), environment: place.environment.as_deref() };
-                        match self.vault.secret_metadata(&p, target()).await {
-                            Ok(meta) => self
-                                .vault
-                                .secret_versions(&p, target(), VersionPage::default())
-                                .await
-                                .map(|versions| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions }))),
-                            Err(e) => Err(e),
-                        }
+                            SecretRef::Name { name, project_id: place.project_id.as_deref(), environment: place.environment.as_deref() };
+                        self.vault
+                            .secret_overview(&p, target)
+                            .await
+                            .map(|(meta, versions)| json_contents(uri, &serde_json::json!({ "secret": meta, "history": versions })))
                     }
                     Err(e) => Err(e),
                 },

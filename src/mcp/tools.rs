@@ -11,7 +11,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use super::params::*;
-use super::{ANONYMOUS_TOOLS, Caller, INSTRUCTIONS, LatchkeyMcp};
+use super::{Caller, INSTRUCTIONS, LatchkeyMcp, anonymous};
 use crate::error::Error;
 use crate::vault::views::*;
 
@@ -198,8 +198,8 @@ impl ServerHandler for LatchkeyMcp {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let anonymous = !self.has_caller(&ctx);
-        let tools = self.tool_router.list_all().into_iter().filter(|t| !anonymous || ANONYMOUS_TOOLS.contains(&t.name.as_ref())).collect();
+        let keyless = !self.has_caller(&ctx);
+        let tools = self.tool_router.list_all().into_iter().filter(|t| !keyless || anonymous::tool(&t.name)).collect();
         Ok(ListToolsResult {
             result_type: Some(ResultType::COMPLETE),
             tools,

@@ -50,7 +50,7 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
             get(docs::quickstart),
             Op::new("get", "/api/quickstart", "meta", "Machine-readable getting-started steps")
                 .public()
-                .returns::<docs::QuickstartDoc>(200),
+                .returns::<crate::docs::QuickstartDoc>(200),
         )
         .add(get(docs::openapi), Op::new("get", "/api/openapi.json", "meta", "This document").public().returns_text("application/json"))
         .add(

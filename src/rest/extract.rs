@@ -7,8 +7,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use crate::edge::{credential, origin_of};
 use crate::error::Error;
-use crate::server::{credential, origin_of};
 use crate::vault::{Front, Origin, Principal};
 
 /// An authenticated caller; rejects with 401 before the handler runs.
@@ -24,13 +24,13 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         let origin = origin_of(parts, Front::Rest);
-        match credential(parts) {
-            Some(token) if !token.is_empty() => Ok(Auth(state.vault.authenticate(token, origin).await?)),
-            _ => {
-                let row = origin.audit(None, "anonymous", "auth.failed", "api_key", None, "denied");
-                state.vault.record(row).await?;
-                Err(Error::Unauthorized("send your API key as X-API-Key or Authorization: Bearer".into()))
+        match credential(&parts.headers) {
+            Ok(Some(token)) => Ok(Auth(state.vault.authenticate(token, origin).await?)),
+            Ok(None) => {
+                let needed = Error::Unauthorized("send your API key as X-API-Key or Authorization: Bearer".into());
+                Err(state.vault.refuse_anonymous(&origin, needed).await)
             }
+            Err(malformed) => Err(state.vault.refuse_anonymous(&origin, malformed).await),
         }
     }
 }

@@ -20,7 +20,6 @@ use crate::error::Error;
 use crate::vault::Vault;
 
 pub use api::routes;
-pub use docs::{LLMS_TXT, quickstart_doc};
 
 /// What every handler can reach.
 #[derive(Clone)]

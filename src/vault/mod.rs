@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod audit_writer;
+pub mod auth;
 mod cursor;
 pub mod keys;
 pub mod names;
@@ -19,12 +20,12 @@ pub mod views;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use crate::crypto::{DataKey, MasterKey, tokens};
+use crate::crypto::{DataKey, MasterKey};
 use crate::error::{Error, Result};
-use crate::store::{Store, now_millis};
-pub use principal::{Front, Origin, Permission, Principal};
+use crate::store::Store;
+pub use auth::Session;
+pub use principal::{CallerKind, Front, Origin, Permission, Principal};
 
 /// Operator settings the services need.
 #[derive(Debug, Clone)]
@@ -34,11 +35,20 @@ pub struct VaultConfig {
     pub signup_open: bool,
     /// Signups allowed per client IP per minute.
     pub signup_per_minute: u32,
+    /// Failed authentications allowed per client address, and per presented
+    /// key, per minute (see `auth::FailedAuth`).
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        VaultConfig { max_value_bytes: 64 * 1024, default_plan: "free".into(), signup_open: true, signup_per_minute: 10 }
+        VaultConfig {
+            max_value_bytes: 64 * 1024,
+            default_plan: "free".into(),
+            signup_open: true,
+            signup_per_minute: 10,
+            auth_failures_per_minute: 60,
+        }
     }
 }
 
@@ -52,6 +62,7 @@ pub struct Vault {
     data_keys: RwLock<HashMap<String, Arc<DataKey>>>,
     /// Keyed by client address (see `throttle::client_key`).
     signup_limiter: throttle::Throttle,
+    failed_auth: auth::FailedAuth,
     /// One limiter per plan that has a request rate, keyed by tenant.
     request_limiters: HashMap<&'static str, throttle::Throttle>,
     /// Calls this month of tenants whose plan caps them, and each such
@@ -90,6 +101,7 @@ impl Vault {
         Ok(Vault {
             audit: audit_writer::AuditWriter::start(store.clone()),
             signup_limiter: throttle::Throttle::per_minute(config.signup_per_minute),
+            failed_auth: auth::FailedAuth::new(config.auth_failures_per_minute),
             store,
             master,
             config,
@@ -114,7 +126,7 @@ impl Vault {
     /// the store's change epoch as of that commit, or `409`
     /// (`CHANGED_MEANWHILE`) when the database refused a success entry whose
     /// key or secret is no longer what the request relied on (PostgreSQL).
-    pub async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
+    pub(crate) async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
         self.audit.record(row).await
     }
 
@@ -130,73 +142,6 @@ impl Vault {
         let key = Arc::new(self.master.unwrap_data_key(tenant_id, &tenant.wrapped_key)?);
         self.data_keys.write().expect("lock").insert(tenant_id.to_owned(), key.clone());
         Ok(key)
-    }
-
-    /// Resolves an API key to a principal. Unknown, expired and revoked keys
-    /// answer the same 401; the attempt is audited.
-    pub async fn authenticate(&self, token: &str, origin: Origin) -> Result<Principal> {
-        let seen_epoch = self.store.change_epoch();
-        let hash = tokens::hash(token);
-        let found = self.store.find_api_key(&hash).await?.filter(|k| tokens::hashes_match(&k.key.key_hash, &hash));
-        let now = now_millis();
-        let Some(crate::store::KeyWithPlan { key, plan }) = found else {
-            self.record(origin.audit(None, "unknown-key", "auth.failed", "api_key", None, "denied")).await?;
-            return Err(Error::Unauthorized("invalid API key".into()));
-        };
-        let dead = if key.revoked_at.is_some() {
-            Some("revoked")
-        } else if key.expires_at.is_some_and(|e| e <= now) {
-            Some("expired")
-        } else {
-            None
-        };
-        if let Some(why) = dead {
-            let row = origin.audit(Some(&key.tenant_id), &key.id, "auth.failed", "api_key", Some(&key.id), "denied");
-            self.record(principal::WithDetail::detail(row, serde_json::json!({ "reason": why }))).await?;
-            return Err(Error::Unauthorized(format!("this API key is {why}")));
-        }
-        self.admit(&key.tenant_id, &plan).await?;
-        principal_of(key, plan, origin, seen_epoch)
-    }
-
-    /// Charges one call to the tenant's plan: its per-minute rate (429) and
-    /// its month's calls (403 `PLAN_LIMIT_REACHED`). Every authenticated call
-    /// pays, on every front: HTTP requests as they authenticate, each call of
-    /// a `latchkey mcp` session as it runs.
-    // `&String`: see `Throttle::check`.
-    #[allow(clippy::ptr_arg)]
-    pub async fn admit(&self, tenant_id: &String, plan: &str) -> Result<()> {
-        if let Some(limiter) = self.request_limiters.get(plan)
-            && let Err(wait) = limiter.check(tenant_id)
-        {
-            return Err(Error::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
-        }
-        if let Some(&limit) = self.monthly_caps.get(plan) {
-            self.monthly_calls.count(self.store.as_ref(), tenant_id, limit).await?;
-        }
-        Ok(())
-    }
-
-    /// Looks the caller's key up again in the database: used when another
-    /// process changed the database while a request was served from the cache,
-    /// for every call of a long `latchkey mcp` session, and before any change
-    /// to API keys (a key another process revoked a moment ago must not mint
-    /// or change one on the cache's word). The tenant's plan is read again
-    /// too: an operator may have moved it since.
-    pub async fn recheck(&self, p: &Principal) -> Result<Principal> {
-        let seen_epoch = self.store.change_epoch();
-        let (key, tenant) = tokio::try_join!(self.store.get_api_key(&p.tenant_id, &p.key_id), self.store.get_tenant(&p.tenant_id))?;
-        let now = now_millis();
-        match (key, tenant) {
-            (Some(key), Some(tenant))
-                if key.revoked_at.is_none()
-                    && key.expires_at.is_none_or(|e| e > now)
-                    && tokens::hashes_match(&key.key_hash, &p.credential.key_hash) =>
-            {
-                principal_of(key, tenant.plan, p.origin.clone(), seen_epoch)
-            }
-            _ => Err(Error::Unauthorized(crate::store::DEAD_KEY.into())),
-        }
     }
 
     /// Records a failed attempt by an authenticated caller (denied, missing,
@@ -270,19 +215,3 @@ macro_rules! audited {
     }};
 }
 pub(crate) use audited;
-
-fn principal_of(key: crate::store::ApiKeyRow, plan: String, origin: Origin, seen_epoch: u64) -> Result<Principal> {
-    // Unreadable, it would read as no scope at all: every project.
-    let scope: Vec<String> = serde_json::from_str(&key.project_scope).map_err(|_| Error::Integrity)?;
-    let (credential, permission) = (crate::store::Credential::of(&key), Permission::parse(&key.permission)?);
-    Ok(Principal {
-        tenant_id: key.tenant_id,
-        key_id: key.id,
-        credential,
-        plan,
-        permission,
-        project_scope: if scope.is_empty() { None } else { Some(scope) },
-        origin,
-        seen_epoch,
-    })
-}

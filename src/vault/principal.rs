@@ -95,11 +95,28 @@ impl Origin {
     }
 }
 
+/// What kind of caller a principal is. Each kind has one rule for "still
+/// live" (`vault::auth`), and what a kind may do beyond its permission is
+/// asked of the principal ([`Principal::is_owner`]), never read off how it
+/// authenticated. Scoped tokens, owners and the redeemers of links will be
+/// kinds of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerKind {
+    /// An API key the request presented (REST, MCP over HTTP, or a
+    /// `latchkey mcp` session given `LATCHKEY_API_KEY`).
+    ApiKey,
+    /// A `latchkey mcp` session without a key: the local tenant's own session
+    /// key, held by the process and renewed when it expires.
+    LocalSession,
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub tenant_id: String,
+    /// The key the caller acts with: the actor of its audit entries.
     pub key_id: String,
+    pub kind: CallerKind,
     /// The key as it was when this principal was made (hash and rights as
     /// stored): a regeneration keeps the id and changes the hash.
     pub credential: crate::store::Credential,
@@ -114,6 +131,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the caller is one of the tenant's human owners, who alone may
+    /// decide approvals and loosen protections. No key is: an agent holding
+    /// every key of its tenant is still not an owner, and neither is a local
+    /// session, which any process of the user's can start.
+    pub fn is_owner(&self) -> bool {
+        match self.kind {
+            CallerKind::ApiKey | CallerKind::LocalSession => false,
+        }
+    }
+
     pub fn require(&self, needed: Permission) -> Result<()> {
         if self.permission >= needed {
             Ok(())

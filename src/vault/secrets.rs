@@ -360,7 +360,7 @@ impl Vault {
         for _ in 0..UNCONDITIONAL_RETRIES {
             let name_ref =
                 SecretRef::Name { name: &req.name, project_id: req.project_id.as_deref(), environment: req.environment.as_deref() };
-            let existing = match self.metadata_of(p, name_ref).await {
+            let existing = match self.metadata_of(p, &name_ref).await {
                 Ok(meta) => Some(meta),
                 Err(Error::SecretNotFound) => None,
                 Err(e) => return Err(self.audit_failure(p, "secret.create", "secret", None, e).await),
@@ -416,15 +416,27 @@ impl Vault {
 
     /// Metadata of one secret, without its value. Not audited: the resource
     /// that shows it lists the versions too, an audited read.
-    pub async fn secret_metadata(&self, p: &Principal, r: SecretRef<'_>) -> Result<SecretMeta> {
-        match self.metadata_of(p, r).await {
-            Ok(meta) => Ok(meta),
-            Err(e) => Err(self.dead_key_first(p, e).await),
-        }
+    /// A secret's metadata and newest versions, never its value (MCP's
+    /// `latchkey://secrets/{name}`): one read, audited as the history is,
+    /// a denied or missing one included, like any other read.
+    pub async fn secret_overview(&self, p: &Principal, r: SecretRef<'_>) -> Result<(SecretMeta, VersionList)> {
+        let rid = r.id();
+        audited!(
+            self,
+            p,
+            "secret.versions",
+            "secret",
+            rid,
+            async {
+                let meta = self.metadata_of(p, &r).await?;
+                Ok((meta, self.secret_versions_inner(p, &r, VersionPage::default()).await?))
+            }
+            .await
+        )
     }
 
-    async fn metadata_of(&self, p: &Principal, r: SecretRef<'_>) -> Result<SecretMeta> {
+    async fn metadata_of(&self, p: &Principal, r: &SecretRef<'_>) -> Result<SecretMeta> {
         p.require(Permission::Read)?;
-        Ok(SecretMeta::from(&self.visible_secret(p, &r).await?))
+        Ok(SecretMeta::from(&self.visible_secret(p, r).await?))
     }
 }

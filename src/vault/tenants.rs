@@ -2,7 +2,7 @@
 
 use super::principal::{Origin, WithDetail};
 use super::views::{Quickstart, SignupRequest, SignupResponse, Usage, WhoAmI};
-use super::{Permission, Principal, Vault, names, plans};
+use super::{CallerKind, Permission, Principal, Vault, names, plans};
 use crate::error::{Error, Result};
 use crate::store::{ApiKeyRow, TenantRow, now_millis};
 
@@ -70,8 +70,8 @@ impl Vault {
     /// The principal of a local, single-user front (`latchkey mcp` over stdio
     /// without an API key): the tenant's admin, created with its tenant on
     /// first use. Its key exists so the audit trail names an actor; the key's
-    /// plaintext is never kept.
-    pub async fn local_principal(&self, tenant_id: &str, origin: Origin) -> Result<Principal> {
+    /// plaintext is never kept. Only a tenant made this way is adopted.
+    pub(super) async fn local_principal(&self, tenant_id: &str, origin: Origin) -> Result<Principal> {
         const LOCAL_KEY: &str = "local-stdio";
         let seen_epoch = self.store.change_epoch();
         if self.store.get_tenant(tenant_id).await?.is_none() {
@@ -92,7 +92,7 @@ impl Vault {
         }
         let keys = self.store.list_api_keys(tenant_id).await?;
         let now = now_millis();
-        let usable = |k: &ApiKeyRow| k.name == LOCAL_KEY && k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now);
+        let usable = |k: &ApiKeyRow| k.name == LOCAL_KEY && super::auth::dead_reason(k, now).is_none();
         let key = match keys.into_iter().find(usable) {
             Some(k) => k,
             None => {
@@ -107,13 +107,13 @@ impl Vault {
             }
         };
         // As the key row says: someone may have narrowed a key of that name.
-        super::principal_of(key, tenant.plan, origin, seen_epoch)
+        super::auth::principal_of(key, tenant.plan, CallerKind::LocalSession, origin, seen_epoch)
     }
 
     /// A local front's principal again after its key stopped working
     /// mid-session: if the key expired, the one a new session would get. A
     /// revoked key is not replaced.
-    pub async fn renew_local_principal(&self, p: &Principal) -> Result<Principal> {
+    pub(super) async fn renew_local_principal(&self, p: &Principal) -> Result<Principal> {
         match self.store.get_api_key(&p.tenant_id, &p.key_id).await? {
             Some(key) if key.revoked_at.is_none() => self.local_principal(&p.tenant_id, p.origin.clone()).await,
             _ => Err(Error::Unauthorized("this session's key was revoked; a new session gets a new one".into())),

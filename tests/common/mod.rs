@@ -41,6 +41,8 @@ impl Opts {
             env: vec![
                 ("LATCHKEY_MASTER_KEY".into(), TEST_MASTER_KEY.into()),
                 ("LATCHKEY_SIGNUP_PER_MINUTE".into(), "10000".into()),
+                // Tests send many bad credentials on purpose; the throttle has tests of its own.
+                ("LATCHKEY_AUTH_FAILURES_PER_MINUTE".into(), "1000000".into()),
                 ("LATCHKEY_DEFAULT_PLAN".into(), "unlimited".into()),
             ],
             data_dir: None,

@@ -1,6 +1,7 @@
 """Shared pieces of the fault suite: starting and killing the real server on
 loopback, a small HTTP client, and result reporting. Standard library only."""
 
+import glob
 import http.client
 import json
 import os
@@ -41,9 +42,15 @@ class Ctx:
         return d
 
     def pg_url(self, name):
-        """A fresh PostgreSQL database (tools/pg-up), or None with the reason in pg_error."""
+        """A fresh PostgreSQL database NAME, or None with the reason in pg_error.
+
+        On the server of $LATCHKEY_TEST_DATABASE_URL when it is set (the one the
+        test suite uses), else on the throwaway server of tools/pg-up."""
         if self._pg_error:
             return None
+        admin = os.environ.get("LATCHKEY_TEST_DATABASE_URL")
+        if admin:
+            return self._fresh_db_on(admin, name)
         try:
             out = subprocess.run(
                 ["bash", os.path.join(ROOT, "tools", "pg-up"), "--fresh-db", name],
@@ -56,6 +63,32 @@ class Ctx:
             self._pg_error = "tools/pg-up failed: " + (out.stderr.strip().splitlines() or ["?"])[-1]
             return None
         return out.stdout.strip().splitlines()[-1]
+
+    def _fresh_db_on(self, admin, name):
+        """(Re)creates database NAME with psql, connected as the URL's role,
+        and returns the URL with NAME as its database."""
+        psql = shutil.which("psql") or next(
+            iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), reverse=True)), None)
+        if not psql:
+            self._pg_error = "psql not found (needed to make a database on $LATCHKEY_TEST_DATABASE_URL)"
+            return None
+        base, _, _db = admin.partition("?")[0].rpartition("/")
+        if not base.startswith("postgres"):
+            self._pg_error = "LATCHKEY_TEST_DATABASE_URL is not a postgres:// URL with a database"
+            return None
+        for sql in ('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name, 'CREATE DATABASE "%s"' % name):
+            try:
+                out = subprocess.run(
+                    [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin, "-c", sql],
+                    capture_output=True, text=True, timeout=60, check=False,
+                )
+            except subprocess.TimeoutExpired:
+                self._pg_error = "psql timed out on " + sql
+                return None
+            if out.returncode != 0:
+                self._pg_error = "psql failed on %s: %s" % (sql, (out.stderr.strip().splitlines() or ["?"])[-1])
+                return None
+        return "%s/%s" % (base, name)
 
     @property
     def pg_error(self):

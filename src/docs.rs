@@ -1,0 +1,77 @@
+//! The documents for agents (`llms.txt`, the quickstart steps), which every
+//! front serves: REST at `/llms.txt` and `/api/quickstart`, MCP as resources.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The repository's `llms.txt`, compiled in so the served copy matches the binary.
+pub const LLMS_TXT: &str = include_str!("../llms.txt");
+
+/// The steps an agent follows to start using the vault.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuickstartDoc {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub auth: &'static str,
+    pub steps: Vec<QuickstartStep>,
+    pub docs: Value,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuickstartStep {
+    pub step: u32,
+    pub title: &'static str,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub auth: bool,
+    pub body: Option<Value>,
+    pub returns: &'static str,
+}
+
+pub fn quickstart_doc() -> QuickstartDoc {
+    let step =
+        |n, title, method, path, auth, body: Option<Value>, returns| QuickstartStep { step: n, title, method, path, auth, body, returns };
+    QuickstartDoc {
+        name: "Latchkey",
+        description: "Self-hosted, agent-native secret vault. Values are encrypted at rest and never appear in lists, logs or audit entries.",
+        auth: "Send the apiKey from signup as the X-API-Key header (or Authorization: Bearer <apiKey>).",
+        steps: vec![
+            step(
+                1,
+                "Sign up (no key needed)",
+                "POST",
+                "/api/signup",
+                false,
+                Some(json!({"tenantId": "my-project", "agent": "claude-code"})),
+                "{apiKey, tenantId, plan, limits}: store apiKey, it is shown once",
+            ),
+            step(
+                2,
+                "Store a secret",
+                "POST",
+                "/api/v1/secrets",
+                true,
+                Some(
+                    json!({"name": "STRIPE_SECRET_KEY", "value": "sk_live_...", "secretType": "api-key", "environment": "production", "tags": ["stripe"]}),
+                ),
+                "{secretId, name, version}: never the value",
+            ),
+            step(3, "Find secrets (metadata only)", "GET", "/api/v1/secrets?search=stripe", true, None, "{secrets[], hasMore, nextCursor}"),
+            step(4, "Read one value (audited)", "GET", "/api/v1/secrets/{secretId}", true, None, "{secretId, name, value, version}"),
+            step(
+                5,
+                "Rotate: write a new version",
+                "PUT",
+                "/api/v1/secrets/{secretId}",
+                true,
+                Some(json!({"value": "sk_live_new...", "expectedVersion": 1})),
+                "{secretId, version: 2}; 409 VERSION_CONFLICT if someone else wrote first",
+            ),
+            step(6, "Review who did what", "GET", "/api/v1/audit?limit=20", true, None, "{logs[], total}"),
+        ],
+        docs: json!({ "llms": "/llms.txt", "openapi": "/api/openapi.json", "plans": "/api/signup/limits", "mcp": "/mcp" }),
+    }
+}

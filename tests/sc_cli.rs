@@ -1,0 +1,311 @@
+//! SecretCarousel's own CLI (`sc`, npm `secretcarousel` 2.20.0, pinned in
+//! tools/sc-cli) against the real server, driven as a user drives it: signup
+//! in a project directory (the CLI keeps the key in `.sc/config.json`), then
+//! commands. Each story checks the outcome through the REST API, not only
+//! what the CLI prints, since the CLI prints a success line for answers it
+//! does not read.
+//!
+//! The requests each command sends (seen through a recording proxy):
+//! `signup T` POST /api/signup {"tenantId","agent":"sc-cli"}; `secret N V`
+//! POST /api/v1/secrets {"name","value"[,"secretType"][,"environment"]};
+//! `secrets` GET /api/v1/secrets; `secret show ID` GET /api/v1/secrets/ID;
+//! `search Q` GET /api/v1/secrets?q=Q&limit=50; `env pull [--env E]` GET
+//! /api/v1/secrets?environment=E&limit=500 (E defaults to development), then
+//! GET /api/v1/secrets/ID for each; `env promote --from A --to B` the same
+//! list of A, then per secret GET /api/v1/secrets/ID and POST /api/v1/secrets
+//! {"name","value","secretType","environment":B,"tags"}; `secret update ID
+//! --name N --env E` PUT /api/v1/secrets/ID {"name":N,"environment":E} (only
+//! the options given). An error answer is printed as `Error: <error>
+//! [<code>]` (with `message` too when it differs; `signup` prints the message
+//! alone) and the exit status is 1.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{Backend, Server, unique};
+use serde_json::{Value, json};
+
+const SC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/sc-cli/sc");
+
+/// Installs the CLI once per test binary, with the caller's own environment
+/// (its npm configuration), before any run with a private `HOME`.
+fn install() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new("timeout").args(["600", "bash", SC, "--version"]).output().expect("run tools/sc-cli/sc");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "installing the sc CLI failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(text.trim(), "2.20.0", "the pinned CLI version");
+    });
+}
+
+/// What one `sc` command did: its exit status and its output (stdout then
+/// stderr, colours stripped).
+struct Run {
+    ok: bool,
+    out: String,
+}
+
+/// One user of the CLI: a project directory to run `sc` in and a home of
+/// their own, so no configuration of this machine's user is read or written.
+struct User {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    project: PathBuf,
+    base: String,
+}
+
+impl User {
+    fn new(srv: &Server) -> User {
+        install();
+        let dir = tempfile::tempdir().unwrap();
+        let (home, project) = (dir.path().join("home"), dir.path().join("project"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&project).unwrap();
+        User { _dir: dir, home, project, base: srv.base.clone() }
+    }
+
+    async fn sc(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("120").arg("bash").arg(SC).args(args).current_dir(&self.project);
+        cmd.env("HOME", &self.home).env("XDG_CONFIG_HOME", self.home.join(".config")).env("SC_BASE_URL", &self.base);
+        cmd.env("NO_COLOR", "1").env_remove("SC_API_KEY").env_remove("SECRETCAROUSEL_API_KEY").env_remove("SECRETCAROUSEL_BASE_URL");
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("run sc")).await.unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Run { ok: out.status.success(), out: strip_ansi(&text) }
+    }
+
+    /// `sc ARGS` must succeed; returns its output.
+    async fn ok(&self, args: &[&str]) -> String {
+        let run = self.sc(args).await;
+        assert!(run.ok, "sc {} failed:\n{}", args.join(" "), run.out);
+        assert!(!run.out.contains("[object Object]"), "sc {}:\n{}", args.join(" "), run.out);
+        run.out
+    }
+
+    /// `sc ARGS` must fail; returns its output.
+    async fn fails(&self, args: &[&str]) -> String {
+        let run = self.sc(args).await;
+        assert!(!run.ok, "sc {} should have failed:\n{}", args.join(" "), run.out);
+        run.out
+    }
+
+    /// `sc signup TENANT` in the project directory; returns the key it saved.
+    async fn signup(&self, tenant: &str) -> String {
+        let out = self.ok(&["signup", tenant]).await;
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(self.project.join(".sc/config.json")).unwrap()).unwrap();
+        let key = config["apiKey"].as_str().unwrap_or_else(|| panic!("no key saved: {config}\n{out}")).to_owned();
+        assert!(out.contains(&key), "signup shows the key once: {out}");
+        key
+    }
+
+    /// `sc secret NAME VALUE [ARGS]`; returns the new secret's id as printed.
+    async fn create(&self, name: &str, value: &str, args: &[&str]) -> String {
+        let mut all = vec!["secret", name, value];
+        all.extend_from_slice(args);
+        let out = self.ok(&all).await;
+        let id = out.lines().find_map(|l| l.trim().strip_prefix("ID:")).unwrap_or_else(|| panic!("no ID in:\n{out}"));
+        id.trim().to_owned()
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An error body's code and message, in the flat shape SecretCarousel's
+/// clients read (`{"error","message","code"}`) or the older nested one.
+fn error_of(body: &Value) -> (String, String) {
+    let field = |k: &str| body[k].as_str().or(body["error"][k].as_str()).unwrap_or_default().to_owned();
+    (field("code"), field("message"))
+}
+
+/// Metadata of the tenant's secrets in `environment`, by name.
+async fn listed(srv: &Server, key: &str, environment: &str) -> Vec<Value> {
+    let (s, body) = srv.get(&format!("/api/v1/secrets?environment={environment}"), key).await;
+    assert_eq!(s, 200, "{body}");
+    let mut all = body["secrets"].as_array().unwrap().clone();
+    all.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_owned());
+    all
+}
+
+fn names(list: &[Value]) -> Vec<&str> {
+    list.iter().map(|v| v["name"].as_str().unwrap()).collect()
+}
+
+async fn value_of(srv: &Server, key: &str, id: &str) -> Value {
+    let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), key).await;
+    assert_eq!(s, 200, "{body}");
+    body
+}
+
+/// Passes against today's server: signup, create, list, show, and errors
+/// that print the server's message and code.
+async fn signup_create_list_show_and_errors(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let user = User::new(&srv);
+    let tenant = unique("sc-cli");
+    let key = user.signup(&tenant).await;
+
+    let id = user.create("STRIPE_KEY", "sk_live_123", &["-t", "api-key", "--env", "production"]).await;
+    let stored = value_of(&srv, &key, &id).await;
+    assert_eq!(
+        (stored["name"].as_str(), stored["value"].as_str(), stored["secretType"].as_str(), stored["environment"].as_str()),
+        (Some("STRIPE_KEY"), Some("sk_live_123"), Some("api-key"), Some("production")),
+        "{stored}"
+    );
+    user.create("DB_URL", "postgres://db.internal/app", &[]).await;
+
+    let list: Value = serde_json::from_str(&user.ok(&["secrets", "--json"]).await).expect("sc secrets --json prints JSON");
+    let mut got: Vec<&str> = list["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, ["DB_URL", "STRIPE_KEY"], "{list}");
+    assert!(!list.to_string().contains("sk_live_123"), "a list never carries values: {list}");
+    let table = user.ok(&["secrets"]).await;
+    assert!(table.contains("STRIPE_KEY") && table.contains("DB_URL"), "{table}");
+
+    let shown = user.ok(&["secret", "show", &id]).await;
+    assert!(shown.contains("sk_live_123") && shown.contains("STRIPE_KEY"), "{shown}");
+
+    // A missing secret: the CLI prints what the server said, code included.
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let (s, body) = srv.get(&format!("/api/v1/secrets/{missing}"), &key).await;
+    let (code, message) = error_of(&body);
+    assert_eq!((s, code.as_str()), (404, "SECRET_NOT_FOUND"), "{body}");
+    let out = user.fails(&["secret", "show", missing]).await;
+    assert!(out.contains(&format!("{message} [SECRET_NOT_FOUND]")), "want `{message} [SECRET_NOT_FOUND]` in:\n{out}");
+    assert!(!out.contains("[object Object]") && !out.contains("undefined"), "{out}");
+
+    // A taken tenant, from a second user, and the reserved local tenant: the
+    // CLI's signup prints the server's message alone (no code).
+    let other = User::new(&srv);
+    for (tenant, want) in [(tenant.as_str(), "ALREADY_EXISTS"), ("local", "INVALID_REQUEST")] {
+        let (s, body) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant }))).await;
+        let (code, message) = error_of(&body);
+        assert_eq!((s >= 400, code.as_str()), (true, want), "{body}");
+        let out = other.fails(&["signup", tenant]).await;
+        assert!(out.contains(&message) && !out.contains("[object Object]"), "want `{message}` in:\n{out}");
+    }
+    assert!(!other.project.join(".sc/config.json").exists(), "a refused signup saves no key");
+}
+
+/// Needs the server to take `q` and `limit=50` on the secret list.
+async fn search(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let user = User::new(&srv);
+    user.signup(&unique("sc-search")).await;
+    user.create("STRIPE_KEY", "sk_live_123", &["-t", "api-key"]).await;
+    user.create("DB_URL", "postgres://db.internal/app", &[]).await;
+
+    let out = user.ok(&["search", "stripe"]).await;
+    assert!(out.contains("STRIPE_KEY") && !out.contains("DB_URL"), "{out}");
+    assert!(out.contains("1 found"), "{out}");
+    let out = user.ok(&["search", "no-such-thing"]).await;
+    assert!(!out.contains("STRIPE_KEY") && !out.contains("DB_URL"), "{out}");
+}
+
+/// Needs the server to take `limit=500` on the secret list.
+async fn env_pull_and_promote(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let user = User::new(&srv);
+    let key = user.signup(&unique("sc-env")).await;
+    user.create("DB_URL", "postgres://db.internal/app", &["--env", "development"]).await;
+    user.create("API_TOKEN", "tok_123", &["-t", "api-key", "--env", "development"]).await;
+    user.create("STRIPE_KEY", "sk_live_123", &["--env", "production"]).await;
+
+    let out = user.ok(&["env", "pull"]).await;
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains('=')).collect();
+    assert_eq!(lines, ["API_TOKEN=tok_123", "DB_URL=postgres://db.internal/app"], "{out}");
+    let out = user.ok(&["env", "pull", "--env", "production"]).await;
+    assert!(out.lines().any(|l| l == "STRIPE_KEY=sk_live_123") && !out.contains("DB_URL"), "{out}");
+
+    let out = user.ok(&["env", "promote", "--from", "development", "--to", "staging"]).await;
+    assert!(out.contains("2/2"), "{out}");
+    let staged = listed(&srv, &key, "staging").await;
+    assert_eq!(names(&staged), ["API_TOKEN", "DB_URL"]);
+    for (secret, want) in staged.iter().zip(["tok_123", "postgres://db.internal/app"]) {
+        let got = value_of(&srv, &key, secret["id"].as_str().unwrap()).await;
+        assert_eq!(got["value"], want, "{got}");
+    }
+    assert_eq!(names(&listed(&srv, &key, "development").await), ["API_TOKEN", "DB_URL"], "promotion copies");
+}
+
+/// Needs the server to rename and move a secret by PUT `name` / `environment`.
+async fn update_renames_and_moves(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let user = User::new(&srv);
+    let key = user.signup(&unique("sc-update")).await;
+    let id = user.create("STRIPE_KEY", "sk_live_123", &["-t", "api-key", "--env", "development"]).await;
+    let before = value_of(&srv, &key, &id).await;
+
+    user.ok(&["secret", "update", &id, "--name", "STRIPE_SECRET_KEY"]).await;
+    let after = value_of(&srv, &key, &id).await;
+    assert_eq!(
+        (after["name"].as_str(), after["environment"].as_str(), after["value"].as_str()),
+        (Some("STRIPE_SECRET_KEY"), Some("development"), Some("sk_live_123")),
+        "{after}"
+    );
+    assert_eq!(after["secretType"], before["secretType"]);
+    assert_eq!(names(&listed(&srv, &key, "development").await), ["STRIPE_SECRET_KEY"]);
+
+    user.ok(&["secret", "update", &id, "--env", "staging"]).await;
+    let after = value_of(&srv, &key, &id).await;
+    assert_eq!((after["name"].as_str(), after["environment"].as_str()), (Some("STRIPE_SECRET_KEY"), Some("staging")), "{after}");
+    assert!(listed(&srv, &key, "development").await.is_empty());
+
+    user.ok(&["secret", "update", &id, "--name", "STRIPE_KEY", "--env", "production"]).await;
+    let after = value_of(&srv, &key, &id).await;
+    assert_eq!((after["name"].as_str(), after["environment"].as_str()), (Some("STRIPE_KEY"), Some("production")), "{after}");
+    assert_eq!(after["value"], "sk_live_123", "a rename or move keeps the value");
+
+    // The renames are audited on the secret.
+    let (s, audit) = srv.get("/api/v1/audit?resourceType=secret&limit=100", &key).await;
+    assert_eq!(s, 200, "{audit}");
+    let on_secret: Vec<&Value> = audit["logs"].as_array().unwrap().iter().filter(|e| e["resourceId"] == id.as_str()).collect();
+    assert!(
+        on_secret.iter().any(|e| e["outcome"] == "success" && e.to_string().contains("STRIPE_SECRET_KEY")),
+        "an audit entry records the rename: {on_secret:?}"
+    );
+
+    // A name taken in the target environment is refused, and nothing changes.
+    user.create("OTHER", "o", &["--env", "production"]).await;
+    let out = user.fails(&["secret", "update", &id, "--name", "OTHER"]).await;
+    let (s, body) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "name": "OTHER" })).await;
+    let (code, message) = error_of(&body);
+    assert_eq!(s, 409, "{body}");
+    assert!(out.contains(&format!("{message} [{code}]")), "want `{message} [{code}]` in:\n{out}");
+    let after = value_of(&srv, &key, &id).await;
+    assert_eq!((after["name"].as_str(), after["environment"].as_str()), (Some("STRIPE_KEY"), Some("production")), "{after}");
+}
+
+macro_rules! on_both_databases {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $( #[tokio::test] async fn $story() { super::$story(Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            use super::*;
+            $( #[tokio::test] async fn $story() { super::$story(Backend::Postgres).await } )*
+        }
+    };
+}
+
+on_both_databases!(signup_create_list_show_and_errors, search, env_pull_and_promote, update_renames_and_moves);
