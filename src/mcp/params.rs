@@ -3,8 +3,8 @@
 //! which resource: an id, or a secret by id or by name + project + environment.
 //!
 //! The request type is flattened in, so it is declared (and documented) once.
-//! serde cannot deny unknown fields across `flatten`, so each of these ends
-//! with something that takes the arguments no field took and refuses them:
+//! serde cannot deny unknown fields across `flatten`, so each one that
+//! flattens ends with something that takes the arguments no field took and refuses them:
 //! [`SecretTarget`] or [`NoOtherArguments`]. Flatten order matters: the
 //! request type comes first and takes its fields, the refusing part last.
 
