@@ -362,6 +362,8 @@ async fn a_misnamed_target_argument_is_refused_not_ignored() {
         ("delete_secret", json!({ "id": other["id"], "name": "DB" })),
         ("get_secret", json!({ "name": "DB", "env": "prod" })),
         ("update_secret_metadata", json!({ "name": "DB", "value": "not-here", "description": "d" })),
+        ("get_project", json!({ "id": other["id"], "force": true })),
+        ("revoke_api_key", json!({ "id": other["id"], "all": true })),
     ] {
         assert_eq!(err_code(&c, tool, args.clone()).await, "INVALID_REQUEST", "{tool} {args}");
     }

@@ -124,7 +124,7 @@ fn without_value(schema: &mut schemars::Schema) {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdParams {
     /// The resource's id.
     pub id: String,

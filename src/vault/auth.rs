@@ -58,8 +58,11 @@ struct Windows {
     /// Failures in the current minute, by client address or presented key.
     counts: HashMap<String, (Instant, u32)>,
     /// When each kind of failure was last recorded, and how many since.
-    recorded: HashMap<(Option<String>, String, Option<String>, &'static str), (Instant, u64)>,
+    recorded: HashMap<FailureKind, (Instant, u64)>,
 }
+
+/// Failures recorded together: (tenant, actor, client address, reason).
+type FailureKind = (Option<String>, String, Option<String>, &'static str);
 
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -85,7 +88,7 @@ impl FailedAuth {
 
     /// Counts one failure of `sources`; the repeats to record with it, or
     /// `None` when this failure is left off the record.
-    fn count(&self, sources: &[String], group: (Option<String>, String, Option<String>, &'static str)) -> Option<u64> {
+    fn count(&self, sources: &[String], group: FailureKind) -> Option<u64> {
         let mut w = self.windows.lock().expect("not poisoned");
         if w.counts.len() > SWEEP_ABOVE {
             w.counts.retain(|_, (start, _)| start.elapsed() < WINDOW);
