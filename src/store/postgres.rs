@@ -293,15 +293,14 @@ impl PgStore {
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "WITH bad_keys AS MATERIALIZED (
-                     SELECT i FROM UNNEST($12::text[], $13::bytea[], $14::text[], $15::text[]) WITH ORDINALITY AS k(id, h, p, s, i)
-                     WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = k.id
-                                   AND NOT ({} AND key_hash = k.h AND permission = k.p AND project_scope = k.s))
+                     SELECT i FROM UNNEST($12::bytea[], $13::text[], $14::text[]) WITH ORDINALITY AS k(h, p, s, i)
+                     WHERE NOT {}
                  ), stale AS MATERIALIZED (
-                     SELECT i FROM UNNEST($16::text[], $17::bigint[], $18::bigint[]) WITH ORDINALITY AS v(id, cur, upd, i)
+                     SELECT i FROM UNNEST($15::text[], $16::bigint[], $17::bigint[]) WITH ORDINALITY AS v(id, cur, upd, i)
                      WHERE NOT EXISTS (SELECT 1 FROM secrets WHERE id = v.id AND current_version = v.cur AND updated_at = v.upd)
                  ), refused AS MATERIALIZED (
-                     SELECT n FROM (SELECT unnest($19::bigint[]) AS ki, unnest($20::bigint[]) AS vi,
-                                           generate_series(1::bigint, cardinality($20::bigint[])) AS n) r
+                     SELECT n FROM (SELECT unnest($18::bigint[]) AS ki, unnest($19::bigint[]) AS vi,
+                                           generate_series(1::bigint, cardinality($19::bigint[])) AS n) r
                      WHERE ki IN (SELECT i FROM bad_keys) OR vi IN (SELECT i FROM stale)
                  ), written AS (
                      INSERT INTO {AUDIT_INTO}
@@ -309,41 +308,40 @@ impl PgStore {
                      WHERE n NOT IN (SELECT n FROM refused)
                  )
                  SELECT n FROM refused",
-                key_is_live("$21"),
+                credential_is_live("k.h", "k.p", "k.s", "$20"),
                 audit_names().join(", "),
                 unnested(1),
             )
         });
         // Failures and anonymous attempts are recorded whatever the key's state.
         let success = |a: &&super::AuditRow| a.outcome == "success";
-        let mut keys: Vec<(&str, &super::Credential)> = Vec::new();
+        let mut keys: Vec<&super::Credential> = Vec::new();
         let mut served: Vec<&super::Served> = Vec::new();
         let mut key_at = Vec::with_capacity(entries.len());
         let mut served_at = Vec::with_capacity(entries.len());
         for a in entries {
-            let key = a.credential.as_ref().filter(|_| success(&a)).map(|c| (a.actor.as_str(), c));
+            let key = a.credential.as_ref().filter(|_| success(&a));
             key_at.push(key.map(|k| position_of(&mut keys, k)));
             served_at.push(a.served.as_ref().filter(|_| success(&a)).map(|v| position_of(&mut served, v)));
         }
-        let latest = entries.iter().map(|a| a.at).max().unwrap_or_default();
         let q = bind_audit_columns(sqlx::query(AssertSqlSafe(SQL.as_str())), entries)
-            .bind(column(&keys, |k| k.0))
-            .bind(column(&keys, |k| k.1.key_hash.as_slice()))
-            .bind(column(&keys, |k| k.1.permission.as_str()))
-            .bind(column(&keys, |k| k.1.project_scope.as_str()))
+            .bind(column(&keys, |k| k.key_hash.as_slice()))
+            .bind(column(&keys, |k| k.permission.as_str()))
+            .bind(column(&keys, |k| k.project_scope.as_str()))
             .bind(column(&served, |v| v.secret_id.as_str()))
             .bind(column(&served, |v| v.version))
             .bind(column(&served, |v| v.updated_at))
             .bind(key_at)
             .bind(served_at)
-            .bind(latest);
+            // Judged now, as every write's key is (see `store::liveness`).
+            .bind(super::now_millis());
         let mut held = self.audit.lock().await?;
         let done = q.fetch_all(held.conn()).await;
         let refused = held
             .settle(done)?
             .iter()
-            .map(|row| sqlx::Row::try_get::<i64, _>(row, 0).map(|n| n as usize - 1))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|row| super::integrity::position(sqlx::Row::try_get::<i64, _>(row, 0)?, entries.len()))
+            .collect::<crate::error::Result<Vec<_>>>()?;
         Ok(super::Appended { changed: self.detect_change_elsewhere().await?, refused })
     }
 
@@ -479,8 +477,7 @@ impl PgBatch {
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS v(id, seen, ver, at, name, project)
                  WHERE s.id = v.id AND s.current_version = v.seen AND s.name = v.name AND s.project_id IS NOT DISTINCT FROM v.project
                    AND NOT EXISTS (SELECT 1 FROM UNNEST($26::bytea[], $28::text[], $29::text[]) AS w(h, p, s)
-                                   WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {}
-                                                     AND permission = w.p AND project_scope = w.s))
+                                   WHERE NOT {})
                  RETURNING s.*
              ), new_versions AS (
                  INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by)
@@ -492,7 +489,7 @@ impl PgBatch {
                  WHERE a.id IN (SELECT id FROM advanced)
              )
              SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced FROM advanced",
-                key_is_live("$27"),
+                credential_is_live("w.h", "w.p", "w.s", "$27"),
                 audit_names().join(", "),
                 unnested(12),
             )
@@ -626,8 +623,8 @@ impl PgBatch {
         static CHANGED: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "SELECT w.i FROM UNNEST($1::bytea[], $3::text[], $4::text[]) WITH ORDINALITY AS w(h, p, s, i) \
-                 WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = w.h AND {} AND permission = w.p AND project_scope = w.s)",
-                key_is_live("$2")
+                 WHERE NOT {}",
+                credential_is_live("w.h", "w.p", "w.s", "$2")
             )
         });
         let credentials = version_writer::credentials(jobs);
@@ -640,8 +637,10 @@ impl PgBatch {
             .bind(column(&credentials, |c| c.project_scope.as_str()))
             .fetch_all(&mut *tx)
             .await?;
-        let changed: Vec<&super::Credential> =
-            changed.iter().filter_map(|i| credentials.get(usize::try_from(*i).ok()?.checked_sub(1)?).copied()).collect();
+        let changed: Vec<&super::Credential> = changed
+            .iter()
+            .map(|&i| Ok(credentials[super::integrity::position(i, credentials.len())?]))
+            .collect::<crate::error::Result<_>>()?;
         let plan = version_writer::plan(jobs, rows, &changed);
         if plan.versions.is_empty() {
             return Ok(plan.outcomes);
@@ -698,7 +697,8 @@ impl PgBatch {
 
 use std::collections::HashMap;
 
-use super::sql::{AUDIT_INTO, key_is_live};
+use super::liveness::credential_is_live;
+use super::sql::AUDIT_INTO;
 use super::version_writer::{self, BatchWrite, Job, VersionWriter};
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

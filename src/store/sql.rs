@@ -206,39 +206,6 @@ pub(super) const SECRET_COLS: &str =
 pub(super) const AUDIT_INTO: &str =
     "audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail)";
 
-/// Whether an `api_keys` row may still act at `at` (an SQL expression, never
-/// NULL): not revoked, not expired. Every write checks its actor's key with
-/// it, and that the key's hash is still the one the request presented, inside
-/// its own transaction: a key another process revoked or regenerated a moment
-/// ago may still sit in a cache that has not heard of it, but it writes nothing.
-pub(super) fn key_is_live(at: &str) -> String {
-    format!("(revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {at}))")
-}
-
-/// The audit insert of a single write: its one row goes in only if the actor
-/// is a live key and still the credential the request came with: the same
-/// hash (a regenerated key keeps its id, and the old token must stop at
-/// once) and the same rights (a key narrowed meanwhile must not write under
-/// its old ones). Actors that are not keys (`operator`) have no row to
-/// check. Parameters: the 11 audit columns, then the actor, the time and the
-/// key's hash, permission and scope as the request presented them.
-pub(super) fn guarded_audit_sql(params: Params) -> &'static str {
-    use std::sync::OnceLock;
-    static SQL: [OnceLock<String>; 2] = [const { OnceLock::new() }; 2];
-    SQL[usize::from(params == Params::Anonymous)].get_or_init(|| {
-        format!(
-            "INSERT INTO {AUDIT_INTO} SELECT {} WHERE NOT EXISTS \
-             (SELECT 1 FROM api_keys WHERE id = {} AND NOT ({} AND key_hash = {} AND permission = {} AND project_scope = {}))",
-            params.list(1, 11),
-            params.list(12, 1),
-            key_is_live(&params.list(13, 1)),
-            params.list(14, 1),
-            params.list(15, 1),
-            params.list(16, 1)
-        )
-    })
-}
-
 macro_rules! bind_all {
     ($q:expr, $binds:expr) => {{
         let mut q = $q;
@@ -274,21 +241,23 @@ macro_rules! sql_store {
                                 revoked_at, created_at, updated_at";
 
         /// The audit entry of a write, inside its transaction; refuses (and so
-        /// rolls back the write) when the actor's key is no longer what the
-        /// request presented: revoked, expired, regenerated or narrowed.
+        /// rolls back the write) when the entry's credential is no longer live
+        /// (see `store::liveness`): revoked, expired, regenerated, narrowed or gone.
         async fn insert_audit(tx: &mut Transaction<'_, $db>, a: &AuditRow) -> Result<()> {
-            let q = sqlx::query(AssertSqlSafe($crate::store::sql::guarded_audit_sql($params)));
-            // Expiry is judged now, inside the transaction, not at the entry's
-            // time (taken before waiting for the writer).
-            let n = bind_audit(q, std::slice::from_ref(a))
-                .bind(&a.actor)
-                .bind(now_millis())
-                .bind(a.credential.as_ref().map(|c| c.key_hash.as_slice()))
-                .bind(a.credential.as_ref().map(|c| c.permission.as_str()))
-                .bind(a.credential.as_ref().map(|c| c.project_scope.as_str()))
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
+            use $crate::store::liveness::{guarded_audit_sql, plain_audit_sql};
+            let n = match &a.credential {
+                // Expiry is judged now, inside the transaction, not at the entry's
+                // time (taken before waiting for the writer).
+                Some(c) => bind_audit(sqlx::query(AssertSqlSafe(guarded_audit_sql($params))), std::slice::from_ref(a))
+                    .bind(c.key_hash.as_slice())
+                    .bind(c.permission.as_str())
+                    .bind(c.project_scope.as_str())
+                    .bind(now_millis()),
+                None => bind_audit(sqlx::query(AssertSqlSafe(plain_audit_sql($params))), std::slice::from_ref(a)),
+            }
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
             if n == 0 {
                 return Err(Error::Conflict($crate::store::KEY_CHANGED.into()));
             }
@@ -346,7 +315,7 @@ macro_rules! sql_store {
 
         async fn replace_tags(tx: &mut Transaction<'_, $db>, s: &SecretRow) -> Result<()> {
             sqlx::query("DELETE FROM secret_tags WHERE secret_id = $1").bind(&s.id).execute(&mut **tx).await?;
-            let tags: Vec<String> = serde_json::from_str(&s.tags).unwrap_or_default();
+            let tags: Vec<String> = serde_json::from_str(&s.tags).map_err(|_| $crate::store::integrity::unreadable("secrets", "tags", &s.id))?;
             for tag in tags {
                 sqlx::query("INSERT INTO secret_tags (secret_id, tenant_id, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                     .bind(&s.id)
@@ -681,7 +650,7 @@ macro_rules! sql_store {
                 .bind(version)
                 .fetch_optional(&self.reader)
                 .await?;
-                Ok(row.map(SecretWithVersion::split))
+                row.map(SecretWithVersion::split).transpose()
             }
 
             async fn update_secret(&self, tenant_id: &str, id: &str, expected_version: Option<i64>, change: SecretChange<'_>) -> Result<WriteOutcome> {

@@ -217,7 +217,8 @@ async fn checkpoint_passive(conn: &mut sqlx::SqliteConnection) -> crate::error::
 }
 
 use super::AuditRow;
-use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params, key_is_live};
+use super::liveness::credential_is_live;
+use super::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params};
 use super::version_writer::{self, BatchWrite, Job, MAX_BATCH, VersionWriter};
 use sqlx::Row;
 
@@ -270,7 +271,8 @@ async fn write_locked(
     let (mut changed, mut rows) = (Vec::new(), Vec::new());
     for row in q.fetch_all(&mut *conn).await? {
         match row.len() {
-            1 => changed.extend(usize::try_from(row.try_get::<i64, _>(0)?).ok().and_then(|i| credentials.get(i)).copied()),
+            // `json_each` keys count from 0.
+            1 => changed.push(credentials[super::integrity::position(row.try_get::<i64, _>(0)? + 1, credentials.len())?]),
             _ => rows.push(sqlx::FromRow::from_row(&row)?),
         }
     }
@@ -346,11 +348,9 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
         let list = |width: usize| Params::Anonymous.values(n, width);
         match shape {
             Shape::Select => format!(
-                "BEGIN IMMEDIATE; SELECT key FROM json_each(?) \
-                 WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = unhex(value ->> 0) AND {} \
-                                   AND permission = value ->> 1 AND project_scope = value ->> 2); \
+                "BEGIN IMMEDIATE; SELECT key FROM json_each(?) WHERE NOT {}; \
                  SELECT {SECRET_COLS} FROM secrets WHERE id IN ({})",
-                key_is_live("?"),
+                credential_is_live("unhex(value ->> 0)", "value ->> 1", "value ->> 2", "?"),
                 Params::Anonymous.list(1, n)
             ),
             Shape::Versions => {
