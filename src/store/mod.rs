@@ -3,9 +3,18 @@
 //! takes the audit entry that records it and commits both in one transaction,
 //! so an action without its audit row can never be acknowledged.
 //!
-//! The SQL is written once (in `sql.rs`) in the dialect both databases accept
-//! (`$n` placeholders, `COALESCE`, `RETURNING`, expression indexes) and
-//! instantiated per backend; only connection set-up differs.
+//! # Layout
+//!
+//! - [`sql`]: the SQL, written once in the dialect both databases accept,
+//!   as generic functions; `Store` itself is implemented there, for every
+//!   `sql::Backend`.
+//! - [`sqlite`], [`postgres`]: each database's store: its connections and
+//!   how it hears of other processes, and its own statements for the two
+//!   batch writers (audit entries, new versions).
+//! - [`version_writer`]: the group commit of new versions, shared.
+//! - [`cached`]: the cache in front of a store for the hot reads.
+//! - [`liveness`]: the one rule for "is this credential still live".
+//! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 mod cached;
 mod integrity;

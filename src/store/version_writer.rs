@@ -13,7 +13,7 @@
 //! neighbours. The backends supply the statements ([`BatchWrite`]); the
 //! order of application ([`plan`]) is shared. PostgreSQL, where every
 //! statement is a round trip, first tries the batch as one compare-and-set
-//! statement planned on the rows its last batch left (see `postgres.rs`).
+//! statement planned on the rows its last batch left (see `postgres::version_batch`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -21,11 +21,11 @@ impl PgStore {
     /// Entries of one batch come from concurrent requests and have no order
     /// among themselves, so none is imposed.
     ///
-    /// A success entry goes in only while its key's row still says what the
-    /// request presented, as a write's entry does (`guarded_audit_sql`), and
-    /// that of a read answered from the cache only while the secret is still
-    /// as the cache had it (see `Served`). Here the
-    /// cache learns of another replica's changes by notification, which a
+    /// A success entry with a credential goes in only while that credential
+    /// is live, as a write's entry does (see `store::liveness`), and that of
+    /// a read answered from the cache only while the secret is still as the
+    /// cache had it (see `Served`). Failures are recorded whatever the key's
+    /// state. Here the cache learns of another replica's changes by notification, which a
     /// silently dead listener delays by seconds; the rows themselves, checked
     /// in the statement that makes the read durable, are never late. The
     /// statement answers the positions it left out.

@@ -47,7 +47,7 @@ pub struct PgStore {
     /// Whether the listener is subscribed right now. While it is not, every
     /// check reports a change, which keeps the cache above empty.
     listening: Arc<AtomicBool>,
-    /// Group-commits this replica's new versions (see `version_writer.rs`).
+    /// Group-commits this replica's new versions (see `version_writer`).
     versions: VersionWriter,
     /// The audit writer's connection, and the version writer's batches.
     audit: Held,

@@ -14,6 +14,7 @@
 use std::future::Future;
 
 use super::Params;
+use crate::error::{Error, Result};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Decode, Encode, FromRow, Pool, Postgres, SqlSafeStr, Sqlite, Type};
@@ -153,40 +154,57 @@ impl<'q, D: Dialect> Stmt<'q, D> {
         D::execute(self.0, on.into()).await
     }
 
-    pub async fn fetch_optional<'c, T: Record>(self, on: impl Into<On<'c, D>>) -> sqlx::Result<Option<T>>
+    pub async fn fetch_optional<'c, T: Record>(self, on: impl Into<On<'c, D>>) -> Result<Option<T>>
     where
         'q: 'c,
     {
-        D::fetch_optional(self.0, on.into()).await
+        D::fetch_optional(self.0, on.into()).await.map_err(read_error::<T>)
     }
 
-    pub async fn fetch_one<'c, T: Record>(self, on: impl Into<On<'c, D>>) -> sqlx::Result<T>
+    pub async fn fetch_one<'c, T: Record>(self, on: impl Into<On<'c, D>>) -> Result<T>
     where
         'q: 'c,
     {
-        D::fetch_one(self.0, on.into()).await
+        D::fetch_one(self.0, on.into()).await.map_err(read_error::<T>)
     }
 
-    pub async fn fetch_all<'c, T: Record>(self, on: impl Into<On<'c, D>>) -> sqlx::Result<Vec<T>>
+    pub async fn fetch_all<'c, T: Record>(self, on: impl Into<On<'c, D>>) -> Result<Vec<T>>
     where
         'q: 'c,
     {
-        D::fetch_all(self.0, on.into()).await
+        D::fetch_all(self.0, on.into()).await.map_err(read_error::<T>)
     }
 
     /// The first column of the one row.
-    pub async fn fetch_one_scalar<'c, T: Scalar>(self, on: impl Into<On<'c, D>>) -> sqlx::Result<T>
+    pub async fn fetch_one_scalar<'c, T: Scalar>(self, on: impl Into<On<'c, D>>) -> Result<T>
     where
         'q: 'c,
     {
-        Ok(D::fetch_one::<(T,)>(self.0, on.into()).await?.0)
+        Ok(D::fetch_one::<(T,)>(self.0, on.into()).await.map_err(read_error::<T>)?.0)
     }
 
     /// The first column of the row, if there is one.
-    pub async fn fetch_optional_scalar<'c, T: Scalar>(self, on: impl Into<On<'c, D>>) -> sqlx::Result<Option<T>>
+    pub async fn fetch_optional_scalar<'c, T: Scalar>(self, on: impl Into<On<'c, D>>) -> Result<Option<T>>
     where
         'q: 'c,
     {
-        Ok(D::fetch_optional::<(T,)>(self.0, on.into()).await?.map(|(v,)| v))
+        Ok(D::fetch_optional::<(T,)>(self.0, on.into()).await.map_err(read_error::<T>)?.map(|(v,)| v))
+    }
+}
+
+/// A failed read. A stored value that does not decode as its column's type
+/// (SQLite keeps whatever was written) is an integrity error, logged with
+/// the row type and column, never the value; anything else stays what it is.
+fn read_error<T>(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::ColumnDecode { index, .. } => {
+            tracing::error!(row = std::any::type_name::<T>(), column = %index, "stored data does not decode");
+            Error::Integrity
+        }
+        sqlx::Error::Decode(_) => {
+            tracing::error!(row = std::any::type_name::<T>(), "stored data does not decode");
+            Error::Integrity
+        }
+        other => Error::from(other),
     }
 }

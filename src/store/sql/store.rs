@@ -539,5 +539,5 @@ async fn audit_scan_edge<D: Dialect>(
 ) -> Result<Option<Millis>> {
     let range = AuditWhere::range(tenant_id, f).until(below);
     let sql = format!("SELECT at{} ORDER BY at DESC LIMIT 1 OFFSET {}", range.sql, f.scan.max(1) - 1);
-    Ok(bind_all(query::<D>(AssertSqlSafe(sql)).persistent(false), range.binds).fetch_optional_scalar(reader).await?)
+    bind_all(query::<D>(AssertSqlSafe(sql)).persistent(false), range.binds).fetch_optional_scalar(reader).await
 }

@@ -69,13 +69,13 @@ pub(in crate::store) fn bind_audit<'q, D: Dialect>(mut q: Stmt<'q, D>, chunk: &'
 /// admin, no project scope, no expiry. Losing the last one would lock
 /// the tenant out of its own secrets for good.
 pub(super) async fn count_root_keys<D: Dialect>(tx: &mut Transaction<'_, D>, tenant_id: &str) -> Result<i64> {
-    Ok(query::<D>(
+    query::<D>(
         "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL AND expires_at IS NULL \
          AND permission = 'admin' AND project_scope = '[]'",
     )
     .bind(tenant_id)
     .fetch_one_scalar(&mut **tx)
-    .await?)
+    .await
 }
 
 pub(super) async fn insert_version<D: Dialect>(tx: &mut Transaction<'_, D>, v: &VersionRow) -> Result<()> {

@@ -13,6 +13,16 @@ use crate::store::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params, bind_audit};
 use crate::store::{Appended, AuditRow};
 
 impl SqliteStore {
+    /// Each chunk is one autocommit statement, so a batch of reads' audit
+    /// entries costs one round trip to the connection's thread. The same call
+    /// then reads `data_version`, which answers
+    /// [`Store::changed_elsewhere`](crate::store::Store::changed_elsewhere) for
+    /// free: read after the commit, it has seen every other process's commit
+    /// that came before the entries did.
+    ///
+    /// No entry is refused here: a key changed by another process moves
+    /// `data_version`, which this same call reads, and the reader then looks
+    /// its key up again (`Vault::record_read`; see `store::liveness`).
     pub(super) async fn write_audit_batch(&self, entries: &[AuditRow]) -> Result<Appended> {
         let mut changed = false;
         let mut conn = lock_writer(&self.writer).await?;
@@ -33,7 +43,7 @@ impl SqliteStore {
 /// `AUDIT_ROWS_PER_INSERT`), built once per size, then a second statement in
 /// the same call that reads SQLite's `data_version` right after the insert
 /// commits: one result row, where `RETURNING` would send one per inserted row
-/// (see `SqliteStore::write_audit`). The `PRAGMA` itself, not the
+/// (see `SqliteStore::write_audit_batch`). The `PRAGMA` itself, not the
 /// `pragma_data_version()` table, which prepares that `PRAGMA` anew on every
 /// run.
 fn audit_batch_sql(rows: usize) -> &'static str {

@@ -31,7 +31,7 @@ use version_batch::SqliteBatch;
 
 pub struct SqliteStore {
     writer: Writer,
-    /// Group-commits new versions (see `version_writer.rs`).
+    /// Group-commits new versions (see `version_writer`).
     versions: VersionWriter,
     reader: SqlitePool,
     /// `PRAGMA data_version` as last seen on the writer connection. On that
@@ -154,17 +154,6 @@ impl Backend for SqliteStore {
         let now: i64 = sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut *self.write_conn().await?).await?;
         Ok(self.data_version.swap(now, Ordering::SeqCst) != now)
     }
-
-    /// Each chunk is one autocommit statement, so a batch of reads' audit
-    /// entries costs one round trip to the connection's thread. The same call
-    /// then reads `data_version`, which answers
-    /// [`Store::changed_elsewhere`](crate::store::Store::changed_elsewhere) for
-    /// free: read after the commit, it has seen every other process's commit
-    /// that came before the entries did.
-    ///
-    /// No entry is refused here: a key changed by another process moves
-    /// `data_version`, which this same call reads, and the reader then looks
-    /// its key up again (`Vault::record_read`).
 
     fn can_detect_changes(&self) -> bool {
         true
