@@ -34,6 +34,10 @@
 //! through the cache (`CachedStore`); either way the vault looks the key up
 //! again before it answers (`Vault::record_read`).
 
+use std::sync::OnceLock;
+
+use super::sql::{AUDIT_INTO, Params};
+
 /// The rule, as an SQL expression over four SQL operands (parameters or
 /// columns of the caller's query): true when a key row has exactly the hash,
 /// permission and scope given and may still act at `at`. Never NULL for
@@ -44,10 +48,6 @@ pub(super) fn credential_is_live(hash: &str, permission: &str, scope: &str, at: 
          AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {at}))"
     )
 }
-
-use std::sync::OnceLock;
-
-use super::sql::{AUDIT_INTO, Params};
 
 /// The audit insert of a single write by a key: its one row goes in only if
 /// the credential is live ([`credential_is_live`]); otherwise nothing is
