@@ -3,11 +3,22 @@
 //! takes the audit entry that records it and commits both in one transaction,
 //! so an action without its audit row can never be acknowledged.
 //!
-//! The SQL is written once (in `sql.rs`) in the dialect both databases accept
-//! (`$n` placeholders, `COALESCE`, `RETURNING`, expression indexes) and
-//! instantiated per backend; only connection set-up differs.
+//! # Layout
+//!
+//! - [`sql`]: the SQL, written once in the dialect both databases accept,
+//!   as generic functions; `Store` itself is implemented there, for every
+//!   `sql::Backend`.
+//! - [`sqlite`], [`postgres`]: each database's store: its connections and
+//!   how it hears of other processes, and its own statements for the two
+//!   batch writers (audit entries, new versions).
+//! - [`version_writer`]: the group commit of new versions, shared.
+//! - [`cached`]: the cache in front of a store for the hot reads.
+//! - [`liveness`]: the one rule for "is this credential still live".
+//! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 mod cached;
+mod integrity;
+mod liveness;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -116,14 +127,18 @@ pub(crate) struct SecretWithVersion {
 }
 
 impl SecretWithVersion {
-    pub(crate) fn split(self) -> (SecretRow, Option<VersionRow>) {
+    /// The secret and its version; `None` when the join found no version.
+    /// A version row with a column missing cannot be (every column is NOT
+    /// NULL): it is an integrity error, not a missing version.
+    pub(crate) fn split(self) -> Result<(SecretRow, Option<VersionRow>)> {
         let version = match (self.v_version, self.v_sealed, self.v_created_at, self.v_created_by) {
             (Some(version), Some(sealed), Some(created_at), Some(created_by)) => {
                 Some(VersionRow { secret_id: self.secret.id.clone(), version, sealed, created_at, created_by })
             }
-            _ => None,
+            (None, None, None, None) => None,
+            _ => return Err(integrity::unreadable("secret_versions", "*", &self.secret.id)),
         };
-        (self.secret, version)
+        Ok((self.secret, version))
     }
 }
 
@@ -152,14 +167,15 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     /// JSON object with non-secret context (names, versions, reasons).
     pub detail: Option<String>,
-    /// The acting key as the request presented it; a write's entry goes in
-    /// only while the key's row still says the same (see
-    /// `sql::guarded_audit_sql`). Not stored.
+    /// The acting key as the request presented it; `None` for actions that
+    /// are no key's (the operator's CLI, anonymous and failed attempts). An
+    /// entry with one goes in only while that credential is live (see
+    /// `store::liveness`). Not stored.
     #[sqlx(skip)]
     pub credential: Option<Credential>,
     /// The secret version a read served, as the cache had it; the entry of a
-    /// value read goes in only while that is still true (PostgreSQL, see
-    /// `PgStore::write_audit`). Not stored.
+    /// value read goes in only while that is still true (PostgreSQL's audit
+    /// batch). Not stored.
     #[sqlx(skip)]
     pub served: Option<Served>,
 }
@@ -198,20 +214,20 @@ impl Credential {
 pub struct Appended {
     /// Another process changed the database (see [`Store::changed_elsewhere`]).
     pub changed: bool,
-    /// Positions of success entries left out because their key is no longer
-    /// what the request presented, or the secret version a read served is no
-    /// longer there as served (PostgreSQL; see `PgStore::write_audit`). The
-    /// requests they acknowledge must fail; the other entries went in.
+    /// Positions of success entries left out because their credential is no
+    /// longer live (see `store::liveness`), or the secret version a read
+    /// served is no longer there as served (PostgreSQL only). The requests
+    /// they acknowledge must fail; the other entries went in.
     pub refused: Vec<usize>,
 }
 
 /// Refusal of a key change that would leave a tenant without a live admin key
-/// with no project scope and no expiry (see `sql::count_root_keys`).
+/// with no project scope and no expiry (see `Store::update_api_key`).
 pub const LAST_ROOT_KEY: &str = "this is the tenant's last admin key with no project scope and no expiry: \
 create another such key before revoking, narrowing or expiring this one";
 
-/// Why a write by a cached key was refused inside its transaction: its key
-/// is no longer what the request presented. The vault answers 401 instead
+/// Why a write by a key was refused inside its transaction: its credential
+/// is no longer live (see `store::liveness`). The vault answers 401 instead
 /// when the key turns out dead (`Vault::dead_key_first`).
 pub const KEY_CHANGED: &str = "this API key changed while the request ran; send it again";
 
@@ -274,9 +290,11 @@ pub struct AuditSlice {
 
 /// See [`Store::add_version`]: given the secret as it is inside the write,
 /// the next version (sealed for `current_version + 1`) and its audit entry.
+/// Shared (`Arc`), because a batch that fails is tried again job by job.
 pub type VersionChange = std::sync::Arc<dyn Fn(&SecretRow) -> Result<(VersionRow, AuditRow)> + Send + Sync>;
 
-/// See [`Store::update_secret`].
+/// See [`Store::update_secret`]: given the secret as it is inside the write,
+/// the new row, the new version if the value changes, and the audit entry.
 pub type SecretChange<'a> = &'a (dyn Fn(&SecretRow) -> Result<(SecretRow, Option<VersionRow>, AuditRow)> + Send + Sync);
 
 /// What a conditional secret write found.
@@ -339,12 +357,14 @@ pub trait Store: Send + Sync + 'static {
     /// A secret with one version (`None`: the current one) in a single query;
     /// the version is `None` when the secret has no such version.
     async fn read_secret(&self, tenant_id: &str, id: &str, version: Option<i64>) -> Result<Option<(SecretRow, Option<VersionRow>)>>;
-    /// Writes new metadata (and a new version when `next` is given) only if the
-    /// secret is still at `base_version`: one conditional update, no read-then-write.
-    /// Changes a secret inside one write transaction that holds its row:
-    /// `change` sees the current row and returns the new row, the new version
-    /// (if any) and the audit entry. Sealing happens there, so the version
-    /// number bound into the ciphertext is the one that commits.
+    /// Changes a secret inside one write transaction that holds its row
+    /// (PostgreSQL: `FOR UPDATE`; SQLite: the one writer). `Missing` when the
+    /// tenant has no such secret; `Stale` when `expected_version` is given
+    /// and the secret is at another version. Otherwise `change` sees the
+    /// current row and returns the new row, the new version (if any) and the
+    /// audit entry; sealing happens there, so the version number bound into
+    /// the ciphertext is the one that commits. The write is refused (409
+    /// `KEY_CHANGED`, nothing written) when the entry's credential is not live.
     async fn update_secret(
         &self,
         tenant_id: &str,
@@ -353,10 +373,12 @@ pub trait Store: Send + Sync + 'static {
         change: SecretChange<'_>,
     ) -> Result<WriteOutcome>;
     /// A new value and nothing else: the hot write. Same contract as
-    /// [`Store::update_secret`]; a store may commit concurrent calls together
-    /// (SQLite does), acknowledging each only after the shared commit.
-    /// `actor` is the writing key as the request presented it, checked
-    /// inside the write like every write's (see `sql::guarded_audit_sql`).
+    /// [`Store::update_secret`], except that `change` returns only the new
+    /// version (numbered `current_version + 1`) and the audit entry. Both
+    /// stores commit concurrent calls together (see `version_writer`),
+    /// acknowledging each only after the shared commit. `actor` is the
+    /// writing key as the request presented it, checked inside the write
+    /// like every write's (see `store::liveness`).
     async fn add_version(
         &self,
         tenant_id: &str,

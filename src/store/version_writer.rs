@@ -13,7 +13,7 @@
 //! neighbours. The backends supply the statements ([`BatchWrite`]); the
 //! order of application ([`plan`]) is shared. PostgreSQL, where every
 //! statement is a round trip, first tries the batch as one compare-and-set
-//! statement planned on the rows its last batch left (see `postgres.rs`).
+//! statement planned on the rows its last batch left (see `postgres::version_batch`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,9 +32,9 @@ pub struct Job {
     pub tenant_id: String,
     pub id: String,
     pub expected_version: Option<i64>,
-    /// The writing key as the request presented it; a job whose key is no
-    /// longer that by the time its batch holds the rows is refused (see
-    /// `sql::guarded_audit_sql`).
+    /// The writing key as the request presented it; a job whose credential
+    /// is no longer live by the time its batch holds the rows is refused
+    /// (see `store::liveness`).
     pub actor: Credential,
     pub change: VersionChange,
     pub done: oneshot::Sender<Result<WriteOutcome>>,

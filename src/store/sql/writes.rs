@@ -1,0 +1,124 @@
+//! The steps a write transaction is made of, shared by every write: its
+//! audit entry (checked by the liveness rule), new versions, tags, keys; and
+//! what a constraint violation means to the caller.
+
+use sqlx::{AssertSqlSafe, Transaction};
+
+use super::KEY_COLS;
+use super::dialect::{Dialect, Stmt, query};
+use crate::error::{Error, Result};
+use crate::store::{ApiKeyRow, AuditRow, KEY_CHANGED, SecretRow, VersionRow, now_millis};
+
+/// Turns a constraint violation into the domain error it means.
+pub(super) fn constraint_error(e: sqlx::Error, on_unique: impl FnOnce() -> Error) -> Error {
+    if let Some(db) = e.as_database_error() {
+        if db.is_unique_violation() {
+            return on_unique();
+        }
+        if db.is_foreign_key_violation() {
+            return Error::Conflict("the referenced resource changed concurrently; retry".into());
+        }
+    }
+    Error::from(e)
+}
+
+/// The audit entry of a write, inside its transaction; refuses (and so
+/// rolls back the write) when the entry's credential is no longer live
+/// (see `store::liveness`): revoked, expired, regenerated, narrowed or gone.
+pub(super) async fn insert_audit<D: Dialect>(tx: &mut Transaction<'_, D>, a: &AuditRow) -> Result<()> {
+    use crate::store::liveness::{guarded_audit_sql, plain_audit_sql};
+    let n = match &a.credential {
+        // Expiry is judged now, inside the transaction, not at the entry's
+        // time (taken before waiting for the writer).
+        Some(c) => bind_audit(query::<D>(AssertSqlSafe(guarded_audit_sql(D::PARAMS))), std::slice::from_ref(a))
+            .bind(c.key_hash.as_slice())
+            .bind(c.permission.as_str())
+            .bind(c.project_scope.as_str())
+            .bind(now_millis()),
+        None => bind_audit(query::<D>(AssertSqlSafe(plain_audit_sql(D::PARAMS))), std::slice::from_ref(a)),
+    }
+    .execute(&mut **tx)
+    .await?;
+    if n == 0 {
+        return Err(Error::Conflict(KEY_CHANGED.into()));
+    }
+    Ok(())
+}
+
+/// Binds `chunk` as the parameters of an audit insert, after whatever
+/// `q` already binds.
+pub(in crate::store) fn bind_audit<'q, D: Dialect>(mut q: Stmt<'q, D>, chunk: &'q [AuditRow]) -> Stmt<'q, D> {
+    for a in chunk {
+        q = q
+            .bind(&a.tenant_id)
+            .bind(a.at)
+            .bind(&a.actor)
+            .bind(&a.front)
+            .bind(&a.action)
+            .bind(&a.resource_type)
+            .bind(&a.resource_id)
+            .bind(&a.outcome)
+            .bind(&a.ip)
+            .bind(&a.user_agent)
+            .bind(&a.detail);
+    }
+    q
+}
+
+/// Live keys that can do everything, for as long as the tenant lasts:
+/// admin, no project scope, no expiry. Losing the last one would lock
+/// the tenant out of its own secrets for good.
+pub(super) async fn count_root_keys<D: Dialect>(tx: &mut Transaction<'_, D>, tenant_id: &str) -> Result<i64> {
+    query::<D>(
+        "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL AND expires_at IS NULL \
+         AND permission = 'admin' AND project_scope = '[]'",
+    )
+    .bind(tenant_id)
+    .fetch_one_scalar(&mut **tx)
+    .await
+}
+
+pub(super) async fn insert_version<D: Dialect>(tx: &mut Transaction<'_, D>, v: &VersionRow) -> Result<()> {
+    query::<D>("INSERT INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&v.secret_id)
+        .bind(v.version)
+        .bind(&v.sealed)
+        .bind(v.created_at)
+        .bind(&v.created_by)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| constraint_error(e, || Error::VersionConflict { expected: v.version - 1, current: v.version }))?;
+    Ok(())
+}
+
+pub(super) async fn replace_tags<D: Dialect>(tx: &mut Transaction<'_, D>, s: &SecretRow) -> Result<()> {
+    query::<D>("DELETE FROM secret_tags WHERE secret_id = $1").bind(&s.id).execute(&mut **tx).await?;
+    let tags: Vec<String> = serde_json::from_str(&s.tags).map_err(|_| crate::store::integrity::unreadable("secrets", "tags", &s.id))?;
+    for tag in tags {
+        query::<D>("INSERT INTO secret_tags (secret_id, tenant_id, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(&s.id)
+            .bind(&s.tenant_id)
+            .bind(tag)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_key<D: Dialect>(tx: &mut Transaction<'_, D>, k: &ApiKeyRow) -> Result<()> {
+    query::<D>(AssertSqlSafe(format!("INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")))
+        .bind(&k.id)
+        .bind(&k.tenant_id)
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(&k.key_hash)
+        .bind(&k.permission)
+        .bind(&k.project_scope)
+        .bind(k.expires_at)
+        .bind(k.revoked_at)
+        .bind(k.created_at)
+        .bind(k.updated_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
