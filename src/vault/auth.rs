@@ -4,7 +4,9 @@
 //! and throttled here.
 //!
 //! One rule says whether a key may still act ([`dead_reason`]); the store
-//! applies the same rule in SQL inside every write (see `store::sql`).
+//! applies the same rule in SQL inside every write and batch (see
+//! `store::liveness`), where it also holds the key to the rights the request
+//! presented.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
