@@ -40,7 +40,7 @@ impl Vault {
                 };
                 let audit = p.audit("project.create", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 self.store.insert_project(&row, &audit).await?;
-                Ok(ProjectView::from(&row))
+                ProjectView::try_from(&row)
             }
             .await
         )
@@ -56,7 +56,7 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let rows = self.store.list_projects(&p.tenant_id).await?;
-                let projects: Vec<ProjectView> = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::from).collect();
+                let projects = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::try_from).collect::<Result<Vec<_>>>()?;
                 self.record_read(p, p.audit("project.list", "project", None, "success")).await?;
                 Ok(ProjectList { count: projects.len(), projects })
             }
@@ -75,7 +75,7 @@ impl Vault {
                 p.require(Permission::Read)?;
                 let row = self.visible_project(p, id).await?;
                 self.record_read(p, p.audit("project.read", "project", Some(&row.id), "success")).await?;
-                Ok(ProjectView::from(&row))
+                ProjectView::try_from(&row)
             }
             .await
         )
@@ -105,7 +105,7 @@ impl Vault {
                 if !self.store.update_project(&row, &audit).await? {
                     return Err(Error::NotFound("project"));
                 }
-                Ok(ProjectView::from(&row))
+                ProjectView::try_from(&row)
             }
             .await
         )
