@@ -74,8 +74,9 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let row = self.visible_project(p, id).await?;
+                let view = ProjectView::try_from(&row)?;
                 self.record_read(p, p.audit("project.read", "project", Some(&row.id), "success")).await?;
-                ProjectView::try_from(&row)
+                Ok(view)
             }
             .await
         )
@@ -91,6 +92,8 @@ impl Vault {
             async {
                 p.require(Permission::Write)?;
                 let mut row = self.visible_project(p, id).await?;
+                // A damaged row is refused before it is written over, not after.
+                ProjectView::try_from(&row)?;
                 if let Some(n) = &req.name {
                     row.name = project_name(n)?;
                 }

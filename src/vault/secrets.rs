@@ -176,8 +176,10 @@ impl Vault {
         if from_cache {
             audit.served = Some(Served { secret_id: row.id.clone(), version: v.version, updated_at: row.updated_at });
         }
+        // Read before the audit entry: a row that does not parse records only the failure.
+        let meta = SecretMeta::try_from(&row)?;
         let epoch = self.record(audit).await?;
-        Ok((SecretValue { meta: SecretMeta::try_from(&row)?, value, value_version: v.version }, epoch))
+        Ok((SecretValue { meta, value, value_version: v.version }, epoch))
     }
 
     /// Changes a secret: a new value (the next version), its metadata, or
@@ -206,6 +208,8 @@ impl Vault {
         let description = req.description.as_deref().map(|d| names::text("description", d, 1024)).transpose()?;
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
         let row = self.visible_secret(p, r).await?;
+        // A damaged row is refused before it is written over, not after.
+        SecretMeta::try_from(&row)?;
         let key = self.data_key(&p.tenant_id).await?;
 
         // Runs inside the store's write transaction, on the row as it is there.
@@ -346,8 +350,8 @@ impl Vault {
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
-        self.record_read(p, p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() }))).await?;
         let secrets = rows.iter().map(SecretMeta::try_from).collect::<Result<Vec<_>>>()?;
+        self.record_read(p, p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() }))).await?;
         Ok(SecretPage { count: secrets.len(), secrets, has_more, next_cursor })
     }
 
@@ -370,11 +374,12 @@ impl Vault {
         let mut versions = self.store.list_versions(&row.id, before, limit + 1).await?;
         let has_more = versions.len() as i64 > limit;
         versions.truncate(limit as usize);
+        let infos = versions.iter().map(|v| VersionInfo::new(&row.id, v, row.current_version)).collect::<Result<_>>()?;
         self.record_read(p, p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
         Ok(VersionList {
             next_cursor: versions.last().filter(|_| has_more).map(|v| super::cursor::encode(&v.version)),
             has_more,
-            versions: versions.iter().map(|v| VersionInfo::new(&row.id, v, row.current_version)).collect::<Result<_>>()?,
+            versions: infos,
             secret_id: row.id,
             name: row.name,
             current_version: row.current_version,
