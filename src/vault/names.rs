@@ -242,8 +242,11 @@ mod tests {
         '\u{E0041}',
     ];
 
+    /// A validator's name and whether it accepts its input.
+    type Validator = (&'static str, fn(&str) -> bool);
+
     /// Every validator of a name a person reads, each as a yes/no.
-    fn name_validators() -> [(&'static str, fn(&str) -> bool); 6] {
+    fn name_validators() -> [Validator; 6] {
         [
             ("tenant id", |s: &str| tenant_id(s).is_ok()),
             ("secret name", |s: &str| secret_name(s).is_ok()),

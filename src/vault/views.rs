@@ -25,7 +25,9 @@ fn time(ms: Millis, table: &'static str, id: &dyn std::fmt::Display, field: &'st
     Utc.timestamp_millis_opt(ms).single().ok_or_else(|| unreadable(table, id, field))
 }
 
-fn json_list(text: &str, table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Result<Vec<String>> {
+/// A stored JSON list of strings (tags, a key's project scope), or an
+/// integrity error naming where it was.
+pub(crate) fn json_list(text: &str, table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|_| unreadable(table, id, field))
 }
 
