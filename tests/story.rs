@@ -104,7 +104,7 @@ async fn story(backend: Backend) {
     sorted.sort();
     assert_eq!(seen, sorted);
     assert_eq!(srv.get("/api/v1/secrets?cursor=garbage", &key).await.0, 400);
-    assert_eq!(srv.get("/api/v1/secrets?limit=201", &key).await.0, 400);
+    assert_eq!(srv.get("/api/v1/secrets?limit=501", &key).await.0, 400);
 
     // Rotate: a new value is a new version; a stale expectedVersion is refused.
     let (s, v2) = srv.put(&format!("/api/v1/secrets/{id}"), &key, json!({ "value": "rotated-2", "expectedVersion": 1 })).await;

@@ -22,7 +22,11 @@ const AUDIT_EXPORT: &str = "`format=json` (the default) answers `{logs, count}`;
     limit: the answer is streamed as the trail is read, a page at a time. A body that ends early (no closing \
     `]}` in JSON, a broken chunked transfer) is an export that failed part-way, never a complete one.";
 const AUDIT_INVALID: &str = "INVALID_REQUEST: a bad field or date, offset above 10000 (narrow startDate/endDate, or page \
-    with cursor), a cursor this server did not issue, or both cursor and offset";
+    with cursor), a cursor this server did not issue, both cursor and offset, or a parameter it does not take";
+// Every route refuses query parameters it does not take (see `handlers`).
+const NO_PARAMS: &str = "INVALID_REQUEST: a query parameter (this route takes none)";
+const BAD_BODY: &str = "INVALID_REQUEST: malformed body, bad field or enum value, or a query parameter (this route takes none)";
+const BAD_QUERY: &str = "INVALID_REQUEST: a bad value, or a query parameter this route does not take (named in the message)";
 
 struct Table {
     router: Router<AppState>,
@@ -55,93 +59,152 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         .add(get(docs::openapi), Op::new("get", "/api/openapi.json", "meta", "This document").public().returns_text("application/json"))
         .add(
             get(h::signup_limits),
-            Op::new("get", "/api/signup/limits", "tenants", "Public plan table").public().returns::<Vec<PlanLimits>>(200),
+            Op::new("get", "/api/signup/limits", "tenants", "Public plan table")
+                .query::<NoParams>()
+                .public()
+                .returns::<Vec<PlanLimits>>(200)
+                .invalid_request(NO_PARAMS),
         )
         .add(
             post(h::signup),
             Op::new("post", "/api/signup", "tenants", "Self-signup: create a tenant and its first admin API key")
+                .query::<NoParams>()
                 .public()
                 .body::<SignupRequest>()
-                .returns::<SignupResponse>(201),
+                .returns::<SignupResponse>(201)
+                .invalid_request(BAD_BODY),
         )
         .add(
             get(h::plan),
-            Op::new("get", "/api/v1/plan", "tenants", "Current plan, usage, limits and this key's permissions").returns::<WhoAmI>(200),
+            Op::new("get", "/api/v1/plan", "tenants", "Current plan, usage, limits and this key's permissions")
+                .query::<NoParams>()
+                .returns::<WhoAmI>(200)
+                .invalid_request(NO_PARAMS),
         )
-        .add(get(h::plan), Op::new("get", "/api/v1/plan/usage", "tenants", "Usage breakdown (same as /api/v1/plan)").returns::<WhoAmI>(200))
+        .add(
+            get(h::plan),
+            Op::new("get", "/api/v1/plan/usage", "tenants", "Usage breakdown (same as /api/v1/plan)")
+                .query::<NoParams>()
+                .returns::<WhoAmI>(200)
+                .invalid_request(NO_PARAMS),
+        )
         .add(
             post(h::create_secret),
             Op::new("post", "/api/v1/secrets", "secrets", "Create a secret (returns its id, never the value)")
+                .query::<NoParams>()
                 .body::<CreateSecret>()
-                .returns::<SecretMeta>(201),
+                .returns::<SecretMeta>(201)
+                .invalid_request(BAD_BODY),
         )
         .add(
             get(h::list_secrets),
             Op::new("get", "/api/v1/secrets", "secrets", "List secrets: metadata only, filters, cursor pagination")
                 .query::<ListSecrets>()
-                .returns::<SecretPage>(200),
+                .returns::<SecretPage>(200)
+                .invalid_request(BAD_QUERY),
         )
         .add(
             get(h::get_secret),
             Op::new("get", "/api/v1/secrets/{id}", "secrets", "Read a secret with its decrypted value (audited)")
                 .query::<ReadVersion>()
-                .returns::<SecretValue>(200),
+                .returns::<SecretValue>(200)
+                .invalid_request(BAD_QUERY),
         )
         .add(
             put(h::update_secret),
-            Op::new("put", "/api/v1/secrets/{id}", "secrets", "Update a secret; a new value creates a new version")
-                .body::<UpdateSecret>()
-                .returns::<SecretMeta>(200),
+            Op::new("put", "/api/v1/secrets/{id}", "secrets", "Update, rename or move a secret; a new value creates a version")
+                .query::<NoParams>()
+                .body::<EditSecret>()
+                .returns::<SecretMeta>(200)
+                .invalid_request(BAD_BODY),
         )
         .add(
             delete(h::delete_secret),
-            Op::new("delete", "/api/v1/secrets/{id}", "secrets", "Delete a secret and all its versions").returns::<Deleted>(200),
+            Op::new("delete", "/api/v1/secrets/{id}", "secrets", "Delete a secret and all its versions")
+                .query::<NoParams>()
+                .returns::<Deleted>(200)
+                .invalid_request(NO_PARAMS),
         )
         .add(
             get(h::secret_versions),
             Op::new("get", "/api/v1/secrets/{id}/versions", "secrets", "Version history, newest first, cursor pagination (no values)")
                 .query::<VersionPage>()
-                .returns::<VersionList>(200),
+                .returns::<VersionList>(200)
+                .invalid_request(BAD_QUERY),
         )
         .add(
             post(h::create_project),
-            Op::new("post", "/api/v1/projects", "projects", "Create a project").body::<CreateProject>().returns::<ProjectView>(201),
+            Op::new("post", "/api/v1/projects", "projects", "Create a project")
+                .query::<NoParams>()
+                .body::<CreateProject>()
+                .returns::<ProjectView>(201)
+                .invalid_request(BAD_BODY),
         )
         .add(
             get(h::list_projects),
-            Op::new("get", "/api/v1/projects", "projects", "List projects with secret counts").returns::<ProjectList>(200),
+            Op::new("get", "/api/v1/projects", "projects", "List projects with secret counts")
+                .query::<NoParams>()
+                .returns::<ProjectList>(200)
+                .invalid_request(NO_PARAMS),
         )
-        .add(get(h::get_project), Op::new("get", "/api/v1/projects/{id}", "projects", "Project details").returns::<ProjectView>(200))
+        .add(
+            get(h::get_project),
+            Op::new("get", "/api/v1/projects/{id}", "projects", "Project details")
+                .query::<NoParams>()
+                .returns::<ProjectView>(200)
+                .invalid_request(NO_PARAMS),
+        )
         .add(
             put(h::update_project),
-            Op::new("put", "/api/v1/projects/{id}", "projects", "Update a project").body::<UpdateProject>().returns::<ProjectView>(200),
+            Op::new("put", "/api/v1/projects/{id}", "projects", "Update a project")
+                .query::<NoParams>()
+                .body::<UpdateProject>()
+                .returns::<ProjectView>(200)
+                .invalid_request(BAD_BODY),
         )
         .add(
             delete(h::delete_project),
             Op::new("delete", "/api/v1/projects/{id}", "projects", "Delete an empty project (409 while secrets remain)")
-                .returns::<Deleted>(200),
+                .query::<NoParams>()
+                .returns::<Deleted>(200)
+                .invalid_request(NO_PARAMS),
         )
         .add(
             post(h::create_api_key),
             Op::new("post", "/api/v1/api-keys", "api-keys", "Issue an API key (shown once)")
+                .query::<NoParams>()
                 .body::<CreateApiKey>()
-                .returns::<IssuedApiKey>(201),
+                .returns::<IssuedApiKey>(201)
+                .invalid_request(BAD_BODY),
         )
         .add(
             get(h::list_api_keys),
-            Op::new("get", "/api/v1/api-keys", "api-keys", "List API keys (prefix only, never the key)").returns::<ApiKeyList>(200),
+            Op::new("get", "/api/v1/api-keys", "api-keys", "List API keys (prefix only, never the key)")
+                .query::<NoParams>()
+                .returns::<ApiKeyList>(200)
+                .invalid_request(NO_PARAMS),
         )
         .add(
             put(h::update_api_key),
             Op::new("put", "/api/v1/api-keys/{id}", "api-keys", "Change a key's name, permissions, scope or expiry")
+                .query::<NoParams>()
                 .body::<UpdateApiKey>()
-                .returns::<ApiKeyView>(200),
+                .returns::<ApiKeyView>(200)
+                .invalid_request(BAD_BODY),
         )
-        .add(delete(h::revoke_api_key), Op::new("delete", "/api/v1/api-keys/{id}", "api-keys", "Revoke a key").returns::<ApiKeyView>(200))
+        .add(
+            delete(h::revoke_api_key),
+            Op::new("delete", "/api/v1/api-keys/{id}", "api-keys", "Revoke a key")
+                .query::<NoParams>()
+                .returns::<ApiKeyView>(200)
+                .invalid_request(NO_PARAMS),
+        )
         .add(
             post(h::regenerate_api_key),
             Op::new("post", "/api/v1/api-keys/{id}/regenerate", "api-keys", "New key material; the old key stops working")
-                .returns::<IssuedApiKey>(200),
+                .query::<NoParams>()
+                .returns::<IssuedApiKey>(200)
+                .invalid_request(NO_PARAMS),
         )
         .add(
             get(h::audit),
@@ -166,7 +229,7 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .query::<AuditExportQuery>()
                 .returns::<AuditExport>(200)
                 .returns_text("text/csv")
-                .invalid_request("INVALID_REQUEST: a bad field, date or format"),
+                .invalid_request("INVALID_REQUEST: a bad field, date or format, or a parameter it does not take"),
         );
     (t.router, t.ops)
 }

@@ -1,4 +1,6 @@
-//! Route handlers: extract, call one vault function, render.
+//! Route handlers: extract, call one vault function, render. Every handler
+//! reads its query string, if only as [`NoParams`], so that no route ignores
+//! a parameter it does not know.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -20,20 +22,26 @@ pub async fn healthz() -> &'static str {
 pub async fn signup(
     State(s): State<AppState>,
     ClientOrigin(o): ClientOrigin,
+    _: Query<NoParams>,
     Body(req): Body<SignupRequest>,
 ) -> Result<Created<SignupResponse>> {
     Ok((StatusCode::CREATED, Json(s.vault.signup(req, o).await?)))
 }
 
-pub async fn signup_limits() -> Result<Json<Vec<PlanLimits>>> {
+pub async fn signup_limits(_: Query<NoParams>) -> Result<Json<Vec<PlanLimits>>> {
     Ok(Json(plans::PLAN_NAMES.iter().map(|p| plans::limits(p)).collect::<Result<_>>()?))
 }
 
-pub async fn plan(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<WhoAmI>> {
+pub async fn plan(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>) -> Result<Json<WhoAmI>> {
     Ok(Json(s.vault.whoami(&p).await?))
 }
 
-pub async fn create_secret(State(s): State<AppState>, Auth(p): Auth, Body(req): Body<CreateSecret>) -> Result<Created<SecretMeta>> {
+pub async fn create_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Body(req): Body<CreateSecret>,
+) -> Result<Created<SecretMeta>> {
     Ok((StatusCode::CREATED, Json(s.vault.create_secret(&p, req).await?)))
 }
 
@@ -53,13 +61,14 @@ pub async fn get_secret(
 pub async fn update_secret(
     State(s): State<AppState>,
     Auth(p): Auth,
+    _: Query<NoParams>,
     Path(id): Path<String>,
-    Body(req): Body<UpdateSecret>,
+    Body(req): Body<EditSecret>,
 ) -> Result<Json<SecretMeta>> {
     Ok(Json(s.vault.update_secret(&p, SecretRef::Id(&id), req).await?))
 }
 
-pub async fn delete_secret(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Deleted>> {
+pub async fn delete_secret(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>, Path(id): Path<String>) -> Result<Json<Deleted>> {
     Ok(Json(s.vault.delete_secret(&p, SecretRef::Id(&id)).await?))
 }
 
@@ -72,53 +81,80 @@ pub async fn secret_versions(
     Ok(Json(s.vault.secret_versions(&p, SecretRef::Id(&id), page).await?))
 }
 
-pub async fn create_project(State(s): State<AppState>, Auth(p): Auth, Body(req): Body<CreateProject>) -> Result<Created<ProjectView>> {
+pub async fn create_project(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Body(req): Body<CreateProject>,
+) -> Result<Created<ProjectView>> {
     Ok((StatusCode::CREATED, Json(s.vault.create_project(&p, req).await?)))
 }
 
-pub async fn list_projects(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<ProjectList>> {
+pub async fn list_projects(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>) -> Result<Json<ProjectList>> {
     Ok(Json(s.vault.list_projects(&p).await?))
 }
 
-pub async fn get_project(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<ProjectView>> {
+pub async fn get_project(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+) -> Result<Json<ProjectView>> {
     Ok(Json(s.vault.get_project(&p, &id).await?))
 }
 
 pub async fn update_project(
     State(s): State<AppState>,
     Auth(p): Auth,
+    _: Query<NoParams>,
     Path(id): Path<String>,
     Body(req): Body<UpdateProject>,
 ) -> Result<Json<ProjectView>> {
     Ok(Json(s.vault.update_project(&p, &id, req).await?))
 }
 
-pub async fn delete_project(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Deleted>> {
+pub async fn delete_project(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>, Path(id): Path<String>) -> Result<Json<Deleted>> {
     Ok(Json(s.vault.delete_project(&p, &id).await?))
 }
 
-pub async fn create_api_key(State(s): State<AppState>, Auth(p): Auth, Body(req): Body<CreateApiKey>) -> Result<Created<IssuedApiKey>> {
+pub async fn create_api_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Body(req): Body<CreateApiKey>,
+) -> Result<Created<IssuedApiKey>> {
     Ok((StatusCode::CREATED, Json(s.vault.create_api_key(&p, req).await?)))
 }
 
-pub async fn list_api_keys(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<ApiKeyList>> {
+pub async fn list_api_keys(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>) -> Result<Json<ApiKeyList>> {
     Ok(Json(s.vault.list_api_keys(&p).await?))
 }
 
 pub async fn update_api_key(
     State(s): State<AppState>,
     Auth(p): Auth,
+    _: Query<NoParams>,
     Path(id): Path<String>,
     Body(req): Body<UpdateApiKey>,
 ) -> Result<Json<ApiKeyView>> {
     Ok(Json(s.vault.update_api_key(&p, &id, req).await?))
 }
 
-pub async fn revoke_api_key(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<ApiKeyView>> {
+pub async fn revoke_api_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKeyView>> {
     Ok(Json(s.vault.revoke_api_key(&p, &id).await?))
 }
 
-pub async fn regenerate_api_key(State(s): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<IssuedApiKey>> {
+pub async fn regenerate_api_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+) -> Result<Json<IssuedApiKey>> {
     Ok(Json(s.vault.regenerate_api_key(&p, &id).await?))
 }
 

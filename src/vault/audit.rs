@@ -146,9 +146,10 @@ impl Vault {
                 let page_full = found.rows.len() as i64 > limit;
                 found.rows.truncate(limit as usize);
                 let next_cursor = next_position(&found.rows, page_full, found.unscanned_before).map(|(at, id)| encode_cursor(at, id));
+                let logs = found.rows.iter().map(AuditEntry::try_from).collect::<Result<_>>()?;
                 self.record_read(p, p.audit("audit.query", "audit", None, "success")).await?;
                 Ok(AuditPage {
-                    logs: found.rows.iter().map(AuditEntry::from).collect(),
+                    logs,
                     total: found.total.min(COUNT_CAP),
                     total_is_lower_bound: found.total > COUNT_CAP || found.total_partial,
                     limit,

@@ -40,7 +40,7 @@ impl Vault {
                 };
                 let audit = p.audit("project.create", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 self.store.insert_project(&row, &audit).await?;
-                Ok(ProjectView::from(&row))
+                ProjectView::try_from(&row)
             }
             .await
         )
@@ -56,7 +56,7 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let rows = self.store.list_projects(&p.tenant_id).await?;
-                let projects: Vec<ProjectView> = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::from).collect();
+                let projects = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::try_from).collect::<Result<Vec<_>>>()?;
                 self.record_read(p, p.audit("project.list", "project", None, "success")).await?;
                 Ok(ProjectList { count: projects.len(), projects })
             }
@@ -74,8 +74,9 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let row = self.visible_project(p, id).await?;
+                let view = ProjectView::try_from(&row)?;
                 self.record_read(p, p.audit("project.read", "project", Some(&row.id), "success")).await?;
-                Ok(ProjectView::from(&row))
+                Ok(view)
             }
             .await
         )
@@ -91,6 +92,8 @@ impl Vault {
             async {
                 p.require(Permission::Write)?;
                 let mut row = self.visible_project(p, id).await?;
+                // A damaged row is refused before it is written over, not after.
+                ProjectView::try_from(&row)?;
                 if let Some(n) = &req.name {
                     row.name = project_name(n)?;
                 }
@@ -105,7 +108,7 @@ impl Vault {
                 if !self.store.update_project(&row, &audit).await? {
                     return Err(Error::NotFound("project"));
                 }
-                Ok(ProjectView::from(&row))
+                ProjectView::try_from(&row)
             }
             .await
         )

@@ -12,6 +12,10 @@ use crate::store::{SecretFilter, SecretRow, Served, VersionChange, VersionRow, W
 /// How often an update without `expectedVersion` retries after losing a race.
 const UNCONDITIONAL_RETRIES: usize = 8;
 
+/// The largest page of a secret listing: SecretCarousel's `sc env pull` and
+/// `sc env promote` ask for 500 at once. Deeper listings follow `nextCursor`.
+pub const MAX_LIST_PAGE: i64 = 500;
+
 /// How a caller names the secret it wants.
 pub enum SecretRef<'a> {
     Id(&'a str),
@@ -110,7 +114,7 @@ impl Vault {
             .audit("secret.create", "secret", Some(&row.id), "success")
             .detail(serde_json::json!({ "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id }));
         self.store.create_secret(&row, &first, &|plan| Ok(plans::limits(plan)?.max_secrets), &audit).await?;
-        Ok(SecretMeta::from(&row))
+        SecretMeta::try_from(&row)
     }
 
     /// The explicit read: decrypts one version and records the read before
@@ -172,33 +176,40 @@ impl Vault {
         if from_cache {
             audit.served = Some(Served { secret_id: row.id.clone(), version: v.version, updated_at: row.updated_at });
         }
+        // Read before the audit entry: a row that does not parse records only the failure.
+        let meta = SecretMeta::try_from(&row)?;
         let epoch = self.record(audit).await?;
-        Ok((SecretValue { meta: SecretMeta::from(&row), value, value_version: v.version }, epoch))
+        Ok((SecretValue { meta, value, value_version: v.version }, epoch))
     }
 
-    pub async fn update_secret(&self, p: &Principal, r: SecretRef<'_>, req: UpdateSecret) -> Result<SecretMeta> {
+    /// Changes a secret: a new value (the next version), its metadata, or
+    /// its name or environment. MCP's metadata tool passes an [`UpdateSecret`].
+    pub async fn update_secret(&self, p: &Principal, r: SecretRef<'_>, req: impl Into<EditSecret>) -> Result<SecretMeta> {
         let rid = r.id();
-        audited!(self, p, "secret.update", "secret", rid, self.update_secret_inner(p, &r, req).await)
+        audited!(self, p, "secret.update", "secret", rid, self.update_secret_inner(p, &r, req.into()).await)
     }
 
-    async fn update_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, mut req: UpdateSecret) -> Result<SecretMeta> {
+    async fn update_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, mut req: EditSecret) -> Result<SecretMeta> {
         p.require(Permission::Write)?;
-        if req.value.is_none() && req.description.is_none() && req.tags.is_none() && req.secret_type.is_none() {
-            return Err(Error::InvalidRequest("nothing to update: give value, description, tags or secretType".into()));
+        let metadata =
+            req.description.is_some() || req.tags.is_some() || req.secret_type.is_some() || req.name.is_some() || req.environment.is_some();
+        if req.value.is_none() && !metadata {
+            return Err(Error::InvalidRequest("nothing to update: give value, name, environment, description, tags or secretType".into()));
         }
         if let Some(v) = &req.value {
             self.check_value(v)?;
         }
-        if req.description.is_none()
-            && req.tags.is_none()
-            && req.secret_type.is_none()
-            && let Some(value) = req.value.take()
-        {
+        if !metadata && let Some(value) = req.value.take() {
             return self.add_version(p, r, req.expected_version, value).await;
         }
+        // Validated as on create, before anything is read or written.
+        let name = req.name.as_deref().map(names::secret_name).transpose()?;
+        let environment = req.environment.as_deref().map(|e| names::environment(Some(e))).transpose()?;
         let description = req.description.as_deref().map(|d| names::text("description", d, 1024)).transpose()?;
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
         let row = self.visible_secret(p, r).await?;
+        // A damaged row is refused before it is written over, not after.
+        SecretMeta::try_from(&row)?;
         let key = self.data_key(&p.tenant_id).await?;
 
         // Runs inside the store's write transaction, on the row as it is there.
@@ -217,6 +228,12 @@ impl Vault {
             if let Some(t) = req.secret_type {
                 next.secret_type = t.as_str().to_owned();
             }
+            if let Some(n) = &name {
+                next.name = n.clone();
+            }
+            if let Some(e) = &environment {
+                next.environment = e.clone();
+            }
             let version = req.value.as_ref().map(|value| {
                 next.current_version = current.current_version + 1;
                 VersionRow {
@@ -228,15 +245,24 @@ impl Vault {
                     created_by: p.key_id.clone(),
                 }
             });
-            let audit = p.audit("secret.update", "secret", Some(&next.id), "success").detail(serde_json::json!({
+            let mut detail = serde_json::json!({
                 "name": next.name,
                 "version": next.current_version,
                 "newVersion": version.is_some(),
-            }));
+            });
+            // A rename or move names both places, so the trail can follow
+            // the secret: "name" alone would lose where it came from.
+            if next.name != current.name || next.environment != current.environment {
+                detail["moved"] = serde_json::json!({
+                    "from": { "name": current.name, "environment": current.environment },
+                    "to": { "name": next.name, "environment": next.environment },
+                });
+            }
+            let audit = p.audit("secret.update", "secret", Some(&next.id), "success").detail(detail);
             Ok((next, version, audit))
         };
         match self.store.update_secret(&p.tenant_id, &row.id, req.expected_version, &change).await? {
-            WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
+            WriteOutcome::Written(row) => SecretMeta::try_from(row.as_ref()),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
             WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: req.expected_version.unwrap_or(current), current }),
         }
@@ -271,7 +297,7 @@ impl Vault {
             Ok((sealed, audit))
         });
         match self.store.add_version(&p.tenant_id, &id, expected_version, &p.credential, change).await? {
-            WriteOutcome::Written(row) => Ok(SecretMeta::from(row.as_ref())),
+            WriteOutcome::Written(row) => SecretMeta::try_from(row.as_ref()),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
             WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: expected_version.unwrap_or(current), current }),
         }
@@ -300,16 +326,22 @@ impl Vault {
     async fn list_secrets_inner(&self, p: &Principal, q: ListSecrets) -> Result<SecretPage> {
         p.require(Permission::Read)?;
         let limit = q.limit.unwrap_or(50);
-        if !(1..=200).contains(&limit) {
-            return Err(Error::InvalidRequest("limit must be between 1 and 200".into()));
+        if !(1..=MAX_LIST_PAGE).contains(&limit) {
+            return Err(Error::InvalidRequest(format!("limit must be between 1 and {MAX_LIST_PAGE}")));
         }
+        let search = match (q.search.filter(|s| !s.is_empty()), q.q.filter(|s| !s.is_empty())) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::InvalidRequest("search and q are the same filter: give one, or both alike".into()));
+            }
+            (a, b) => a.or(b),
+        };
         let filter = SecretFilter {
             secret_type: q.secret_type.map(|t| t.as_str().to_owned()),
             environment: q.environment.filter(|e| !e.is_empty()),
             project_id: q.project_id.filter(|e| !e.is_empty()),
             // Stored tags are trimmed (names::tags), so the filter is too.
             tag: q.tag.map(|t| t.trim().to_owned()).filter(|e| !e.is_empty()),
-            search: q.search.filter(|e| !e.is_empty()),
+            search,
             project_scope: p.project_scope.clone(),
             after: q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?,
             limit: limit + 1,
@@ -318,8 +350,8 @@ impl Vault {
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
+        let secrets = rows.iter().map(SecretMeta::try_from).collect::<Result<Vec<_>>>()?;
         self.record_read(p, p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() }))).await?;
-        let secrets: Vec<SecretMeta> = rows.iter().map(SecretMeta::from).collect();
         Ok(SecretPage { count: secrets.len(), secrets, has_more, next_cursor })
     }
 
@@ -342,11 +374,12 @@ impl Vault {
         let mut versions = self.store.list_versions(&row.id, before, limit + 1).await?;
         let has_more = versions.len() as i64 > limit;
         versions.truncate(limit as usize);
+        let infos = versions.iter().map(|v| VersionInfo::new(&row.id, v, row.current_version)).collect::<Result<_>>()?;
         self.record_read(p, p.audit("secret.versions", "secret", Some(&row.id), "success")).await?;
         Ok(VersionList {
             next_cursor: versions.last().filter(|_| has_more).map(|v| super::cursor::encode(&v.version)),
             has_more,
-            versions: versions.iter().map(|v| VersionInfo::new(v, row.current_version)).collect(),
+            versions: infos,
             secret_id: row.id,
             name: row.name,
             current_version: row.current_version,
@@ -414,8 +447,6 @@ impl Vault {
         Err(Error::Conflict("the secret is being created and deleted too often to apply this change; retry".into()))
     }
 
-    /// Metadata of one secret, without its value. Not audited: the resource
-    /// that shows it lists the versions too, an audited read.
     /// A secret's metadata and newest versions, never its value (MCP's
     /// `latchkey://secrets/{name}`): one read, audited as the history is,
     /// a denied or missing one included, like any other read.
@@ -437,6 +468,6 @@ impl Vault {
 
     async fn metadata_of(&self, p: &Principal, r: &SecretRef<'_>) -> Result<SecretMeta> {
         p.require(Permission::Read)?;
-        Ok(SecretMeta::from(&self.visible_secret(p, r).await?))
+        SecretMeta::try_from(&self.visible_secret(p, r).await?)
     }
 }

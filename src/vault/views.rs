@@ -8,14 +8,27 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::plans::PlanLimits;
+use crate::error::{Error, Result};
 use crate::store::{ApiKeyRow, AuditRow, Millis, ProjectRow, SecretRow, VersionMeta};
 
-pub fn time(ms: Millis) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+/// A stored value this server cannot read was not written by it, or was
+/// damaged since: an integrity error, never a default that passes for data
+/// (the epoch as a date, no tags, no project scope, which reads as "every
+/// project"). The log names the table, row and field for the operator; the
+/// value stays out of it.
+fn unreadable(table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Error {
+    tracing::error!(table, row = %id, field, "stored data failed to parse");
+    Error::Integrity
 }
 
-fn json_list(text: &str) -> Vec<String> {
-    serde_json::from_str(text).unwrap_or_default()
+fn time(ms: Millis, table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single().ok_or_else(|| unreadable(table, id, field))
+}
+
+/// A stored JSON list of strings (tags, a key's project scope), or an
+/// integrity error naming where it was.
+pub(crate) fn json_list(text: &str, table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| unreadable(table, id, field))
 }
 
 /// The kinds of secret SecretCarousel defines.
@@ -44,15 +57,22 @@ impl SecretType {
         }
     }
 
-    pub fn parse(s: &str) -> crate::error::Result<Self> {
+    pub fn parse(s: &str) -> Result<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-            crate::error::Error::InvalidRequest(
+            Error::InvalidRequest(
                 "secretType must be one of database-credentials, api-key, certificate, oauth-token, encryption-key, configuration, custom"
                     .into(),
             )
         })
     }
 }
+
+/// The query of a route that takes no parameters: any parameter is refused
+/// (400 naming it), as every route refuses those it does not know, so that
+/// a client learns of its mistake instead of getting an answer that ignored it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
 
 // ---------------------------------------------------------------- signup, plan
 
@@ -149,6 +169,42 @@ pub struct UpdateSecret {
     pub expected_version: Option<i64>,
 }
 
+/// A change to a secret through `PUT /api/v1/secrets/{id}`: what
+/// [`UpdateSecret`] changes, and also the secret's name or environment (a
+/// rename or a move, as SecretCarousel's `sc secret update --name/--env`
+/// sends). The secret keeps its id, versions and values.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EditSecret {
+    /// New name (a rename), as on create; the new name, project and
+    /// environment must not be taken (else 409 ALREADY_EXISTS, nothing changes).
+    #[schemars(length(min = 1, max = 256))]
+    pub name: Option<String>,
+    /// Move to this environment ("" for none), as on create; same rule.
+    pub environment: Option<String>,
+    /// New value: stored as the next version.
+    pub value: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub secret_type: Option<SecretType>,
+    /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
+    pub expected_version: Option<i64>,
+}
+
+impl From<UpdateSecret> for EditSecret {
+    fn from(u: UpdateSecret) -> Self {
+        EditSecret {
+            name: None,
+            environment: None,
+            value: u.value,
+            description: u.description,
+            tags: u.tags,
+            secret_type: u.secret_type,
+            expected_version: u.expected_version,
+        }
+    }
+}
+
 /// Create a secret, or add a version when one with this name exists in the
 /// same project and environment.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -200,9 +256,11 @@ pub struct SecretMeta {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<&SecretRow> for SecretMeta {
-    fn from(s: &SecretRow) -> Self {
-        SecretMeta {
+impl TryFrom<&SecretRow> for SecretMeta {
+    type Error = Error;
+
+    fn try_from(s: &SecretRow) -> Result<Self> {
+        Ok(SecretMeta {
             id: s.id.clone(),
             secret_id: s.id.clone(),
             name: s.name.clone(),
@@ -210,11 +268,11 @@ impl From<&SecretRow> for SecretMeta {
             project_id: s.project_id.clone(),
             environment: (!s.environment.is_empty()).then(|| s.environment.clone()),
             description: s.description.clone(),
-            tags: json_list(&s.tags),
+            tags: json_list(&s.tags, "secrets", &s.id, "tags")?,
             version: s.current_version,
-            created_at: time(s.created_at),
-            updated_at: time(s.updated_at),
-        }
+            created_at: time(s.created_at, "secrets", &s.id, "created_at")?,
+            updated_at: time(s.updated_at, "secrets", &s.id, "updated_at")?,
+        })
     }
 }
 
@@ -242,16 +300,19 @@ pub struct ListSecrets {
     pub tag: Option<String>,
     /// Case-insensitive substring of name, description or a tag.
     pub search: Option<String>,
-    /// Page size, 1-200 (default 50).
-    #[schemars(range(min = 1, max = 200))]
+    /// Same as `search` (SecretCarousel's CLI sends `q`); both, if different, are refused.
+    pub q: Option<String>,
+    /// Page size, 1-500 (default 50).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<i64>,
     /// `nextCursor` from the previous page.
     pub cursor: Option<String>,
 }
 
-/// Which version of a secret to read.
+/// Which version of a secret to read. A misspelt `version` is refused:
+/// ignored, it would answer the current value as if it were the one asked for.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadVersion {
     /// An older version number; absent means the current one.
     pub version: Option<i64>,
@@ -278,8 +339,13 @@ pub struct VersionInfo {
 }
 
 impl VersionInfo {
-    pub fn new(v: &VersionMeta, current: i64) -> Self {
-        VersionInfo { version: v.version, created_at: time(v.created_at), created_by: v.created_by.clone(), current: v.version == current }
+    pub fn new(secret_id: &str, v: &VersionMeta, current: i64) -> Result<Self> {
+        Ok(VersionInfo {
+            version: v.version,
+            created_at: time(v.created_at, "secret_versions", &format_args!("{secret_id}@{}", v.version), "created_at")?,
+            created_by: v.created_by.clone(),
+            current: v.version == current,
+        })
     }
 }
 
@@ -350,18 +416,20 @@ pub struct ProjectView {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<&ProjectRow> for ProjectView {
-    fn from(p: &ProjectRow) -> Self {
-        ProjectView {
+impl TryFrom<&ProjectRow> for ProjectView {
+    type Error = Error;
+
+    fn try_from(p: &ProjectRow) -> Result<Self> {
+        Ok(ProjectView {
             id: p.id.clone(),
             project_id: p.id.clone(),
             name: p.name.clone(),
             description: p.description.clone(),
-            tags: json_list(&p.tags),
+            tags: json_list(&p.tags, "projects", &p.id, "tags")?,
             secret_count: p.secret_count,
-            created_at: time(p.created_at),
-            updated_at: time(p.updated_at),
-        }
+            created_at: time(p.created_at, "projects", &p.id, "created_at")?,
+            updated_at: time(p.updated_at, "projects", &p.id, "updated_at")?,
+        })
     }
 }
 
@@ -431,19 +499,41 @@ pub struct ApiKeyView {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<&ApiKeyRow> for ApiKeyView {
-    fn from(k: &ApiKeyRow) -> Self {
-        ApiKeyView {
+impl ApiKeyView {
+    /// The view of a stored key, or an integrity error if a field of it does
+    /// not parse. An unreadable project scope must not list as none, which
+    /// means the whole tenant.
+    pub fn read(k: &ApiKeyRow) -> Result<Self> {
+        let at = |ms: Millis, field| time(ms, "api_keys", &k.id, field);
+        Ok(ApiKeyView {
             id: k.id.clone(),
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             permissions: k.permission.clone(),
-            project_scope: json_list(&k.project_scope),
-            expires_at: k.expires_at.map(time),
+            project_scope: json_list(&k.project_scope, "api_keys", &k.id, "project_scope")?,
+            expires_at: k.expires_at.map(|t| at(t, "expires_at")).transpose()?,
             revoked: k.revoked_at.is_some(),
-            revoked_at: k.revoked_at.map(time),
-            created_at: time(k.created_at),
-        }
+            revoked_at: k.revoked_at.map(|t| at(t, "revoked_at")).transpose()?,
+            created_at: at(k.created_at, "created_at")?,
+        })
+    }
+}
+
+/// Only until `vault/keys.rs` calls [`ApiKeyView::read`]: a row that does not
+/// parse is logged (as an integrity error) and lists with what did parse.
+impl From<&ApiKeyRow> for ApiKeyView {
+    fn from(k: &ApiKeyRow) -> Self {
+        ApiKeyView::read(k).unwrap_or_else(|_| ApiKeyView {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            permissions: k.permission.clone(),
+            project_scope: serde_json::from_str(&k.project_scope).unwrap_or_default(),
+            expires_at: k.expires_at.and_then(|t| Utc.timestamp_millis_opt(t).single()),
+            revoked: k.revoked_at.is_some(),
+            revoked_at: k.revoked_at.and_then(|t| Utc.timestamp_millis_opt(t).single()),
+            created_at: Utc.timestamp_millis_opt(k.created_at).single().unwrap_or_default(),
+        })
     }
 }
 
@@ -466,8 +556,10 @@ pub struct ApiKeyList {
 
 // ---------------------------------------------------------------- audit
 
+/// Filters it does not know are refused: ignored, a misspelt `action` would
+/// answer the whole trail as if it matched.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditQuery {
     /// e.g. `secret.read`, `secret.create`, `apikey.revoke`, `auth.failed`.
     pub action: Option<String>,
@@ -487,8 +579,9 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
+/// As [`AuditQuery`], unknown parameters are refused.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditExportQuery {
     /// `json` (the default) or `csv`.
     pub format: Option<ExportFormat>,
@@ -541,11 +634,13 @@ pub struct AuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
-impl From<&AuditRow> for AuditEntry {
-    fn from(a: &AuditRow) -> Self {
-        AuditEntry {
+impl TryFrom<&AuditRow> for AuditEntry {
+    type Error = Error;
+
+    fn try_from(a: &AuditRow) -> Result<Self> {
+        Ok(AuditEntry {
             id: a.id,
-            timestamp: time(a.at),
+            timestamp: time(a.at, "audit_log", &a.id, "at")?,
             action: a.action.clone(),
             resource_type: a.resource_type.clone(),
             resource_id: a.resource_id.clone(),
@@ -554,8 +649,12 @@ impl From<&AuditRow> for AuditEntry {
             outcome: a.outcome.clone(),
             ip_address: a.ip.clone(),
             user_agent: a.user_agent.clone(),
-            detail: a.detail.as_deref().and_then(|d| serde_json::from_str(d).ok()),
-        }
+            detail: a
+                .detail
+                .as_deref()
+                .map(|d| serde_json::from_str(d).map_err(|_| unreadable("audit_log", &a.id, "detail")))
+                .transpose()?,
+        })
     }
 }
 

@@ -271,6 +271,32 @@ impl Server {
         None
     }
 
+    /// Runs one statement on the server's database from outside, as a
+    /// hand-edited or damaged database would look to it; `$1`, `$2`... bind
+    /// `args` as text. Returns the rows affected.
+    pub async fn sql(&self, sql: &str, args: &[&str]) -> u64 {
+        macro_rules! run {
+            ($conn:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                for a in args {
+                    q = q.bind(a.to_string());
+                }
+                q.execute(&mut $conn).await.expect("statement").rows_affected()
+            }};
+        }
+        match &self.database_url {
+            None => {
+                let url = format!("sqlite://{}", self.data_dir.join("latchkey.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open SQLite");
+                run!(conn)
+            }
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect PostgreSQL");
+                run!(conn)
+            }
+        }
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("stderr.log")).unwrap_or_default()
     }
