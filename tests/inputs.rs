@@ -312,3 +312,33 @@ async fn inputs_on_sqlite() {
 async fn inputs_on_postgres() {
     story(Backend::Postgres).await;
 }
+
+/// An agent renames and moves a secret with `update_secret_metadata`, which
+/// names the secret by `name`/`environment` and so takes the new ones as
+/// `newName`/`newEnvironment`.
+#[tokio::test]
+async fn an_agent_renames_and_moves_over_mcp() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let key = srv.signup(&unique("mcp-rename")).await;
+    let (s, _) = srv.post("/api/v1/secrets", &key, json!({ "name": "OLD", "value": "v1", "environment": "dev" })).await;
+    assert_eq!(s, 201);
+    let (s, _) = srv.post("/api/v1/secrets", &key, json!({ "name": "TAKEN", "value": "t", "environment": "prod" })).await;
+    assert_eq!(s, 201);
+    let moved = tool(
+        &srv,
+        &key,
+        "update_secret_metadata",
+        json!({ "name": "OLD", "environment": "dev", "newName": "NEW", "newEnvironment": "prod" }),
+    )
+    .await
+    .expect("renamed and moved");
+    assert_eq!((moved["name"].as_str(), moved["environment"].as_str()), (Some("NEW"), Some("prod")), "{moved}");
+    let read = tool(&srv, &key, "get_secret", json!({ "name": "NEW", "environment": "prod" })).await.expect("found under the new name");
+    assert_eq!(read["value"], "v1");
+    let gone = tool(&srv, &key, "get_secret", json!({ "name": "OLD", "environment": "dev" })).await.expect_err("not under the old one");
+    assert_eq!(code(&gone), "SECRET_NOT_FOUND");
+    let taken = tool(&srv, &key, "update_secret_metadata", json!({ "name": "NEW", "environment": "prod", "newName": "TAKEN" }))
+        .await
+        .expect_err("a taken name");
+    assert_eq!(code(&taken), "ALREADY_EXISTS", "{taken}");
+}

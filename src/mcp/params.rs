@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 use crate::vault::secrets::SecretRef;
-use crate::vault::views::{ReadVersion, UpdateApiKey, UpdateProject, UpdateSecret, VersionPage};
+use crate::vault::views::{EditSecret, ReadVersion, UpdateApiKey, UpdateProject, UpdateSecret, VersionPage};
 
 /// Which secret: give `id`, or `name` (with `projectId` / `environment` when the
 /// secret was filed under them).
@@ -96,9 +96,16 @@ pub struct VersionsParams {
 /// `update_secret_metadata`: a secret and the change REST's `PUT
 /// /api/v1/secrets/{id}` takes, without its `value` (the tool writes no new
 /// version; `set_secret` does), which is left out of the schema and refused.
+/// `name` and `environment` say which secret, so a rename or a move is
+/// `newName` / `newEnvironment`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 #[schemars(transform = without_value)]
 pub struct UpdateMetadataParams {
+    /// Rename the secret (same rules as a new name; a taken name is 409 ALREADY_EXISTS).
+    new_name: Option<String>,
+    /// Move the secret to this environment ("" for none; a taken slot is 409 ALREADY_EXISTS).
+    new_environment: Option<String>,
     #[serde(flatten)]
     change: UpdateSecret,
     #[serde(flatten)]
@@ -107,13 +114,15 @@ pub struct UpdateMetadataParams {
 
 impl UpdateMetadataParams {
     /// The change, taken out; a `value` in it is refused.
-    pub fn change(&mut self) -> Result<UpdateSecret> {
+    pub fn change(&mut self) -> Result<EditSecret> {
         if self.change.value.is_some() {
             return Err(Error::InvalidRequest(
                 "unknown argument(s): value (update_secret_metadata changes no value; set_secret writes a new version)".into(),
             ));
         }
-        Ok(std::mem::take(&mut self.change))
+        let mut edit = EditSecret::from(std::mem::take(&mut self.change));
+        (edit.name, edit.environment) = (self.new_name.take(), self.new_environment.take());
+        Ok(edit)
     }
 }
 

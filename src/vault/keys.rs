@@ -41,16 +41,20 @@ pub(super) fn new_key(
 /// manages every key of its tenant; a project-scoped admin only keys scoped
 /// within its own projects, or it could regenerate the tenant's unscoped key
 /// and take its place. Keys beyond its reach are not there for it (404).
-fn within_reach(p: &Principal, row: &ApiKeyRow) -> bool {
-    let Some(own) = &p.project_scope else { return true };
-    let theirs: Vec<String> = serde_json::from_str(&row.project_scope).unwrap_or_default();
-    !theirs.is_empty() && theirs.iter().all(|id| own.contains(id))
+fn within_reach(p: &Principal, row: &ApiKeyRow) -> Result<bool> {
+    let Some(own) = &p.project_scope else { return Ok(true) };
+    // Unreadable, it would read as no scope at all: every project.
+    let theirs = super::views::json_list(&row.project_scope, "api_keys", &row.id, "project_scope")?;
+    Ok(!theirs.is_empty() && theirs.iter().all(|id| own.contains(id)))
 }
 
 impl Vault {
     async fn visible_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRow> {
         let row = if names::is_id(id) { self.store.get_api_key(&p.tenant_id, id).await? } else { None };
-        row.filter(|row| within_reach(p, row)).ok_or(Error::NotFound("api key"))
+        match row {
+            Some(row) if within_reach(p, &row)? => Ok(row),
+            _ => Err(Error::NotFound("api key")),
+        }
     }
 
     /// Checks that `scope` names projects of this tenant inside the caller's own scope.
@@ -104,7 +108,7 @@ impl Vault {
                     .audit("apikey.create", "api_key", Some(&row.id), "success")
                     .detail(serde_json::json!({ "name": row.name, "permissions": row.permission, "projectScope": scope }));
                 self.store.insert_api_key(&row, &audit).await?;
-                Ok(IssuedApiKey { api_key: token, key: ApiKeyView::from(&row) })
+                Ok(IssuedApiKey { api_key: token, key: ApiKeyView::read(&row)? })
             }
             .await
         )
@@ -121,7 +125,12 @@ impl Vault {
                 p.require(Permission::Admin)?;
                 let rows = self.store.list_api_keys(&p.tenant_id).await?;
                 self.record_read(p, p.audit("apikey.list", "api_key", None, "success")).await?;
-                let api_keys: Vec<ApiKeyView> = rows.iter().filter(|r| within_reach(p, r)).map(ApiKeyView::from).collect();
+                let mut api_keys = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    if within_reach(p, row)? {
+                        api_keys.push(ApiKeyView::read(row)?);
+                    }
+                }
                 Ok(ApiKeyList { count: api_keys.len(), api_keys })
             }
             .await
@@ -163,7 +172,7 @@ impl Vault {
                 if !self.store.update_api_key(&row, seen, &audit).await? {
                     return Err(changed_meanwhile());
                 }
-                Ok(ApiKeyView::from(&row))
+                Ok(ApiKeyView::read(&row)?)
             }
             .await
         )
@@ -191,7 +200,7 @@ impl Vault {
                 if !self.store.update_api_key(&row, seen, &audit).await? {
                     return Err(changed_meanwhile());
                 }
-                Ok(ApiKeyView::from(&row))
+                Ok(ApiKeyView::read(&row)?)
             }
             .await
         )
@@ -222,7 +231,7 @@ impl Vault {
                 if !self.store.update_api_key(&row, seen, &audit).await? {
                     return Err(changed_meanwhile());
                 }
-                Ok(IssuedApiKey { api_key: token, key: ApiKeyView::from(&row) })
+                Ok(IssuedApiKey { api_key: token, key: ApiKeyView::read(&row)? })
             }
             .await
         )

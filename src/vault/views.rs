@@ -519,24 +519,6 @@ impl ApiKeyView {
     }
 }
 
-/// Only until `vault/keys.rs` calls [`ApiKeyView::read`]: a row that does not
-/// parse is logged (as an integrity error) and lists with what did parse.
-impl From<&ApiKeyRow> for ApiKeyView {
-    fn from(k: &ApiKeyRow) -> Self {
-        ApiKeyView::read(k).unwrap_or_else(|_| ApiKeyView {
-            id: k.id.clone(),
-            name: k.name.clone(),
-            prefix: k.prefix.clone(),
-            permissions: k.permission.clone(),
-            project_scope: serde_json::from_str(&k.project_scope).unwrap_or_default(),
-            expires_at: k.expires_at.and_then(|t| Utc.timestamp_millis_opt(t).single()),
-            revoked: k.revoked_at.is_some(),
-            revoked_at: k.revoked_at.and_then(|t| Utc.timestamp_millis_opt(t).single()),
-            created_at: Utc.timestamp_millis_opt(k.created_at).single().unwrap_or_default(),
-        })
-    }
-}
-
 /// A newly issued key: the only time the full key is shown.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
