@@ -106,16 +106,15 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
                 .await
                 .map_err(|e| latchkey::Error::InvalidRequest(format!("cannot listen on {listen}: {e}")))?;
             let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
-            tracing::info!(%addr, backend = vault.store().backend(), max_connections, "latchkey listening");
-            // One line on stdout so scripts and tests learn the port when listening on :0.
-            println!("latchkey listening on http://{addr}");
             let allowed = latchkey::edge::Allowed::new(public_url.as_deref(), &allowed_hosts, Some(addr))?;
+            let shutdown = latchkey::server::shutdown_signal();
+            tracing::info!(%addr, backend = vault.store().backend(), max_connections, "latchkey listening");
             if !addr.ip().is_loopback() {
                 tracing::info!(hosts = %allowed.describe(), "listening beyond loopback: requests are served for these Host names only");
             }
-            latchkey::server::serve(listener, vault, allowed, max_connections, latchkey::server::shutdown_signal())
-                .await
-                .map_err(latchkey::Error::internal)
+            // One line on stdout so scripts and tests learn the port when listening on :0.
+            println!("latchkey listening on http://{addr}");
+            latchkey::server::serve(listener, vault, allowed, max_connections, shutdown).await.map_err(latchkey::Error::internal)
         }
         Command::Mcp { print_tools: true, .. } => {
             let text = serde_json::to_string_pretty(&latchkey::mcp::LatchkeyMcp::tool_catalog()).map_err(latchkey::Error::internal)?;

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::SecondsFormat;
 
 use crate::error::{Error, Result};
-use crate::store::AuditRow;
 use crate::vault::audit::AuditPages;
 use crate::vault::views::{AuditEntry, ExportFormat};
 
@@ -84,13 +83,11 @@ struct Export {
 }
 
 impl Export {
-    fn render(&self, rows: &[AuditRow]) -> Result<Bytes> {
-        // A stored entry that does not parse ends the export, broken (see the module doc).
-        let entries = rows.iter().map(AuditEntry::try_from).collect::<Result<Vec<_>>>()?.into_iter();
+    fn render(&self, entries: &[AuditEntry]) -> Result<Bytes> {
         match self.format {
             ExportFormat::Json => {
-                let mut out = Vec::with_capacity(rows.len() * 320);
-                for (i, entry) in entries.enumerate() {
+                let mut out = Vec::with_capacity(entries.len() * 320);
+                for (i, entry) in entries.iter().enumerate() {
                     if self.count + i > 0 {
                         out.push(b',');
                     }
@@ -98,25 +95,25 @@ impl Export {
                 }
                 Ok(Bytes::from(out))
             }
-            ExportFormat::Csv => csv_rows(entries.map(csv_record)),
+            ExportFormat::Csv => csv_rows(entries.iter().map(csv_record)),
         }
     }
 }
 
-fn csv_record(e: AuditEntry) -> [String; 11] {
-    let text = |v: Option<String>| v.unwrap_or_default();
+fn csv_record(e: &AuditEntry) -> [String; 11] {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     [
         e.id.to_string(),
         e.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
-        e.action,
-        e.resource_type,
-        text(e.resource_id),
-        e.actor,
-        e.front,
-        e.outcome,
-        text(e.ip_address),
-        text(e.user_agent),
-        e.detail.map(|d| d.to_string()).unwrap_or_default(),
+        e.action.clone(),
+        e.resource_type.clone(),
+        text(&e.resource_id),
+        e.actor.clone(),
+        e.front.clone(),
+        e.outcome.clone(),
+        text(&e.ip_address),
+        text(&e.user_agent),
+        e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default(),
     ]
 }
 

@@ -94,8 +94,9 @@ pub struct AuditPages {
 }
 
 impl AuditPages {
-    /// The next entries (never an empty page), or `None` past the last one.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditRow>>> {
+    /// The next entries (never an empty page), or `None` past the last one;
+    /// an entry that does not parse ends the export with an integrity error.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditEntry>>> {
         while !self.done {
             let mut found = self.store.query_audit(&self.tenant_id, &self.filter).await?;
             let page_full = found.rows.len() as i64 > EXPORT_PAGE;
@@ -103,7 +104,7 @@ impl AuditPages {
             self.filter.after = next_position(&found.rows, page_full, found.unscanned_before);
             self.done = self.filter.after.is_none();
             if !found.rows.is_empty() {
-                return Ok(Some(found.rows));
+                return found.rows.iter().map(AuditEntry::try_from).collect::<Result<_>>().map(Some);
             }
         }
         Ok(None)
