@@ -172,7 +172,7 @@ impl Vault {
                 if !self.store.update_api_key(&row, seen, &audit).await? {
                     return Err(changed_meanwhile());
                 }
-                Ok(ApiKeyView::read(&row)?)
+                ApiKeyView::read(&row)
             }
             .await
         )
@@ -200,7 +200,7 @@ impl Vault {
                 if !self.store.update_api_key(&row, seen, &audit).await? {
                     return Err(changed_meanwhile());
                 }
-                Ok(ApiKeyView::read(&row)?)
+                ApiKeyView::read(&row)
             }
             .await
         )
