@@ -79,7 +79,9 @@ def run(ctx, res):
         env.update({"SCHEMATHESIS_HOOKS": "st_hooks", "PYTHONPATH": HERE + os.pathsep + env.get("PYTHONPATH", ""),
                     "LATCHKEY_FAULTS_PROTECTED_IDS": key_id, "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"})
         cmd = [python, "-m", "schemathesis.cli", "run", server.base + "/api/openapi.json",
-               "-H", "X-API-Key: " + key, "--checks", "all", "--max-examples", str(examples),
+               # Both credential headers, the same key: the document offers both
+               # schemes, and a request whose two headers disagree is refused (401).
+               "-H", "X-API-Key: " + key, "-H", "Authorization: Bearer " + key, "--checks", "all", "--max-examples", str(examples),
                "--seed", str(seed), "--workers", "2", "--request-timeout", "30"]
         if ctx.quick:
             cmd.append("--no-shrink")
