@@ -11,10 +11,10 @@ mod common;
 use std::sync::Arc;
 
 use common::Backend;
+use common::store_rows::{Fixture, entry};
 use latchkey::Error;
 use latchkey::store::{
-    ApiKeyRow, AuditRow, Credential, KEY_CHANGED, SecretRow, Store, TenantRow, VersionChange, VersionRow, WriteOutcome, now_millis,
-    postgres::PgStore, sqlite::SqliteStore,
+    KEY_CHANGED, SecretRow, Store, VersionChange, VersionRow, WriteOutcome, now_millis, postgres::PgStore, sqlite::SqliteStore,
 };
 use sqlx::Connection;
 
@@ -59,84 +59,7 @@ async fn open(backend: Backend) -> Opened {
     }
 }
 
-fn entry(tenant_id: &str, actor: &str, action: &str, credential: Option<&Credential>) -> AuditRow {
-    AuditRow {
-        id: 0,
-        tenant_id: Some(tenant_id.to_owned()),
-        at: now_millis(),
-        actor: actor.to_owned(),
-        front: "rest".into(),
-        action: action.into(),
-        resource_type: "secret".into(),
-        resource_id: None,
-        outcome: "success".into(),
-        ip: None,
-        user_agent: None,
-        detail: None,
-        credential: credential.cloned(),
-        served: None,
-    }
-}
-
-/// A tenant with one admin key and one secret at version 1.
-struct Fixture {
-    tenant: String,
-    key: ApiKeyRow,
-    secret: String,
-}
-
 impl Fixture {
-    fn credential(&self) -> Credential {
-        Credential::of(&self.key)
-    }
-
-    async fn make(store: &dyn Store, name: &str) -> Fixture {
-        let now = now_millis();
-        let tenant = format!("{name}-{}", uuid::Uuid::new_v4().simple());
-        let t = TenantRow {
-            id: tenant.clone(),
-            email: None,
-            agent: None,
-            description: None,
-            plan: "unlimited".into(),
-            wrapped_key: vec![0; 8],
-            created_at: now,
-            local_only: false,
-        };
-        let key = ApiKeyRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: tenant.clone(),
-            name: "default".into(),
-            prefix: "sc_".into(),
-            key_hash: uuid::Uuid::new_v4().as_bytes().to_vec(),
-            permission: "admin".into(),
-            project_scope: "[]".into(),
-            expires_at: None,
-            revoked_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let f = Fixture { tenant, secret: uuid::Uuid::new_v4().to_string(), key };
-        store.create_tenant(&t, &f.key, &entry(&f.tenant, &f.key.id, "tenant.signup", Some(&f.credential()))).await.unwrap();
-        let s = SecretRow {
-            id: f.secret.clone(),
-            tenant_id: f.tenant.clone(),
-            project_id: None,
-            environment: String::new(),
-            name: "S".into(),
-            secret_type: "custom".into(),
-            description: None,
-            tags: "[]".into(),
-            current_version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let v = VersionRow { secret_id: f.secret.clone(), version: 1, sealed: vec![1], created_at: now, created_by: f.key.id.clone() };
-        let quota = |_: &str| Ok(None);
-        store.create_secret(&s, &v, &quota, &entry(&f.tenant, &f.key.id, "secret.create", Some(&f.credential()))).await.unwrap();
-        f
-    }
-
     /// A metadata change through `update_secret` (a single write).
     async fn single_write(&self, store: &dyn Store) -> latchkey::Result<WriteOutcome> {
         let audit = entry(&self.tenant, &self.key.id, "secret.update", Some(&self.credential()));

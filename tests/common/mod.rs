@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pg_proxy;
+pub mod store_rows;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
