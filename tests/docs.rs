@@ -66,3 +66,30 @@ async fn llms_txt_quickstart_and_openapi_match_the_server() {
     let create: &Value = &paths["/api/v1/secrets"]["post"];
     assert!(create["requestBody"].is_object() && create["responses"]["201"].is_object());
 }
+
+/// Every documented route refuses a query parameter it does not take, before
+/// it does anything, so a route added later cannot quietly ignore one (the
+/// documents and `/healthz` excepted: no parameter could change them).
+#[tokio::test]
+async fn every_route_refuses_a_query_parameter_it_does_not_take() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let key = srv.signup(&common::unique("strict-query")).await;
+    let (_, doc) = srv.call("GET", "/api/openapi.json", None, None).await;
+    let lenient = ["/healthz", "/llms.txt", "/api/quickstart", "/api/openapi.json"];
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if lenient.contains(&path.as_str()) {
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            let concrete = format!("{}?zzNotAParameter=1", path.replace("{id}", "00000000-0000-0000-0000-000000000000"));
+            let (s, body) = srv.call(&method.to_uppercase(), &concrete, Some(&key), None).await;
+            assert_eq!((s, body["code"].as_str()), (400, Some("INVALID_REQUEST")), "{method} {path}: {body}");
+            assert!(body["message"].as_str().unwrap().contains("zzNotAParameter"), "{method} {path} names it: {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} operations");
+    let (_, keys) = srv.get("/api/v1/api-keys", &key).await;
+    assert_eq!(keys["count"], 1, "nothing was done: {keys}");
+}
