@@ -49,7 +49,7 @@ enum Command {
     /// Acts for the tenant of LATCHKEY_API_KEY, or for a local tenant created on first use.
     Mcp {
         /// The local tenant to act for when LATCHKEY_API_KEY is not set.
-        #[arg(long, env = "LATCHKEY_TENANT", default_value = "local")]
+        #[arg(long, env = "LATCHKEY_TENANT", default_value = latchkey::vault::tenants::LOCAL_TENANT)]
         tenant: String,
         /// Print the tool catalog (names, descriptions, schemas) as JSON and exit.
         #[arg(long)]

@@ -132,13 +132,10 @@ fn sources(origin: &Origin, presented: Option<&[u8]>) -> Vec<String> {
         out.push(format!("ip:{}", super::throttle::client_key(ip)));
     }
     if let Some(hash) = presented {
-        out.push(format!("key:{}", hex(hash)));
+        use base64::Engine;
+        out.push(format!("key:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(hash)));
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Vault {

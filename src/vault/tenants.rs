@@ -42,7 +42,7 @@ impl Vault {
     }
 
     /// Creates a tenant and returns it with its first admin key (plaintext, once).
-    pub async fn create_tenant(&self, req: SignupRequest, plan: &str, action_by: &str, origin: Origin) -> Result<(TenantRow, String)> {
+    async fn create_tenant(&self, req: SignupRequest, plan: &str, action_by: &str, origin: Origin) -> Result<(TenantRow, String)> {
         let id = names::tenant_id(&req.tenant_id)?;
         let limits = plans::limits(plan)?;
         let bounded = |what: &str, v: Option<String>| v.map(|v| names::text(what, &v, 512)).transpose();
