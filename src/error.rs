@@ -31,6 +31,33 @@ pub enum Error {
     /// 403: a browser page of another site sent the request.
     #[error("{0}")]
     ForbiddenOrigin(String),
+    /// 403: only one of the tenant's human owners may do this (decide an
+    /// approval, lower a tier, change the policy); no API key or token can.
+    #[error("{0}")]
+    OwnerRequired(String),
+    /// 403: the owner must confirm with a fresh passkey assertion (on the
+    /// approval page) because the tenant's owners have passkeys.
+    #[error("{0}")]
+    PasskeyRequired(String),
+    /// 403: the secret is gated; a human must approve the pending request
+    /// first. Its body carries `approvalId` and `approvalUrl`.
+    #[error("a human must approve this first: show your user {approval_url} (approval {approval_id})")]
+    ApprovalRequired { approval_id: String, approval_url: String },
+    /// 401: a scoped token past its expiry.
+    #[error("this token has expired")]
+    TokenExpired,
+    /// 401: a scoped token whose `maxUses` are used up.
+    #[error("this token has no uses left")]
+    TokenExhausted,
+    /// 401: a scoped token that was revoked.
+    #[error("this token was revoked")]
+    TokenRevoked,
+    /// 401: a scoped token presented from an address outside its `ipAllowlist`.
+    #[error("this token may not be used from this address")]
+    IpNotAllowed,
+    /// 409: revoking what is already revoked.
+    #[error("{0}")]
+    AlreadyRevoked(String),
     /// 404: no such secret visible to the caller.
     #[error("secret not found")]
     SecretNotFound,
@@ -77,6 +104,14 @@ impl Error {
             Error::SignupClosed => "SIGNUP_CLOSED",
             Error::ForbiddenHost(_) => "FORBIDDEN_HOST",
             Error::ForbiddenOrigin(_) => "FORBIDDEN_ORIGIN",
+            Error::OwnerRequired(_) => "OWNER_REQUIRED",
+            Error::PasskeyRequired(_) => "PASSKEY_REQUIRED",
+            Error::ApprovalRequired { .. } => "APPROVAL_REQUIRED",
+            Error::TokenExpired => "TOKEN_EXPIRED",
+            Error::TokenExhausted => "TOKEN_EXHAUSTED",
+            Error::TokenRevoked => "TOKEN_REVOKED",
+            Error::IpNotAllowed => "IP_NOT_ALLOWED",
+            Error::AlreadyRevoked(_) => "ALREADY_REVOKED",
             Error::SecretNotFound => "SECRET_NOT_FOUND",
             Error::NotFound(_) => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -95,15 +130,18 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::InvalidRequest(_) => 400,
-            Error::Unauthorized(_) => 401,
+            Error::Unauthorized(_) | Error::TokenExpired | Error::TokenExhausted | Error::TokenRevoked | Error::IpNotAllowed => 401,
             Error::ScopeDenied(_)
+            | Error::OwnerRequired(_)
+            | Error::PasskeyRequired(_)
+            | Error::ApprovalRequired { .. }
             | Error::PlanLimitReached(_)
             | Error::SignupClosed
             | Error::ForbiddenHost(_)
             | Error::ForbiddenOrigin(_) => 403,
             Error::SecretNotFound | Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
-            Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) => 409,
+            Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) | Error::AlreadyRevoked(_) => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::RequestTimeout(_) => 408,
             Error::RateLimited { .. } => 429,
@@ -122,7 +160,12 @@ impl Error {
     /// exception's text, its CLI prints `error`, then `message` when it
     /// differs, then `[code]`; a nested object prints as `[object Object]`.
     pub fn body(&self) -> serde_json::Value {
-        error_body(self.code(), &self.public_message())
+        let mut body = error_body(self.code(), &self.public_message());
+        if let Error::ApprovalRequired { approval_id, approval_url } = self {
+            body["approvalId"] = approval_id.as_str().into();
+            body["approvalUrl"] = approval_url.as_str().into();
+        }
+        body
     }
 
     /// For the operator's terminal: internal causes included.

@@ -298,6 +298,8 @@ pub(super) fn principal_of(key: ApiKeyRow, plan: String, kind: CallerKind, origi
         project_scope: if scope.is_empty() { None } else { Some(scope) },
         origin,
         seen_epoch,
+        scopes: None,
+        human: None,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod names;
 pub mod plans;
 pub mod principal;
+pub mod scopes;
 pub mod projects;
 pub mod secrets;
 pub mod tenants;

@@ -97,9 +97,8 @@ impl Origin {
 
 /// What kind of caller a principal is. Each kind has one rule for "still
 /// live" (`vault::auth`), and what a kind may do beyond its permission is
-/// asked of the principal ([`Principal::is_owner`]), never read off how it
-/// authenticated. Scoped tokens, owners and the redeemers of links will be
-/// kinds of their own.
+/// asked of the principal ([`Principal::is_owner`], [`Principal::require_owner`]),
+/// never read off how it authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallerKind {
     /// An API key the request presented (REST, MCP over HTTP, or a
@@ -108,6 +107,29 @@ pub enum CallerKind {
     /// A `latchkey mcp` session without a key: the local tenant's own session
     /// key, held by the process and renewed when it expires.
     LocalSession,
+    /// A scoped token: a short-lived credential an agent asked for with its
+    /// key, narrower than that key (its `scopes`, uses and addresses).
+    Token,
+    /// A human owner of the tenant, signed in with an owner token or on the
+    /// approval page (see [`Human`]).
+    Owner,
+    /// The operator at the server's terminal (`latchkey approvals …`), who
+    /// holds the database itself; audited as the CLI.
+    Operator,
+}
+
+/// What is known of a human caller: who, and how strongly they proved it.
+#[derive(Debug, Clone, Default)]
+pub struct Human {
+    /// The owner's id; `None` for the operator.
+    pub owner_id: Option<String>,
+    /// The tenant has an owner with a passkey: strong actions then need
+    /// [`Human::passkey_fresh`], since every other proof can be copied.
+    pub passkeys_enrolled: bool,
+    /// This request carries a fresh, user-verified passkey assertion.
+    pub passkey_fresh: bool,
+    /// How the human signed in, for the audit trail: `token`, `passkey`, `cli`.
+    pub how: &'static str,
 }
 
 /// An authenticated caller.
@@ -128,6 +150,11 @@ pub struct Principal {
     /// The store's change epoch before the key was looked up: a read served
     /// from the cache checks it did not move (see `store::CachedStore`).
     pub seen_epoch: u64,
+    /// A scoped token's scopes; `None` for every other kind, whose reach is
+    /// its permission and project scope alone.
+    pub scopes: Option<std::sync::Arc<super::scopes::Scopes>>,
+    /// Set for [`CallerKind::Owner`] and [`CallerKind::Operator`] only.
+    pub human: Option<Human>,
 }
 
 impl Principal {
@@ -137,8 +164,31 @@ impl Principal {
     /// session, which any process of the user's can start.
     pub fn is_owner(&self) -> bool {
         match self.kind {
-            CallerKind::ApiKey | CallerKind::LocalSession => false,
+            CallerKind::ApiKey | CallerKind::LocalSession | CallerKind::Token => false,
+            CallerKind::Owner | CallerKind::Operator => self.human.is_some(),
         }
+    }
+
+    /// Refuses anyone but an owner (403 `OWNER_REQUIRED`), and, for a
+    /// `strong` action (deciding a critical approval, lowering a tier,
+    /// changing the policy) once the tenant's owners have passkeys, an owner
+    /// without a fresh passkey assertion (403 `PASSKEY_REQUIRED`). The
+    /// operator at the terminal holds the database and needs neither.
+    pub fn require_owner(&self, what: &str, strong: bool) -> Result<()> {
+        let human = match (&self.human, self.is_owner()) {
+            (Some(h), true) => h,
+            _ => {
+                return Err(Error::OwnerRequired(format!(
+                    "only a human owner of this tenant can {what}; API keys and tokens cannot (an owner signs in on the approval page)"
+                )));
+            }
+        };
+        if strong && self.kind == CallerKind::Owner && human.passkeys_enrolled && !human.passkey_fresh {
+            return Err(Error::PasskeyRequired(format!(
+                "to {what}, confirm with your passkey on the approval page: this tenant's owners have passkeys"
+            )));
+        }
+        Ok(())
     }
 
     pub fn require(&self, needed: Permission) -> Result<()> {
