@@ -273,6 +273,15 @@ impl Store for CachedStore {
         self.inner.list_api_keys(tenant_id).await
     }
 
+    async fn list_tokens(&self, tenant_id: &str, parent: Option<&str>) -> Result<Vec<ApiKeyRow>> {
+        self.inner.list_tokens(tenant_id, parent).await
+    }
+
+    /// Never cached: the count is the database's, whatever the cache holds.
+    async fn use_token(&self, id: &str) -> Result<bool> {
+        self.inner.use_token(id).await
+    }
+
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
         self.inner.insert_api_key(key, audit).await
     }

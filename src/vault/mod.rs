@@ -16,6 +16,7 @@ pub mod projects;
 pub mod secrets;
 pub mod tenants;
 pub mod throttle;
+pub mod tokens;
 mod usage;
 pub mod views;
 
@@ -174,7 +175,10 @@ impl Vault {
     /// successful ones nothing. An integrity error stays what it is: it is
     /// the sign of a tampered database.
     pub(crate) async fn dead_key_first(&self, p: &Principal, err: Error) -> Error {
-        if matches!(err, Error::Unauthorized(_) | Error::Internal(_) | Error::Integrity) {
+        if matches!(
+            err,
+            Error::Unauthorized(_) | Error::TokenExpired | Error::TokenRevoked | Error::TokenExhausted | Error::IpNotAllowed | Error::Internal(_) | Error::Integrity
+        ) {
             return err;
         }
         match self.recheck(p).await {

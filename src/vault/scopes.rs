@@ -40,7 +40,7 @@ impl ScopeAction {
         })
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ScopeAction::Read => "read",
             ScopeAction::Write => "write",
