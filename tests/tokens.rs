@@ -130,7 +130,10 @@ async fn token_story(backend: Backend) {
     let c = mcp_client(&srv, &token).await;
     let read = tool_answer(&c, "get_secret", json!({ "name": "gemini/KEY", "environment": "production" })).await.unwrap();
     assert_eq!(read["value"], "gemini-prod-value");
-    assert_eq!(tool_answer(&c, "get_secret", json!({ "name": "stripe/KEY", "environment": "production" })).await.unwrap_err(), "SCOPE_DENIED");
+    assert_eq!(
+        tool_answer(&c, "get_secret", json!({ "name": "stripe/KEY", "environment": "production" })).await.unwrap_err(),
+        "SCOPE_DENIED"
+    );
     assert_eq!(tool_answer(&c, "get_secret", json!({ "id": stripe })).await.unwrap_err(), "SCOPE_DENIED");
     assert_eq!(
         tool_answer(&c, "set_secret", json!({ "name": "gemini/KEY", "environment": "production", "value": "x" })).await.unwrap_err(),

@@ -11,8 +11,8 @@ pub mod keys;
 pub mod names;
 pub mod plans;
 pub mod principal;
-pub mod scopes;
 pub mod projects;
+pub mod scopes;
 pub mod secrets;
 pub mod tenants;
 pub mod throttle;
@@ -177,7 +177,13 @@ impl Vault {
     pub(crate) async fn dead_key_first(&self, p: &Principal, err: Error) -> Error {
         if matches!(
             err,
-            Error::Unauthorized(_) | Error::TokenExpired | Error::TokenRevoked | Error::TokenExhausted | Error::IpNotAllowed | Error::Internal(_) | Error::Integrity
+            Error::Unauthorized(_)
+                | Error::TokenExpired
+                | Error::TokenRevoked
+                | Error::TokenExhausted
+                | Error::IpNotAllowed
+                | Error::Internal(_)
+                | Error::Integrity
         ) {
             return err;
         }

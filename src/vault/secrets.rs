@@ -1,8 +1,8 @@
 //! Secrets and their versions: the heart of the vault.
 
 use super::principal::WithDetail;
-use super::views::*;
 use super::scopes::ScopeAction;
+use super::views::*;
 use super::{Permission, Principal, Vault, audited, names, plans};
 use crate::crypto::SecretAad;
 use crate::error::{Error, Result};

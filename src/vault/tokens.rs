@@ -45,7 +45,8 @@ pub enum Ttl {
 impl Ttl {
     /// The lifetime in seconds: 1 s to 30 days, else 400.
     pub fn seconds(&self) -> Result<i64> {
-        let bad = || Error::InvalidRequest("ttl must be seconds or a number with s, m, h or d (\"15m\", \"1h\", \"7d\"), at most 30d".into());
+        let bad =
+            || Error::InvalidRequest("ttl must be seconds or a number with s, m, h or d (\"15m\", \"1h\", \"7d\"), at most 30d".into());
         let secs = match self {
             Ttl::Seconds(n) => *n,
             Ttl::Text(t) => {
@@ -189,9 +190,10 @@ pub(super) fn ip_allowed(key: &ApiKeyRow, ip: Option<&str>) -> Result<bool> {
 /// Parses an allowlist entry (address or CIDR) into its stored form, a CIDR.
 fn allowlist_entry(raw: &str) -> Result<String> {
     let raw = raw.trim();
-    let net = raw.parse::<IpNet>().or_else(|_| raw.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
-        Error::InvalidRequest(format!("ipAllowlist: '{}' is not an IP address or CIDR", raw.escape_debug()))
-    })?;
+    let net = raw
+        .parse::<IpNet>()
+        .or_else(|_| raw.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| Error::InvalidRequest(format!("ipAllowlist: '{}' is not an IP address or CIDR", raw.escape_debug())))?;
     Ok(net.trunc().to_string())
 }
 
@@ -228,8 +230,11 @@ impl Vault {
         let p = &self.recheck(p).await?;
         let permission = scopes.permission();
         if permission > p.permission {
-            let wide: Vec<String> =
-                scopes.iter().filter(|s| s.action.permission() > p.permission).map(|s| format!("secrets:{}:{}", s.action.as_str(), s.glob)).collect();
+            let wide: Vec<String> = scopes
+                .iter()
+                .filter(|s| s.action.permission() > p.permission)
+                .map(|s| format!("secrets:{}:{}", s.action.as_str(), s.glob))
+                .collect();
             return Err(Error::ScopeDenied(format!(
                 "this key has '{}' permission; scope {} needs '{}'",
                 p.permission.as_str(),
@@ -242,14 +247,18 @@ impl Vault {
         } else {
             self.grantable_scope(p, &req.project_scope).await?
         };
-        let parent = self.store.get_api_key(&p.tenant_id, &p.key_id).await?.ok_or_else(|| Error::Unauthorized(crate::store::DEAD_KEY.into()))?;
+        let parent =
+            self.store.get_api_key(&p.tenant_id, &p.key_id).await?.ok_or_else(|| Error::Unauthorized(crate::store::DEAD_KEY.into()))?;
         let now = now_millis();
         let expires_at = now + ttl * 1000;
         if let Some(limit) = parent.expires_at
             && expires_at > limit
         {
             let until = time(limit, "api_keys", &parent.id, "expires_at")?;
-            return Err(Error::ScopeDenied(format!("ttl reaches past this key's own expiry ({}); ask for a shorter one", until.to_rfc3339())));
+            return Err(Error::ScopeDenied(format!(
+                "ttl reaches past this key's own expiry ({}); ask for a shorter one",
+                until.to_rfc3339()
+            )));
         }
 
         let token = tokens::generate(TOKEN_PREFIX);
