@@ -165,6 +165,13 @@ async fn token_story(backend: Backend) {
     assert_eq!((s, listed["count"].as_i64()), (200, Some(2)), "{listed}");
     assert!(!listed.to_string().contains(&token), "never the token itself");
     assert_eq!(listed["tokens"][0]["reason"], "summarise");
+    // Nor can the key routes reach a token.
+    let token_id = issued["tokenId"].as_str().unwrap();
+    let (s, b) = srv.delete(&format!("/api/v1/api-keys/{token_id}"), &admin).await;
+    assert_eq!((s, code(&b)), (404, "NOT_FOUND"), "{b}");
+    let (s, b) = srv.post(&format!("/api/v1/api-keys/{token_id}/regenerate"), &admin, json!({})).await;
+    assert_eq!((s, code(&b)), (404, "NOT_FOUND"), "{b}");
+    assert_eq!(srv.get(&format!("/api/v1/secrets/{gemini}"), &token).await.0, 200);
 
     // The trail records the mint with its scopes.
     let (_, audit) = srv.get("/api/v1/audit?action=token.create", &admin).await;

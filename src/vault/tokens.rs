@@ -93,6 +93,10 @@ pub struct TokenRequest {
     pub project_scope: Vec<String>,
     /// Why the token is needed, for the audit trail and the owner.
     pub reason: Option<String>,
+    /// The approval this token is issued under (set by the redeem, never by a client).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub approval_id: Option<String>,
 }
 
 /// A newly issued token: the only time it is shown.
@@ -282,7 +286,7 @@ impl Vault {
             ip_allowlist: allowlist.as_ref().map(|l| serde_json::to_string(l).expect("serialisable")),
             parent_key_id: Some(p.key_id.clone()),
             reason: reason.clone(),
-            approval_id: None,
+            approval_id: req.approval_id.clone(),
         };
         let audit = p.audit("token.create", "token", Some(&row.id), "success").detail(serde_json::json!({
             "scopes": scope_strings,
@@ -291,6 +295,7 @@ impl Vault {
             "ipAllowlist": allowlist,
             "projectScope": scope,
             "reason": reason,
+            "approvalId": req.approval_id,
         }));
         self.store.insert_api_key(&row, &audit).await?;
         Ok(TokenIssued {
