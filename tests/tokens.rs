@@ -342,3 +342,61 @@ async fn tokens_stop_when_used_up_revoked_expired_or_far_on_sqlite() {
 async fn tokens_stop_when_used_up_revoked_expired_or_far_on_postgres() {
     tokens_stop(Backend::Postgres).await;
 }
+
+/// `latchkey mcp` given a token: each call is one use, with the token's scopes.
+#[tokio::test]
+async fn a_stdio_session_with_a_token_counts_each_call() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with(common::Opts { data_dir: Some(dir.path().to_path_buf()), ..common::Opts::new(Backend::Sqlite) }).await;
+    let admin = srv.signup(&unique("stdio-tok")).await;
+    secret(&srv, &admin, "production", "gemini/KEY", "gemini-prod-value").await;
+    secret(&srv, &admin, "production", "stripe/KEY", "stripe-prod-value").await;
+    let (token, _) = minted(&srv, &admin, json!({ "scopes": ["secrets:read:production/gemini/*"], "maxUses": 2 })).await;
+    assert_eq!(srv.stop(), Some(0));
+
+    let mut child = common::mcp_stdio(dir.path()).env("LATCHKEY_API_KEY", &token).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    let call = |id: i64, name: &str| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": { "name": "get_secret", "arguments": { "name": name, "environment": "production" } } })
+        .to_string()
+    };
+    let lines = [
+        format!("{init}\n{}", json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })),
+        call(2, "gemini/KEY"),
+        call(3, "stripe/KEY"),
+        call(4, "gemini/KEY"),
+    ];
+    // One call at a time: a session runs concurrent calls concurrently.
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut out = std::collections::BTreeMap::new();
+        let mut reader = BufReader::new(stdout);
+        for line in lines {
+            writeln!(stdin, "{line}").unwrap();
+            stdin.flush().unwrap();
+            let mut answer = String::new();
+            reader.read_line(&mut answer).unwrap();
+            let v: Value = serde_json::from_str(&answer).unwrap();
+            let id = v["id"].as_i64().unwrap();
+            let answer = match v["result"]["isError"].as_bool() {
+                Some(true) => {
+                    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+                    serde_json::from_str::<Value>(text).unwrap()["code"].as_str().unwrap().to_owned()
+                }
+                _ => v["result"]["structuredContent"]["value"].as_str().unwrap_or("OK").to_owned(),
+            };
+            out.insert(id, answer);
+        }
+        drop(stdin);
+        out
+    });
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(60), answers).await.expect("answers").unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    assert_eq!(answers.get(&2).map(String::as_str), Some("gemini-prod-value"), "{answers:?}");
+    assert_eq!(answers.get(&3).map(String::as_str), Some("SCOPE_DENIED"), "{answers:?}");
+    assert_eq!(answers.get(&4).map(String::as_str), Some("TOKEN_EXHAUSTED"), "{answers:?}");
+}
