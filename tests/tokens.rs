@@ -306,6 +306,26 @@ async fn tokens_stop(backend: Backend) {
     let (s, _) = srv.post(&format!("/api/v1/tokens/{tid}/revoke"), &agent, json!({})).await;
     assert_eq!(s, 204);
 
+    // A key's tokens end with it: revoked (or regenerated, narrowed), its live tokens are revoked too;
+    // a rename leaves them be.
+    let (kept, _) = minted(&srv, &agent, json!({ "scopes": read_all })).await;
+    let (_, keys) = srv.get("/api/v1/api-keys", &admin).await;
+    let agent_id = keys["apiKeys"].as_array().unwrap().iter().find(|k| k["name"] == "agent").unwrap()["id"].as_str().unwrap().to_owned();
+    let (s, _) = srv.put(&format!("/api/v1/api-keys/{agent_id}"), &admin, json!({ "name": "agent-renamed" })).await;
+    assert_eq!(s, 200);
+    assert_eq!(srv.get(&path, &kept).await.0, 200);
+    let (s, _) = srv.put(&format!("/api/v1/api-keys/{agent_id}"), &admin, json!({ "permissions": "read" })).await;
+    assert_eq!(s, 200);
+    let (s, b) = srv.get(&path, &kept).await;
+    assert_eq!((s, code(&b)), (401, "TOKEN_REVOKED"), "{b}");
+    let (after, _) = minted(&srv, &agent, json!({ "scopes": read_all })).await;
+    let (s, _) = srv.delete(&format!("/api/v1/api-keys/{agent_id}"), &admin).await;
+    assert_eq!(s, 200);
+    let (s, b) = srv.get(&path, &after).await;
+    assert_eq!((s, code(&b)), (401, "TOKEN_REVOKED"), "{b}");
+    let (_, trail) = srv.get("/api/v1/audit?action=token.revoke", &admin).await;
+    assert!(trail["total"].as_i64().unwrap() >= 2, "{trail}");
+
     // Expired.
     let (brief, _) = minted(&srv, &admin, json!({ "scopes": read_all, "ttl": "1s" })).await;
     let mut last = (0, Value::Null);

@@ -371,6 +371,7 @@ pub trait Store: Send + Sync + 'static {
     /// (or when the key is not the tenant's): a change read before another
     /// one committed must not write back what that one changed, such as a
     /// revocation, a regenerated hash or a cut permission.
+    /// A change to anything but the name also revokes the key's live tokens.
     async fn update_api_key(&self, key: &ApiKeyRow, seen_updated_at: Millis, audit: &AuditRow) -> Result<bool>;
 
     // Projects.

@@ -153,6 +153,29 @@ impl<B: Backend> Store for B {
         let roots_before = writes::count_root_keys(&mut tx, &k.tenant_id).await?;
         // First, while the actor's key is as it was: a key may revoke itself.
         writes::insert_audit(&mut tx, audit).await?;
+        // A token never carries more than its key: when the key is revoked,
+        // regenerated, narrowed, widened or given another expiry, its live
+        // tokens are revoked with it (their rights were judged against the
+        // key as it was). A rename leaves them be.
+        let at = k.updated_at;
+        query::<B::Db>(
+            "UPDATE api_keys SET revoked_at = $3, updated_at = $3 \
+             WHERE tenant_id = $1 AND parent_key_id = $2 AND kind = 'token' AND revoked_at IS NULL \
+             AND EXISTS (SELECT 1 FROM api_keys p WHERE p.tenant_id = $1 AND p.id = $2 AND p.revoked_at IS NULL \
+             AND p.updated_at = $4 AND ($5 IS NOT NULL OR p.key_hash <> $6 OR p.permission <> $7 \
+             OR p.project_scope <> $8 OR COALESCE(p.expires_at, -1) <> COALESCE($9, -1)))",
+        )
+        .bind(&k.tenant_id)
+        .bind(&k.id)
+        .bind(at)
+        .bind(seen_updated_at)
+        .bind(k.revoked_at)
+        .bind(&k.key_hash)
+        .bind(&k.permission)
+        .bind(&k.project_scope)
+        .bind(k.expires_at)
+        .execute(&mut *tx)
+        .await?;
         let n = query::<B::Db>(
             "UPDATE api_keys SET name = $3, prefix = $4, key_hash = $5, permission = $6, project_scope = $7, \
              expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL \
