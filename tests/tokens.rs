@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Backend, Server, unique};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ReadResourceRequestParams};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -142,6 +142,14 @@ async fn token_story(backend: Backend) {
     let listed = tool_answer(&c, "list_secrets", json!({})).await.unwrap();
     assert_eq!(listed["count"], 2, "{listed}");
     assert!(!listed.to_string().contains("stripe"), "{listed}");
+    let all = c.read_resource(ReadResourceRequestParams::new("latchkey://secrets")).await.unwrap();
+    let text = format!("{:?}", all.contents);
+    assert!(text.contains("gemini/KEY") && !text.contains("stripe"), "{text}");
+    let mine = c.read_resource(ReadResourceRequestParams::new("latchkey://secrets/gemini/KEY?environment=production")).await;
+    assert!(format!("{:?}", mine.unwrap().contents).contains("history"));
+    let theirs = c.read_resource(ReadResourceRequestParams::new("latchkey://secrets/stripe/KEY?environment=production")).await;
+    assert!(format!("{theirs:?}").contains("SCOPE_DENIED") || theirs.is_err(), "{theirs:?}");
+    assert!(!format!("{theirs:?}").contains("history"), "{theirs:?}");
     c.cancel().await.ok();
 
     // A write token may rename within its scopes, never move a secret out of them.
