@@ -257,7 +257,11 @@ impl Store for CachedStore {
             let mut st = self.state.write().expect("cache lock");
             if st.generation == generation
                 && !st.writing_keys.contains_key(&k.key.tenant_id)
-                && st.make_room(256 + k.key.project_scope.len())
+                && st.make_room(
+                    256 + k.key.project_scope.len()
+                        + k.key.scopes.as_ref().map_or(0, String::len)
+                        + k.key.ip_allowlist.as_ref().map_or(0, String::len),
+                )
             {
                 st.keys.insert(key_hash.to_vec(), k.clone());
             }
