@@ -428,3 +428,55 @@ async fn a_stdio_session_with_a_token_counts_each_call() {
     assert_eq!(answers.get(&3).map(String::as_str), Some("SCOPE_DENIED"), "{answers:?}");
     assert_eq!(answers.get(&4).map(String::as_str), Some("TOKEN_EXHAUSTED"), "{answers:?}");
 }
+
+async fn lists_exactly_its_globs(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let admin = srv.signup(&unique("globs")).await;
+    for (env, name) in
+        [("production", "svc/A_B"), ("production", "svc/AXB"), ("production", "SVC/A_B"), ("staging", "svc/A_B"), ("", "svc/A_B")]
+    {
+        secret(&srv, &admin, env, name, "v").await;
+    }
+    let listed = |globs: &[&str]| {
+        let (srv, admin) = (&srv, admin.clone());
+        let scopes: Vec<String> = globs.iter().map(|g| format!("secrets:list:{g}")).collect();
+        async move {
+            let (token, _) = minted(srv, &admin, json!({ "scopes": scopes })).await;
+            let (s, b) = srv.get("/api/v1/secrets?limit=500", &token).await;
+            assert_eq!(s, 200, "{b}");
+            let mut paths: Vec<String> = b["secrets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let env = s["environment"].as_str().unwrap_or_default();
+                    let name = s["name"].as_str().unwrap();
+                    if env.is_empty() { name.to_owned() } else { format!("{env}/{name}") }
+                })
+                .collect();
+            paths.sort();
+            paths
+        }
+    };
+    // `_` is a plain character in a glob; case counts on both databases.
+    assert_eq!(listed(&["production/svc/A_B"]).await, ["production/svc/A_B"]);
+    assert_eq!(listed(&["production/svc/A?B"]).await, ["production/svc/AXB", "production/svc/A_B"]);
+    assert_eq!(listed(&["*/svc/A_B"]).await, ["production/svc/A_B", "staging/svc/A_B"]);
+    assert_eq!(listed(&["svc/*"]).await, ["svc/A_B"], "a secret with no environment has its bare name as its path");
+    assert_eq!(listed(&["production/SVC/*", "staging/*"]).await, ["production/SVC/A_B", "staging/svc/A_B"]);
+    assert_eq!(listed(&["*"]).await.len(), 5);
+    // A read scope does not list.
+    let (reader, _) = minted(&srv, &admin, json!({ "scopes": ["secrets:read:*"] })).await;
+    let (_, b) = srv.get("/api/v1/secrets", &reader).await;
+    assert_eq!(b["count"], 0, "{b}");
+}
+
+#[tokio::test]
+async fn a_token_lists_exactly_its_globs_on_sqlite() {
+    lists_exactly_its_globs(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_token_lists_exactly_its_globs_on_postgres() {
+    lists_exactly_its_globs(Backend::Postgres).await;
+}

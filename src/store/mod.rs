@@ -275,6 +275,10 @@ pub struct SecretFilter {
     pub search: Option<String>,
     /// When set, only secrets in these projects are visible (project-scoped keys).
     pub project_scope: Option<Vec<String>>,
+    /// When set, only secrets whose path (`vault::scopes::path`) one of these
+    /// globs may match: a token's listing. A prefilter, never narrower than the
+    /// globs (SQLite's LIKE ignores ASCII case); the vault applies them exactly.
+    pub path_globs: Option<Vec<String>>,
     /// Keyset cursor: the (name, id) of the last row of the previous page.
     pub after: Option<(String, String)>,
     pub limit: i64,

@@ -122,6 +122,11 @@ impl Scopes {
         self.0.iter().any(|s| s.action.includes(action) && glob_matches(&s.glob, path))
     }
 
+    /// The globs of the scopes that allow `action`.
+    pub fn globs_for(&self, action: ScopeAction) -> Vec<String> {
+        self.0.iter().filter(|s| s.action.includes(action)).map(|s| s.glob.clone()).collect()
+    }
+
     /// The widest permission any scope needs.
     pub fn permission(&self) -> Permission {
         self.0.iter().map(|s| s.action.permission()).max().unwrap_or(Permission::Read)

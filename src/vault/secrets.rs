@@ -349,6 +349,7 @@ impl Vault {
             tag: q.tag.map(|t| t.trim().to_owned()).filter(|e| !e.is_empty()),
             search,
             project_scope: p.project_scope.clone(),
+            path_globs: None,
             after: q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?,
             limit: limit + 1,
         };
@@ -358,8 +359,9 @@ impl Vault {
             // the tenant's listing, filtered, until one more than `limit` is
             // found or the listing ends. The cursor stays the last row
             // answered: rows skipped before it are ones the token cannot see.
-            Some(_) => {
+            Some(scopes) => {
                 filter.limit = MAX_LIST_PAGE + 1;
+                filter.path_globs = Some(scopes.globs_for(ScopeAction::List));
                 let mut found = Vec::new();
                 loop {
                     let batch = self.store.list_secrets(&p.tenant_id, &filter).await?;
