@@ -11,11 +11,12 @@ pub mod keys;
 pub mod names;
 pub mod plans;
 pub mod principal;
-pub mod scopes;
 pub mod projects;
+pub mod scopes;
 pub mod secrets;
 pub mod tenants;
 pub mod throttle;
+pub mod tokens;
 mod usage;
 pub mod views;
 
@@ -174,7 +175,16 @@ impl Vault {
     /// successful ones nothing. An integrity error stays what it is: it is
     /// the sign of a tampered database.
     pub(crate) async fn dead_key_first(&self, p: &Principal, err: Error) -> Error {
-        if matches!(err, Error::Unauthorized(_) | Error::Internal(_) | Error::Integrity) {
+        if matches!(
+            err,
+            Error::Unauthorized(_)
+                | Error::TokenExpired
+                | Error::TokenRevoked
+                | Error::TokenExhausted
+                | Error::IpNotAllowed
+                | Error::Internal(_)
+                | Error::Integrity
+        ) {
             return err;
         }
         match self.recheck(p).await {
