@@ -480,3 +480,45 @@ async fn a_token_lists_exactly_its_globs_on_sqlite() {
 async fn a_token_lists_exactly_its_globs_on_postgres() {
     lists_exactly_its_globs(Backend::Postgres).await;
 }
+
+/// A GET with an `X-Forwarded-For` header (no network beyond loopback: the
+/// header only names addresses).
+async fn get_forwarded(srv: &Server, path: &str, key: &str, forwarded: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(srv.url(path))
+        .header("X-API-Key", key)
+        .header("X-Forwarded-For", forwarded)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// `ipAllowlist` judges the client's address: the socket peer, or what a
+/// proxy the operator trusts (`--trusted-proxy`) forwarded; a forwarded
+/// address from anyone else is ignored, so a client cannot pick its own.
+#[tokio::test]
+async fn a_token_allowlist_believes_only_trusted_proxies() {
+    let behind = Server::start_with(common::Opts::new(Backend::Sqlite).arg("--trusted-proxy").arg("127.0.0.1/32")).await;
+    let admin = behind.signup(&unique("proxy")).await;
+    let id = secret(&behind, &admin, "production", "KEY", "v").await;
+    let path = format!("/api/v1/secrets/{id}");
+    let (office, _) = minted(&behind, &admin, json!({ "scopes": ["secrets:read:*"], "ipAllowlist": ["203.0.113.0/24"] })).await;
+    assert_eq!(get_forwarded(&behind, &path, &office, "203.0.113.7").await.0, 200, "the proxy vouches for the office");
+    let (s, b) = get_forwarded(&behind, &path, &office, "198.51.100.1").await;
+    assert_eq!((s, code(&b)), (401, "IP_NOT_ALLOWED"), "{b}");
+    // The rightmost hop is the one the trusted proxy saw; what the client wrote further left does not count.
+    let (s, b) = get_forwarded(&behind, &path, &office, "203.0.113.7, 198.51.100.1").await;
+    assert_eq!((s, code(&b)), (401, "IP_NOT_ALLOWED"), "{b}");
+    let (s, b) = behind.get(&path, &office).await;
+    assert_eq!((s, code(&b)), (401, "IP_NOT_ALLOWED"), "without the header the client is the proxy itself: {b}");
+
+    let direct = Server::start(Backend::Sqlite).await;
+    let admin = direct.signup(&unique("direct")).await;
+    let id = secret(&direct, &admin, "production", "KEY", "v").await;
+    let path = format!("/api/v1/secrets/{id}");
+    let (office, _) = minted(&direct, &admin, json!({ "scopes": ["secrets:read:*"], "ipAllowlist": ["203.0.113.0/24"] })).await;
+    let (s, b) = get_forwarded(&direct, &path, &office, "203.0.113.7").await;
+    assert_eq!((s, code(&b)), (401, "IP_NOT_ALLOWED"), "no trusted proxy: the header is ignored: {b}");
+}
