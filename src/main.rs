@@ -63,15 +63,11 @@ enum Command {
     Approvals {
         #[command(subcommand)]
         action: ApprovalAction,
-        #[command(flatten)]
-        store: StoreArgs,
     },
     /// Operator commands for a tenant's approval policy.
     Policy {
         #[command(subcommand)]
         action: PolicyAction,
-        #[command(flatten)]
-        store: StoreArgs,
     },
     /// Operator commands for tenants.
     Tenant {
@@ -94,6 +90,8 @@ enum ApprovalAction {
         /// Only requests in this state: pending, approved, denied, expired, used.
         #[arg(long)]
         status: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Approve a pending request: the requester may read the secret `--uses`
     /// times within `--ttl`.
@@ -105,12 +103,16 @@ enum ApprovalAction {
         /// How many reads it allows.
         #[arg(long, default_value_t = 1)]
         uses: u32,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Deny a pending request, saying why (the requester reads it).
     Deny {
         id: String,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -123,6 +125,8 @@ enum PolicyAction {
         /// Whether reading a `sensitive` secret needs approval.
         #[arg(long, value_parser = ["on", "off"])]
         sensitive: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -186,14 +190,15 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
             latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant).await
         }
-        Command::Approvals { action, store } => {
+        Command::Approvals { action } => {
+            let (store, command) = action.split();
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
-            let done = latchkey::vault::approvals::operator_command(&vault, action.into()).await;
+            let done = latchkey::vault::approvals::operator_command(&vault, command).await;
             vault.store().close().await;
             println!("{}", done?);
             Ok(())
         }
-        Command::Policy { action: PolicyAction::Set { tenant, sensitive }, store } => {
+        Command::Policy { action: PolicyAction::Set { tenant, sensitive, store } } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             let command = latchkey::vault::approvals::OperatorCommand::SetSensitive { tenant, on: sensitive == "on" };
             let done = latchkey::vault::approvals::operator_command(&vault, command).await;
@@ -211,13 +216,13 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
     }
 }
 
-impl From<ApprovalAction> for latchkey::vault::approvals::OperatorCommand {
-    fn from(a: ApprovalAction) -> Self {
+impl ApprovalAction {
+    fn split(self) -> (StoreArgs, latchkey::vault::approvals::OperatorCommand) {
         use latchkey::vault::approvals::OperatorCommand as C;
-        match a {
-            ApprovalAction::List { tenant, status } => C::List { tenant, status },
-            ApprovalAction::Approve { id, ttl, uses } => C::Approve { id, ttl, uses },
-            ApprovalAction::Deny { id, reason } => C::Deny { id, reason },
+        match self {
+            ApprovalAction::List { tenant, status, store } => (store, C::List { tenant, status }),
+            ApprovalAction::Approve { id, ttl, uses, store } => (store, C::Approve { id, ttl, uses }),
+            ApprovalAction::Deny { id, reason, store } => (store, C::Deny { id, reason }),
         }
     }
 }

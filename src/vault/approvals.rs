@@ -366,7 +366,6 @@ impl Vault {
 
     /// An approval's state without an audit entry: what a waiting agent
     /// polls (`wait_for_approval`), which records one entry when it ends.
-    #[allow(dead_code)] // until MCP's wait_for_approval
     pub(crate) async fn poll_approval(&self, p: &Principal, id: &str) -> Result<ApprovalView> {
         self.view(&self.visible_approval(p, id).await?)
     }
