@@ -243,7 +243,12 @@ async fn racing(backend: Backend) {
     let outcomes: Vec<std::process::Output> =
         tokio::task::spawn_blocking(move || children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()).await.unwrap();
     let winners: Vec<&std::process::Output> = outcomes.iter().filter(|o| o.status.success()).collect();
-    assert_eq!(winners.len(), 1, "exactly one decision: {:?}", outcomes.iter().map(|o| String::from_utf8_lossy(&o.stderr)).collect::<Vec<_>>());
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one decision: {:?}",
+        outcomes.iter().map(|o| String::from_utf8_lossy(&o.stderr)).collect::<Vec<_>>()
+    );
     let won: Value = serde_json::from_slice(&winners[0].stdout).unwrap();
     let (_, now) = srv.get(&format!("/api/v1/approvals/{id}"), &admin).await;
     assert_eq!(now["status"], won["status"]);
@@ -252,8 +257,10 @@ async fn racing(backend: Backend) {
         assert!(err.contains(&format!("already {}", won["status"].as_str().unwrap())), "the loser is told the state: {err}");
     }
     let log = actions(&srv, &admin).await;
-    let decisions =
-        log.iter().filter(|e| (e["action"] == "approval.approved" || e["action"] == "approval.denied") && e["outcome"] == "success").count();
+    let decisions = log
+        .iter()
+        .filter(|e| (e["action"] == "approval.approved" || e["action"] == "approval.denied") && e["outcome"] == "success")
+        .count();
     assert_eq!(decisions, 1);
 }
 

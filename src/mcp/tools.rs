@@ -4,8 +4,8 @@
 use rmcp::handler::server::tool::{IntoCallToolResult, ToolCallContext};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResult, CallToolResponse, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
-    ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ListToolsResult, PaginatedRequestParams, ResultType,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -58,8 +58,12 @@ impl LatchkeyMcp {
                     "Approval required: this secret needs a human's approval. Show this link to your user and ask them to \
                      approve: {approval_url} (then call wait_for_approval with approvalId {approval_id}, and get_secret again)."
                 );
-                let read =
-                    SecretRead { secret: None, approval_required: Some(true), approval_id: Some(approval_id), approval_url: Some(approval_url) };
+                let read = SecretRead {
+                    secret: None,
+                    approval_required: Some(true),
+                    approval_id: Some(approval_id),
+                    approval_url: Some(approval_url),
+                };
                 let mut result = CallToolResult::structured(serde_json::to_value(read).map_err(Error::internal)?);
                 result.content = vec![rmcp::model::ContentBlock::text(text)];
                 return Ok(result);

@@ -18,7 +18,13 @@ const POLL: Duration = Duration::from_millis(500);
 /// How long an elicitation may stay unanswered; the wait goes on regardless.
 const ELICIT_TIME: Duration = Duration::from_secs(300);
 
-pub(super) async fn wait(vault: &Vault, p: &Principal, id: &str, timeout: Duration, ctx: &RequestContext<RoleServer>) -> Result<ApprovalView> {
+pub(super) async fn wait(
+    vault: &Vault,
+    p: &Principal,
+    id: &str,
+    timeout: Duration,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ApprovalView> {
     let start = tokio::time::Instant::now();
     let mut view = vault.poll_approval(p, id).await?;
     if view.status == "pending" {

@@ -176,7 +176,12 @@ pub async fn get_policy(State(s): State<AppState>, Auth(p): Auth, _: Query<NoPar
     Ok(Json(s.vault.get_policy(&p).await?))
 }
 
-pub async fn set_policy(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>, Body(req): Body<UpdatePolicy>) -> Result<Json<PolicyView>> {
+pub async fn set_policy(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Body(req): Body<UpdatePolicy>,
+) -> Result<Json<PolicyView>> {
     Ok(Json(s.vault.set_policy(&p, req).await?))
 }
 
@@ -185,7 +190,12 @@ pub async fn list_approvals(State(s): State<AppState>, Auth(p): Auth, Query(q): 
     Ok(Json(ApprovalList { count: approvals.len(), approvals }))
 }
 
-pub async fn get_approval(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>, Path(id): Path<String>) -> Result<Json<ApprovalView>> {
+pub async fn get_approval(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+) -> Result<Json<ApprovalView>> {
     Ok(Json(s.vault.get_approval(&p, &id).await?))
 }
 

@@ -461,8 +461,13 @@ pub trait Store: Send + Sync + 'static {
     /// expired first, audited by `expired`); for a `token`, the requester's
     /// pending request with the same `token_request`. `requested` audits a
     /// new row, in the same transaction.
-    async fn open_approval(&self, row: &ApprovalRow, now: Millis, requested: ApprovalAudit<'_>, expired: ApprovalAudit<'_>)
-    -> Result<ApprovalRow>;
+    async fn open_approval(
+        &self,
+        row: &ApprovalRow,
+        now: Millis,
+        requested: ApprovalAudit<'_>,
+        expired: ApprovalAudit<'_>,
+    ) -> Result<ApprovalRow>;
     /// Takes one use of a live read grant of `requester_id` for the secret:
     /// ONE conditional UPDATE (uses left, not lapsed, approved), which marks
     /// the grant `used` when it takes the last use. `None`: no live grant.
@@ -478,8 +483,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_approval(&self, tenant_id: Option<&str>, id: &str) -> Result<Option<ApprovalRow>>;
     /// Newest first, at most `limit`; `requester_id` narrows to one
     /// requester's; `tenant_id` `None`: every tenant's (the operator's CLI).
-    async fn list_approvals(&self, tenant_id: Option<&str>, requester_id: Option<&str>, status: Option<&str>, limit: i64)
-    -> Result<Vec<ApprovalRow>>;
+    async fn list_approvals(
+        &self,
+        tenant_id: Option<&str>,
+        requester_id: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApprovalRow>>;
     /// Decides a request that is still pending and not lapsed (one
     /// conditional UPDATE); `None` when it is not, and nothing changed.
     async fn decide_approval(&self, tenant_id: &str, id: &str, d: &Decision, audit: &AuditRow) -> Result<Option<ApprovalRow>>;

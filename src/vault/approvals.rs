@@ -478,7 +478,8 @@ impl Vault {
         if row.kind != "token" || row.requester_id != p.key_id {
             return Err(Error::NotFound("approval"));
         }
-        let used = |a: &ApprovalRow| p.audit("approval.used", "approval", Some(&a.id), "success").detail(serde_json::json!({ "kind": "token" }));
+        let used =
+            |a: &ApprovalRow| p.audit("approval.used", "approval", Some(&a.id), "success").detail(serde_json::json!({ "kind": "token" }));
         match self.store.take_token_approval(&p.tenant_id, id, &p.key_id, now_millis(), &used).await? {
             Some(taken) => {
                 let request = serde_json::from_str(taken.token_request.as_deref().unwrap_or("null")).map_err(|_| Error::Integrity)?;
@@ -528,9 +529,8 @@ impl Vault {
         let Some(sensitive) = t.sensitive else {
             return self.get_policy(p).await;
         };
-        let audit = p
-            .audit("policy.update", "policy", None, "success")
-            .detail(serde_json::json!({ "sensitive": sensitive, "how": how(p) }));
+        let audit =
+            p.audit("policy.update", "policy", None, "success").detail(serde_json::json!({ "sensitive": sensitive, "how": how(p) }));
         if !self.store.set_gate_sensitive(&p.tenant_id, sensitive, &audit).await? {
             return Err(Error::NotFound("tenant"));
         }

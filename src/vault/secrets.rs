@@ -111,11 +111,9 @@ impl Vault {
             created_at: now,
             created_by: p.key_id.clone(),
         };
-        let audit = p
-            .audit("secret.create", "secret", Some(&row.id), "success")
-            .detail(serde_json::json!({
-                "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id, "accessTier": row.access_tier,
-            }));
+        let audit = p.audit("secret.create", "secret", Some(&row.id), "success").detail(serde_json::json!({
+            "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id, "accessTier": row.access_tier,
+        }));
         self.store.create_secret(&row, &first, &|plan| Ok(plans::limits(plan)?.max_secrets), &audit).await?;
         SecretMeta::try_from(&row)
     }
