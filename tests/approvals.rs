@@ -348,3 +348,39 @@ async fn mcp_approval_on_sqlite() {
 async fn mcp_approval_on_postgres() {
     mcp(Backend::Postgres).await;
 }
+
+/// Twenty reads at once of a critical secret: one pending request between
+/// them; then a grant of three uses serves exactly three of twenty.
+async fn grant_uses(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let admin = srv.signup(&unique("uses")).await;
+    let db = create(&srv, &admin, "HSM_PIN", "0000", "critical").await;
+    let path = format!("/api/v1/secrets/{db}");
+    let reads = || futures::future::join_all((0..20).map(|_| srv.get(&path, &admin)));
+    let first: Vec<(u16, Value)> = reads().await;
+    let ids: std::collections::HashSet<&str> = first
+        .iter()
+        .map(|(s, b)| {
+            assert_eq!((*s, b["code"].as_str()), (403, Some("APPROVAL_REQUIRED")), "{b}");
+            b["approvalId"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "concurrent first reads share one request");
+    let id = ids.into_iter().next().unwrap().to_owned();
+    cli_ok(&srv, &["approvals", "approve", &id, "--uses", "3"]).await;
+    let second = reads().await;
+    let served = second.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(served, 3, "{second:?}");
+    assert!(second.iter().all(|(s, b)| *s == 200 || b["code"] == "APPROVAL_REQUIRED"), "{second:?}");
+    assert_eq!(srv.get(&format!("/api/v1/approvals/{id}"), &admin).await.1["status"], "used");
+}
+
+#[tokio::test]
+async fn grant_uses_under_concurrency_on_sqlite() {
+    grant_uses(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn grant_uses_under_concurrency_on_postgres() {
+    grant_uses(Backend::Postgres).await;
+}

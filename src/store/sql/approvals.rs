@@ -89,8 +89,11 @@ pub(super) async fn open_approval<B: Backend>(
         tx.commit().await?;
         return Ok(existing);
     }
-    query::<B::Db>(AssertSqlSafe(format!(
-        "INSERT INTO approvals ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    // Concurrent first reads (PostgreSQL) meet at the unique index: the
+    // losers wait for the winner's commit and answer its request.
+    let inserted = query::<B::Db>(AssertSqlSafe(format!(
+        "INSERT INTO approvals ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         ON CONFLICT DO NOTHING"
     )))
     .bind(&row.id)
     .bind(&row.tenant_id)
@@ -113,6 +116,20 @@ pub(super) async fn open_approval<B: Backend>(
     .bind(None::<i64>)
     .execute(&mut *tx)
     .await?;
+    if inserted == 0 {
+        let winner: Option<ApprovalRow> = query::<B::Db>(AssertSqlSafe(format!(
+            "SELECT {COLS} FROM approvals WHERE tenant_id = $1 AND requester_id = $2 AND secret_id = $3 \
+             AND kind = 'read' AND status = 'pending'"
+        )))
+        .bind(&row.tenant_id)
+        .bind(&row.requester_id)
+        .bind(&row.secret_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // Decided in the instant between: the caller's next read finds its state.
+        return winner.ok_or_else(|| crate::error::Error::Conflict("the approval request changed while it was opened; retry".into()));
+    }
     writes::insert_audit(&mut tx, &requested(row)).await?;
     tx.commit().await?;
     Ok(ApprovalRow { status: "pending".into(), ..row.clone() })
