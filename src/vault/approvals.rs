@@ -241,25 +241,17 @@ impl Vault {
         if self.store.use_grant(&p.tenant_id, &p.key_id, &row.id, now, &used).await?.is_some() {
             return Ok(());
         }
-        let pending = self.open_request(p, "read", Some(row), None, None, None, now).await?;
+        let pending = self.open_request(p, NewRequest { kind: "read", secret: Some(row), ..Default::default() }, now).await?;
         Err(Error::ApprovalRequired { approval_url: self.approval_url(&pending.id), approval_id: pending.id })
     }
 
-    async fn open_request(
-        &self,
-        p: &Principal,
-        kind: &str,
-        secret: Option<&SecretRow>,
-        token_request: Option<String>,
-        gated_secret_ids: Option<String>,
-        reason: Option<String>,
-        now: Millis,
-    ) -> Result<ApprovalRow> {
+    async fn open_request(&self, p: &Principal, what: NewRequest<'_>, now: Millis) -> Result<ApprovalRow> {
         let requester_name = match self.store.get_api_key(&p.tenant_id, &p.key_id).await? {
             Some(k) => k.name,
             None => p.key_id.clone(),
         };
         let ttl = i64::try_from(self.config.approval_request_ttl.as_millis()).unwrap_or(i64::MAX);
+        let NewRequest { kind, secret, token_request, gated_secret_ids, reason } = what;
         let row = ApprovalRow {
             id: uuid::Uuid::new_v4().to_string(),
             tenant_id: p.tenant_id.clone(),
@@ -465,7 +457,19 @@ impl Vault {
     ) -> Result<ApprovalView> {
         let gated = serde_json::to_string(&gated_secret_ids).expect("serialisable");
         let reason = request.get("reason").and_then(|r| r.as_str()).map(str::to_owned);
-        let row = self.open_request(p, "token", None, Some(request.to_string()), Some(gated), reason, now_millis()).await?;
+        let row = self
+            .open_request(
+                p,
+                NewRequest {
+                    kind: "token",
+                    token_request: Some(request.to_string()),
+                    gated_secret_ids: Some(gated),
+                    reason,
+                    ..Default::default()
+                },
+                now_millis(),
+            )
+            .await?;
         self.view(&row)
     }
 
@@ -558,6 +562,16 @@ impl Vault {
         let row = self.store.get_approval(None, id).await?.ok_or(Error::NotFound("approval"))?;
         Ok(Principal::operator(&row.tenant_id))
     }
+}
+
+/// What a new approval request is for (see `Vault::open_request`).
+#[derive(Default)]
+struct NewRequest<'a> {
+    kind: &'a str,
+    secret: Option<&'a SecretRow>,
+    token_request: Option<String>,
+    gated_secret_ids: Option<String>,
+    reason: Option<String>,
 }
 
 /// What the operator asks of `latchkey approvals …` / `latchkey policy set`.
