@@ -461,3 +461,30 @@ async fn mcp_stdio_wait_sends_progress_and_a_url_elicitation() {
     child.kill().ok();
     child.wait().ok();
 }
+
+/// A tier raised by another process (a second server on the same SQLite
+/// file, another PostgreSQL replica) gates the very next read of a server
+/// that had the secret cached as standard.
+async fn raised_elsewhere(backend: Backend) {
+    let a = Server::start(backend).await;
+    let b =
+        Server::start_with(Opts { data_dir: Some(a.data_dir.clone()), database_url: a.database_url.clone(), ..Opts::new(backend) }).await;
+    let admin = a.signup(&unique("raised")).await;
+    let id = create(&a, &admin, "CACHED", "warm", "standard").await;
+    for _ in 0..3 {
+        assert_eq!(a.get(&format!("/api/v1/secrets/{id}"), &admin).await.1["value"], "warm");
+    }
+    let (s, body) = b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "accessTier": "critical" })).await;
+    assert_eq!(s, 200, "{body}");
+    refused(&a, &admin, &id).await;
+}
+
+#[tokio::test]
+async fn a_tier_raised_elsewhere_gates_at_once_on_sqlite() {
+    raised_elsewhere(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_tier_raised_elsewhere_gates_at_once_on_postgres() {
+    raised_elsewhere(Backend::Postgres).await;
+}

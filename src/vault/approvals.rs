@@ -226,11 +226,13 @@ impl Vault {
     /// `APPROVAL_REQUIRED`. Owners (and the operator) are the approvers and
     /// pass. A scoped token issued through an approval (its `approval_id`)
     /// passes for the secrets that approval covered: the token service adds
-    /// that case here.
-    pub(crate) async fn gate(&self, p: &Principal, row: &SecretRow) -> Result<()> {
+    /// that case here. Says whether passing took a use of a grant: a read
+    /// tried again (its row came from a stale cache) must not take a second
+    /// one, and must be judged again when it took none.
+    pub(crate) async fn gate(&self, p: &Principal, row: &SecretRow) -> Result<Gate> {
         let tier = AccessTier::of_row(row)?;
         if tier == AccessTier::Standard || !self.gated(&p.tenant_id, tier.as_str()).await? || p.is_owner() {
-            return Ok(());
+            return Ok(Gate::Open);
         }
         let now = now_millis();
         let used = |a: &ApprovalRow| {
@@ -239,7 +241,7 @@ impl Vault {
             }))
         };
         if self.store.use_grant(&p.tenant_id, &p.key_id, &row.id, now, &used).await?.is_some() {
-            return Ok(());
+            return Ok(Gate::Granted);
         }
         let pending = self.open_request(p, NewRequest { kind: "read", secret: Some(row), ..Default::default() }, now).await?;
         Err(Error::ApprovalRequired { approval_url: self.approval_url(&pending.id), approval_id: pending.id })
@@ -562,6 +564,15 @@ impl Vault {
         let row = self.store.get_approval(None, id).await?.ok_or(Error::NotFound("approval"))?;
         Ok(Principal::operator(&row.tenant_id))
     }
+}
+
+/// How a read passed the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Nothing to pass: standard, not gated by the policy, or an owner.
+    Open,
+    /// One use of the caller's grant was taken.
+    Granted,
 }
 
 /// What a new approval request is for (see `Vault::open_request`).
