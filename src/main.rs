@@ -64,10 +64,72 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Operator commands for approval requests (list, approve, deny).
+    Approvals {
+        #[command(subcommand)]
+        action: ApprovalAction,
+    },
+    /// Operator commands for a tenant's approval policy.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Operator commands for tenants.
     Tenant {
         #[command(subcommand)]
         action: TenantAction,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// What the operator does with approval requests; each decision is audited
+/// as the CLI (actor `operator`, how `cli`).
+#[derive(Subcommand)]
+enum ApprovalAction {
+    /// List approval requests as JSON, newest first.
+    List {
+        /// Only this tenant's (default: every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only requests in this state: pending, approved, denied, expired, used.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Approve a pending request: the requester may read the secret `--uses`
+    /// times within `--ttl`.
+    Approve {
+        id: String,
+        /// How long the grant lasts (e.g. 15m, 1h, 90s).
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// How many reads it allows.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Deny a pending request, saying why (the requester reads it).
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Change which tiers need approval (critical always does).
+    Set {
+        #[arg(long)]
+        tenant: String,
+        /// Whether reading a `sensitive` secret needs approval.
+        #[arg(long, value_parser = ["on", "off"])]
+        sensitive: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -112,6 +174,7 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
                 .map_err(|e| latchkey::Error::InvalidRequest(format!("cannot listen on {listen}: {e}")))?;
             let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
             let allowed = latchkey::edge::Allowed::new(public_url.as_deref(), &allowed_hosts, Some(addr))?.trusting(&trusted_proxies)?;
+            vault.set_public_base(public_url.as_deref().unwrap_or(&format!("http://{addr}")));
             let shutdown = latchkey::server::shutdown_signal();
             tracing::info!(%addr, backend = vault.store().backend(), max_connections, "latchkey listening");
             if !addr.ip().is_loopback() {
@@ -132,12 +195,39 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
             latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant).await
         }
+        Command::Approvals { action } => {
+            let (store, command) = action.split();
+            let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
+            let done = latchkey::vault::approvals::operator_command(&vault, command).await;
+            vault.store().close().await;
+            println!("{}", done?);
+            Ok(())
+        }
+        Command::Policy { action: PolicyAction::Set { tenant, sensitive, store } } => {
+            let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
+            let command = latchkey::vault::approvals::OperatorCommand::SetSensitive { tenant, on: sensitive == "on" };
+            let done = latchkey::vault::approvals::operator_command(&vault, command).await;
+            vault.store().close().await;
+            println!("{}", done?);
+            Ok(())
+        }
         Command::Tenant { action: TenantAction::SetPlan { tenant, plan }, store } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             vault.set_plan(&tenant, &plan).await?;
             vault.store().close().await;
             println!("tenant {tenant} is now on plan {plan}");
             Ok(())
+        }
+    }
+}
+
+impl ApprovalAction {
+    fn split(self) -> (StoreArgs, latchkey::vault::approvals::OperatorCommand) {
+        use latchkey::vault::approvals::OperatorCommand as C;
+        match self {
+            ApprovalAction::List { tenant, status, store } => (store, C::List { tenant, status }),
+            ApprovalAction::Approve { id, ttl, uses, store } => (store, C::Approve { id, ttl, uses }),
+            ApprovalAction::Deny { id, reason, store } => (store, C::Deny { id, reason }),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! project scope, and returns typed views that never contain a value unless the
 //! function is an explicit, audited read.
 
+pub mod approvals;
 pub mod audit;
 mod audit_writer;
 pub mod auth;
@@ -40,6 +41,8 @@ pub struct VaultConfig {
     /// Failed authentications allowed per client address, and per presented
     /// key, per minute (see `auth::FailedAuth`).
     pub auth_failures_per_minute: u32,
+    /// How long a pending approval request waits for a decision.
+    pub approval_request_ttl: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -50,6 +53,7 @@ impl Default for VaultConfig {
             signup_open: true,
             signup_per_minute: 10,
             auth_failures_per_minute: 60,
+            approval_request_ttl: approvals::DEFAULT_REQUEST_TTL,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Vault {
     /// Requests running in tasks of their own (see `server::run_to_completion`);
     /// shutdown waits for them before it closes the store.
     requests: tokio_util::task::TaskTracker,
+    /// Where clients reach this server (approval URLs); set by `serve`.
+    public_base: std::sync::OnceLock<String>,
 }
 
 const KEY_CHECK: &str = "key_check";
@@ -112,6 +118,7 @@ impl Vault {
             monthly_calls: usage::MonthlyCalls::default(),
             monthly_caps,
             requests: tokio_util::task::TaskTracker::new(),
+            public_base: std::sync::OnceLock::new(),
         })
     }
 
@@ -130,6 +137,23 @@ impl Vault {
     /// key or secret is no longer what the request relied on (PostgreSQL).
     pub(crate) async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
         self.audit.record(row).await
+    }
+
+    /// The base of the URLs the vault hands out (an approval's page):
+    /// `--public-url` if given, else the address `serve` listens on. Set once.
+    pub fn set_public_base(&self, base: &str) {
+        let _ = self.public_base.set(base.trim_end_matches('/').to_owned());
+    }
+
+    /// See [`Vault::set_public_base`]; outside `serve` (the stdio MCP
+    /// server, the CLI), `LATCHKEY_PUBLIC_URL`, else the default listen address.
+    pub fn public_base(&self) -> &str {
+        self.public_base.get_or_init(|| {
+            std::env::var("LATCHKEY_PUBLIC_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map_or_else(|| "http://127.0.0.1:8200".to_owned(), |u| u.trim_end_matches('/').to_owned())
+        })
     }
 
     pub fn config(&self) -> &VaultConfig {
@@ -184,7 +208,8 @@ impl Vault {
                 | Error::IpNotAllowed
                 | Error::Internal(_)
                 | Error::Integrity
-        ) {
+        ) || !p.has_key()
+        {
             return err;
         }
         match self.recheck(p).await {
@@ -206,7 +231,7 @@ impl Vault {
             // Refused by the database (see `Appended::refused`): 401 if the key is dead.
             Err(e) => return Err(self.dead_key_first(p, e).await),
         };
-        if epoch != p.seen_epoch {
+        if epoch != p.seen_epoch && p.has_key() {
             // The same comparison a write makes inside its transaction.
             if self.recheck(p).await?.credential != p.credential {
                 return Err(Error::Conflict("this API key's rights changed while the request ran; send it again".into()));
