@@ -228,7 +228,13 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         )
         .add(
             post(h::create_token),
-            Op::new("post", "/api/v1/tokens", "tokens", "Mint a scoped token (shown once), never wider than the asking key")
+            Op::new(
+                "post",
+                "/api/v1/tokens",
+                "tokens",
+                "Mint a scoped token (shown once), never wider than the asking key; 202 {token: null, requiresApproval: true, \
+                 approvalId, approvalUrl} when a scope reaches a secret whose tier needs an owner's approval",
+            )
                 .describe(TOKENS)
                 .query::<NoParams>()
                 .body::<TokenRequest>()
@@ -312,6 +318,18 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .body::<ApproveRequest>()
                 .returns::<ApprovalView>(200)
                 .invalid_request(BAD_BODY),
+        )
+        .add(
+            post(h::redeem_approval),
+            Op::new(
+                "post",
+                "/api/v1/approvals/{id}/redeem",
+                "approvals",
+                "Fetch, once, the token an owner approved (by the key that asked); the approval's ttl caps its lifetime",
+            )
+            .query::<NoParams>()
+            .returns::<TokenIssued>(201)
+            .invalid_request(NO_PARAMS),
         )
         .add(
             post(h::deny),

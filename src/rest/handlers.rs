@@ -165,7 +165,19 @@ pub async fn create_token(
     _: Query<NoParams>,
     Body(req): Body<TokenRequest>,
 ) -> Result<Created<TokenIssued>> {
-    Ok((StatusCode::CREATED, Json(s.vault.create_token(&p, req).await?)))
+    let issued = s.vault.create_token(&p, req).await?;
+    // 202: nothing issued yet; an owner must approve, then the key redeems.
+    let status = if issued.requires_approval { StatusCode::ACCEPTED } else { StatusCode::CREATED };
+    Ok((status, Json(issued)))
+}
+
+pub async fn redeem_approval(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+) -> Result<Created<TokenIssued>> {
+    Ok((StatusCode::CREATED, Json(s.vault.redeem_token_approval(&p, &id).await?)))
 }
 
 pub async fn list_tokens(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>) -> Result<Json<TokenList>> {

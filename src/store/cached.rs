@@ -412,6 +412,10 @@ impl Store for CachedStore {
     /// epoch a read sees after its audit commit covers every change committed
     /// before that commit.
     // Approvals are never cached: each is read where it is decided or used.
+    async fn list_protected_secrets(&self, tenant_id: &str) -> Result<Vec<SecretRow>> {
+        self.inner.list_protected_secrets(tenant_id).await
+    }
+
     async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool> {
         self.inner.gate_sensitive(tenant_id).await
     }

@@ -494,6 +494,9 @@ pub trait Store: Send + Sync + 'static {
 
     // Approvals and the tenant's approval policy.
     /// Whether the tenant's policy gates `sensitive` secrets too.
+    /// The tenant's secrets above the standard tier: those a token's scopes
+    /// may cover that need an owner's approval first.
+    async fn list_protected_secrets(&self, tenant_id: &str) -> Result<Vec<SecretRow>>;
     async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool>;
     async fn set_gate_sensitive(&self, tenant_id: &str, on: bool, audit: &AuditRow) -> Result<bool>;
     /// Opens `row` (status `pending`), or answers the pending request it

@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::principal::{CallerKind, WithDetail};
-use super::scopes::Scopes;
+use super::scopes::{ScopeAction, Scopes};
 use super::views::{json_list, time};
 use super::{Permission, Principal, Vault, audited, keys, names};
 use crate::crypto::tokens;
@@ -207,6 +207,67 @@ impl Vault {
         audited!(self, p, "token.create", "token", None, self.issue_token(p, req).await)
     }
 
+    /// `POST /api/v1/approvals/{id}/redeem`: the token an owner approved,
+    /// issued once to the key that asked (the approval is taken with one
+    /// conditional update), under the rules of the moment: a key narrowed
+    /// since gets 403 like a new request would. The approval's `ttl` caps
+    /// the token's lifetime; it may then read the gated secrets the request
+    /// covered when it was approved.
+    pub async fn redeem_token_approval(&self, p: &Principal, approval_id: &str) -> Result<TokenIssued> {
+        audited!(self, p, "token.create", "token", None, self.redeem_inner(p, approval_id).await)
+    }
+
+    async fn redeem_inner(&self, p: &Principal, approval_id: &str) -> Result<TokenIssued> {
+        if !matches!(p.kind, CallerKind::ApiKey | CallerKind::LocalSession) {
+            return Err(Error::ScopeDenied("only the API key that asked for a token can redeem its approval".into()));
+        }
+        let (approval, request) = self.take_token_approval(p, approval_id).await?;
+        let mut req: TokenRequest = serde_json::from_value(request).map_err(|_| Error::Integrity)?;
+        if let Some(until) = approval.grant_expires_at {
+            let left = ((until.timestamp_millis() - now_millis()) / 1000).max(1);
+            let asked = req.ttl.clone().unwrap_or(Ttl::Seconds(DEFAULT_TTL)).seconds()?;
+            req.ttl = Some(Ttl::Seconds(asked.min(left)));
+        }
+        req.approval_id = Some(approval.id);
+        self.issue_token(p, req).await
+    }
+
+    /// The gated secrets (their tier needs approval under the tenant's
+    /// policy) that `scopes` would let a token read, within `project_scope`
+    /// (empty: every project).
+    async fn gated_secrets_covered(&self, p: &Principal, scopes: &Scopes, project_scope: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for row in self.store.list_protected_secrets(&p.tenant_id).await? {
+            let in_projects = project_scope.is_empty() || row.project_id.as_ref().is_some_and(|id| project_scope.contains(id));
+            if in_projects
+                && scopes.allows(ScopeAction::Read, &super::scopes::path(&row.environment, &row.name))
+                && self.gated(&p.tenant_id, &row.access_tier).await?
+            {
+                out.push(row.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the token `p` was issued through an approval that covered
+    /// the gated secret `secret_id`: such a token reads it without asking again.
+    pub(crate) async fn token_approved_for(&self, p: &Principal, secret_id: &str) -> Result<bool> {
+        if p.kind != CallerKind::Token {
+            return Ok(false);
+        }
+        let Some(approval_id) = self.store.get_api_key(&p.tenant_id, &p.key_id).await?.and_then(|k| k.approval_id) else {
+            return Ok(false);
+        };
+        let Some(approval) = self.store.get_approval(Some(&p.tenant_id), &approval_id).await? else {
+            return Ok(false);
+        };
+        let covered: Vec<String> = match approval.gated_secret_ids.as_deref() {
+            Some(ids) => serde_json::from_str(ids).map_err(|_| Error::Integrity)?,
+            None => Vec::new(),
+        };
+        Ok(approval.kind == "token" && approval.status == "used" && covered.iter().any(|id| id == secret_id))
+    }
+
     /// Checks a token request against the asking key and mints the token:
     /// its row (hash only) and audit entry in one transaction. The one place
     /// tokens are made, also after an approval (the redeem).
@@ -263,6 +324,26 @@ impl Vault {
                 "ttl reaches past this key's own expiry ({}); ask for a shorter one",
                 until.to_rfc3339()
             )));
+        }
+
+        // A scope that reaches a gated secret waits for an owner: the request
+        // is kept with the approval and issued by the redeem, checked again then.
+        if req.approval_id.is_none() {
+            let gated = self.gated_secrets_covered(p, &scopes, &scope).await?;
+            if !gated.is_empty() {
+                let approval = self.request_token_approval(p, serde_json::to_value(&req).map_err(Error::internal)?, gated).await?;
+                return Ok(TokenIssued {
+                    token: None,
+                    token_id: None,
+                    expires_at: None,
+                    requires_approval: true,
+                    approval_id: Some(approval.id),
+                    approval_url: Some(approval.approval_url),
+                    scopes: scopes.to_strings(),
+                    max_uses: req.max_uses,
+                    ip_allowlist: allowlist,
+                });
+            }
         }
 
         let token = tokens::generate(TOKEN_PREFIX);

@@ -505,6 +505,15 @@ impl<B: Backend> Store for B {
         Ok(query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one_scalar(self.reader()).await?)
     }
 
+    async fn list_protected_secrets(&self, tenant_id: &str) -> Result<Vec<SecretRow>> {
+        Ok(query::<B::Db>(AssertSqlSafe(format!(
+            "SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND access_tier <> 'standard' ORDER BY name, id"
+        )))
+        .bind(tenant_id)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
     async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool> {
         approvals::gate_sensitive(self, tenant_id).await
     }
