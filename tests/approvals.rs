@@ -457,7 +457,6 @@ async fn mcp_stdio_wait_sends_progress_and_a_url_elicitation() {
     let progress: Vec<&Value> = seen.iter().filter(|m| m["method"] == "notifications/progress").collect();
     assert!(!progress.is_empty(), "progress while waiting: {seen:?}");
     assert!(progress.iter().all(|p| p["params"]["progressToken"] == "wait-1"));
-    drop(send);
     child.kill().ok();
     child.wait().ok();
 }

@@ -105,14 +105,17 @@ impl LatchkeyMcp {
     /// Store a secret: creates it, or adds a new version when a secret with this
     /// name exists in the same project and environment. Pass expectedVersion to
     /// write only if nobody changed it since you read it (0 = must be new).
-    /// Returns metadata, never the value.
+    /// accessTier may be raised, never lowered (OWNER_REQUIRED). Returns
+    /// metadata, never the value.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
     async fn set_secret(&self, Parameters(req): Parameters<SetSecret>, caller: Caller) -> Result<Json<SetSecretResult>, Error> {
         Ok(Json(self.vault.set_secret(&self.principal(caller).await?, req).await?))
     }
 
     /// Change a secret's description, tags or type without touching its value
-    /// (no new version).
+    /// (no new version). It may raise accessTier (to sensitive or critical);
+    /// lowering a tier is for a human owner on the approval page and always
+    /// fails here with OWNER_REQUIRED: no MCP caller is an owner.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
     async fn update_secret_metadata(
         &self,

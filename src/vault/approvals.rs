@@ -639,3 +639,58 @@ fn expired_entry(a: &ApprovalRow) -> AuditRow {
     row.detail = Some(serde_json::json!({ "kind": a.kind, "secretId": a.secret_id, "requester": a.requester_id }).to_string());
     row
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::views::{CreateSecret, SignupRequest};
+    use crate::vault::{Front, Origin};
+
+    /// The token service's half: a token request covering a gated secret
+    /// waits for a decision, is redeemed once by the key that asked, and
+    /// never by another.
+    #[tokio::test]
+    async fn a_token_approval_is_redeemed_once_by_its_requester() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(crate::store::sqlite::SqliteStore::open(dir.path()).await.unwrap());
+        let master = crate::crypto::master::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let vault = Vault::open(store, master, Default::default()).await.unwrap();
+        let origin = || Origin::new(Front::Rest);
+        let signup = |t: &str| SignupRequest { tenant_id: t.into(), email: None, agent: None, description: None };
+        let key = vault.signup(signup("tokens"), origin()).await.unwrap().api_key;
+        let p = vault.authenticate(&key, origin()).await.unwrap();
+        let create = CreateSecret {
+            name: "PROD_DB".into(),
+            value: "v".into(),
+            secret_type: None,
+            tags: vec![],
+            project_id: None,
+            environment: Some("production".into()),
+            description: None,
+            access_tier: Some(AccessTier::Critical),
+        };
+        let secret = vault.create_secret(&p, create).await.unwrap();
+
+        let request = serde_json::json!({ "scopes": ["secrets:read:production/*"], "ttl": "1h", "reason": "deploy" });
+        let pending = vault.request_token_approval(&p, request.clone(), vec![secret.id.clone()]).await.unwrap();
+        assert_eq!((pending.kind.as_str(), pending.status.as_str()), ("token", "pending"));
+        assert_eq!(pending.scopes.as_deref(), Some(&["secrets:read:production/*".to_owned()][..]));
+        assert_eq!(pending.reason.as_deref(), Some("deploy"));
+        let again = vault.request_token_approval(&p, request.clone(), vec![secret.id.clone()]).await.unwrap();
+        assert_eq!(again.id, pending.id, "the same request reuses the pending approval");
+
+        let early = vault.take_token_approval(&p, &pending.id).await.unwrap_err();
+        assert!(matches!(&early, Error::Conflict(m) if m.contains("pending")), "{early:?}");
+        let operator = vault.operator_for_approval(&pending.id).await.unwrap();
+        vault.approve(&operator, &pending.id, ApproveRequest::default()).await.unwrap();
+
+        let other_key = vault.signup(signup("other"), origin()).await.unwrap().api_key;
+        let other = vault.authenticate(&other_key, origin()).await.unwrap();
+        assert!(matches!(vault.take_token_approval(&other, &pending.id).await, Err(Error::NotFound(_))));
+
+        let (taken, stored) = vault.take_token_approval(&p, &pending.id).await.unwrap();
+        assert_eq!((taken.status.as_str(), stored), ("used", request));
+        let twice = vault.take_token_approval(&p, &pending.id).await.unwrap_err();
+        assert!(matches!(&twice, Error::Conflict(m) if m.contains("already issued")), "{twice:?}");
+    }
+}
