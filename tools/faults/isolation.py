@@ -3,7 +3,9 @@ every principal. Another tenant's object answers 404, a missing permission or
 project scope 403, a bad or absent credential 401, the owner 2xx; collection
 answers to other principals never mention the owner's objects. A project-scoped
 admin key finds keys beyond its projects absent (404) and the tenant-wide
-audit trail closed (403)."""
+audit trail closed (403). No key is a human owner: the policy and approval
+decisions answer 403 to every key; an approval request and a scoped token
+are seen and handled only by the key that made them (others: 404)."""
 
 import datetime
 import re
@@ -24,13 +26,13 @@ def required_permission(method, path):
     and audit need admin; reads need read; writes need write; plan needs a key."""
     if path.startswith("/api/v1/api-keys") or path.startswith("/api/v1/audit"):
         return "admin"
-    if path.startswith("/api/v1/plan"):
-        return "read"
+    if path.startswith("/api/v1/plan") or path == "/api/v1/tokens":
+        return "read"  # any key may mint a token within its own rights
     return "read" if method == "get" else "write"
 
 
 def family(path):
-    for f in ("secrets", "projects", "api-keys"):
+    for f in ("secrets", "projects", "api-keys", "approvals", "tokens"):
         if path.startswith("/api/v1/%s/{" % f):
             return f
     return None
@@ -51,6 +53,9 @@ def body_for(method, path, schema_ref, components):
         ("put", "/api/v1/projects/{id}"): lambda: {"description": "changed"},
         ("post", "/api/v1/api-keys"): lambda: {"name": uniq("key"), "permissions": "read"},
         ("put", "/api/v1/api-keys/{id}"): lambda: {"name": uniq("renamed")},
+        ("post", "/api/v1/tokens"): lambda: {"scopes": ["secrets:read:iso/*"], "ttl": "5m"},
+        ("post", "/api/v1/approvals/{id}/approve"): lambda: {},
+        ("post", "/api/v1/approvals/{id}/deny"): lambda: {"reason": "isolation matrix"},
     }
     if (method, path) in known:
         return known[(method, path)]()
@@ -165,6 +170,27 @@ class Env:
             return self.mk_project()
         if fam == "api-keys":
             return self.mk_key("read")[0]
+        if fam == "approvals":
+            # A token request of the owner's key that reaches a critical secret: pending.
+            name = uniq("CRIT")
+            r = self.req("POST", "/api/v1/secrets", self.owner_key,
+                         {"name": name, "value": "crit", "environment": "iso", "accessTier": "critical"})
+            if r.status != 201:
+                raise RuntimeError("fixture critical secret: " + r.short())
+            self.owner_ids.add(r.json()["id"])
+            r = self.req("POST", "/api/v1/tokens", self.owner_key, {"scopes": ["secrets:read:iso/%s" % name]})
+            if r.status != 202:
+                raise RuntimeError("fixture approval: " + r.short())
+            aid = r.json()["approvalId"]
+            self.owner_ids.add(aid)
+            return aid
+        if fam == "tokens":
+            r = self.req("POST", "/api/v1/tokens", self.owner_key, {"scopes": ["secrets:read:nothing/*"]})
+            if r.status != 201:
+                raise RuntimeError("fixture token: " + r.short())
+            tid = r.json()["tokenId"]
+            self.owner_ids.add(tid)
+            return tid
         raise KeyError(fam)
 
 
@@ -174,6 +200,17 @@ def expected(op_public, perm, fam, principal, method, path):
         return "2xx"
     if principal in ("expired", "revoked", "regenerated-old", "bogus", "none"):
         return "401"
+    # Humans' actions: no key decides an approval or changes the policy.
+    if path == "/api/v1/policy" and method == "put":
+        return "403"
+    if fam == "approvals" and (path.endswith("/approve") or path.endswith("/deny")):
+        return "403"  # refused before the request is even looked up
+    if fam == "approvals" and path.endswith("/redeem"):
+        return "409" if principal == "owner" else "404"  # still pending; another key's looks absent
+    if fam in ("approvals", "tokens") and principal != "owner":
+        return "404"  # made by the owner's key: only it (or an admin reaching as far) sees it
+    if path == "/api/v1/tokens" and principal != "other-tenant":
+        return "2xx"  # a token within the asking key's own rights
     if principal == "owner":
         return "2xx"
     if principal == "other-tenant":
