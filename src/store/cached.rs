@@ -218,6 +218,11 @@ impl Store for CachedStore {
         self.inner.backend()
     }
 
+    // Nothing of an owner is cached.
+    fn owners(&self) -> &dyn super::owners::OwnerStore {
+        self.inner.owners()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await

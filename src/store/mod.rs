@@ -13,12 +13,14 @@
 //!   batch writers (audit entries, new versions).
 //! - [`version_writer`]: the group commit of new versions, shared.
 //! - [`cached`]: the cache in front of a store for the hot reads.
+//! - [`owners`]: owners, their links, sessions and passkeys (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 mod cached;
 mod integrity;
 mod liveness;
+pub mod owners;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -315,6 +317,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Closes the pool, waiting for in-flight transactions.
     async fn close(&self);
+
+    /// Owners, their links, sessions and passkeys (see [`owners`]).
+    fn owners(&self) -> &dyn owners::OwnerStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -9,6 +9,7 @@ pub mod auth;
 mod cursor;
 pub mod keys;
 pub mod names;
+pub mod owners;
 pub mod plans;
 pub mod principal;
 pub mod scopes;
@@ -73,6 +74,8 @@ pub struct Vault {
     /// Requests running in tasks of their own (see `server::run_to_completion`);
     /// shutdown waits for them before it closes the store.
     requests: tokio_util::task::TaskTracker,
+    /// How browsers reach this server: link bases and the passkey relying party.
+    site: std::sync::OnceLock<owners::Site>,
 }
 
 const KEY_CHECK: &str = "key_check";
@@ -111,6 +114,7 @@ impl Vault {
             monthly_calls: usage::MonthlyCalls::default(),
             monthly_caps,
             requests: tokio_util::task::TaskTracker::new(),
+            site: std::sync::OnceLock::new(),
         })
     }
 

@@ -41,6 +41,8 @@ pub enum Front {
     Rest,
     Mcp,
     Cli,
+    /// The pages for people (`/approvals`).
+    Page,
 }
 
 impl Front {
@@ -49,6 +51,7 @@ impl Front {
             Front::Rest => "rest",
             Front::Mcp => "mcp",
             Front::Cli => "cli",
+            Front::Page => "page",
         }
     }
 }
@@ -222,7 +225,11 @@ impl Principal {
 
     pub fn audit(&self, action: &str, resource_type: &str, resource_id: Option<&str>, outcome: &str) -> AuditRow {
         let mut row = self.origin.audit(Some(&self.tenant_id), &self.key_id, action, resource_type, resource_id, outcome);
-        row.credential = Some(self.credential.clone());
+        // Owners and the operator are not api_keys rows: the liveness check
+        // in SQL would refuse their entries.
+        if matches!(self.kind, CallerKind::ApiKey | CallerKind::LocalSession | CallerKind::Token) {
+            row.credential = Some(self.credential.clone());
+        }
         row
     }
 }

@@ -27,8 +27,10 @@ impl Vault {
                 "tenantId '{LOCAL_TENANT}' is reserved for the local session of `latchkey mcp`; choose another"
             )));
         }
-        let (tenant, issued) = self.create_tenant(req, &self.config.default_plan, "signup", origin).await?;
+        let (tenant, issued, key_id) = self.create_tenant(req, &self.config.default_plan, "signup", origin.clone()).await?;
+        let owner_setup_url = self.owner_setup_url(&tenant.id, &key_id, &origin).await?;
         Ok(SignupResponse {
+            owner_setup_url,
             api_key: issued,
             tenant_id: tenant.id,
             limits: plans::limits(&tenant.plan)?,
@@ -42,7 +44,7 @@ impl Vault {
     }
 
     /// Creates a tenant and returns it with its first admin key (plaintext, once).
-    async fn create_tenant(&self, req: SignupRequest, plan: &str, action_by: &str, origin: Origin) -> Result<(TenantRow, String)> {
+    async fn create_tenant(&self, req: SignupRequest, plan: &str, action_by: &str, origin: Origin) -> Result<(TenantRow, String, String)> {
         let id = names::tenant_id(&req.tenant_id)?;
         let limits = plans::limits(plan)?;
         let bounded = |what: &str, v: Option<String>| v.map(|v| names::text(what, &v, 512)).transpose();
@@ -64,7 +66,7 @@ impl Vault {
             .detail(serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }));
         audit.credential = Some(crate::store::Credential::of(&key));
         self.store.create_tenant(&tenant, &key, &audit).await?;
-        Ok((tenant, token))
+        Ok((tenant, token, key.id))
     }
 
     /// The principal of a local, single-user front (`latchkey mcp` over stdio

@@ -14,6 +14,7 @@
 
 pub(super) mod dialect;
 mod filters;
+mod owners;
 mod store;
 mod writes;
 

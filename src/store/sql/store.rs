@@ -17,6 +17,10 @@ impl<B: Backend> Store for B {
         B::NAME
     }
 
+    fn owners(&self) -> &dyn crate::store::owners::OwnerStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
