@@ -163,7 +163,18 @@ pub fn origin_host(url: &str) -> Option<String> {
 /// Axum middleware: refuses a request addressed to another host or sent by
 /// another site's page, before anything else reads it.
 pub async fn guard(State(allowed): State<Arc<Allowed>>, req: Request, next: Next) -> Response {
-    match allowed.check(req.headers()) {
+    let checked = if is_page_without_origin(&req) {
+        // The pages answer `Referrer-Policy: no-referrer`, under which a
+        // browser sends `Origin: null` with their own forms and fetches.
+        // They check a CSRF token of the session and a SameSite=Strict
+        // cookie instead; the Host check still applies.
+        let mut headers = req.headers().clone();
+        headers.remove(header::ORIGIN);
+        allowed.check(&headers)
+    } else {
+        allowed.check(req.headers())
+    };
+    match checked {
         Ok(()) => next.run(req).await,
         Err(e) => {
             let mut resp = e.into_response();
@@ -172,6 +183,14 @@ pub async fn guard(State(allowed): State<Arc<Allowed>>, req: Request, next: Next
             resp
         }
     }
+}
+
+/// A request to the pages for people (`/approvals…`) whose one `Origin` is `null`.
+fn is_page_without_origin(req: &Request) -> bool {
+    let path = req.uri().path();
+    let page = path == "/approvals" || path.starts_with("/approvals/");
+    let mut origins = req.headers().get_all(header::ORIGIN).iter();
+    page && matches!((origins.next(), origins.next()), (Some(o), None) if o.as_bytes() == b"null")
 }
 
 /// Where a request came from: the socket peer and the user agent.

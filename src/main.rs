@@ -63,8 +63,6 @@ enum Command {
     Owner {
         #[command(subcommand)]
         action: OwnerAction,
-        #[command(flatten)]
-        store: StoreArgs,
     },
     /// Operator commands for tenants.
     Tenant {
@@ -88,6 +86,8 @@ enum OwnerAction {
         /// default http://localhost:8200.
         #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
         public_url: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -151,7 +151,7 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
             latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant).await
         }
-        Command::Owner { action: OwnerAction::Add { tenant, name, public_url }, store } => {
+        Command::Owner { action: OwnerAction::Add { tenant, name, public_url, store } } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             vault.set_site(latchkey::vault::owners::Site::new(public_url.as_deref(), None)?);
             let owner = vault.add_owner_as_operator(&tenant, &name).await?;
