@@ -289,6 +289,18 @@ mod tests {
     }
 
     #[test]
+    fn pages_take_a_null_origin_only_for_themselves() {
+        let req = |path: &str, origin: &str| {
+            Request::builder().uri(path).header("host", "localhost:8200").header("origin", origin).body(axum::body::Body::empty()).unwrap()
+        };
+        assert!(is_page_without_origin(&req("/approvals/abc/approve", "null")));
+        assert!(is_page_without_origin(&req("/approvals", "null")));
+        assert!(!is_page_without_origin(&req("/api/v1/secrets", "null")), "the API keeps refusing it");
+        assert!(!is_page_without_origin(&req("/approvalsx", "null")));
+        assert!(!is_page_without_origin(&req("/approvals", "https://evil.example")));
+    }
+
+    #[test]
     fn credentials() {
         let cred = |pairs: &[(&str, &str)]| credential(&headers(pairs)).map(|c| c.map(str::to_owned));
         assert_eq!(cred(&[]).unwrap(), None);

@@ -119,17 +119,27 @@ async fn owners_and_sessions(backend: Backend) {
     };
     assert_eq!(add(&cookie, vec![("name", "Mallory".into())]).await.unwrap().status(), 403);
     assert_eq!(add(&cookie, vec![("name", "Mallory".into()), ("csrf", "forged".into())]).await.unwrap().status(), 403);
-    assert_eq!(add(&dana_cookie, vec![("name", "Mallory".into()), ("csrf", csrf.clone())]).await.unwrap().status(), 403, "another session's token");
+    assert_eq!(
+        add(&dana_cookie, vec![("name", "Mallory".into()), ("csrf", csrf.clone())]).await.unwrap().status(),
+        403,
+        "another session's token"
+    );
     let resp = add(&cookie, vec![("name", "Bob".into()), ("csrf", csrf.clone())]).await.unwrap();
     assert_eq!(resp.status(), 200);
     let html = resp.text().await.unwrap();
     assert!(html.contains("Owner added") && html.contains("/approvals/signin/") && html.contains("lko_"), "{html}");
 
     // Sign in with the pasted token; an API key is not an owner token.
-    let resp = web.post(format!("{base}/approvals/signin")).form(&[("token", token.as_str()), ("next", "/approvals/x")]).send().await.unwrap();
+    let resp =
+        web.post(format!("{base}/approvals/signin")).form(&[("token", token.as_str()), ("next", "/approvals/x")]).send().await.unwrap();
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/approvals/x");
-    let resp = web.post(format!("{base}/approvals/signin")).form(&[("token", token.as_str()), ("next", "https://evil.example/")]).send().await.unwrap();
+    let resp = web
+        .post(format!("{base}/approvals/signin"))
+        .form(&[("token", token.as_str()), ("next", "https://evil.example/")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["location"], "/approvals", "never sent elsewhere after signing in");
     let resp = web.post(format!("{base}/approvals/signin")).form(&[("token", admin.as_str())]).send().await.unwrap();
     assert_eq!(resp.status(), 401);
@@ -160,14 +170,22 @@ async fn owners_and_sessions(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 401, "MCP refuses owner tokens");
 
+    // A link is spent once even when many tabs race for it.
+    let (racy, _) = owner_add(&srv, &tenant, "Carol");
+    let tries = (0..20).map(|_| web.post(&racy).send());
+    let statuses: Vec<u16> = futures::future::join_all(tries).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 303 || *s == 401), "{statuses:?}");
+
     // Every step is in the audit trail.
     let (s, audit) = srv.get("/api/v1/audit?limit=100", &admin).await;
     assert_eq!(s, 200, "{audit}");
-    let actions: Vec<&str> = audit["entries"].as_array().or(audit["logs"].as_array()).unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    let actions: Vec<&str> =
+        audit["entries"].as_array().or(audit["logs"].as_array()).unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     for a in ["owner.setup_link", "owner.created", "owner.signed_in", "owner.signed_out"] {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
-    assert_eq!(actions.iter().filter(|a| **a == "owner.created").count(), 3, "Dana, Ann, Bob: {actions:?}");
+    assert_eq!(actions.iter().filter(|a| **a == "owner.created").count(), 4, "Dana, Ann, Bob, Carol: {actions:?}");
 }
 
 #[tokio::test]
@@ -187,7 +205,11 @@ async fn approval_page_in_chromium(backend: Backend) {
     let agent = srv.signup(&tenant).await;
     let canary = format!("sk_live_{}", uuid::Uuid::new_v4().simple());
     let (s, created) = srv
-        .post("/api/v1/secrets", &agent, json!({ "name": "STRIPE_KEY", "environment": "production", "value": canary, "accessTier": "critical" }))
+        .post(
+            "/api/v1/secrets",
+            &agent,
+            json!({ "name": "STRIPE_KEY", "environment": "production", "value": canary, "accessTier": "critical" }),
+        )
         .await;
     assert_eq!(s, 201, "{created}");
     let secret = created["secretId"].as_str().unwrap().to_owned();

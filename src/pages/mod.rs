@@ -310,7 +310,10 @@ async fn dashboard(State(s): State<AppState>, ctx: Ctx, uri: axum::http::Uri) ->
         pending,
         decided: decided.into_iter().take(25).collect(),
         my_passkeys: me.map(|o| o.passkeys.clone()).unwrap_or_default(),
-        owners: owners.iter().map(|o| format!("{} ({} passkey{})", o.name, o.passkeys.len(), if o.passkeys.len() == 1 { "" } else { "s" })).collect(),
+        owners: owners
+            .iter()
+            .map(|o| format!("{} ({} passkey{})", o.name, o.passkeys.len(), if o.passkeys.len() == 1 { "" } else { "s" }))
+            .collect(),
         gate_sensitive: bridge::gate_sensitive(vault, p).await?,
         gated_secrets: bridge::gated_secrets(vault, p).await?,
     };

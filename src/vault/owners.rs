@@ -302,7 +302,8 @@ impl Vault {
         if self.store.owners().use_link(&tokens::hash(link_token), now_millis(), &then).await?.is_none() {
             return Err(dead());
         }
-        let (owner_id, cookie, created) = made.into_inner().expect("not poisoned").ok_or_else(|| Error::internal("a link used without a session"))?;
+        let (owner_id, cookie, created) =
+            made.into_inner().expect("not poisoned").ok_or_else(|| Error::internal("a link used without a session"))?;
         Ok(NewSession { cookie, owner_id, owner_token: created.then_some(new_token) })
     }
 
@@ -418,10 +419,9 @@ impl Vault {
         let credential: PublicKeyCredential =
             serde_json::from_str(assertion).map_err(|e| Error::InvalidRequest(format!("assertion: {e}")))?;
         let owners = self.store.owners();
-        let state = owners
-            .take_ceremony(&caller.session.id_hash, purpose, now_millis() - CEREMONY_LIFE)
-            .await?
-            .ok_or_else(|| Error::PasskeyRequired("the passkey confirmation is missing, used or older than 2 minutes: confirm again".into()))?;
+        let state = owners.take_ceremony(&caller.session.id_hash, purpose, now_millis() - CEREMONY_LIFE).await?.ok_or_else(|| {
+            Error::PasskeyRequired("the passkey confirmation is missing, used or older than 2 minutes: confirm again".into())
+        })?;
         let state: PasskeyAuthentication = serde_json::from_str(&state).map_err(Error::internal)?;
         let result = webauthn
             .finish_passkey_authentication(&credential, &state)
