@@ -51,6 +51,15 @@ pub struct PolicyArgs {
     /// per minute; past that they answer 429 until the minute is over.
     #[arg(long, env = "LATCHKEY_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
     pub auth_failures_per_minute: u32,
+
+    /// How long a pending approval request waits for an owner's decision
+    /// before it expires (e.g. 1h, 30m, 90s).
+    #[arg(long, env = "LATCHKEY_APPROVAL_REQUEST_TTL", default_value = "1h", value_parser = parse_ttl_arg)]
+    pub approval_request_ttl: std::time::Duration,
+}
+
+fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
+    crate::vault::approvals::parse_ttl(raw).map_err(|e| e.to_string())
 }
 
 impl PolicyArgs {
@@ -62,6 +71,7 @@ impl PolicyArgs {
             max_value_bytes: 64 * 1024,
             signup_per_minute: 10,
             auth_failures_per_minute: 60,
+            approval_request_ttl: crate::vault::approvals::DEFAULT_REQUEST_TTL,
         }
     }
 
@@ -72,6 +82,7 @@ impl PolicyArgs {
             signup_open: self.signup == SignupMode::Open,
             signup_per_minute: self.signup_per_minute,
             auth_failures_per_minute: self.auth_failures_per_minute,
+            approval_request_ttl: self.approval_request_ttl,
         }
     }
 }

@@ -64,10 +64,72 @@ enum Command {
         #[command(subcommand)]
         action: OwnerAction,
     },
+    /// Operator commands for approval requests (list, approve, deny).
+    Approvals {
+        #[command(subcommand)]
+        action: ApprovalAction,
+    },
+    /// Operator commands for a tenant's approval policy.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Operator commands for tenants.
     Tenant {
         #[command(subcommand)]
         action: TenantAction,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// What the operator does with approval requests; each decision is audited
+/// as the CLI (actor `operator`, how `cli`).
+#[derive(Subcommand)]
+enum ApprovalAction {
+    /// List approval requests as JSON, newest first.
+    List {
+        /// Only this tenant's (default: every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only requests in this state: pending, approved, denied, expired, used.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Approve a pending request: the requester may read the secret `--uses`
+    /// times within `--ttl`.
+    Approve {
+        id: String,
+        /// How long the grant lasts (e.g. 15m, 1h, 90s).
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// How many reads it allows.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Deny a pending request, saying why (the requester reads it).
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Change which tiers need approval (critical always does).
+    Set {
+        #[arg(long)]
+        tenant: String,
+        /// Whether reading a `sensitive` secret needs approval.
+        #[arg(long, value_parser = ["on", "off"])]
+        sensitive: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -161,12 +223,39 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             println!("owner token (shown once): {}", owner.token);
             Ok(())
         }
+        Command::Approvals { action } => {
+            let (store, command) = action.split();
+            let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
+            let done = latchkey::vault::approvals::operator_command(&vault, command).await;
+            vault.store().close().await;
+            println!("{}", done?);
+            Ok(())
+        }
+        Command::Policy { action: PolicyAction::Set { tenant, sensitive, store } } => {
+            let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
+            let command = latchkey::vault::approvals::OperatorCommand::SetSensitive { tenant, on: sensitive == "on" };
+            let done = latchkey::vault::approvals::operator_command(&vault, command).await;
+            vault.store().close().await;
+            println!("{}", done?);
+            Ok(())
+        }
         Command::Tenant { action: TenantAction::SetPlan { tenant, plan }, store } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             vault.set_plan(&tenant, &plan).await?;
             vault.store().close().await;
             println!("tenant {tenant} is now on plan {plan}");
             Ok(())
+        }
+    }
+}
+
+impl ApprovalAction {
+    fn split(self) -> (StoreArgs, latchkey::vault::approvals::OperatorCommand) {
+        use latchkey::vault::approvals::OperatorCommand as C;
+        match self {
+            ApprovalAction::List { tenant, status, store } => (store, C::List { tenant, status }),
+            ApprovalAction::Approve { id, ttl, uses, store } => (store, C::Approve { id, ttl, uses }),
+            ApprovalAction::Deny { id, reason, store } => (store, C::Deny { id, reason }),
         }
     }
 }

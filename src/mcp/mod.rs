@@ -11,6 +11,7 @@ pub mod http;
 mod params;
 mod resources;
 mod tools;
+mod waiting;
 
 use std::sync::Arc;
 

@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::vault::secrets::SecretRef;
-use crate::vault::views::{EditSecret, ReadVersion, UpdateApiKey, UpdateProject, UpdateSecret, VersionPage};
+use crate::vault::views::{EditSecret, ReadVersion, SecretValue, UpdateApiKey, UpdateProject, UpdateSecret, VersionPage};
 
 /// Which secret: give `id`, or `name` (with `projectId` / `environment` when the
 /// secret was filed under them).
@@ -219,4 +219,40 @@ mod tests {
             assert_eq!((schema["additionalProperties"].clone(), schema["required"].clone()), (json!(false), json!(["id"])), "{schema}");
         }
     }
+}
+
+/// `approval_status`: which approval request.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalParams {
+    /// The approvalId get_secret answered.
+    pub approval_id: String,
+}
+
+/// `wait_for_approval`: which request, and for how long at most.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitParams {
+    /// The approvalId get_secret answered.
+    pub approval_id: String,
+    /// How long to wait for a decision, 1-300 seconds (default 120).
+    pub timeout_seconds: Option<u64>,
+}
+
+/// What `get_secret` answers: the secret and its value or, for a secret
+/// whose tier needs a human's approval and no live grant, the request to
+/// show the user (`approvalRequired: true`), without any value.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRead {
+    #[serde(flatten)]
+    pub secret: Option<SecretValue>,
+    /// True when a human must approve this read first: show approvalUrl to your user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_required: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// The page where the user approves or denies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_url: Option<String>,
 }

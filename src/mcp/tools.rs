@@ -4,8 +4,8 @@
 use rmcp::handler::server::tool::{IntoCallToolResult, ToolCallContext};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
-    ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ListToolsResult, PaginatedRequestParams, ResultType,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -13,6 +13,7 @@ use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_
 use super::params::*;
 use super::{Caller, INSTRUCTIONS, LatchkeyMcp, anonymous};
 use crate::error::Error;
+use crate::vault::approvals::ApprovalView;
 use crate::vault::views::*;
 
 #[tool_router(vis = "pub(super)")]
@@ -41,10 +42,64 @@ impl LatchkeyMcp {
 
     /// Read one secret's value, by id or by name (+ projectId / environment).
     /// Use it only when you need the value; the read is audited. Do not repeat
-    /// the value to the user or write it into files or logs.
+    /// the value to the user or write it into files or logs. A secret whose
+    /// access tier needs a human's approval answers `approvalRequired: true`
+    /// with approvalId and approvalUrl instead (no value): show the URL to your
+    /// user, call wait_for_approval, then get_secret again.
+    #[tool(
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
+        output_schema = rmcp::handler::server::common::schema_for_output::<SecretRead>()
+    )]
+    async fn get_secret(&self, Parameters(p): Parameters<GetSecretParams>, caller: Caller) -> Result<CallToolResult, Error> {
+        let read = match self.vault.read_secret(&self.principal(caller).await?, p.target.as_ref()?, p.read.version).await {
+            Ok(value) => SecretRead { secret: Some(value), approval_required: None, approval_id: None, approval_url: None },
+            Err(Error::ApprovalRequired { approval_id, approval_url }) => {
+                let text = format!(
+                    "Approval required: this secret needs a human's approval. Show this link to your user and ask them to \
+                     approve: {approval_url} (then call wait_for_approval with approvalId {approval_id}, and get_secret again)."
+                );
+                let read = SecretRead {
+                    secret: None,
+                    approval_required: Some(true),
+                    approval_id: Some(approval_id),
+                    approval_url: Some(approval_url),
+                };
+                let mut result = CallToolResult::structured(serde_json::to_value(read).map_err(Error::internal)?);
+                result.content = vec![rmcp::model::ContentBlock::text(text)];
+                return Ok(result);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(CallToolResult::structured(serde_json::to_value(read).map_err(Error::internal)?))
+    }
+
+    /// The state of an approval request get_secret opened: pending,
+    /// approved (with grantUsesLeft and grantExpiresAt), denied (denyReason),
+    /// expired or used. Approving is for the user, on the approval page; no
+    /// tool can approve, deny, lower a tier or change the policy.
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn get_secret(&self, Parameters(p): Parameters<GetSecretParams>, caller: Caller) -> Result<Json<SecretValue>, Error> {
-        Ok(Json(self.vault.read_secret(&self.principal(caller).await?, p.target.as_ref()?, p.read.version).await?))
+    async fn approval_status(&self, Parameters(p): Parameters<ApprovalParams>, caller: Caller) -> Result<Json<ApprovalView>, Error> {
+        Ok(Json(self.vault.get_approval(&self.principal(caller).await?, &p.approval_id).await?))
+    }
+
+    /// Wait until the user decides an approval request (at most
+    /// timeoutSeconds, default 120, up to 300), then answer its state; still
+    /// `pending` when the time ran out (call it again). Sends progress
+    /// notifications while waiting if the call has a progressToken, and asks
+    /// a client that supports URL elicitation to open the approval page.
+    #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    async fn wait_for_approval(
+        &self,
+        Parameters(p): Parameters<WaitParams>,
+        ctx: RequestContext<RoleServer>,
+        caller: Caller,
+    ) -> Result<Json<ApprovalView>, Error> {
+        let timeout = p.timeout_seconds.unwrap_or(120);
+        if !(1..=300).contains(&timeout) {
+            return Err(Error::InvalidRequest("timeoutSeconds must be between 1 and 300".into()));
+        }
+        let principal = self.principal(caller).await?;
+        Ok(Json(super::waiting::wait(&self.vault, &principal, &p.approval_id, std::time::Duration::from_secs(timeout), &ctx).await?))
     }
 
     /// Store a secret: creates it, or adds a new version when a secret with this

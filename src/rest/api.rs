@@ -6,6 +6,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::openapi::Op;
 use super::{AppState, docs, handlers as h};
+use crate::vault::approvals::{ApprovalView, ApproveRequest, DenyRequest, ListApprovals, PolicyView, UpdatePolicy};
 use crate::vault::plans::PlanLimits;
 use crate::vault::views::*;
 
@@ -27,6 +28,10 @@ const AUDIT_INVALID: &str = "INVALID_REQUEST: a bad field or date, offset above 
 const NO_PARAMS: &str = "INVALID_REQUEST: a query parameter (this route takes none)";
 const BAD_BODY: &str = "INVALID_REQUEST: malformed body, bad field or enum value, or a query parameter (this route takes none)";
 const BAD_QUERY: &str = "INVALID_REQUEST: a bad value, or a query parameter this route does not take (named in the message)";
+
+const OWNER_ONLY: &str = "An owner's action: an API key or token of any permission gets 403 OWNER_REQUIRED (and, once \
+    the tenant's owners have passkeys, a critical decision or a policy change without a fresh passkey gets 403 \
+    PASSKEY_REQUIRED). A request already decided or expired answers 409 CONFLICT naming its state.";
 
 struct Table {
     router: Router<AppState>,
@@ -230,6 +235,54 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .returns::<AuditExport>(200)
                 .returns_text("text/csv")
                 .invalid_request("INVALID_REQUEST: a bad field, date or format, or a parameter it does not take"),
+        )
+        .add(
+            get(h::get_policy),
+            Op::new("get", "/api/v1/policy", "approvals", "Which access tiers need a human's approval to read")
+                .query::<NoParams>()
+                .returns::<PolicyView>(200)
+                .invalid_request(NO_PARAMS),
+        )
+        .add(
+            put(h::set_policy),
+            Op::new("put", "/api/v1/policy", "approvals", "Change which tiers need approval (owners only; critical always does)")
+                .describe(OWNER_ONLY)
+                .query::<NoParams>()
+                .body::<UpdatePolicy>()
+                .returns::<PolicyView>(200)
+                .invalid_request("INVALID_REQUEST: malformed body, turning critical off or standard on, or a query parameter"),
+        )
+        .add(
+            get(h::list_approvals),
+            Op::new("get", "/api/v1/approvals", "approvals", "Approval requests, newest first (an agent sees only its own)")
+                .query::<ListApprovals>()
+                .returns::<h::ApprovalList>(200)
+                .invalid_request(BAD_QUERY),
+        )
+        .add(
+            get(h::get_approval),
+            Op::new("get", "/api/v1/approvals/{id}", "approvals", "One approval request and its state")
+                .query::<NoParams>()
+                .returns::<ApprovalView>(200)
+                .invalid_request(NO_PARAMS),
+        )
+        .add(
+            post(h::approve),
+            Op::new("post", "/api/v1/approvals/{id}/approve", "approvals", "Approve a pending request (owners only): {ttl?, uses?}")
+                .describe(OWNER_ONLY)
+                .query::<NoParams>()
+                .body::<ApproveRequest>()
+                .returns::<ApprovalView>(200)
+                .invalid_request(BAD_BODY),
+        )
+        .add(
+            post(h::deny),
+            Op::new("post", "/api/v1/approvals/{id}/deny", "approvals", "Deny a pending request with a reason (owners only)")
+                .describe(OWNER_ONLY)
+                .query::<NoParams>()
+                .body::<DenyRequest>()
+                .returns::<ApprovalView>(200)
+                .invalid_request(BAD_BODY),
         );
     (t.router, t.ops)
 }

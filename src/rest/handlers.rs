@@ -167,3 +167,61 @@ pub async fn export_audit(State(s): State<AppState>, Auth(p): Auth, Query(q): Qu
     let pages = s.vault.export_audit(&p, q).await?;
     Ok(super::export::response(format, pages, &p.tenant_id))
 }
+
+// ---------------------------------------------------------------- approvals, policy
+
+use crate::vault::approvals::{ApprovalView, ApproveRequest, DenyRequest, ListApprovals, PolicyView, UpdatePolicy};
+
+pub async fn get_policy(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>) -> Result<Json<PolicyView>> {
+    Ok(Json(s.vault.get_policy(&p).await?))
+}
+
+pub async fn set_policy(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Body(req): Body<UpdatePolicy>,
+) -> Result<Json<PolicyView>> {
+    Ok(Json(s.vault.set_policy(&p, req).await?))
+}
+
+pub async fn list_approvals(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<ListApprovals>) -> Result<Json<ApprovalList>> {
+    let approvals = s.vault.list_approvals(&p, q.status.as_deref()).await?;
+    Ok(Json(ApprovalList { count: approvals.len(), approvals }))
+}
+
+pub async fn get_approval(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+) -> Result<Json<ApprovalView>> {
+    Ok(Json(s.vault.get_approval(&p, &id).await?))
+}
+
+pub async fn approve(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+    Body(req): Body<ApproveRequest>,
+) -> Result<Json<ApprovalView>> {
+    Ok(Json(s.vault.approve(&p, &id, req).await?))
+}
+
+pub async fn deny(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+    Body(req): Body<DenyRequest>,
+) -> Result<Json<ApprovalView>> {
+    Ok(Json(s.vault.deny(&p, &id, &req.reason).await?))
+}
+
+/// `GET /api/v1/approvals`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ApprovalList {
+    pub approvals: Vec<ApprovalView>,
+    pub count: usize,
+}

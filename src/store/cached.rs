@@ -403,6 +403,69 @@ impl Store for CachedStore {
     /// Notes what the store saw of other processes while writing, so the
     /// epoch a read sees after its audit commit covers every change committed
     /// before that commit.
+    // Approvals are never cached: each is read where it is decided or used.
+    async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool> {
+        self.inner.gate_sensitive(tenant_id).await
+    }
+
+    async fn set_gate_sensitive(&self, tenant_id: &str, on: bool, audit: &AuditRow) -> Result<bool> {
+        self.inner.set_gate_sensitive(tenant_id, on, audit).await
+    }
+
+    async fn open_approval(
+        &self,
+        row: &ApprovalRow,
+        now: Millis,
+        requested: ApprovalAudit<'_>,
+        expired: ApprovalAudit<'_>,
+    ) -> Result<ApprovalRow> {
+        self.inner.open_approval(row, now, requested, expired).await
+    }
+
+    async fn use_grant(
+        &self,
+        tenant_id: &str,
+        requester_id: &str,
+        secret_id: &str,
+        now: Millis,
+        used: ApprovalAudit<'_>,
+    ) -> Result<Option<ApprovalRow>> {
+        self.inner.use_grant(tenant_id, requester_id, secret_id, now, used).await
+    }
+
+    async fn get_approval(&self, tenant_id: Option<&str>, id: &str) -> Result<Option<ApprovalRow>> {
+        self.inner.get_approval(tenant_id, id).await
+    }
+
+    async fn list_approvals(
+        &self,
+        tenant_id: Option<&str>,
+        requester_id: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApprovalRow>> {
+        self.inner.list_approvals(tenant_id, requester_id, status, limit).await
+    }
+
+    async fn decide_approval(&self, tenant_id: &str, id: &str, d: &Decision, audit: &AuditRow) -> Result<Option<ApprovalRow>> {
+        self.inner.decide_approval(tenant_id, id, d, audit).await
+    }
+
+    async fn expire_approvals(&self, tenant_id: &str, ids: &[String], now: Millis, expired: ApprovalAudit<'_>) -> Result<Vec<ApprovalRow>> {
+        self.inner.expire_approvals(tenant_id, ids, now, expired).await
+    }
+
+    async fn take_token_approval(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        requester_id: &str,
+        now: Millis,
+        used: ApprovalAudit<'_>,
+    ) -> Result<Option<ApprovalRow>> {
+        self.inner.take_token_approval(tenant_id, id, requester_id, now, used).await
+    }
+
     async fn append_audit(&self, entries: &[AuditRow]) -> Result<Appended> {
         let _noticing = self.noticing.lock().await;
         let appended = self.inner.append_audit(entries).await?;

@@ -106,6 +106,9 @@ pub struct SecretRow {
     pub current_version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// `standard`, `sensitive` or `critical`: whether reading the value
+    /// needs a human's approval (see `vault::approvals`).
+    pub access_tier: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -143,6 +146,61 @@ impl SecretWithVersion {
         Ok((self.secret, version))
     }
 }
+
+/// A request for a human's approval (see `vault::approvals`), with what is
+/// known of its secret at the time of reading.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApprovalRow {
+    pub id: String,
+    pub tenant_id: String,
+    /// `read` (one secret's value) or `token` (a scoped token covering gated secrets).
+    pub kind: String,
+    /// The key (or token) that asked: only it may use the grant.
+    pub requester_id: String,
+    pub requester_name: String,
+    pub secret_id: Option<String>,
+    /// A token approval's request, JSON, as the token service stored it.
+    pub token_request: Option<String>,
+    /// A token approval's gated secrets: JSON array of ids.
+    pub gated_secret_ids: Option<String>,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    /// `pending`, `approved`, `denied`, `expired` or `used`.
+    pub status: String,
+    pub created_at: Millis,
+    /// When a pending request lapses (noticed lazily, see `Store::expire_approvals`).
+    pub expires_at: Millis,
+    pub decided_at: Option<Millis>,
+    pub decided_by: Option<String>,
+    pub decided_how: Option<String>,
+    pub deny_reason: Option<String>,
+    pub grant_expires_at: Option<Millis>,
+    pub grant_uses_left: Option<i64>,
+    /// The secret as it is now (joined by reads; `None` once deleted).
+    #[sqlx(default)]
+    pub secret_name: Option<String>,
+    #[sqlx(default)]
+    pub secret_environment: Option<String>,
+    #[sqlx(default)]
+    pub secret_tier: Option<String>,
+}
+
+/// A human's decision on a pending approval (see [`Store::decide_approval`]).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// `approved` or `denied`.
+    pub status: &'static str,
+    pub decided_at: Millis,
+    pub decided_by: String,
+    pub decided_how: String,
+    pub deny_reason: Option<String>,
+    pub grant_expires_at: Option<Millis>,
+    pub grant_uses_left: Option<i64>,
+}
+
+/// The audit entry of an approval's change, made from the row the change
+/// wrote (its id is known only then).
+pub type ApprovalAudit<'a> = &'a (dyn Fn(&ApprovalRow) -> AuditRow + Send + Sync);
 
 /// Version history without ciphertext.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -397,6 +455,62 @@ pub trait Store: Send + Sync + 'static {
     async fn list_versions(&self, secret_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<VersionMeta>>;
     async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>>;
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64>;
+
+    // Approvals and the tenant's approval policy.
+    /// Whether the tenant's policy gates `sensitive` secrets too.
+    async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool>;
+    async fn set_gate_sensitive(&self, tenant_id: &str, on: bool, audit: &AuditRow) -> Result<bool>;
+    /// Opens `row` (status `pending`), or answers the pending request it
+    /// duplicates: for a `read`, the requester's pending request for the
+    /// same secret (a unique index keeps it to one; one that lapsed is
+    /// expired first, audited by `expired`); for a `token`, the requester's
+    /// pending request with the same `token_request`. `requested` audits a
+    /// new row, in the same transaction.
+    async fn open_approval(
+        &self,
+        row: &ApprovalRow,
+        now: Millis,
+        requested: ApprovalAudit<'_>,
+        expired: ApprovalAudit<'_>,
+    ) -> Result<ApprovalRow>;
+    /// Takes one use of a live read grant of `requester_id` for the secret:
+    /// ONE conditional UPDATE (uses left, not lapsed, approved), which marks
+    /// the grant `used` when it takes the last use. `None`: no live grant.
+    async fn use_grant(
+        &self,
+        tenant_id: &str,
+        requester_id: &str,
+        secret_id: &str,
+        now: Millis,
+        used: ApprovalAudit<'_>,
+    ) -> Result<Option<ApprovalRow>>;
+    /// `tenant_id` `None`: whichever tenant's it is (the operator's CLI).
+    async fn get_approval(&self, tenant_id: Option<&str>, id: &str) -> Result<Option<ApprovalRow>>;
+    /// Newest first, at most `limit`; `requester_id` narrows to one
+    /// requester's; `tenant_id` `None`: every tenant's (the operator's CLI).
+    async fn list_approvals(
+        &self,
+        tenant_id: Option<&str>,
+        requester_id: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApprovalRow>>;
+    /// Decides a request that is still pending and not lapsed (one
+    /// conditional UPDATE); `None` when it is not, and nothing changed.
+    async fn decide_approval(&self, tenant_id: &str, id: &str, d: &Decision, audit: &AuditRow) -> Result<Option<ApprovalRow>>;
+    /// Marks those of `ids` that are pending and lapsed at `now` as
+    /// `expired`, each audited by `expired`; answers the rows it changed.
+    async fn expire_approvals(&self, tenant_id: &str, ids: &[String], now: Millis, expired: ApprovalAudit<'_>) -> Result<Vec<ApprovalRow>>;
+    /// Marks an approved, unlapsed `token` approval of `requester_id` as
+    /// `used` (one conditional UPDATE); `None` when it is not such a one.
+    async fn take_token_approval(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        requester_id: &str,
+        now: Millis,
+        used: ApprovalAudit<'_>,
+    ) -> Result<Option<ApprovalRow>>;
 
     // Audit.
     /// Appends entries (the audit writer batches concurrent ones), except

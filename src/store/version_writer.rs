@@ -223,6 +223,7 @@ mod tests {
             current_version: 3,
             created_at: 1_000,
             updated_at: 5_000,
+            access_tier: "standard".into(),
         };
         // The second write's clock reads earlier than the row's last change.
         let (a, _a) = job("s", 4_000);

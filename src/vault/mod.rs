@@ -3,6 +3,7 @@
 //! project scope, and returns typed views that never contain a value unless the
 //! function is an explicit, audited read.
 
+pub mod approvals;
 pub mod audit;
 mod audit_writer;
 pub mod auth;
@@ -40,6 +41,8 @@ pub struct VaultConfig {
     /// Failed authentications allowed per client address, and per presented
     /// key, per minute (see `auth::FailedAuth`).
     pub auth_failures_per_minute: u32,
+    /// How long a pending approval request waits for a decision.
+    pub approval_request_ttl: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -50,6 +53,7 @@ impl Default for VaultConfig {
             signup_open: true,
             signup_per_minute: 10,
             auth_failures_per_minute: 60,
+            approval_request_ttl: approvals::DEFAULT_REQUEST_TTL,
         }
     }
 }
@@ -178,7 +182,7 @@ impl Vault {
     /// successful ones nothing. An integrity error stays what it is: it is
     /// the sign of a tampered database.
     pub(crate) async fn dead_key_first(&self, p: &Principal, err: Error) -> Error {
-        if matches!(err, Error::Unauthorized(_) | Error::Internal(_) | Error::Integrity) {
+        if matches!(err, Error::Unauthorized(_) | Error::Internal(_) | Error::Integrity) || !p.has_key() {
             return err;
         }
         match self.recheck(p).await {
@@ -200,7 +204,7 @@ impl Vault {
             // Refused by the database (see `Appended::refused`): 401 if the key is dead.
             Err(e) => return Err(self.dead_key_first(p, e).await),
         };
-        if epoch != p.seen_epoch {
+        if epoch != p.seen_epoch && p.has_key() {
             // The same comparison a write makes inside its transaction.
             if self.recheck(p).await?.credential != p.credential {
                 return Err(Error::Conflict("this API key's rights changed while the request ran; send it again".into()));

@@ -160,8 +160,13 @@ impl Vault {
         let _ = self.site.set(site);
     }
 
+    /// See [`Vault::set_site`]; outside `serve` (the stdio MCP server, the
+    /// CLI): `LATCHKEY_PUBLIC_URL`, else `http://localhost:8200`.
     pub fn site(&self) -> &Site {
-        self.site.get_or_init(|| Site::new(None, None).expect("the default base parses"))
+        self.site.get_or_init(|| {
+            let env = std::env::var("LATCHKEY_PUBLIC_URL").ok().filter(|u| !u.is_empty());
+            Site::new(env.as_deref(), None).unwrap_or_else(|_| Site::new(None, None).expect("the default base parses"))
+        })
     }
 
     /// The base URL of links handed out (`{base}/approvals/…`).

@@ -223,11 +223,36 @@ impl Principal {
         }
     }
 
+    /// Whether the caller acts with an `api_keys` row (a key, a local
+    /// session's key, a token), whose liveness its writes are checked
+    /// against; owners and the operator do not.
+    pub fn has_key(&self) -> bool {
+        matches!(self.kind, CallerKind::ApiKey | CallerKind::LocalSession | CallerKind::Token)
+    }
+
+    /// The operator at the server's terminal, acting on `tenant_id`
+    /// (`latchkey approvals …`): audited as the CLI, actor `operator`.
+    pub fn operator(tenant_id: &str) -> Self {
+        Principal {
+            tenant_id: tenant_id.to_owned(),
+            key_id: "operator".into(),
+            kind: CallerKind::Operator,
+            credential: crate::store::Credential::default(),
+            plan: String::new(),
+            permission: Permission::Admin,
+            project_scope: None,
+            origin: Origin::new(Front::Cli),
+            seen_epoch: 0,
+            scopes: None,
+            human: Some(Human { owner_id: None, passkeys_enrolled: false, passkey_fresh: false, how: "cli" }),
+        }
+    }
+
     pub fn audit(&self, action: &str, resource_type: &str, resource_id: Option<&str>, outcome: &str) -> AuditRow {
         let mut row = self.origin.audit(Some(&self.tenant_id), &self.key_id, action, resource_type, resource_id, outcome);
-        // Owners and the operator are not api_keys rows: the liveness check
-        // in SQL would refuse their entries.
-        if matches!(self.kind, CallerKind::ApiKey | CallerKind::LocalSession | CallerKind::Token) {
+        // Owners and the operator are no `api_keys` row: the liveness check
+        // of a credential would refuse their entries.
+        if self.has_key() {
             row.credential = Some(self.credential.clone());
         }
         row

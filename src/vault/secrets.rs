@@ -101,6 +101,7 @@ impl Vault {
             current_version: 1,
             created_at: now,
             updated_at: now,
+            access_tier: req.access_tier.unwrap_or(AccessTier::Standard).as_str().to_owned(),
         };
         let key = self.data_key(&p.tenant_id).await?;
         let first = VersionRow {
@@ -110,9 +111,9 @@ impl Vault {
             created_at: now,
             created_by: p.key_id.clone(),
         };
-        let audit = p
-            .audit("secret.create", "secret", Some(&row.id), "success")
-            .detail(serde_json::json!({ "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id }));
+        let audit = p.audit("secret.create", "secret", Some(&row.id), "success").detail(serde_json::json!({
+            "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id, "accessTier": row.access_tier,
+        }));
         self.store.create_secret(&row, &first, &|plan| Ok(plans::limits(plan)?.max_secrets), &audit).await?;
         SecretMeta::try_from(&row)
     }
@@ -126,7 +127,9 @@ impl Vault {
 
     async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
         p.require(Permission::Read)?;
-        match self.read_once(p, r, version, false).await {
+        // A gated secret's grant is used once per request, not once per try.
+        let mut passed_gate = false;
+        match self.read_once(p, r, version, false, &mut passed_gate).await {
             Ok((value, committed_epoch)) if committed_epoch == p.seen_epoch => return Ok(value),
             Ok(_) => {}
             // The database refused the read's audit entry: the key or the
@@ -140,10 +143,17 @@ impl Vault {
         // A first audit entry that went in stays (that read happened); the answer is the fresh one.
         let p = self.recheck(p).await?;
         p.require(Permission::Read)?;
-        Ok(self.read_once(&p, r, version, true).await?.0)
+        Ok(self.read_once(&p, r, version, true, &mut passed_gate).await?.0)
     }
 
-    async fn read_once(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>, uncached: bool) -> Result<(SecretValue, u64)> {
+    async fn read_once(
+        &self,
+        p: &Principal,
+        r: &SecretRef<'_>,
+        version: Option<i64>,
+        uncached: bool,
+        passed_gate: &mut bool,
+    ) -> Result<(SecretValue, u64)> {
         let (row, v, from_cache) = match r {
             // The common case in one query: the secret joined with the wanted version.
             SecretRef::Id(id) if names::is_id(id) => {
@@ -164,6 +174,11 @@ impl Vault {
         };
         p.require_project(row.project_id.as_deref())?;
         let v = v.ok_or(Error::NotFound("version"))?;
+        // A standard secret (the row says so) costs nothing more here.
+        if !*passed_gate {
+            self.gate(p, &row).await?;
+            *passed_gate = true;
+        }
         let key = self.data_key(&p.tenant_id).await?;
         let plain = key.open(&SecretAad { tenant_id: &p.tenant_id, secret_id: &row.id, version: v.version }, &v.sealed)?;
         let value = String::from_utf8(plain).map_err(|_| Error::Integrity)?;
@@ -191,10 +206,16 @@ impl Vault {
 
     async fn update_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, mut req: EditSecret) -> Result<SecretMeta> {
         p.require(Permission::Write)?;
-        let metadata =
-            req.description.is_some() || req.tags.is_some() || req.secret_type.is_some() || req.name.is_some() || req.environment.is_some();
+        let metadata = req.description.is_some()
+            || req.tags.is_some()
+            || req.secret_type.is_some()
+            || req.name.is_some()
+            || req.environment.is_some()
+            || req.access_tier.is_some();
         if req.value.is_none() && !metadata {
-            return Err(Error::InvalidRequest("nothing to update: give value, name, environment, description, tags or secretType".into()));
+            return Err(Error::InvalidRequest(
+                "nothing to update: give value, name, environment, description, tags, secretType or accessTier".into(),
+            ));
         }
         if let Some(v) = &req.value {
             self.check_value(v)?;
@@ -234,6 +255,14 @@ impl Vault {
             if let Some(e) = &environment {
                 next.environment = e.clone();
             }
+            if let Some(tier) = req.access_tier {
+                // Judged on the row as it is inside the write: a lowering
+                // that raced a raise is still a lowering.
+                if tier < AccessTier::of_row(current)? {
+                    p.require_owner("lower a secret's access tier", true)?;
+                }
+                next.access_tier = tier.as_str().to_owned();
+            }
             let version = req.value.as_ref().map(|value| {
                 next.current_version = current.current_version + 1;
                 VersionRow {
@@ -252,6 +281,9 @@ impl Vault {
             });
             // A rename or move names both places, so the trail can follow
             // the secret: "name" alone would lose where it came from.
+            if next.access_tier != current.access_tier {
+                detail["accessTier"] = serde_json::json!({ "from": current.access_tier, "to": next.access_tier });
+            }
             if next.name != current.name || next.environment != current.environment {
                 detail["moved"] = serde_json::json!({
                     "from": { "name": current.name, "environment": current.environment },
@@ -412,6 +444,7 @@ impl Vault {
                         project_id: req.project_id.clone(),
                         environment: req.environment.clone(),
                         description: req.description.clone(),
+                        access_tier: req.access_tier,
                     };
                     match self.create_secret(p, create).await {
                         Ok(secret) => {
@@ -432,6 +465,7 @@ impl Vault {
                         description: req.description.clone(),
                         tags: req.tags.clone(),
                         secret_type: req.secret_type,
+                        access_tier: req.access_tier,
                         expected_version: req.expected_version,
                     };
                     match self.update_secret(p, SecretRef::Id(&meta.id), update).await {

@@ -67,6 +67,37 @@ impl SecretType {
     }
 }
 
+/// How closely a secret's value is guarded: reading a `critical` one always
+/// needs a human's approval, a `sensitive` one when the tenant's policy says
+/// so (see `vault::approvals`). Ordered: a later tier is higher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTier {
+    Standard,
+    Sensitive,
+    Critical,
+}
+
+impl AccessTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTier::Standard => "standard",
+            AccessTier::Sensitive => "sensitive",
+            AccessTier::Critical => "critical",
+        }
+    }
+
+    /// A stored tier; anything else is an integrity error.
+    pub fn of_row(s: &SecretRow) -> Result<Self> {
+        match s.access_tier.as_str() {
+            "standard" => Ok(AccessTier::Standard),
+            "sensitive" => Ok(AccessTier::Sensitive),
+            "critical" => Ok(AccessTier::Critical),
+            _ => Err(unreadable("secrets", &s.id, "access_tier")),
+        }
+    }
+}
+
 /// The query of a route that takes no parameters: any parameter is refused
 /// (400 naming it), as every route refuses those it does not know, so that
 /// a client learns of its mistake instead of getting an answer that ignored it.
@@ -156,6 +187,9 @@ pub struct CreateSecret {
     /// Environment such as `production` or `staging` (optional).
     pub environment: Option<String>,
     pub description: Option<String>,
+    /// `standard` (default), `sensitive` or `critical`: reading a gated tier's value needs a human's approval.
+    /// Any key that may write can raise a tier; only an owner can lower one.
+    pub access_tier: Option<AccessTier>,
 }
 
 /// A change to a secret. A `value` creates a new version; metadata alone does not.
@@ -169,6 +203,8 @@ pub struct UpdateSecret {
     /// Replaces the tags.
     pub tags: Option<Vec<String>>,
     pub secret_type: Option<SecretType>,
+    /// Raise the secret's access tier (`sensitive`, `critical`); lowering one is an owner's action (403 OWNER_REQUIRED).
+    pub access_tier: Option<AccessTier>,
     /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
     pub expected_version: Option<i64>,
 }
@@ -191,6 +227,8 @@ pub struct EditSecret {
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
     pub secret_type: Option<SecretType>,
+    /// Change the access tier: any key that may write can raise it; lowering it is an owner's action (403 OWNER_REQUIRED).
+    pub access_tier: Option<AccessTier>,
     /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
     pub expected_version: Option<i64>,
 }
@@ -204,6 +242,7 @@ impl From<UpdateSecret> for EditSecret {
             description: u.description,
             tags: u.tags,
             secret_type: u.secret_type,
+            access_tier: u.access_tier,
             expected_version: u.expected_version,
         }
     }
@@ -228,6 +267,9 @@ pub struct SetSecret {
     /// Used when creating; on an existing secret, replaces its tags.
     pub tags: Option<Vec<String>>,
     pub description: Option<String>,
+    /// `standard` (default), `sensitive` or `critical`. Raising is allowed to any writer; lowering
+    /// needs a human owner (no MCP caller is one: 403 OWNER_REQUIRED).
+    pub access_tier: Option<AccessTier>,
     /// Only write if the secret is currently at this version (0 = must not exist yet).
     pub expected_version: Option<i64>,
 }
@@ -256,6 +298,8 @@ pub struct SecretMeta {
     pub tags: Vec<String>,
     /// The current version number.
     pub version: i64,
+    /// `standard`, `sensitive` or `critical` (reading a gated tier's value needs approval).
+    pub access_tier: AccessTier,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -274,6 +318,7 @@ impl TryFrom<&SecretRow> for SecretMeta {
             description: s.description.clone(),
             tags: json_list(&s.tags, "secrets", &s.id, "tags")?,
             version: s.current_version,
+            access_tier: AccessTier::of_row(s)?,
             created_at: time(s.created_at, "secrets", &s.id, "created_at")?,
             updated_at: time(s.updated_at, "secrets", &s.id, "updated_at")?,
         })

@@ -76,6 +76,7 @@ impl Fixture {
             current_version: 1,
             created_at: now,
             updated_at: now,
+            access_tier: "standard".into(),
         };
         let v = VersionRow { secret_id: f.secret.clone(), version: 1, sealed: vec![1], created_at: now, created_by: f.key.id.clone() };
         let quota = |_: &str| Ok(None);

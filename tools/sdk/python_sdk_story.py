@@ -22,6 +22,7 @@ import urllib.request
 
 from secretcarousel import (
     AuthenticationError,
+    ForbiddenError,
     NotFoundError,
     SecretCarouselClient,
     SecretCarouselError,
@@ -236,6 +237,18 @@ def main():
     section("12. bogus key")
     bogus = SecretCarouselClient("sc_free_nope", base_url=url)
     expect_error(lambda: bogus.list_secrets(), AuthenticationError, 401, "list with key sc_free_nope")
+
+    # 13. A critical secret needs a human's approval: the SDK sees a 403 whose
+    # body says APPROVAL_REQUIRED and where the user approves.
+    section("13. approval required")
+    gated = other.create_secret("ROOT_SIGNING_KEY", "gated-value", accessTier="critical")
+    check(gated.get("accessTier") == "critical", f"create_secret takes accessTier ({gated!r})")
+    e = expect_error(lambda: other.get_secret(gated["id"]), ForbiddenError, 403, "get_secret of a critical secret")
+    body = e.body if isinstance(e.body, dict) else {}
+    check(body.get("code") == "APPROVAL_REQUIRED", f"the error's code is APPROVAL_REQUIRED ({e.body!r})")
+    page = url.replace("127.0.0.1", "localhost")  # the page's links name a host: passkeys need one
+    check(str(body.get("approvalUrl", "")).startswith(page + "/approvals/"), "the error carries the approval URL")
+    check("gated-value" not in json.dumps(e.body), "the refusal does not carry the value")
 
     print(f"\n{PASSED} passed, 0 failed")
 

@@ -12,6 +12,7 @@
 //!   versions, tags, keys).
 //! - [`filters`]: statements shaped by a request's filters.
 
+mod approvals;
 pub(super) mod dialect;
 mod filters;
 mod owners;
@@ -97,7 +98,7 @@ pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
 
 /// Every column of `secrets`, in [`SecretRow`](super::SecretRow)'s order.
 pub(super) const SECRET_COLS: &str =
-    "id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, updated_at";
+    "id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, updated_at, access_tier";
 
 /// The audit table and the columns every audit insert fills, in bind order
 /// (see `bind_audit`).

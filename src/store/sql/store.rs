@@ -7,7 +7,7 @@ use sqlx::AssertSqlSafe;
 
 use super::dialect::{Dialect, query};
 use super::filters::{AuditWhere, bind_all, secret_list_query};
-use super::{Backend, KEY_COLS, SECRET_COLS, writes};
+use super::{Backend, KEY_COLS, SECRET_COLS, approvals, writes};
 use crate::error::{Error, Result};
 use crate::store::*;
 
@@ -273,25 +273,28 @@ impl<B: Backend> Store for B {
                 return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
             }
         }
-        query::<B::Db>(AssertSqlSafe(format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")))
-            .bind(&s.id)
-            .bind(&s.tenant_id)
-            .bind(&s.project_id)
-            .bind(&s.environment)
-            .bind(&s.name)
-            .bind(&s.secret_type)
-            .bind(&s.description)
-            .bind(&s.tags)
-            .bind(s.current_version)
-            .bind(s.created_at)
-            .bind(s.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                writes::constraint_error(e, || {
-                    Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name))
-                })
-            })?;
+        query::<B::Db>(AssertSqlSafe(format!(
+            "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        )))
+        .bind(&s.id)
+        .bind(&s.tenant_id)
+        .bind(&s.project_id)
+        .bind(&s.environment)
+        .bind(&s.name)
+        .bind(&s.secret_type)
+        .bind(&s.description)
+        .bind(&s.tags)
+        .bind(s.current_version)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .bind(&s.access_tier)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            writes::constraint_error(e, || {
+                Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name))
+            })
+        })?;
         writes::replace_tags(&mut tx, s).await?;
         writes::insert_version(&mut tx, first).await?;
         writes::insert_audit(&mut tx, audit).await?;
@@ -332,7 +335,7 @@ impl<B: Backend> Store for B {
     async fn read_secret(&self, tenant_id: &str, id: &str, version: Option<i64>) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
         let row: Option<SecretWithVersion> = query::<B::Db>(
             "SELECT s.id, s.tenant_id, s.project_id, s.environment, s.name, s.secret_type, s.description, s.tags, \
-             s.current_version, s.created_at, s.updated_at, v.version AS v_version, v.sealed AS v_sealed, \
+             s.current_version, s.created_at, s.updated_at, s.access_tier, v.version AS v_version, v.sealed AS v_sealed, \
              v.created_at AS v_created_at, v.created_by AS v_created_by \
              FROM secrets s LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = COALESCE($3, s.current_version) \
              WHERE s.tenant_id = $1 AND s.id = $2",
@@ -367,7 +370,7 @@ impl<B: Backend> Store for B {
         let (s, next, audit) = change(&current)?;
         let n = query::<B::Db>(
             "UPDATE secrets SET project_id = $3, environment = $4, name = $5, secret_type = $6, description = $7, tags = $8, \
-             current_version = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND current_version = $11",
+             current_version = $9, updated_at = $10, access_tier = $12 WHERE tenant_id = $1 AND id = $2 AND current_version = $11",
         )
         .bind(&s.tenant_id)
         .bind(&s.id)
@@ -380,6 +383,7 @@ impl<B: Backend> Store for B {
         .bind(s.current_version)
         .bind(s.updated_at)
         .bind(current.current_version)
+        .bind(&s.access_tier)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -455,6 +459,68 @@ impl<B: Backend> Store for B {
 
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64> {
         Ok(query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one_scalar(self.reader()).await?)
+    }
+
+    async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool> {
+        approvals::gate_sensitive(self, tenant_id).await
+    }
+
+    async fn set_gate_sensitive(&self, tenant_id: &str, on: bool, audit: &AuditRow) -> Result<bool> {
+        approvals::set_gate_sensitive(self, tenant_id, on, audit).await
+    }
+
+    async fn open_approval(
+        &self,
+        row: &ApprovalRow,
+        now: Millis,
+        requested: ApprovalAudit<'_>,
+        expired: ApprovalAudit<'_>,
+    ) -> Result<ApprovalRow> {
+        approvals::open_approval(self, row, now, requested, expired).await
+    }
+
+    async fn use_grant(
+        &self,
+        tenant_id: &str,
+        requester_id: &str,
+        secret_id: &str,
+        now: Millis,
+        used: ApprovalAudit<'_>,
+    ) -> Result<Option<ApprovalRow>> {
+        approvals::use_grant(self, tenant_id, requester_id, secret_id, now, used).await
+    }
+
+    async fn get_approval(&self, tenant_id: Option<&str>, id: &str) -> Result<Option<ApprovalRow>> {
+        approvals::get_approval(self, tenant_id, id).await
+    }
+
+    async fn list_approvals(
+        &self,
+        tenant_id: Option<&str>,
+        requester_id: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApprovalRow>> {
+        approvals::list_approvals(self, tenant_id, requester_id, status, limit).await
+    }
+
+    async fn decide_approval(&self, tenant_id: &str, id: &str, d: &Decision, audit: &AuditRow) -> Result<Option<ApprovalRow>> {
+        approvals::decide_approval(self, tenant_id, id, d, audit).await
+    }
+
+    async fn expire_approvals(&self, tenant_id: &str, ids: &[String], now: Millis, expired: ApprovalAudit<'_>) -> Result<Vec<ApprovalRow>> {
+        approvals::expire_approvals(self, tenant_id, ids, now, expired).await
+    }
+
+    async fn take_token_approval(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        requester_id: &str,
+        now: Millis,
+        used: ApprovalAudit<'_>,
+    ) -> Result<Option<ApprovalRow>> {
+        approvals::take_token_approval(self, tenant_id, id, requester_id, now, used).await
     }
 
     async fn append_audit(&self, entries: &[AuditRow]) -> Result<crate::store::Appended> {
