@@ -327,7 +327,7 @@ async fn one(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>, uri: a
         Err(Error::Unauthorized(_)) => return Ok(to_signin(&format!("/approvals/{}", urlencode(&id)))),
         Err(e) => return Err(e.into()),
     };
-    let a = bridge::item(&s.vault, &caller.principal, &id).await?;
+    let a = bridge::item_of(&s.vault, &caller.principal, &id).await?;
     let (notice, notice_tone) = notice(&q);
     Ok(html(&One { title: "Request", csrf: &caller.session.csrf, who: &caller.owner_name, notice, notice_tone, a }))
 }
