@@ -36,7 +36,9 @@ fn item(a: ApprovalView, passkeys_enrolled: bool) -> Item {
         "expired" => "expired without a decision".into(),
         other => other.to_owned(),
     };
-    let tier = a.access_tier.clone().unwrap_or_else(|| "token".into());
+    // As the service judges it: a token request, or a read of a critical (or since deleted) secret.
+    let critical = a.kind == "token" || a.access_tier.as_deref().is_none_or(|t| t == "critical");
+    let tier = a.access_tier.clone().unwrap_or_else(|| if a.kind == "token" { "token".into() } else { "critical".into() });
     let what = match (&a.secret_path, &a.scopes) {
         (Some(path), _) => path.clone(),
         (None, Some(scopes)) => format!("token: {}", scopes.join(", ")),
@@ -44,8 +46,7 @@ fn item(a: ApprovalView, passkeys_enrolled: bool) -> Item {
     };
     Item {
         pending: a.status == "pending",
-        // A token request may cover critical secrets: treat it as strong too.
-        strong: passkeys_enrolled && (tier == "critical" || a.kind == "token"),
+        strong: passkeys_enrolled && critical,
         what,
         requester: format!("{} ({})", a.requester_name, a.requester_id),
         secret_name: a.secret_name.unwrap_or_default(),

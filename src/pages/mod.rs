@@ -471,12 +471,14 @@ async fn approve(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>, bo
 struct DenyForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    assertion: String,
     reason: String,
 }
 
 async fn deny(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>, body: Bytes) -> PageResult {
     let f: DenyForm = form(&body)?;
-    let caller = form_caller(&s.vault, &ctx, &f.csrf, None, "").await?;
+    let caller = form_caller(&s.vault, &ctx, &f.csrf, Some(&format!("deny:{id}")), &f.assertion).await?;
     bridge::deny(&s.vault, &caller.principal, &id, &f.reason).await?;
     Ok(Redirect::to(&format!("/approvals/{}?done=denied", urlencode(&id))).into_response())
 }
