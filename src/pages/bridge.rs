@@ -18,11 +18,12 @@ fn age(since: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
-fn item(a: ApprovalView, passkeys_enrolled: bool) -> Item {
+/// `names`: owner ids to names, so a decision says who made it.
+fn item(a: ApprovalView, passkeys_enrolled: bool, names: &Names) -> Item {
     let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default();
     let by = || match (a.decided_by.as_deref(), a.decided_how.as_deref()) {
-        (Some(who), Some(how)) => format!(" by {who} ({how})"),
-        (Some(who), None) => format!(" by {who}"),
+        (Some(who), Some(how)) => format!(" by {} ({how})", names.get(who).map_or(who, String::as_str)),
+        (Some(who), None) => format!(" by {}", names.get(who).map_or(who, String::as_str)),
         _ => String::new(),
     };
     let outcome = match a.status.as_str() {
@@ -61,16 +62,24 @@ fn item(a: ApprovalView, passkeys_enrolled: bool) -> Item {
     }
 }
 
+/// Owner ids to their names.
+pub(super) type Names = std::collections::HashMap<String, String>;
+
+pub(super) async fn owner_names(vault: &Vault, p: &Principal) -> Result<Names> {
+    Ok(vault.list_owners(p).await?.into_iter().map(|o| (o.id, o.name)).collect())
+}
+
 fn enrolled(p: &Principal) -> bool {
     p.human.as_ref().is_some_and(|h| h.passkeys_enrolled)
 }
 
-pub(super) async fn items(vault: &Vault, p: &Principal, status: Option<&str>) -> Result<Vec<Item>> {
-    Ok(vault.list_approvals(p, status).await?.into_iter().map(|a| item(a, enrolled(p))).collect())
+pub(super) async fn items(vault: &Vault, p: &Principal, status: Option<&str>, names: &Names) -> Result<Vec<Item>> {
+    Ok(vault.list_approvals(p, status).await?.into_iter().map(|a| item(a, enrolled(p), names)).collect())
 }
 
 pub(super) async fn item_of(vault: &Vault, p: &Principal, id: &str) -> Result<Item> {
-    Ok(item(vault.get_approval(p, id).await?, enrolled(p)))
+    let names = owner_names(vault, p).await?;
+    Ok(item(vault.get_approval(p, id).await?, enrolled(p), &names))
 }
 
 pub(super) async fn approve(vault: &Vault, p: &Principal, id: &str, ttl: &str, uses: u32) -> Result<()> {

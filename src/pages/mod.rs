@@ -295,9 +295,10 @@ async fn dashboard(State(s): State<AppState>, ctx: Ctx, uri: axum::http::Uri) ->
     };
     let p = &caller.principal;
     let vault = &s.vault;
-    let all = bridge::items(vault, p, None).await?;
-    let (pending, decided): (Vec<Item>, Vec<Item>) = all.into_iter().partition(|a| a.pending);
     let owners = vault.list_owners(p).await?;
+    let names = owners.iter().map(|o| (o.id.clone(), o.name.clone())).collect();
+    let all = bridge::items(vault, p, None, &names).await?;
+    let (pending, decided): (Vec<Item>, Vec<Item>) = all.into_iter().partition(|a| a.pending);
     let me = owners.iter().find(|o| o.id == p.key_id);
     let (notice, notice_tone) = notice(&q);
     let page = Dashboard {
