@@ -256,6 +256,11 @@ async fn approval_page_in_chromium(backend: Backend) {
     assert!(seen["deniedPage"].as_str().unwrap_or("").contains("not during the freeze"), "{seen}");
     assert_eq!(seen["afterDenyRead"]["status"], 403, "{seen}");
     assert_eq!(seen["ownerTokenApprove"], json!({ "status": 403, "code": "PASSKEY_REQUIRED" }), "{seen}");
+    assert_eq!(seen["ownerTokenPolicy"], json!({ "status": 403, "code": "PASSKEY_REQUIRED" }), "{seen}");
+    // With the passkey, on the page: the policy gates sensitive secrets, and the secret drops to standard.
+    assert_eq!(seen["policySensitive"], true, "{seen}");
+    assert_eq!(seen["afterLoweringRead"]["status"], 200, "a standard secret reads without approval: {seen}");
+    assert_eq!(seen["afterLoweringRead"]["value"], canary.as_str());
 
     // The trail says who decided and how.
     let (s, audit) = srv.get("/api/v1/audit?limit=200", &agent).await;

@@ -101,10 +101,26 @@ try {
     });
     seen.ownerTokenApprove = { status: r.status, code: (await r.json().catch(() => ({}))).code };
 
+    const policy = await fetch(`${cfg.base}/api/v1/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${cfg.ownerToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ approvalRequired: { sensitive: true } }),
+    });
+    seen.ownerTokenPolicy = { status: policy.status, code: (await policy.json().catch(() => ({}))).code };
+
     await page.goto(`${cfg.base}/approvals`);
     await page.screenshot({ path: join(cfg.shots, 'approvals-desktop.png'), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: join(cfg.shots, 'approvals-phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1200, height: 900 });
+
+    // Strong actions on the page, each confirmed with the passkey: the policy, then a lower tier.
+    await page.check('input[name=sensitive]');
+    await Promise.all([page.waitForURL(/done=policy/), page.click('form[action="/approvals/policy"] button[type=submit]')]);
+    seen.policySensitive = await page.isChecked('input[name=sensitive]');
+    await page.selectOption('form[action="/approvals/tier"] select[name=tier]', 'standard');
+    await Promise.all([page.waitForURL(/done=tier/), page.click('form[action="/approvals/tier"] button[type=submit]')]);
+    seen.afterLoweringRead = await agentRead(cfg.secretId);
   }
   process.stdout.write(JSON.stringify(seen) + '\n');
 } finally {
