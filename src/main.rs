@@ -101,6 +101,7 @@ enum ApprovalAction {
     /// Approve a pending request: the requester may read the secret `--uses`
     /// times within `--ttl`.
     Approve {
+        /// The request's id (`latchkey approvals list`, or the end of its approval URL).
         id: String,
         /// How long the grant lasts (e.g. 15m, 1h, 90s).
         #[arg(long, default_value = "15m")]
@@ -113,6 +114,7 @@ enum ApprovalAction {
     },
     /// Deny a pending request, saying why (the requester reads it).
     Deny {
+        /// The request's id.
         id: String,
         #[arg(long)]
         reason: String,

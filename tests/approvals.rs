@@ -385,3 +385,106 @@ async fn grant_uses_under_concurrency_on_sqlite() {
 async fn grant_uses_under_concurrency_on_postgres() {
     grant_uses(Backend::Postgres).await;
 }
+
+/// Over `latchkey mcp` (stdio), a client that declares URL elicitation is
+/// asked to open the approval page, and a wait with a progress token hears
+/// progress until the operator approves.
+#[tokio::test]
+async fn mcp_stdio_wait_sends_progress_and_a_url_elicitation() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::mcp_stdio(dir.path()).env("LATCHKEY_PUBLIC_URL", "https://vault.example.test").spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(serde_json::from_str(&line).expect("JSON-RPC on stdout")).is_err() {
+                break;
+            }
+        }
+    });
+    let mut send = |m: Value| {
+        writeln!(stdin, "{m}").unwrap();
+        stdin.flush().unwrap();
+    };
+    // Everything up to the answer to `id`, that answer last.
+    async fn until(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, id: i64) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let v = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("an answer within 60 s").expect("stdout open");
+            let done = v["id"] == id && v.get("method").is_none();
+            seen.push(v);
+            if done {
+                return seen;
+            }
+        }
+    }
+    let tool = |id: i64, name: &str, args: Value| json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": name, "arguments": args } });
+    send(json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25",
+        "capabilities": { "elicitation": { "url": {} } }, "clientInfo": { "name": "raw", "version": "1" } } }));
+    until(&mut rx, 1).await;
+    send(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }));
+    send(tool(2, "set_secret", json!({ "name": "STDIO_CRITICAL", "value": "v", "accessTier": "critical" })));
+    until(&mut rx, 2).await;
+    send(tool(3, "get_secret", json!({ "name": "STDIO_CRITICAL" })));
+    let got = until(&mut rx, 3).await.pop().unwrap();
+    let result = &got["result"]["structuredContent"];
+    assert_eq!(result["approvalRequired"], true, "{got}");
+    let id = result["approvalId"].as_str().unwrap().to_owned();
+    assert_eq!(result["approvalUrl"], format!("https://vault.example.test/approvals/{id}"));
+
+    let mut approve = Command::new(common::bin());
+    approve
+        .args(["approvals", "approve", &id, "--data-dir"])
+        .arg(dir.path())
+        .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
+        .env_remove("DATABASE_URL");
+    let approver = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2500));
+        approve.output().unwrap()
+    });
+    send(json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "_meta": { "progressToken": "wait-1" }, "name": "wait_for_approval", "arguments": { "approvalId": id, "timeoutSeconds": 60 } } }));
+    let seen = until(&mut rx, 4).await;
+    let out = approver.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = seen.last().unwrap();
+    assert_eq!(answer["result"]["structuredContent"]["status"], "approved", "{answer}");
+    let elicitation = seen.iter().find(|m| m["method"] == "elicitation/create").expect("a URL elicitation");
+    assert_eq!(elicitation["params"]["mode"], "url", "{elicitation}");
+    assert_eq!(elicitation["params"]["url"], format!("https://vault.example.test/approvals/{id}"));
+    let progress: Vec<&Value> = seen.iter().filter(|m| m["method"] == "notifications/progress").collect();
+    assert!(!progress.is_empty(), "progress while waiting: {seen:?}");
+    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "wait-1"));
+    child.kill().ok();
+    child.wait().ok();
+}
+
+/// A tier raised by another process (a second server on the same SQLite
+/// file, another PostgreSQL replica) gates the very next read of a server
+/// that had the secret cached as standard.
+async fn raised_elsewhere(backend: Backend) {
+    let a = Server::start(backend).await;
+    let b =
+        Server::start_with(Opts { data_dir: Some(a.data_dir.clone()), database_url: a.database_url.clone(), ..Opts::new(backend) }).await;
+    let admin = a.signup(&unique("raised")).await;
+    let id = create(&a, &admin, "CACHED", "warm", "standard").await;
+    for _ in 0..3 {
+        assert_eq!(a.get(&format!("/api/v1/secrets/{id}"), &admin).await.1["value"], "warm");
+    }
+    let (s, body) = b.put(&format!("/api/v1/secrets/{id}"), &admin, json!({ "accessTier": "critical" })).await;
+    assert_eq!(s, 200, "{body}");
+    refused(&a, &admin, &id).await;
+}
+
+#[tokio::test]
+async fn a_tier_raised_elsewhere_gates_at_once_on_sqlite() {
+    raised_elsewhere(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_tier_raised_elsewhere_gates_at_once_on_postgres() {
+    raised_elsewhere(Backend::Postgres).await;
+}

@@ -40,7 +40,7 @@ pub(super) async fn wait(
         tick += 1;
         view = vault.poll_approval(p, id).await?;
         if let Some(token) = progress.clone()
-            && tick % 2 == 0
+            && tick.is_multiple_of(2)
         {
             let note = ProgressNotificationParam::new(token, start.elapsed().as_secs_f64())
                 .with_total(timeout.as_secs_f64())

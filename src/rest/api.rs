@@ -33,6 +33,11 @@ const OWNER_ONLY: &str = "An owner's action: an API key or token of any permissi
     the tenant's owners have passkeys, a critical decision or a policy change without a fresh passkey gets 403 \
     PASSKEY_REQUIRED). A request already decided or expired answers 409 CONFLICT naming its state.";
 
+const GATED_READ: &str = "A secret whose accessTier needs approval (critical always; sensitive when the policy says so) \
+    answers 403 APPROVAL_REQUIRED with approvalId and approvalUrl unless the calling key holds a live grant: show \
+    approvalUrl to the user, who approves on that page; a second read meanwhile reuses the same pending request, and \
+    each read under a grant uses one of its uses.";
+
 struct Table {
     router: Router<AppState>,
     ops: Vec<Op>,
@@ -111,6 +116,7 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         .add(
             get(h::get_secret),
             Op::new("get", "/api/v1/secrets/{id}", "secrets", "Read a secret with its decrypted value (audited)")
+                .describe(GATED_READ)
                 .query::<ReadVersion>()
                 .returns::<SecretValue>(200)
                 .invalid_request(BAD_QUERY),

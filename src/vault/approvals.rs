@@ -226,11 +226,13 @@ impl Vault {
     /// `APPROVAL_REQUIRED`. Owners (and the operator) are the approvers and
     /// pass. A scoped token issued through an approval (its `approval_id`)
     /// passes for the secrets that approval covered: the token service adds
-    /// that case here.
-    pub(crate) async fn gate(&self, p: &Principal, row: &SecretRow) -> Result<()> {
+    /// that case here. Says whether passing took a use of a grant: a read
+    /// tried again (its row came from a stale cache) must not take a second
+    /// one, and must be judged again when it took none.
+    pub(crate) async fn gate(&self, p: &Principal, row: &SecretRow) -> Result<Gate> {
         let tier = AccessTier::of_row(row)?;
         if tier == AccessTier::Standard || !self.gated(&p.tenant_id, tier.as_str()).await? || p.is_owner() {
-            return Ok(());
+            return Ok(Gate::Open);
         }
         let now = now_millis();
         let used = |a: &ApprovalRow| {
@@ -239,27 +241,19 @@ impl Vault {
             }))
         };
         if self.store.use_grant(&p.tenant_id, &p.key_id, &row.id, now, &used).await?.is_some() {
-            return Ok(());
+            return Ok(Gate::Granted);
         }
-        let pending = self.open_request(p, "read", Some(row), None, None, None, now).await?;
+        let pending = self.open_request(p, NewRequest { kind: "read", secret: Some(row), ..Default::default() }, now).await?;
         Err(Error::ApprovalRequired { approval_url: self.approval_url(&pending.id), approval_id: pending.id })
     }
 
-    async fn open_request(
-        &self,
-        p: &Principal,
-        kind: &str,
-        secret: Option<&SecretRow>,
-        token_request: Option<String>,
-        gated_secret_ids: Option<String>,
-        reason: Option<String>,
-        now: Millis,
-    ) -> Result<ApprovalRow> {
+    async fn open_request(&self, p: &Principal, what: NewRequest<'_>, now: Millis) -> Result<ApprovalRow> {
         let requester_name = match self.store.get_api_key(&p.tenant_id, &p.key_id).await? {
             Some(k) => k.name,
             None => p.key_id.clone(),
         };
         let ttl = i64::try_from(self.config.approval_request_ttl.as_millis()).unwrap_or(i64::MAX);
+        let NewRequest { kind, secret, token_request, gated_secret_ids, reason } = what;
         let row = ApprovalRow {
             id: uuid::Uuid::new_v4().to_string(),
             tenant_id: p.tenant_id.clone(),
@@ -465,7 +459,19 @@ impl Vault {
     ) -> Result<ApprovalView> {
         let gated = serde_json::to_string(&gated_secret_ids).expect("serialisable");
         let reason = request.get("reason").and_then(|r| r.as_str()).map(str::to_owned);
-        let row = self.open_request(p, "token", None, Some(request.to_string()), Some(gated), reason, now_millis()).await?;
+        let row = self
+            .open_request(
+                p,
+                NewRequest {
+                    kind: "token",
+                    token_request: Some(request.to_string()),
+                    gated_secret_ids: Some(gated),
+                    reason,
+                    ..Default::default()
+                },
+                now_millis(),
+            )
+            .await?;
         self.view(&row)
     }
 
@@ -560,6 +566,25 @@ impl Vault {
     }
 }
 
+/// How a read passed the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Nothing to pass: standard, not gated by the policy, or an owner.
+    Open,
+    /// One use of the caller's grant was taken.
+    Granted,
+}
+
+/// What a new approval request is for (see `Vault::open_request`).
+#[derive(Default)]
+struct NewRequest<'a> {
+    kind: &'a str,
+    secret: Option<&'a SecretRow>,
+    token_request: Option<String>,
+    gated_secret_ids: Option<String>,
+    reason: Option<String>,
+}
+
 /// What the operator asks of `latchkey approvals …` / `latchkey policy set`.
 pub enum OperatorCommand {
     List { tenant: Option<String>, status: Option<String> },
@@ -613,4 +638,59 @@ fn expired_entry(a: &ApprovalRow) -> AuditRow {
     row.front = "system".into();
     row.detail = Some(serde_json::json!({ "kind": a.kind, "secretId": a.secret_id, "requester": a.requester_id }).to_string());
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::views::{CreateSecret, SignupRequest};
+    use crate::vault::{Front, Origin};
+
+    /// The token service's half: a token request covering a gated secret
+    /// waits for a decision, is redeemed once by the key that asked, and
+    /// never by another.
+    #[tokio::test]
+    async fn a_token_approval_is_redeemed_once_by_its_requester() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(crate::store::sqlite::SqliteStore::open(dir.path()).await.unwrap());
+        let master = crate::crypto::master::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let vault = Vault::open(store, master, Default::default()).await.unwrap();
+        let origin = || Origin::new(Front::Rest);
+        let signup = |t: &str| SignupRequest { tenant_id: t.into(), email: None, agent: None, description: None };
+        let key = vault.signup(signup("tokens"), origin()).await.unwrap().api_key;
+        let p = vault.authenticate(&key, origin()).await.unwrap();
+        let create = CreateSecret {
+            name: "PROD_DB".into(),
+            value: "v".into(),
+            secret_type: None,
+            tags: vec![],
+            project_id: None,
+            environment: Some("production".into()),
+            description: None,
+            access_tier: Some(AccessTier::Critical),
+        };
+        let secret = vault.create_secret(&p, create).await.unwrap();
+
+        let request = serde_json::json!({ "scopes": ["secrets:read:production/*"], "ttl": "1h", "reason": "deploy" });
+        let pending = vault.request_token_approval(&p, request.clone(), vec![secret.id.clone()]).await.unwrap();
+        assert_eq!((pending.kind.as_str(), pending.status.as_str()), ("token", "pending"));
+        assert_eq!(pending.scopes.as_deref(), Some(&["secrets:read:production/*".to_owned()][..]));
+        assert_eq!(pending.reason.as_deref(), Some("deploy"));
+        let again = vault.request_token_approval(&p, request.clone(), vec![secret.id.clone()]).await.unwrap();
+        assert_eq!(again.id, pending.id, "the same request reuses the pending approval");
+
+        let early = vault.take_token_approval(&p, &pending.id).await.unwrap_err();
+        assert!(matches!(&early, Error::Conflict(m) if m.contains("pending")), "{early:?}");
+        let operator = vault.operator_for_approval(&pending.id).await.unwrap();
+        vault.approve(&operator, &pending.id, ApproveRequest::default()).await.unwrap();
+
+        let other_key = vault.signup(signup("other"), origin()).await.unwrap().api_key;
+        let other = vault.authenticate(&other_key, origin()).await.unwrap();
+        assert!(matches!(vault.take_token_approval(&other, &pending.id).await, Err(Error::NotFound(_))));
+
+        let (taken, stored) = vault.take_token_approval(&p, &pending.id).await.unwrap();
+        assert_eq!((taken.status.as_str(), stored), ("used", request));
+        let twice = vault.take_token_approval(&p, &pending.id).await.unwrap_err();
+        assert!(matches!(&twice, Error::Conflict(m) if m.contains("already issued")), "{twice:?}");
+    }
 }

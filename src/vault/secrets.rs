@@ -127,7 +127,8 @@ impl Vault {
 
     async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
         p.require(Permission::Read)?;
-        // A gated secret's grant is used once per request, not once per try.
+        // A grant is used once per request, not once per try; a try that
+        // took none (its row may have been stale) is judged again.
         let mut passed_gate = false;
         match self.read_once(p, r, version, false, &mut passed_gate).await {
             Ok((value, committed_epoch)) if committed_epoch == p.seen_epoch => return Ok(value),
@@ -175,8 +176,7 @@ impl Vault {
         p.require_project(row.project_id.as_deref())?;
         let v = v.ok_or(Error::NotFound("version"))?;
         // A standard secret (the row says so) costs nothing more here.
-        if !*passed_gate {
-            self.gate(p, &row).await?;
+        if !*passed_gate && self.gate(p, &row).await? == super::approvals::Gate::Granted {
             *passed_gate = true;
         }
         let key = self.data_key(&p.tenant_id).await?;
