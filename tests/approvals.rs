@@ -303,7 +303,7 @@ async fn mcp(backend: Backend) {
     assert!(got.get("value").is_none(), "{got}");
     let id = got["approvalId"].as_str().unwrap().to_owned();
     let url = got["approvalUrl"].as_str().unwrap().to_owned();
-    assert_eq!(url, format!("{}/approvals/{id}", srv.base));
+    assert_eq!(url, format!("{}/approvals/{id}", srv.base.replace("127.0.0.1", "localhost")));
     let text = &r.content[0].as_text().unwrap().text;
     assert!(text.contains(&url) && text.contains("user"), "{text}");
 

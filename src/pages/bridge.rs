@@ -117,8 +117,8 @@ pub(super) async fn gated_secrets(vault: &Vault, p: &Principal) -> Result<Vec<(S
 }
 
 pub(super) async fn set_tier(vault: &Vault, p: &Principal, secret_id: &str, tier: &str) -> Result<()> {
-    let tier: AccessTier =
-        serde_json::from_value(serde_json::json!(tier)).map_err(|_| Error::InvalidRequest("tier: standard, sensitive or critical".into()))?;
+    let tier: AccessTier = serde_json::from_value(serde_json::json!(tier))
+        .map_err(|_| Error::InvalidRequest("tier: standard, sensitive or critical".into()))?;
     let edit = EditSecret { access_tier: Some(tier), ..Default::default() };
     vault.update_secret(p, SecretRef::Id(secret_id), edit).await.map(|_| ())
 }
