@@ -182,7 +182,7 @@ async fn owners_and_sessions(backend: Backend) {
     assert_eq!(s, 200, "{audit}");
     let actions: Vec<&str> =
         audit["entries"].as_array().or(audit["logs"].as_array()).unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
-    for a in ["owner.setup_link", "owner.created", "owner.signed_in", "owner.signed_out"] {
+    for a in ["owner.created", "owner.signed_in", "owner.signed_out"] {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
     assert_eq!(actions.iter().filter(|a| **a == "owner.created").count(), 4, "Dana, Ann, Bob, Carol: {actions:?}");

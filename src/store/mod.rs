@@ -385,7 +385,15 @@ pub trait Store: Send + Sync + 'static {
     async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
 
     // Tenants and keys.
-    async fn create_tenant(&self, tenant: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
+    /// A new tenant with its first key and, from a signup, the one-time
+    /// link that makes its first owner (see `owners`).
+    async fn create_tenant(
+        &self,
+        tenant: &TenantRow,
+        key: &ApiKeyRow,
+        setup_link: Option<&owners::LinkRow>,
+        audit: &AuditRow,
+    ) -> Result<()>;
     async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>>;
     async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool>;
     async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyWithPlan>>;

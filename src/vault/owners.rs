@@ -121,7 +121,7 @@ fn owner_name(name: &str) -> Result<String> {
     Ok(name)
 }
 
-fn new_link(tenant_id: &str, owner_id: Option<&str>, purpose: &str) -> (LinkRow, String) {
+pub(super) fn new_link(tenant_id: &str, owner_id: Option<&str>, purpose: &str) -> (LinkRow, String) {
     let token = tokens::generate("");
     let now = now_millis();
     let row = LinkRow {
@@ -148,6 +148,12 @@ fn new_session(owner: &OwnerRow) -> (SessionRow, String) {
         expires_at: now + SESSION_LIFE,
     };
     (row, cookie)
+}
+
+/// The setup link a signup answers (`ownerSetupUrl`): single use, 24 h;
+/// the first person to open it names themselves and becomes an owner.
+pub(super) fn setup_url(base: &str, token: &str) -> String {
+    format!("{base}/approvals/setup/{token}")
 }
 
 fn webauthn_error(e: impl std::fmt::Display) -> Error {
@@ -222,15 +228,6 @@ impl Vault {
     pub async fn add_owner(&self, p: &Principal, name: &str) -> Result<NewOwner> {
         p.require_owner("add an owner", false)?;
         self.make_owner(&p.tenant_id, name, &p.key_id, AuditBy::Principal(p)).await
-    }
-
-    /// The setup link a signup answers (`ownerSetupUrl`): single use, 24 h;
-    /// the first person to open it names themselves and becomes an owner.
-    pub(crate) async fn owner_setup_url(&self, tenant_id: &str, actor: &str, origin: &Origin) -> Result<String> {
-        let (link, token) = new_link(tenant_id, None, "setup");
-        let audit = origin.audit(Some(tenant_id), actor, "owner.setup_link", "tenant", Some(tenant_id), "success");
-        self.store.owners().insert_link(&link, &audit).await?;
-        Ok(format!("{}/approvals/setup/{token}", self.public_base()))
     }
 
     /// An owner token presented over REST: an Owner principal (`how: "token"`).

@@ -15,7 +15,7 @@
 mod approvals;
 pub(super) mod dialect;
 mod filters;
-mod owners;
+pub(super) mod owners;
 mod store;
 mod writes;
 

@@ -29,7 +29,7 @@ async fn insert_owner<D: Dialect>(tx: &mut Transaction<'_, D>, o: &OwnerRow) -> 
     Ok(())
 }
 
-async fn insert_link<D: Dialect>(tx: &mut Transaction<'_, D>, l: &LinkRow) -> Result<()> {
+pub(super) async fn insert_link<D: Dialect>(tx: &mut Transaction<'_, D>, l: &LinkRow) -> Result<()> {
     query::<D>(AssertSqlSafe(format!("INSERT INTO owner_links ({LINK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")))
         .bind(&l.hash)
         .bind(&l.tenant_id)
