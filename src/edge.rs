@@ -34,6 +34,8 @@ pub struct Allowed {
     hosts: Vec<String>,
     /// Any IP literal is a host of this server (it listens on all addresses).
     any_address: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Allowed {
@@ -65,12 +67,62 @@ impl Allowed {
                 add(addr.ip().to_string());
             }
         }
-        Ok(Allowed { hosts, any_address })
+        Ok(Allowed { hosts, any_address, trusted_proxies: Vec::new() })
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies (addresses or CIDRs), and
+    /// from no one else.
+    pub fn trusting(mut self, proxies: &[String]) -> Result<Self> {
+        for raw in proxies {
+            let raw = raw.trim();
+            let net = raw
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| raw.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| Error::InvalidRequest(format!("--trusted-proxy '{}' is not an address or CIDR", printable(raw))))?;
+            self.trusted_proxies.push(net);
+        }
+        Ok(self)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client's address: the socket peer, unless the peer is a trusted
+    /// proxy; then the `X-Forwarded-For` hops are read from the right, each
+    /// trusted proxy passing the request on, and the first hop that is not
+    /// one is the client. A hop that does not parse stops the walk there: the
+    /// last address vouched for is used, never one a client could have
+    /// written.
+    pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.trusts(ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        client
     }
 
     /// Loopback only: what a server on 127.0.0.1 with no options answers.
     pub fn loopback() -> Self {
-        Allowed { hosts: LOOPBACK.map(String::from).to_vec(), any_address: false }
+        Allowed { hosts: LOOPBACK.map(String::from).to_vec(), any_address: false, trusted_proxies: Vec::new() }
     }
 
     /// The names and addresses accepted in `Host`, for the start-up log.
@@ -162,7 +214,7 @@ pub fn origin_host(url: &str) -> Option<String> {
 
 /// Axum middleware: refuses a request addressed to another host or sent by
 /// another site's page, before anything else reads it.
-pub async fn guard(State(allowed): State<Arc<Allowed>>, req: Request, next: Next) -> Response {
+pub async fn guard(State(allowed): State<Arc<Allowed>>, mut req: Request, next: Next) -> Response {
     let checked = if is_page_without_origin(&req) {
         // The pages answer `Referrer-Policy: no-referrer`, under which a
         // browser sends `Origin: null` with their own forms and fetches.
@@ -175,7 +227,13 @@ pub async fn guard(State(allowed): State<Arc<Allowed>>, req: Request, next: Next
         allowed.check(req.headers())
     };
     match checked {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            if let Some(peer) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()) {
+                let client = allowed.client_addr(peer, req.headers());
+                req.extensions_mut().insert(ClientAddr(client));
+            }
+            next.run(req).await
+        }
         Err(e) => {
             let mut resp = e.into_response();
             // Its body is never read: the connection cannot be reused.
@@ -193,9 +251,17 @@ fn is_page_without_origin(req: &Request) -> bool {
     page && matches!((origins.next(), origins.next()), (Some(o), None) if o.as_bytes() == b"null")
 }
 
-/// Where a request came from: the socket peer and the user agent.
+/// The client's address as [`guard`] judged it (see [`Allowed::client_addr`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Where a request came from: the client's address (the socket peer, or
+/// what a trusted proxy forwarded) and the user agent.
 pub fn origin_of(parts: &Parts, front: Front) -> Origin {
-    let ip = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+    let ip = match parts.extensions.get::<ClientAddr>() {
+        Some(c) => Some(c.0.to_string()),
+        None => parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string()),
+    };
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
     Origin { front, ip, user_agent }
 }
@@ -245,6 +311,22 @@ fn single_value<'h>(headers: &'h HeaderMap, name: &str) -> std::result::Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let allowed = Allowed::loopback().trusting(&["10.0.0.0/8".into(), "192.168.1.5".into()]).unwrap();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
+        h.append("x-forwarded-for", "10.1.1.1".parse().unwrap());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(allowed.client_addr(ip("8.8.8.8"), &h), ip("8.8.8.8"), "an untrusted peer is the client");
+        assert_eq!(allowed.client_addr(ip("192.168.1.5"), &h), ip("2.2.2.2"), "trusted hops are walked past");
+        let mut forged = HeaderMap::new();
+        forged.append("x-forwarded-for", "1.1.1.1, bogus".parse().unwrap());
+        assert_eq!(allowed.client_addr(ip("10.0.0.1"), &forged), ip("10.0.0.1"), "an unparsable hop stops the walk");
+        assert_eq!(allowed.client_addr(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
+        assert!(Allowed::loopback().trusting(&["nonsense".into()]).is_err());
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

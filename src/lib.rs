@@ -9,7 +9,7 @@
 //!               └──────────────┬─────────────────────┘
 //!                              │ Principal + typed request
 //!                       vault/ (domain services: callers, tenants, keys,
-//!                              │  secrets, projects, audit, plans, approvals)
+//!                              │  tokens, secrets, projects, audit, plans, approvals)
 //!                    ┌─────────┴─────────┐
 //!                 crypto/             store/ (sqlx: SQLite | PostgreSQL)
 //! ```

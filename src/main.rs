@@ -36,6 +36,11 @@ enum Command {
         /// URL's host or one of these are refused (DNS rebinding).
         #[arg(long = "allowed-host", value_name = "NAME", env = "LATCHKEY_ALLOWED_HOSTS", value_delimiter = ',')]
         allowed_hosts: Vec<String>,
+        /// A proxy (address or CIDR) whose X-Forwarded-For names the client;
+        /// repeatable. From anyone else the header is ignored, so a client
+        /// cannot pick the address a token's ipAllowlist sees.
+        #[arg(long = "trusted-proxy", value_name = "CIDR", env = "LATCHKEY_TRUSTED_PROXIES", value_delimiter = ',')]
+        trusted_proxies: Vec<String>,
         /// Most client connections open at once; further clients wait to be
         /// accepted. Default: what the open-file limit leaves room for.
         #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -186,14 +191,14 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> latchkey::Result<()> {
     match cli.command {
-        Command::Serve { listen, public_url, allowed_hosts, max_connections, store, policy } => {
+        Command::Serve { listen, public_url, allowed_hosts, trusted_proxies, max_connections, store, policy } => {
             let max_connections = latchkey::server::connection_cap(max_connections);
             let vault = open_vault(&store, &policy).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| latchkey::Error::InvalidRequest(format!("cannot listen on {listen}: {e}")))?;
             let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
-            let allowed = latchkey::edge::Allowed::new(public_url.as_deref(), &allowed_hosts, Some(addr))?;
+            let allowed = latchkey::edge::Allowed::new(public_url.as_deref(), &allowed_hosts, Some(addr))?.trusting(&trusted_proxies)?;
             vault.set_site(latchkey::vault::owners::Site::new(public_url.as_deref(), Some(addr))?);
             let shutdown = latchkey::server::shutdown_signal();
             tracing::info!(%addr, backend = vault.store().backend(), max_connections, "latchkey listening");

@@ -488,3 +488,99 @@ async fn a_tier_raised_elsewhere_gates_at_once_on_sqlite() {
 async fn a_tier_raised_elsewhere_gates_at_once_on_postgres() {
     raised_elsewhere(Backend::Postgres).await;
 }
+
+/// A token whose scopes reach a critical secret waits for an owner: the
+/// request answers 202 with the approval to show the user; once approved,
+/// the key that asked fetches the token exactly once, and that token reads
+/// the secrets the approval covered. Over REST and MCP.
+async fn token_approval(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let admin = srv.signup(&unique("tokgate")).await;
+    let agent = agent_key(&srv, &admin, "deploy-bot", "read").await;
+    let (s, b) = srv
+        .post("/api/v1/secrets", &admin, json!({ "name": "db/PASSWORD", "environment": "production", "value": "hunter2", "accessTier": "critical" }))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let db = b["id"].as_str().unwrap().to_owned();
+    let (s, b) = srv.post("/api/v1/secrets", &admin, json!({ "name": "db/HOST", "environment": "production", "value": "db.internal" })).await;
+    assert_eq!(s, 201, "{b}");
+    let host = b["id"].as_str().unwrap().to_owned();
+
+    // A scope that misses the critical secret is issued at once.
+    let (s, b) = srv.post("/api/v1/tokens", &agent, json!({ "scopes": ["secrets:read:production/db/HOST"] })).await;
+    assert_eq!((s, b["requiresApproval"].as_bool()), (201, Some(false)), "{b}");
+
+    // One that reaches it waits: no token, an approval to show the user.
+    let asked = json!({ "scopes": ["secrets:read:production/db/*"], "ttl": "1h", "reason": "run the migration" });
+    let (s, b) = srv.post("/api/v1/tokens", &agent, asked.clone()).await;
+    assert_eq!((s, b["requiresApproval"].as_bool()), (202, Some(true)), "{b}");
+    assert!(b["token"].is_null(), "{b}");
+    let approval = b["approvalId"].as_str().unwrap().to_owned();
+    assert_eq!(b["approvalUrl"], format!("{}/approvals/{approval}", srv.base.replace("127.0.0.1", "localhost")));
+    let (_, view) = srv.get(&format!("/api/v1/approvals/{approval}"), &agent).await;
+    assert_eq!((view["kind"].as_str(), view["reason"].as_str()), (Some("token"), Some("run the migration")), "{view}");
+    assert_eq!(view["scopes"], json!(["secrets:read:production/db/*"]));
+
+    // Nothing to redeem before an owner decides; another key cannot redeem it.
+    let (s, e) = srv.post(&format!("/api/v1/approvals/{approval}/redeem"), &agent, json!({})).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("CONFLICT")), "{e}");
+    let (s, _) = srv.post(&format!("/api/v1/approvals/{approval}/redeem"), &admin, json!({})).await;
+    assert_eq!(s, 404, "another key's approval looks like none");
+    let (s, e) = srv.post(&format!("/api/v1/approvals/{approval}/approve"), &admin, json!({})).await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("OWNER_REQUIRED")), "{e}");
+
+    cli_ok(&srv, &["approvals", "approve", &approval, "--ttl", "10m"]).await;
+    let (s, issued) = srv.post(&format!("/api/v1/approvals/{approval}/redeem"), &agent, json!({})).await;
+    assert_eq!(s, 201, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let expires = chrono::DateTime::parse_from_rfc3339(issued["expiresAt"].as_str().unwrap()).unwrap();
+    assert!(expires < chrono::Utc::now() + chrono::Duration::minutes(11), "the approval's ttl caps the token: {issued}");
+    let (s, e) = srv.post(&format!("/api/v1/approvals/{approval}/redeem"), &agent, json!({})).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("CONFLICT")), "fetched once: {e}");
+
+    // The token reads what the approval covered, more than once, and no more.
+    for _ in 0..2 {
+        let (s, b) = srv.get(&format!("/api/v1/secrets/{db}"), &token).await;
+        assert_eq!((s, b["value"].as_str()), (200, Some("hunter2")), "{b}");
+    }
+    assert_eq!(srv.get(&format!("/api/v1/secrets/{host}"), &token).await.1["value"], "db.internal");
+    // A critical secret made after the approval is not covered by it.
+    let (s, b) = srv
+        .post("/api/v1/secrets", &admin, json!({ "name": "db/ROOT", "environment": "production", "value": "r00t", "accessTier": "critical" }))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = srv.get(&format!("/api/v1/secrets/{}", b["id"].as_str().unwrap()), &token).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("APPROVAL_REQUIRED")), "{b}");
+
+    // Over MCP: the same request answers the approval, not an error.
+    let c = mcp_client(&srv, &agent).await;
+    let r = call(&c, "request_token", asked).await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let answer = r.structured_content.clone().expect("structured");
+    assert_eq!(answer["requiresApproval"], true, "{answer}");
+    let again = answer["approvalId"].as_str().unwrap().to_owned();
+    assert!(r.content[0].as_text().unwrap().text.contains(answer["approvalUrl"].as_str().unwrap()));
+    cli_ok(&srv, &["approvals", "approve", &again]).await;
+    let r = call(&c, "request_token", json!({ "approvalId": again })).await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let token = r.structured_content.expect("structured")["token"].as_str().unwrap().to_owned();
+    assert_eq!(srv.get(&format!("/api/v1/secrets/{db}"), &token).await.1["value"], "hunter2");
+    let r = call(&c, "request_token", json!({ "approvalId": again, "reason": "x" })).await;
+    assert_eq!(r.is_error, Some(true), "approvalId goes alone");
+    c.cancel().await.ok();
+
+    // Every step is on the record.
+    let trail = actions(&srv, &admin).await;
+    let count = |a: &str| trail.iter().filter(|e| e["action"] == a).count();
+    assert!(count("approval.requested") >= 2 && count("approval.approved") >= 2 && count("approval.used") >= 2, "{trail:?}");
+}
+
+#[tokio::test]
+async fn a_token_that_reaches_a_critical_secret_waits_for_approval_on_sqlite() {
+    token_approval(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_token_that_reaches_a_critical_secret_waits_for_approval_on_postgres() {
+    token_approval(Backend::Postgres).await;
+}

@@ -385,7 +385,12 @@ mod tests {
     fn only_reads_are_read_only() {
         let mut tools: Vec<String> = read_only_tools(&LatchkeyMcp::tool_router()).into_iter().collect();
         tools.sort();
+        // The approval tools and a gated get_secret write approval rows too
+        // (a lazy expiry, a request, a grant's use): those are no cache's,
+        // and each is one transaction, whole or not at all, so a hang-up
+        // half-way leaves nothing to repair (see `vault::approvals`).
         let reads = [
+            "approval_status",
             "get_project",
             "get_secret",
             "list_api_keys",
@@ -393,6 +398,7 @@ mod tests {
             "list_secret_versions",
             "list_secrets",
             "query_audit",
+            "wait_for_approval",
             "whoami",
         ];
         assert_eq!(tools, reads);

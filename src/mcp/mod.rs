@@ -75,8 +75,10 @@ const INSTRUCTIONS: &str = "Latchkey is a secret vault. Store credentials with s
 writing them into files, prompts or code; fetch them with get_secret only at the moment you need the value, \
 and never echo a value back to the user or into logs. list_secrets and the latchkey://secrets resources \
 show metadata only. Every read is audited. Use expectedVersion when rotating to avoid overwriting \
-someone else's change. Without an API key, call signup first and use the returned apiKey as \
-'Authorization: Bearer <apiKey>'.";
+someone else's change. A critical secret (and a sensitive one, if the tenant's policy says so) needs \
+a human's approval: get_secret then answers approvalRequired with an approvalUrl; show that link to your \
+user, call wait_for_approval, then get_secret again. Without an API key, call signup first and use the \
+returned apiKey as 'Authorization: Bearer <apiKey>'.";
 
 /// Who calls a tool, as a tool's argument. rmcp's `RequestContext` argument
 /// is a clone of the whole context, the request's HTTP parts (headers,

@@ -256,3 +256,49 @@ pub struct SecretRead {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_url: Option<String>,
 }
+
+/// `request_token`: a scoped token to hand to a sub-agent or a script, or
+/// (with `approvalId` alone) the token an owner approved.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestTokenParams {
+    /// `secrets:{read|write|list|delete|*}:{glob}`, the glob matched against a
+    /// secret's path `{environment}/{name}` (`production/gemini/*`).
+    /// Required unless approvalId is given.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Seconds, or "15m", "1h", "7d"; default 1h.
+    pub ttl: Option<crate::vault::tokens::Ttl>,
+    /// How many requests the token answers.
+    pub max_uses: Option<i64>,
+    /// Client addresses and CIDRs it may be used from.
+    pub ip_allowlist: Option<Vec<String>>,
+    /// Project ids within your own key's scope.
+    #[serde(default)]
+    pub project_scope: Vec<String>,
+    /// Why the token is needed: shown to the owner who approves.
+    pub reason: Option<String>,
+    /// Fetch the token of this approved request (the approvalId an earlier
+    /// request_token answered) instead of asking for a new one.
+    pub approval_id: Option<String>,
+}
+
+impl RequestTokenParams {
+    /// The approval to redeem, or the token request to make.
+    pub fn into_request(self) -> Result<std::result::Result<String, crate::vault::tokens::TokenRequest>> {
+        match self.approval_id {
+            Some(id) if self.scopes.is_empty() && self.ttl.is_none() && self.max_uses.is_none() && self.ip_allowlist.is_none()
+                && self.project_scope.is_empty() && self.reason.is_none() => Ok(Ok(id)),
+            Some(_) => Err(Error::InvalidRequest("give approvalId alone to fetch an approved token, or the request without it".into())),
+            None => Ok(Err(crate::vault::tokens::TokenRequest {
+                scopes: self.scopes,
+                ttl: self.ttl,
+                max_uses: self.max_uses,
+                ip_allowlist: self.ip_allowlist,
+                project_scope: self.project_scope,
+                reason: self.reason,
+                approval_id: None,
+            })),
+        }
+    }
+}

@@ -73,6 +73,33 @@ impl LatchkeyMcp {
         Ok(CallToolResult::structured(serde_json::to_value(read).map_err(Error::internal)?))
     }
 
+    /// Ask for a scoped token, narrower than your own key, to hand to a
+    /// sub-agent or a script (shown once). When a scope reaches a secret whose
+    /// tier needs a human's approval, answers `requiresApproval: true` with
+    /// approvalId and approvalUrl instead: show the URL to your user, call
+    /// wait_for_approval, then request_token with that approvalId alone to
+    /// fetch the token (once).
+    #[tool(
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
+        output_schema = rmcp::handler::server::common::schema_for_output::<crate::vault::tokens::TokenIssued>()
+    )]
+    async fn request_token(&self, Parameters(p): Parameters<RequestTokenParams>, caller: Caller) -> Result<CallToolResult, Error> {
+        let principal = self.principal(caller).await?;
+        let issued = match p.into_request()? {
+            Ok(approval_id) => self.vault.redeem_token_approval(&principal, &approval_id).await?,
+            Err(request) => self.vault.create_token(&principal, request).await?,
+        };
+        let mut result = CallToolResult::structured(serde_json::to_value(&issued).map_err(Error::internal)?);
+        if let (true, Some(id), Some(url)) = (issued.requires_approval, &issued.approval_id, &issued.approval_url) {
+            result.content = vec![rmcp::model::ContentBlock::text(format!(
+                "Approval required: these scopes reach secrets that need a human's approval. Show this link to your user and \
+                 ask them to approve: {url} (then call wait_for_approval with approvalId {id}, and request_token with that \
+                 approvalId alone to fetch the token)."
+            ))];
+        }
+        Ok(result)
+    }
+
     /// The state of an approval request get_secret opened: pending,
     /// approved (with grantUsesLeft and grantExpiresAt), denied (denyReason),
     /// expired or used. Approving is for the user, on the approval page; no
@@ -105,14 +132,17 @@ impl LatchkeyMcp {
     /// Store a secret: creates it, or adds a new version when a secret with this
     /// name exists in the same project and environment. Pass expectedVersion to
     /// write only if nobody changed it since you read it (0 = must be new).
-    /// Returns metadata, never the value.
+    /// accessTier may be raised, never lowered (OWNER_REQUIRED). Returns
+    /// metadata, never the value.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false))]
     async fn set_secret(&self, Parameters(req): Parameters<SetSecret>, caller: Caller) -> Result<Json<SetSecretResult>, Error> {
         Ok(Json(self.vault.set_secret(&self.principal(caller).await?, req).await?))
     }
 
     /// Change a secret's description, tags or type without touching its value
-    /// (no new version).
+    /// (no new version). It may raise accessTier (to sensitive or critical);
+    /// lowering a tier is for a human owner on the approval page and always
+    /// fails here with OWNER_REQUIRED: no MCP caller is an owner.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false))]
     async fn update_secret_metadata(
         &self,

@@ -8,6 +8,7 @@ use super::openapi::Op;
 use super::{AppState, docs, handlers as h};
 use crate::vault::approvals::{ApprovalView, ApproveRequest, DenyRequest, ListApprovals, PolicyView, UpdatePolicy};
 use crate::vault::plans::PlanLimits;
+use crate::vault::tokens::{TokenIssued, TokenList, TokenRequest};
 use crate::vault::views::*;
 
 /// See `vault::audit` for why, and its constants for the numbers.
@@ -24,6 +25,14 @@ const AUDIT_EXPORT: &str = "`format=json` (the default) answers `{logs, count}`;
     `]}` in JSON, a broken chunked transfer) is an export that failed part-way, never a complete one.";
 const AUDIT_INVALID: &str = "INVALID_REQUEST: a bad field or date, offset above 10000 (narrow startDate/endDate, or page \
     with cursor), a cursor this server did not issue, both cursor and offset, or a parameter it does not take";
+const TOKENS: &str = "Scopes are `secrets:{read|write|list|delete|*}:{glob}`; the glob is matched against a \
+    secret's path, `{environment}/{name}` (the bare name when it has no environment), `*` matching any run of \
+    characters (`/` included) and `?` one: `secrets:read:production/gemini/*`. The token gets at most the asking \
+    key's permission, its project scope, and its expiry, else 403 SCOPE_DENIED naming what is too wide; a token \
+    cannot ask for one. Send the token like an API key (REST and MCP over HTTP). Refused tokens answer 401 \
+    TOKEN_EXPIRED, TOKEN_REVOKED, TOKEN_EXHAUSTED (maxUses used: each authenticated request is one use) or \
+    IP_NOT_ALLOWED. A token reaches only secrets (and whoami/plan and project reads): keys, tokens, audit and \
+    project changes answer 403 SCOPE_DENIED.";
 // Every route refuses query parameters it does not take (see `handlers`).
 const NO_PARAMS: &str = "INVALID_REQUEST: a query parameter (this route takes none)";
 const BAD_BODY: &str = "INVALID_REQUEST: malformed body, bad field or enum value, or a query parameter (this route takes none)";
@@ -218,6 +227,35 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .invalid_request(NO_PARAMS),
         )
         .add(
+            post(h::create_token),
+            Op::new(
+                "post",
+                "/api/v1/tokens",
+                "tokens",
+                "Mint a scoped token (shown once), never wider than the asking key; 202 {token: null, requiresApproval: true, \
+                 approvalId, approvalUrl} when a scope reaches a secret whose tier needs an owner's approval",
+            )
+                .describe(TOKENS)
+                .query::<NoParams>()
+                .body::<TokenRequest>()
+                .returns::<TokenIssued>(201)
+                .invalid_request("INVALID_REQUEST: malformed body, a bad scope, ttl, maxUses or ipAllowlist entry, or a query parameter"),
+        )
+        .add(
+            get(h::list_tokens),
+            Op::new("get", "/api/v1/tokens", "tokens", "List tokens: an admin key sees the tenant's, any other key those it minted")
+                .query::<NoParams>()
+                .returns::<TokenList>(200)
+                .invalid_request(NO_PARAMS),
+        )
+        .add(
+            post(h::revoke_token),
+            Op::new("post", "/api/v1/tokens/{id}/revoke", "tokens", "Revoke a token at once (204; 409 ALREADY_REVOKED)")
+                .query::<NoParams>()
+                .returns_nothing(204)
+                .invalid_request(NO_PARAMS),
+        )
+        .add(
             get(h::audit),
             Op::new("get", "/api/v1/audit", "audit", "Query the audit trail (newest first)")
                 .describe(AUDIT_BOUNDS)
@@ -280,6 +318,18 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .body::<ApproveRequest>()
                 .returns::<ApprovalView>(200)
                 .invalid_request(BAD_BODY),
+        )
+        .add(
+            post(h::redeem_approval),
+            Op::new(
+                "post",
+                "/api/v1/approvals/{id}/redeem",
+                "approvals",
+                "Fetch, once, the token an owner approved (by the key that asked); the approval's ttl caps its lifetime",
+            )
+            .query::<NoParams>()
+            .returns::<TokenIssued>(201)
+            .invalid_request(NO_PARAMS),
         )
         .add(
             post(h::deny),

@@ -10,6 +10,7 @@ use super::AppState;
 use super::extract::{Auth, Body, ClientOrigin, Query};
 use crate::error::Result;
 use crate::vault::secrets::SecretRef;
+use crate::vault::tokens::{TokenIssued, TokenList, TokenRequest};
 use crate::vault::views::*;
 use crate::vault::{plans, plans::PlanLimits};
 
@@ -156,6 +157,36 @@ pub async fn regenerate_api_key(
     Path(id): Path<String>,
 ) -> Result<Json<IssuedApiKey>> {
     Ok(Json(s.vault.regenerate_api_key(&p, &id).await?))
+}
+
+pub async fn create_token(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Body(req): Body<TokenRequest>,
+) -> Result<Created<TokenIssued>> {
+    let issued = s.vault.create_token(&p, req).await?;
+    // 202: nothing issued yet; an owner must approve, then the key redeems.
+    let status = if issued.requires_approval { StatusCode::ACCEPTED } else { StatusCode::CREATED };
+    Ok((status, Json(issued)))
+}
+
+pub async fn redeem_approval(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Path(id): Path<String>,
+) -> Result<Created<TokenIssued>> {
+    Ok((StatusCode::CREATED, Json(s.vault.redeem_token_approval(&p, &id).await?)))
+}
+
+pub async fn list_tokens(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>) -> Result<Json<TokenList>> {
+    Ok(Json(s.vault.list_tokens(&p).await?))
+}
+
+pub async fn revoke_token(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>, Path(id): Path<String>) -> Result<StatusCode> {
+    s.vault.revoke_token(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn audit(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<AuditQuery>) -> Result<Json<AuditPage>> {

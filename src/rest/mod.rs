@@ -38,7 +38,7 @@ impl IntoResponse for Error {
                 let secs = retry_after.as_secs().max(1).to_string();
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
             }
-            Error::Unauthorized(_) => {
+            Error::Unauthorized(_) | Error::TokenExpired | Error::TokenExhausted | Error::TokenRevoked | Error::IpNotAllowed => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"latchkey\""));
             }
             _ => {}

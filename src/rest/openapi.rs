@@ -71,6 +71,12 @@ impl Op {
         self.response = Some(schema_of::<T>);
         self
     }
+    /// Success without a body (204).
+    pub fn returns_nothing(mut self, status: u16) -> Self {
+        self.success = status;
+        self.response = None;
+        self
+    }
     pub fn returns_text(mut self, content_type: &'static str) -> Self {
         self.text_response = Some(content_type);
         self

@@ -268,7 +268,11 @@ impl Store for CachedStore {
             let mut st = self.state.write().expect("cache lock");
             if st.generation == generation
                 && !st.writing_keys.contains_key(&k.key.tenant_id)
-                && st.make_room(256 + k.key.project_scope.len())
+                && st.make_room(
+                    256 + k.key.project_scope.len()
+                        + k.key.scopes.as_ref().map_or(0, String::len)
+                        + k.key.ip_allowlist.as_ref().map_or(0, String::len),
+                )
             {
                 st.keys.insert(key_hash.to_vec(), k.clone());
             }
@@ -282,6 +286,15 @@ impl Store for CachedStore {
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>> {
         self.inner.list_api_keys(tenant_id).await
+    }
+
+    async fn list_tokens(&self, tenant_id: &str, parent: Option<&str>) -> Result<Vec<ApiKeyRow>> {
+        self.inner.list_tokens(tenant_id, parent).await
+    }
+
+    /// Never cached: the count is the database's, whatever the cache holds.
+    async fn use_token(&self, id: &str) -> Result<bool> {
+        self.inner.use_token(id).await
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
@@ -410,6 +423,10 @@ impl Store for CachedStore {
     /// epoch a read sees after its audit commit covers every change committed
     /// before that commit.
     // Approvals are never cached: each is read where it is decided or used.
+    async fn list_protected_secrets(&self, tenant_id: &str) -> Result<Vec<SecretRow>> {
+        self.inner.list_protected_secrets(tenant_id).await
+    }
+
     async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool> {
         self.inner.gate_sensitive(tenant_id).await
     }

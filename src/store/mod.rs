@@ -66,7 +66,36 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// `key`, or `token` for a scoped token (`vault::tokens`); tokens are
+    /// left out of every listing and count of keys.
+    pub kind: String,
+    /// A token's scopes: JSON array of scope strings.
+    pub scopes: Option<String>,
+    /// A token's limit of authenticated requests; `None`: no limit.
+    pub max_uses: Option<i64>,
+    /// Uses a token made: every request when it has `max_uses` (and every
+    /// call of a `latchkey mcp` session).
+    pub uses: i64,
+    /// A token's allowed client addresses: JSON array of addresses and CIDRs.
+    pub ip_allowlist: Option<String>,
+    /// The key that minted a token.
+    pub parent_key_id: Option<String>,
+    /// Why a token was asked for, as its asker said.
+    pub reason: Option<String>,
+    /// The approval a token was issued under, if one was needed.
+    pub approval_id: Option<String>,
 }
+
+impl ApiKeyRow {
+    pub fn is_token(&self) -> bool {
+        self.kind == KIND_TOKEN
+    }
+}
+
+/// `api_keys.kind` of a scoped token.
+pub const KIND_TOKEN: &str = "token";
+/// `api_keys.kind` of an API key.
+pub const KIND_KEY: &str = "key";
 
 /// An API key with its tenant's plan: what authentication needs, in one read.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -306,6 +335,10 @@ pub struct SecretFilter {
     pub search: Option<String>,
     /// When set, only secrets in these projects are visible (project-scoped keys).
     pub project_scope: Option<Vec<String>>,
+    /// When set, only secrets whose path (`vault::scopes::path`) one of these
+    /// globs may match: a token's listing. A prefilter, never narrower than the
+    /// globs (SQLite's LIKE ignores ASCII case); the vault applies them exactly.
+    pub path_globs: Option<Vec<String>>,
     /// Keyset cursor: the (name, id) of the last row of the previous page.
     pub after: Option<(String, String)>,
     pub limit: i64,
@@ -398,7 +431,14 @@ pub trait Store: Send + Sync + 'static {
     async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool>;
     async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyWithPlan>>;
     async fn get_api_key(&self, tenant_id: &str, id: &str) -> Result<Option<ApiKeyRow>>;
+    /// The tenant's API keys, never its tokens.
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>>;
+    /// The tenant's scoped tokens, oldest first; only those `parent` minted when given.
+    async fn list_tokens(&self, tenant_id: &str, parent: Option<&str>) -> Result<Vec<ApiKeyRow>>;
+    /// Counts one use of a token, past any cache, in one conditional
+    /// update: false when its `max_uses` are used up (or it is gone).
+    /// Under any concurrency exactly `max_uses` calls answer true.
+    async fn use_token(&self, id: &str) -> Result<bool>;
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
     /// Rewrites a key's mutable fields (name, hash, prefix, permission, scope,
     /// expiry, revocation), if the key is not revoked and is as it was read:
@@ -406,6 +446,7 @@ pub trait Store: Send + Sync + 'static {
     /// (or when the key is not the tenant's): a change read before another
     /// one committed must not write back what that one changed, such as a
     /// revocation, a regenerated hash or a cut permission.
+    /// A change to anything but the name also revokes the key's live tokens.
     async fn update_api_key(&self, key: &ApiKeyRow, seen_updated_at: Millis, audit: &AuditRow) -> Result<bool>;
 
     // Projects.
@@ -466,6 +507,9 @@ pub trait Store: Send + Sync + 'static {
 
     // Approvals and the tenant's approval policy.
     /// Whether the tenant's policy gates `sensitive` secrets too.
+    /// The tenant's secrets above the standard tier: those a token's scopes
+    /// may cover that need an owner's approval first.
+    async fn list_protected_secrets(&self, tenant_id: &str) -> Result<Vec<SecretRow>>;
     async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool>;
     async fn set_gate_sensitive(&self, tenant_id: &str, on: bool, audit: &AuditRow) -> Result<bool>;
     /// Opens `row` (status `pending`), or answers the pending request it

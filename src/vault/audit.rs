@@ -77,6 +77,7 @@ fn range_filter(action: Option<String>, resource_type: Option<String>, start: Op
 
 /// Only a tenant-wide admin key reads the trail.
 fn may_read_trail(p: &Principal) -> Result<()> {
+    p.require_key("read the audit trail")?;
     p.require(Permission::Admin)?;
     if p.project_scope.is_some() {
         // Its rows name secrets, projects and keys of every project.

@@ -145,6 +145,12 @@ impl Vault {
     /// client or key has failed too often this minute. A live key is never
     /// held back by others' failures from its address (a shared NAT).
     pub async fn authenticate(&self, token: &str, origin: Origin) -> Result<Principal> {
+        self.authenticate_as(token, origin, true).await
+    }
+
+    /// [`Vault::authenticate`]; `count_use` false leaves a token's uses as
+    /// they are (a `latchkey mcp` session counts each call instead).
+    async fn authenticate_as(&self, token: &str, origin: Origin, count_use: bool) -> Result<Principal> {
         let seen_epoch = self.store.change_epoch();
         let hash = tokens::hash(token);
         let found = self.store.find_api_key(&hash).await?.filter(|k| tokens::hashes_match(&k.key.key_hash, &hash));
@@ -153,10 +159,23 @@ impl Vault {
             return Err(self.refuse(&origin, failure, Error::Unauthorized("invalid API key".into())).await);
         };
         if let Some(why) = dead_reason(&key, now_millis()) {
+            let err = match (key.is_token(), why) {
+                (true, "revoked") => Error::TokenRevoked,
+                (true, _) => Error::TokenExpired,
+                (false, _) => Error::Unauthorized(format!("this API key is {why}")),
+            };
             let failure = Failure { tenant_id: Some(&key.tenant_id), actor: &key.id, reason: why, presented: Some(&hash) };
-            return Err(self.refuse(&origin, failure, Error::Unauthorized(format!("this API key is {why}"))).await);
+            return Err(self.refuse(&origin, failure, err).await);
+        }
+        if key.is_token() && !super::tokens::ip_allowed(&key, origin.ip.as_deref())? {
+            let failure = Failure { tenant_id: Some(&key.tenant_id), actor: &key.id, reason: "ip_not_allowed", presented: Some(&hash) };
+            return Err(self.refuse(&origin, failure, Error::IpNotAllowed).await);
         }
         self.admit(&key.tenant_id, &plan).await?;
+        if count_use && key.max_uses.is_some() && !self.store.use_token(&key.id).await? {
+            let failure = Failure { tenant_id: Some(&key.tenant_id), actor: &key.id, reason: "exhausted", presented: Some(&hash) };
+            return Err(self.refuse(&origin, failure, Error::TokenExhausted).await);
+        }
         principal_of(key, plan, CallerKind::ApiKey, origin, seen_epoch)
     }
 
@@ -231,10 +250,13 @@ impl Vault {
         }
         let (key, tenant) = tokio::try_join!(self.store.get_api_key(&p.tenant_id, &p.key_id), self.store.get_tenant(&p.tenant_id))?;
         match (key, tenant) {
-            (Some(key), Some(tenant))
-                if dead_reason(&key, now_millis()).is_none() && tokens::hashes_match(&key.key_hash, &p.credential.key_hash) =>
-            {
-                principal_of(key, tenant.plan, p.kind, p.origin.clone(), seen_epoch)
+            (Some(key), Some(tenant)) if tokens::hashes_match(&key.key_hash, &p.credential.key_hash) => {
+                match dead_reason(&key, now_millis()) {
+                    None => principal_of(key, tenant.plan, p.kind, p.origin.clone(), seen_epoch),
+                    Some("revoked") if key.is_token() => Err(Error::TokenRevoked),
+                    Some(_) if key.is_token() => Err(Error::TokenExpired),
+                    Some(_) => Err(Error::Unauthorized(crate::store::DEAD_KEY.into())),
+                }
             }
             _ => Err(Error::Unauthorized(crate::store::DEAD_KEY.into())),
         }
@@ -244,7 +266,7 @@ impl Vault {
     /// (`LATCHKEY_API_KEY`), or as the local tenant's own session key.
     pub async fn open_session(&self, api_key: Option<&str>, local_tenant: &str, origin: Origin) -> Result<Session> {
         let principal = match api_key {
-            Some(key) => self.authenticate(key, origin).await?,
+            Some(key) => self.authenticate_as(key, origin, false).await?,
             None => self.local_principal(&super::names::tenant_id(local_tenant)?, origin).await?,
         };
         Ok(Session { principal: Mutex::new(principal), renewing: Default::default() })
@@ -275,6 +297,10 @@ impl Vault {
             checked => checked?,
         };
         self.admit(&current.tenant_id, &current.plan).await?;
+        // Each call of a session given a token is one of its uses.
+        if current.kind == CallerKind::Token && !self.store.use_token(&current.key_id).await? {
+            return Err(Error::TokenExhausted);
+        }
         Ok(current)
     }
 }
@@ -300,6 +326,8 @@ pub(super) fn principal_of(key: ApiKeyRow, plan: String, kind: CallerKind, origi
         Error::Integrity
     })?;
     let (credential, permission) = (crate::store::Credential::of(&key), Permission::parse(&key.permission)?);
+    // A token is a token however it is reached; its reach is its scopes.
+    let (kind, scopes) = if key.is_token() { (CallerKind::Token, Some(super::tokens::scopes_of(&key)?)) } else { (kind, None) };
     Ok(Principal {
         tenant_id: key.tenant_id,
         key_id: key.id,
@@ -310,7 +338,7 @@ pub(super) fn principal_of(key: ApiKeyRow, plan: String, kind: CallerKind, origi
         project_scope: if scope.is_empty() { None } else { Some(scope) },
         origin,
         seen_epoch,
-        scopes: None,
+        scopes,
         human: None,
     })
 }

@@ -33,6 +33,14 @@ pub(super) fn new_key(
         revoked_at: None,
         created_at: now,
         updated_at: now,
+        kind: crate::store::KIND_KEY.into(),
+        scopes: None,
+        max_uses: None,
+        uses: 0,
+        ip_allowlist: None,
+        parent_key_id: None,
+        reason: None,
+        approval_id: None,
     };
     (row, token)
 }
@@ -41,7 +49,7 @@ pub(super) fn new_key(
 /// manages every key of its tenant; a project-scoped admin only keys scoped
 /// within its own projects, or it could regenerate the tenant's unscoped key
 /// and take its place. Keys beyond its reach are not there for it (404).
-fn within_reach(p: &Principal, row: &ApiKeyRow) -> Result<bool> {
+pub(super) fn within_reach(p: &Principal, row: &ApiKeyRow) -> Result<bool> {
     let Some(own) = &p.project_scope else { return Ok(true) };
     // Unreadable, it would read as no scope at all: every project.
     let theirs = super::views::json_list(&row.project_scope, "api_keys", &row.id, "project_scope")?;
@@ -50,15 +58,17 @@ fn within_reach(p: &Principal, row: &ApiKeyRow) -> Result<bool> {
 
 impl Vault {
     async fn visible_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRow> {
+        p.require_key("manage API keys")?;
         let row = if names::is_id(id) { self.store.get_api_key(&p.tenant_id, id).await? } else { None };
         match row {
-            Some(row) if within_reach(p, &row)? => Ok(row),
+            // A token is not a key here: `vault::tokens` manages tokens.
+            Some(row) if !row.is_token() && within_reach(p, &row)? => Ok(row),
             _ => Err(Error::NotFound("api key")),
         }
     }
 
     /// Checks that `scope` names projects of this tenant inside the caller's own scope.
-    async fn grantable_scope(&self, p: &Principal, scope: &[String]) -> Result<Vec<String>> {
+    pub(super) async fn grantable_scope(&self, p: &Principal, scope: &[String]) -> Result<Vec<String>> {
         let mut out: Vec<String> = Vec::new();
         for id in scope {
             if !names::is_id(id) || self.store.get_project(&p.tenant_id, id).await?.is_none() {
@@ -98,6 +108,7 @@ impl Vault {
             "api_key",
             None,
             async {
+                p.require_key("issue API keys")?;
                 let p = &self.recheck(p).await?;
                 p.require(Permission::Admin)?;
                 Self::grantable_permission(p, req.permissions)?;
@@ -122,6 +133,7 @@ impl Vault {
             "api_key",
             None,
             async {
+                p.require_key("list API keys")?;
                 p.require(Permission::Admin)?;
                 let rows = self.store.list_api_keys(&p.tenant_id).await?;
                 self.record_read(p, p.audit("apikey.list", "api_key", None, "success")).await?;

@@ -18,6 +18,7 @@ pub mod scopes;
 pub mod secrets;
 pub mod tenants;
 pub mod throttle;
+pub mod tokens;
 mod usage;
 pub mod views;
 
@@ -182,7 +183,17 @@ impl Vault {
     /// successful ones nothing. An integrity error stays what it is: it is
     /// the sign of a tampered database.
     pub(crate) async fn dead_key_first(&self, p: &Principal, err: Error) -> Error {
-        if matches!(err, Error::Unauthorized(_) | Error::Internal(_) | Error::Integrity) || !p.has_key() {
+        if matches!(
+            err,
+            Error::Unauthorized(_)
+                | Error::TokenExpired
+                | Error::TokenRevoked
+                | Error::TokenExhausted
+                | Error::IpNotAllowed
+                | Error::Internal(_)
+                | Error::Integrity
+        ) || !p.has_key()
+        {
             return err;
         }
         match self.recheck(p).await {

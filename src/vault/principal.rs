@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::scopes::ScopeAction;
 use crate::error::{Error, Result};
 use crate::store::{AuditRow, now_millis};
 
@@ -221,6 +222,45 @@ impl Principal {
         } else {
             Err(Error::ScopeDenied("this key's project scope does not cover that project".into()))
         }
+    }
+
+    /// Refuses a scoped token (403 `SCOPE_DENIED`): it reaches the secrets
+    /// its scopes cover and nothing else (keys, tokens, audit, projects' changes).
+    pub fn require_key(&self, what: &str) -> Result<()> {
+        if self.kind == CallerKind::Token {
+            return Err(Error::ScopeDenied(format!("a scoped token cannot {what}; only the secrets its scopes cover")));
+        }
+        Ok(())
+    }
+
+    /// Whether this caller may do `action` to the secret at `project_id`,
+    /// `environment`, `name`: its project scope and, for a token, its scopes
+    /// (matched against the secret's path, `scopes::path`). The one check
+    /// every path to a secret makes.
+    pub fn allows_secret(&self, action: ScopeAction, project_id: Option<&str>, environment: &str, name: &str) -> bool {
+        self.covers(project_id) && self.scopes.as_ref().is_none_or(|s| s.allows(action, &super::scopes::path(environment, name)))
+    }
+
+    /// [`Principal::allows_secret`] for a secret's place, as an error:
+    /// 403 `SCOPE_DENIED` naming the path a token's scopes do not cover.
+    pub fn require_path(&self, action: ScopeAction, project_id: Option<&str>, environment: &str, name: &str) -> Result<()> {
+        self.require_project(project_id)?;
+        if let Some(scopes) = &self.scopes {
+            let path = super::scopes::path(environment, name);
+            if !scopes.allows(action, &path) {
+                return Err(Error::ScopeDenied(format!(
+                    "this token's scopes do not allow '{}' on '{}'",
+                    action.as_str(),
+                    path.escape_debug()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Principal::require_path`] for a stored secret.
+    pub fn require_secret(&self, action: ScopeAction, row: &crate::store::SecretRow) -> Result<()> {
+        self.require_path(action, row.project_id.as_deref(), &row.environment, &row.name)
     }
 
     /// Whether the caller acts with an `api_keys` row (a key, a local

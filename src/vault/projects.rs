@@ -22,6 +22,7 @@ impl Vault {
             "project",
             None,
             async {
+                p.require_key("change projects")?;
                 p.require(Permission::Write)?;
                 if p.project_scope.is_some() {
                     return Err(Error::ScopeDenied("a project-scoped key cannot create projects".into()));
@@ -90,6 +91,7 @@ impl Vault {
             "project",
             Some(id),
             async {
+                p.require_key("change projects")?;
                 p.require(Permission::Write)?;
                 let mut row = self.visible_project(p, id).await?;
                 // A damaged row is refused before it is written over, not after.
@@ -122,6 +124,7 @@ impl Vault {
             "project",
             Some(id),
             async {
+                p.require_key("change projects")?;
                 p.require(Permission::Write)?;
                 // Like creating one: a project's lifetime is the tenant's business,
                 // not that of a key confined to it.

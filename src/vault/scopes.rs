@@ -40,7 +40,7 @@ impl ScopeAction {
         })
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ScopeAction::Read => "read",
             ScopeAction::Write => "write",
@@ -120,6 +120,11 @@ impl Scopes {
     /// Whether some scope lets its holder do `action` to the secret at `path`.
     pub fn allows(&self, action: ScopeAction, path: &str) -> bool {
         self.0.iter().any(|s| s.action.includes(action) && glob_matches(&s.glob, path))
+    }
+
+    /// The globs of the scopes that allow `action`.
+    pub fn globs_for(&self, action: ScopeAction) -> Vec<String> {
+        self.0.iter().filter(|s| s.action.includes(action)).map(|s| s.glob.clone()).collect()
     }
 
     /// The widest permission any scope needs.

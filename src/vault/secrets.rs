@@ -1,6 +1,7 @@
 //! Secrets and their versions: the heart of the vault.
 
 use super::principal::WithDetail;
+use super::scopes::ScopeAction;
 use super::views::*;
 use super::{Permission, Principal, Vault, audited, names, plans};
 use crate::crypto::SecretAad;
@@ -50,7 +51,8 @@ impl Vault {
 
     /// Finds a secret the caller may see. Another tenant's secret, a malformed
     /// id and a missing one all answer the same `SECRET_NOT_FOUND`.
-    async fn visible_secret(&self, p: &Principal, r: &SecretRef<'_>) -> Result<SecretRow> {
+    /// A token's scopes must allow `action` on it (403 `SCOPE_DENIED`).
+    async fn visible_secret(&self, p: &Principal, r: &SecretRef<'_>, action: ScopeAction) -> Result<SecretRow> {
         let row = match r {
             SecretRef::Id(id) if names::is_id(id) => self.store.get_secret(&p.tenant_id, id).await?,
             SecretRef::Id(_) => None,
@@ -60,7 +62,7 @@ impl Vault {
             }
         };
         let row = row.ok_or(Error::SecretNotFound)?;
-        p.require_project(row.project_id.as_deref())?;
+        p.require_secret(action, &row)?;
         Ok(row)
     }
 
@@ -86,6 +88,7 @@ impl Vault {
         let description = req.description.map(|d| names::text("description", &d, 1024)).transpose()?;
         self.check_value(&req.value)?;
         let project_id = req.project_id.filter(|p| !p.is_empty());
+        p.require_path(ScopeAction::Write, project_id.as_deref(), &environment, &name)?;
         self.check_project(p, project_id.as_deref()).await?;
 
         let now = now_millis();
@@ -168,12 +171,12 @@ impl Vault {
             }
             SecretRef::Id(_) => return Err(Error::SecretNotFound),
             SecretRef::Name { .. } => {
-                let row = self.visible_secret(p, r).await?;
+                let row = self.visible_secret(p, r, ScopeAction::Read).await?;
                 let v = self.store.get_version(&row.id, version.unwrap_or(row.current_version)).await?;
                 (row, v, false)
             }
         };
-        p.require_project(row.project_id.as_deref())?;
+        p.require_secret(ScopeAction::Read, &row)?;
         let v = v.ok_or(Error::NotFound("version"))?;
         // A standard secret (the row says so) costs nothing more here.
         if !*passed_gate && self.gate(p, &row).await? == super::approvals::Gate::Granted {
@@ -228,13 +231,15 @@ impl Vault {
         let environment = req.environment.as_deref().map(|e| names::environment(Some(e))).transpose()?;
         let description = req.description.as_deref().map(|d| names::text("description", d, 1024)).transpose()?;
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
-        let row = self.visible_secret(p, r).await?;
+        let row = self.visible_secret(p, r, ScopeAction::Write).await?;
         // A damaged row is refused before it is written over, not after.
         SecretMeta::try_from(&row)?;
         let key = self.data_key(&p.tenant_id).await?;
 
         // Runs inside the store's write transaction, on the row as it is there.
         let change = |current: &SecretRow| {
+            // On the row as it is inside the write: a move needs both places.
+            p.require_secret(ScopeAction::Write, current)?;
             let now = now_millis();
             let mut next = current.clone();
             // Strictly later, even within one millisecond: a cached answer is
@@ -290,6 +295,7 @@ impl Vault {
                     "to": { "name": next.name, "environment": next.environment },
                 });
             }
+            p.require_secret(ScopeAction::Write, &next)?;
             let audit = p.audit("secret.update", "secret", Some(&next.id), "success").detail(detail);
             Ok((next, version, audit))
         };
@@ -308,12 +314,12 @@ impl Vault {
         // under the lock: a rotation costs no read before it.
         let id = match r {
             SecretRef::Id(id) if names::is_id(id) => (*id).to_owned(),
-            _ => self.visible_secret(p, r).await?.id,
+            _ => self.visible_secret(p, r, ScopeAction::Write).await?.id,
         };
         let sealer = self.data_key(&p.tenant_id).await?.sealer();
         let author = p.clone();
         let change: VersionChange = Arc::new(move |current: &SecretRow| {
-            author.require_project(current.project_id.as_deref())?;
+            author.require_secret(ScopeAction::Write, current)?;
             let version = current.current_version + 1;
             let aad = SecretAad { tenant_id: &author.tenant_id, secret_id: &current.id, version };
             let sealed = VersionRow {
@@ -342,7 +348,7 @@ impl Vault {
 
     async fn delete_secret_inner(&self, p: &Principal, r: &SecretRef<'_>) -> Result<Deleted> {
         p.require(Permission::Write)?;
-        let row = self.visible_secret(p, r).await?;
+        let row = self.visible_secret(p, r, ScopeAction::Delete).await?;
         let audit = p.audit("secret.delete", "secret", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
         if self.store.delete_secret(&p.tenant_id, &row.id, &audit).await? {
             Ok(Deleted { id: row.id, deleted: true })
@@ -367,7 +373,7 @@ impl Vault {
             }
             (a, b) => a.or(b),
         };
-        let filter = SecretFilter {
+        let mut filter = SecretFilter {
             secret_type: q.secret_type.map(|t| t.as_str().to_owned()),
             environment: q.environment.filter(|e| !e.is_empty()),
             project_id: q.project_id.filter(|e| !e.is_empty()),
@@ -375,10 +381,33 @@ impl Vault {
             tag: q.tag.map(|t| t.trim().to_owned()).filter(|e| !e.is_empty()),
             search,
             project_scope: p.project_scope.clone(),
+            path_globs: None,
             after: q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?,
             limit: limit + 1,
         };
-        let mut rows = self.store.list_secrets(&p.tenant_id, &filter).await?;
+        let mut rows = match &p.scopes {
+            None => self.store.list_secrets(&p.tenant_id, &filter).await?,
+            // A token lists only the paths its scopes let it list: pages of
+            // the tenant's listing, filtered, until one more than `limit` is
+            // found or the listing ends. The cursor stays the last row
+            // answered: rows skipped before it are ones the token cannot see.
+            Some(scopes) => {
+                filter.limit = MAX_LIST_PAGE + 1;
+                filter.path_globs = Some(scopes.globs_for(ScopeAction::List));
+                let mut found = Vec::new();
+                loop {
+                    let batch = self.store.list_secrets(&p.tenant_id, &filter).await?;
+                    let more = batch.len() as i64 == filter.limit;
+                    filter.after = batch.last().map(|s| (s.name.clone(), s.id.clone()));
+                    found.extend(
+                        batch.into_iter().filter(|s| p.allows_secret(ScopeAction::List, s.project_id.as_deref(), &s.environment, &s.name)),
+                    );
+                    if found.len() as i64 > limit || !more {
+                        break found;
+                    }
+                }
+            }
+        };
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
@@ -402,7 +431,7 @@ impl Vault {
         }
         // The cursor is the last version a page returned; the next starts below it.
         let before = page.cursor.as_deref().filter(|c| !c.is_empty()).map(super::cursor::decode::<i64>).transpose()?;
-        let row = self.visible_secret(p, r).await?;
+        let row = self.visible_secret(p, r, ScopeAction::Read).await?;
         let mut versions = self.store.list_versions(&row.id, before, limit + 1).await?;
         let has_more = versions.len() as i64 > limit;
         versions.truncate(limit as usize);
@@ -425,7 +454,7 @@ impl Vault {
         for _ in 0..UNCONDITIONAL_RETRIES {
             let name_ref =
                 SecretRef::Name { name: &req.name, project_id: req.project_id.as_deref(), environment: req.environment.as_deref() };
-            let existing = match self.metadata_of(p, &name_ref).await {
+            let existing = match self.metadata_of(p, &name_ref, ScopeAction::Write).await {
                 Ok(meta) => Some(meta),
                 Err(Error::SecretNotFound) => None,
                 Err(e) => return Err(self.audit_failure(p, "secret.create", "secret", None, e).await),
@@ -493,15 +522,15 @@ impl Vault {
             "secret",
             rid,
             async {
-                let meta = self.metadata_of(p, &r).await?;
+                let meta = self.metadata_of(p, &r, ScopeAction::Read).await?;
                 Ok((meta, self.secret_versions_inner(p, &r, VersionPage::default()).await?))
             }
             .await
         )
     }
 
-    async fn metadata_of(&self, p: &Principal, r: &SecretRef<'_>) -> Result<SecretMeta> {
+    async fn metadata_of(&self, p: &Principal, r: &SecretRef<'_>, action: ScopeAction) -> Result<SecretMeta> {
         p.require(Permission::Read)?;
-        SecretMeta::try_from(&self.visible_secret(p, r).await?)
+        SecretMeta::try_from(&self.visible_secret(p, r, action).await?)
     }
 }

@@ -21,7 +21,7 @@ fn unreadable(table: &'static str, id: &dyn std::fmt::Display, field: &'static s
     Error::Integrity
 }
 
-fn time(ms: Millis, table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Result<DateTime<Utc>> {
+pub(crate) fn time(ms: Millis, table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Result<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single().ok_or_else(|| unreadable(table, id, field))
 }
 

@@ -61,6 +61,14 @@ impl Fixture {
             revoked_at: None,
             created_at: now,
             updated_at: now,
+            kind: "key".into(),
+            scopes: None,
+            max_uses: None,
+            uses: 0,
+            ip_allowlist: None,
+            parent_key_id: None,
+            reason: None,
+            approval_id: None,
         };
         let f = Fixture { tenant, secret: uuid::Uuid::new_v4().to_string(), key };
         store.create_tenant(&t, &f.key, None, &entry(&f.tenant, &f.key.id, "tenant.signup", Some(&f.credential()))).await.unwrap();

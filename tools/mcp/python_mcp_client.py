@@ -34,7 +34,7 @@ ALL_TOOLS = {
     "signup", "whoami", "list_secrets", "get_secret", "set_secret", "update_secret_metadata",
     "delete_secret", "list_secret_versions", "list_projects", "get_project", "create_project", "update_project",
     "delete_project", "create_api_key", "list_api_keys", "update_api_key", "regenerate_api_key", "revoke_api_key",
-    "query_audit", "approval_status", "wait_for_approval",
+    "query_audit", "approval_status", "wait_for_approval", "request_token",
 }
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
 ALL_RESOURCES = PUBLIC_RESOURCES | {"latchkey://secrets", "latchkey://audit/recent"}

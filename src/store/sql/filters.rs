@@ -12,6 +12,23 @@ pub(super) enum Bind {
 
 /// A `LIKE … ESCAPE '\'` pattern matching `text` anywhere, with `%`, `_` and
 /// `\` escaped, after `lower`.
+/// A scope glob (`*` any run, `?` one character) as a LIKE pattern.
+fn like_glob(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len() + 4);
+    for c in glob.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub(super) fn like_contains(text: &str, lower: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
@@ -60,6 +77,17 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &crate::store::SecretFilter)
                 " OR LOWER(s.name) LIKE $? ESCAPE '\\' OR LOWER(COALESCE(s.description, '')) LIKE $? ESCAPE '\\' \
                  OR EXISTS (SELECT 1 FROM secret_tags t WHERE t.secret_id = s.id AND LOWER(t.tag) LIKE $? ESCAPE '\\')",
                 pattern,
+            );
+        }
+        sql.push(')');
+    }
+    if let Some(globs) = &f.path_globs {
+        sql.push_str(" AND (1 = 0");
+        for g in globs {
+            push(
+                &mut sql,
+                " OR (CASE WHEN s.environment = '' THEN s.name ELSE s.environment || '/' || s.name END) LIKE $? ESCAPE '\\'",
+                like_glob(g),
             );
         }
         sql.push(')');
@@ -160,4 +188,14 @@ pub(super) fn bind_all<'q, D: Dialect>(mut q: Stmt<'q, D>, binds: Vec<Bind>) -> 
         };
     }
     q
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn globs_become_like_patterns() {
+        assert_eq!(super::like_glob("production/gemini/*"), "production/gemini/%");
+        assert_eq!(super::like_glob("a?b"), "a_b");
+        assert_eq!(super::like_glob("100%_\\x*"), "100\\%\\_\\\\x%");
+    }
 }

@@ -106,5 +106,5 @@ pub(super) const AUDIT_INTO: &str =
     "audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail)";
 
 /// The columns of `api_keys`, in [`ApiKeyRow`](super::ApiKeyRow)'s order.
-pub(super) const KEY_COLS: &str =
-    "id, tenant_id, name, prefix, key_hash, permission, project_scope, expires_at, revoked_at, created_at, updated_at";
+pub(super) const KEY_COLS: &str = "id, tenant_id, name, prefix, key_hash, permission, project_scope, expires_at, revoked_at, created_at, updated_at, \
+     kind, scopes, max_uses, uses, ip_allowlist, parent_key_id, reason, approval_id";

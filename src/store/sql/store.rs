@@ -100,7 +100,8 @@ impl<B: Backend> Store for B {
         // One indexed lookup per request: the key and its tenant's plan together.
         Ok(query::<B::Db>(
             "SELECT k.id, k.tenant_id, k.name, k.prefix, k.key_hash, k.permission, k.project_scope, k.expires_at, \
-             k.revoked_at, k.created_at, k.updated_at, t.plan FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             k.revoked_at, k.created_at, k.updated_at, k.kind, k.scopes, k.max_uses, k.uses, k.ip_allowlist, \
+             k.parent_key_id, k.reason, k.approval_id, t.plan FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1",
         )
         .bind(key_hash)
@@ -117,10 +118,34 @@ impl<B: Backend> Store for B {
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>> {
-        Ok(query::<B::Db>(AssertSqlSafe(format!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")))
-            .bind(tenant_id)
-            .fetch_all(self.reader())
-            .await?)
+        Ok(query::<B::Db>(AssertSqlSafe(format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND kind = 'key' ORDER BY created_at, id"
+        )))
+        .bind(tenant_id)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn list_tokens(&self, tenant_id: &str, parent: Option<&str>) -> Result<Vec<ApiKeyRow>> {
+        Ok(query::<B::Db>(AssertSqlSafe(format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND kind = 'token' \
+             AND ($2 IS NULL OR parent_key_id = $2) ORDER BY created_at, id"
+        )))
+        .bind(tenant_id)
+        .bind(parent.map(str::to_owned))
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn use_token(&self, id: &str) -> Result<bool> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = Self::begin_write(&mut conn).await?;
+        let n = query::<B::Db>("UPDATE api_keys SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
@@ -141,6 +166,29 @@ impl<B: Backend> Store for B {
         let roots_before = writes::count_root_keys(&mut tx, &k.tenant_id).await?;
         // First, while the actor's key is as it was: a key may revoke itself.
         writes::insert_audit(&mut tx, audit).await?;
+        // A token never carries more than its key: when the key is revoked,
+        // regenerated, narrowed, widened or given another expiry, its live
+        // tokens are revoked with it (their rights were judged against the
+        // key as it was). A rename leaves them be.
+        let at = k.updated_at;
+        query::<B::Db>(
+            "UPDATE api_keys SET revoked_at = $3, updated_at = $3 \
+             WHERE tenant_id = $1 AND parent_key_id = $2 AND kind = 'token' AND revoked_at IS NULL \
+             AND EXISTS (SELECT 1 FROM api_keys p WHERE p.tenant_id = $1 AND p.id = $2 AND p.revoked_at IS NULL \
+             AND p.updated_at = $4 AND ($5 IS NOT NULL OR p.key_hash <> $6 OR p.permission <> $7 \
+             OR p.project_scope <> $8 OR COALESCE(p.expires_at, -1) <> COALESCE($9, -1)))",
+        )
+        .bind(&k.tenant_id)
+        .bind(&k.id)
+        .bind(at)
+        .bind(seen_updated_at)
+        .bind(k.revoked_at)
+        .bind(&k.key_hash)
+        .bind(&k.permission)
+        .bind(&k.project_scope)
+        .bind(k.expires_at)
+        .execute(&mut *tx)
+        .await?;
         let n = query::<B::Db>(
             "UPDATE api_keys SET name = $3, prefix = $4, key_hash = $5, permission = $6, project_scope = $7, \
              expires_at = $8, revoked_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL \
@@ -468,6 +516,15 @@ impl<B: Backend> Store for B {
 
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64> {
         Ok(query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one_scalar(self.reader()).await?)
+    }
+
+    async fn list_protected_secrets(&self, tenant_id: &str) -> Result<Vec<SecretRow>> {
+        Ok(query::<B::Db>(AssertSqlSafe(format!(
+            "SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND access_tier <> 'standard' ORDER BY name, id"
+        )))
+        .bind(tenant_id)
+        .fetch_all(self.reader())
+        .await?)
     }
 
     async fn gate_sensitive(&self, tenant_id: &str) -> Result<bool> {

@@ -71,7 +71,7 @@ pub(in crate::store) fn bind_audit<'q, D: Dialect>(mut q: Stmt<'q, D>, chunk: &'
 pub(super) async fn count_root_keys<D: Dialect>(tx: &mut Transaction<'_, D>, tenant_id: &str) -> Result<i64> {
     query::<D>(
         "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL AND expires_at IS NULL \
-         AND permission = 'admin' AND project_scope = '[]'",
+         AND permission = 'admin' AND project_scope = '[]' AND kind = 'key'",
     )
     .bind(tenant_id)
     .fetch_one_scalar(&mut **tx)
@@ -106,19 +106,29 @@ pub(super) async fn replace_tags<D: Dialect>(tx: &mut Transaction<'_, D>, s: &Se
 }
 
 pub(super) async fn insert_key<D: Dialect>(tx: &mut Transaction<'_, D>, k: &ApiKeyRow) -> Result<()> {
-    query::<D>(AssertSqlSafe(format!("INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")))
-        .bind(&k.id)
-        .bind(&k.tenant_id)
-        .bind(&k.name)
-        .bind(&k.prefix)
-        .bind(&k.key_hash)
-        .bind(&k.permission)
-        .bind(&k.project_scope)
-        .bind(k.expires_at)
-        .bind(k.revoked_at)
-        .bind(k.created_at)
-        .bind(k.updated_at)
-        .execute(&mut **tx)
-        .await?;
+    query::<D>(AssertSqlSafe(format!(
+        "INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    )))
+    .bind(&k.id)
+    .bind(&k.tenant_id)
+    .bind(&k.name)
+    .bind(&k.prefix)
+    .bind(&k.key_hash)
+    .bind(&k.permission)
+    .bind(&k.project_scope)
+    .bind(k.expires_at)
+    .bind(k.revoked_at)
+    .bind(k.created_at)
+    .bind(k.updated_at)
+    .bind(&k.kind)
+    .bind(&k.scopes)
+    .bind(k.max_uses)
+    .bind(k.uses)
+    .bind(&k.ip_allowlist)
+    .bind(&k.parent_key_id)
+    .bind(&k.reason)
+    .bind(&k.approval_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
