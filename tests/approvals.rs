@@ -498,11 +498,16 @@ async fn token_approval(backend: Backend) {
     let admin = srv.signup(&unique("tokgate")).await;
     let agent = agent_key(&srv, &admin, "deploy-bot", "read").await;
     let (s, b) = srv
-        .post("/api/v1/secrets", &admin, json!({ "name": "db/PASSWORD", "environment": "production", "value": "hunter2", "accessTier": "critical" }))
+        .post(
+            "/api/v1/secrets",
+            &admin,
+            json!({ "name": "db/PASSWORD", "environment": "production", "value": "hunter2", "accessTier": "critical" }),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     let db = b["id"].as_str().unwrap().to_owned();
-    let (s, b) = srv.post("/api/v1/secrets", &admin, json!({ "name": "db/HOST", "environment": "production", "value": "db.internal" })).await;
+    let (s, b) =
+        srv.post("/api/v1/secrets", &admin, json!({ "name": "db/HOST", "environment": "production", "value": "db.internal" })).await;
     assert_eq!(s, 201, "{b}");
     let host = b["id"].as_str().unwrap().to_owned();
 
@@ -546,7 +551,11 @@ async fn token_approval(backend: Backend) {
     assert_eq!(srv.get(&format!("/api/v1/secrets/{host}"), &token).await.1["value"], "db.internal");
     // A critical secret made after the approval is not covered by it.
     let (s, b) = srv
-        .post("/api/v1/secrets", &admin, json!({ "name": "db/ROOT", "environment": "production", "value": "r00t", "accessTier": "critical" }))
+        .post(
+            "/api/v1/secrets",
+            &admin,
+            json!({ "name": "db/ROOT", "environment": "production", "value": "r00t", "accessTier": "critical" }),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     let (s, b) = srv.get(&format!("/api/v1/secrets/{}", b["id"].as_str().unwrap()), &token).await;

@@ -400,7 +400,7 @@ impl Vault {
         if purpose.is_empty() || purpose.len() > 200 {
             return Err(Error::InvalidRequest("purpose: name the action the assertion is for".into()));
         }
-        let mine = self.store.owners().list_passkeys(&caller.principal.tenant_id, Some(&caller.principal.key_id)).await?;
+        let mine = self.store.owners().list_passkeys(&caller.principal.tenant_id, assertion_owner(caller, purpose)).await?;
         let keys: Vec<Passkey> = mine.iter().filter_map(|k| serde_json::from_str(&k.passkey).ok()).collect();
         if keys.is_empty() {
             return Err(Error::Conflict("you have no passkey yet: register one first".into()));
@@ -431,7 +431,7 @@ impl Vault {
         if !result.user_verified() {
             return Err(Error::PasskeyRequired("the passkey did not verify the user (PIN or biometrics)".into()));
         }
-        let mine = owners.list_passkeys(&caller.principal.tenant_id, Some(&caller.principal.key_id)).await?;
+        let mine = owners.list_passkeys(&caller.principal.tenant_id, assertion_owner(caller, purpose)).await?;
         for row in mine {
             if let Ok(mut key) = serde_json::from_str::<Passkey>(&row.passkey)
                 && key.cred_id() == result.cred_id()
@@ -448,6 +448,13 @@ impl Vault {
         }
         Ok(fresh)
     }
+}
+
+/// Whose passkeys may confirm `purpose`: the caller's own; for enrolling a
+/// passkey, any of the tenant's (an owner without one yet has another owner,
+/// at their side, confirm with theirs).
+fn assertion_owner<'a>(caller: &'a PageCaller, purpose: &str) -> Option<&'a str> {
+    (purpose != REGISTER_PURPOSE).then_some(caller.principal.key_id.as_str())
 }
 
 /// Who an owner's audit entry is by: a principal, or the operator's origin.
