@@ -98,13 +98,8 @@ impl Allowed {
         if !self.trusts(peer) {
             return peer;
         }
-        let hops: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
+        let hops: Vec<&str> =
+            headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
             match hop.parse::<IpAddr>() {
@@ -215,7 +210,18 @@ pub fn origin_host(url: &str) -> Option<String> {
 /// Axum middleware: refuses a request addressed to another host or sent by
 /// another site's page, before anything else reads it.
 pub async fn guard(State(allowed): State<Arc<Allowed>>, mut req: Request, next: Next) -> Response {
-    match allowed.check(req.headers()) {
+    let checked = if is_page_without_origin(&req) {
+        // The pages answer `Referrer-Policy: no-referrer`, under which a
+        // browser sends `Origin: null` with their own forms and fetches.
+        // They check a CSRF token of the session and a SameSite=Strict
+        // cookie instead; the Host check still applies.
+        let mut headers = req.headers().clone();
+        headers.remove(header::ORIGIN);
+        allowed.check(&headers)
+    } else {
+        allowed.check(req.headers())
+    };
+    match checked {
         Ok(()) => {
             if let Some(peer) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()) {
                 let client = allowed.client_addr(peer, req.headers());
@@ -230,6 +236,14 @@ pub async fn guard(State(allowed): State<Arc<Allowed>>, mut req: Request, next: 
             resp
         }
     }
+}
+
+/// A request to the pages for people (`/approvals…`) whose one `Origin` is `null`.
+fn is_page_without_origin(req: &Request) -> bool {
+    let path = req.uri().path();
+    let page = path == "/approvals" || path.starts_with("/approvals/");
+    let mut origins = req.headers().get_all(header::ORIGIN).iter();
+    page && matches!((origins.next(), origins.next()), (Some(o), None) if o.as_bytes() == b"null")
 }
 
 /// The client's address as [`guard`] judged it (see [`Allowed::client_addr`]).
@@ -349,6 +363,18 @@ mod tests {
         assert!(!ok("127.0.0.1:8200", "null") && !ok("127.0.0.1:8200", "file://localhost"));
         let two = headers(&[("host", "127.0.0.1"), ("origin", "http://localhost"), ("origin", "https://evil.com")]);
         assert!(a.check(&two).is_err());
+    }
+
+    #[test]
+    fn pages_take_a_null_origin_only_for_themselves() {
+        let req = |path: &str, origin: &str| {
+            Request::builder().uri(path).header("host", "localhost:8200").header("origin", origin).body(axum::body::Body::empty()).unwrap()
+        };
+        assert!(is_page_without_origin(&req("/approvals/abc/approve", "null")));
+        assert!(is_page_without_origin(&req("/approvals", "null")));
+        assert!(!is_page_without_origin(&req("/api/v1/secrets", "null")), "the API keeps refusing it");
+        assert!(!is_page_without_origin(&req("/approvalsx", "null")));
+        assert!(!is_page_without_origin(&req("/approvals", "https://evil.example")));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`server`]: binds the HTTP fronts and serves until shutdown.
 //! - [`error`]: the one error type with stable codes.
 //! - [`docs`]: the documents for agents that every front serves.
+//! - [`pages`]: the pages for people (`/approvals`): owners sign in and decide.
 //! - [`edge`]: what every HTTP front checks and reads first: `Host`/`Origin`,
 //!   the client's address, the credential.
 
@@ -27,6 +28,7 @@ pub mod docs;
 pub mod edge;
 pub mod error;
 pub mod mcp;
+pub mod pages;
 pub mod rest;
 pub mod server;
 pub mod store;

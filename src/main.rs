@@ -64,6 +64,11 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Operator commands for the tenants' human owners.
+    Owner {
+        #[command(subcommand)]
+        action: OwnerAction,
+    },
     /// Operator commands for approval requests (list, approve, deny).
     Approvals {
         #[command(subcommand)]
@@ -138,6 +143,24 @@ enum PolicyAction {
 }
 
 #[derive(Subcommand)]
+enum OwnerAction {
+    /// Add a human owner to a tenant; prints a one-time sign-in link (24 h)
+    /// and the owner token (shown once).
+    Add {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// The URL browsers reach the server by (as `serve --public-url`);
+        /// default http://localhost:8200.
+        #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum TenantAction {
     /// Move a tenant to another plan (free, pro, unlimited).
     SetPlan { tenant: String, plan: String },
@@ -176,7 +199,7 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
                 .map_err(|e| latchkey::Error::InvalidRequest(format!("cannot listen on {listen}: {e}")))?;
             let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
             let allowed = latchkey::edge::Allowed::new(public_url.as_deref(), &allowed_hosts, Some(addr))?.trusting(&trusted_proxies)?;
-            vault.set_public_base(public_url.as_deref().unwrap_or(&format!("http://{addr}")));
+            vault.set_site(latchkey::vault::owners::Site::new(public_url.as_deref(), Some(addr))?);
             let shutdown = latchkey::server::shutdown_signal();
             tracing::info!(%addr, backend = vault.store().backend(), max_connections, "latchkey listening");
             if !addr.ip().is_loopback() {
@@ -196,6 +219,16 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             let vault = open_vault(&store, &policy).await?;
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
             latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant).await
+        }
+        Command::Owner { action: OwnerAction::Add { tenant, name, public_url, store } } => {
+            let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
+            vault.set_site(latchkey::vault::owners::Site::new(public_url.as_deref(), None)?);
+            let owner = vault.add_owner_as_operator(&tenant, &name).await?;
+            vault.store().close().await;
+            println!("owner {} ({}) added to tenant {tenant}", owner.name, owner.owner_id);
+            println!("sign-in link (one use, 24 h): {}", owner.signin_url);
+            println!("owner token (shown once): {}", owner.token);
+            Ok(())
         }
         Command::Approvals { action } => {
             let (store, command) = action.split();

@@ -26,6 +26,7 @@ pub fn app(vault: Arc<Vault>, allowed: Allowed) -> Router {
     // Room for the largest value after JSON escaping, plus metadata.
     let body_limit = vault.config().max_value_bytes.saturating_mul(6).saturating_add(64 * 1024);
     let (routes, _) = rest::routes();
+    let routes = routes.merge(crate::pages::routes());
     let mcp = mcp::http::Endpoint::new(vault.clone());
     let mcp = axum::routing::any(move |req: axum::extract::Request| mcp.clone().serve(req));
     routes

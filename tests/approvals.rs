@@ -48,7 +48,8 @@ async fn refused(srv: &Server, key: &str, id: &str) -> String {
     assert_eq!((s, body["code"].as_str()), (403, Some("APPROVAL_REQUIRED")), "{body}");
     assert!(body.get("value").is_none());
     let approval = body["approvalId"].as_str().unwrap().to_owned();
-    assert_eq!(body["approvalUrl"], format!("{}/approvals/{approval}", srv.base), "{body}");
+    // Named `localhost` (a loopback listener): browsers need a host name for passkeys.
+    assert_eq!(body["approvalUrl"], format!("{}/approvals/{approval}", srv.base.replace("127.0.0.1", "localhost")), "{body}");
     approval
 }
 
@@ -302,7 +303,7 @@ async fn mcp(backend: Backend) {
     assert!(got.get("value").is_none(), "{got}");
     let id = got["approvalId"].as_str().unwrap().to_owned();
     let url = got["approvalUrl"].as_str().unwrap().to_owned();
-    assert_eq!(url, format!("{}/approvals/{id}", srv.base));
+    assert_eq!(url, format!("{}/approvals/{id}", srv.base.replace("127.0.0.1", "localhost")));
     let text = &r.content[0].as_text().unwrap().text;
     assert!(text.contains(&url) && text.contains("user"), "{text}");
 
@@ -497,11 +498,16 @@ async fn token_approval(backend: Backend) {
     let admin = srv.signup(&unique("tokgate")).await;
     let agent = agent_key(&srv, &admin, "deploy-bot", "read").await;
     let (s, b) = srv
-        .post("/api/v1/secrets", &admin, json!({ "name": "db/PASSWORD", "environment": "production", "value": "hunter2", "accessTier": "critical" }))
+        .post(
+            "/api/v1/secrets",
+            &admin,
+            json!({ "name": "db/PASSWORD", "environment": "production", "value": "hunter2", "accessTier": "critical" }),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     let db = b["id"].as_str().unwrap().to_owned();
-    let (s, b) = srv.post("/api/v1/secrets", &admin, json!({ "name": "db/HOST", "environment": "production", "value": "db.internal" })).await;
+    let (s, b) =
+        srv.post("/api/v1/secrets", &admin, json!({ "name": "db/HOST", "environment": "production", "value": "db.internal" })).await;
     assert_eq!(s, 201, "{b}");
     let host = b["id"].as_str().unwrap().to_owned();
 
@@ -515,7 +521,7 @@ async fn token_approval(backend: Backend) {
     assert_eq!((s, b["requiresApproval"].as_bool()), (202, Some(true)), "{b}");
     assert!(b["token"].is_null(), "{b}");
     let approval = b["approvalId"].as_str().unwrap().to_owned();
-    assert_eq!(b["approvalUrl"], format!("{}/approvals/{approval}", srv.base));
+    assert_eq!(b["approvalUrl"], format!("{}/approvals/{approval}", srv.base.replace("127.0.0.1", "localhost")));
     let (_, view) = srv.get(&format!("/api/v1/approvals/{approval}"), &agent).await;
     assert_eq!((view["kind"].as_str(), view["reason"].as_str()), (Some("token"), Some("run the migration")), "{view}");
     assert_eq!(view["scopes"], json!(["secrets:read:production/db/*"]));
@@ -545,7 +551,11 @@ async fn token_approval(backend: Backend) {
     assert_eq!(srv.get(&format!("/api/v1/secrets/{host}"), &token).await.1["value"], "db.internal");
     // A critical secret made after the approval is not covered by it.
     let (s, b) = srv
-        .post("/api/v1/secrets", &admin, json!({ "name": "db/ROOT", "environment": "production", "value": "r00t", "accessTier": "critical" }))
+        .post(
+            "/api/v1/secrets",
+            &admin,
+            json!({ "name": "db/ROOT", "environment": "production", "value": "r00t", "accessTier": "critical" }),
+        )
         .await;
     assert_eq!(s, 201, "{b}");
     let (s, b) = srv.get(&format!("/api/v1/secrets/{}", b["id"].as_str().unwrap()), &token).await;

@@ -287,8 +287,16 @@ impl RequestTokenParams {
     /// The approval to redeem, or the token request to make.
     pub fn into_request(self) -> Result<std::result::Result<String, crate::vault::tokens::TokenRequest>> {
         match self.approval_id {
-            Some(id) if self.scopes.is_empty() && self.ttl.is_none() && self.max_uses.is_none() && self.ip_allowlist.is_none()
-                && self.project_scope.is_empty() && self.reason.is_none() => Ok(Ok(id)),
+            Some(id)
+                if self.scopes.is_empty()
+                    && self.ttl.is_none()
+                    && self.max_uses.is_none()
+                    && self.ip_allowlist.is_none()
+                    && self.project_scope.is_empty()
+                    && self.reason.is_none() =>
+            {
+                Ok(Ok(id))
+            }
             Some(_) => Err(Error::InvalidRequest("give approvalId alone to fetch an approved token, or the request without it".into())),
             None => Ok(Err(crate::vault::tokens::TokenRequest {
                 scopes: self.scopes,

@@ -235,11 +235,11 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 "Mint a scoped token (shown once), never wider than the asking key; 202 {token: null, requiresApproval: true, \
                  approvalId, approvalUrl} when a scope reaches a secret whose tier needs an owner's approval",
             )
-                .describe(TOKENS)
-                .query::<NoParams>()
-                .body::<TokenRequest>()
-                .returns::<TokenIssued>(201)
-                .invalid_request("INVALID_REQUEST: malformed body, a bad scope, ttl, maxUses or ipAllowlist entry, or a query parameter"),
+            .describe(TOKENS)
+            .query::<NoParams>()
+            .body::<TokenRequest>()
+            .returns::<TokenIssued>(201)
+            .invalid_request("INVALID_REQUEST: malformed body, a bad scope, ttl, maxUses or ipAllowlist entry, or a query parameter"),
         )
         .add(
             get(h::list_tokens),

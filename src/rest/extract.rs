@@ -25,6 +25,10 @@ where
         let state = AppState::from_ref(state);
         let origin = origin_of(parts, Front::Rest);
         match credential(&parts.headers) {
+            // An owner's token: REST only (MCP has no owner actions and never takes one).
+            Ok(Some(token)) if token.starts_with(crate::vault::owners::OWNER_TOKEN_PREFIX) => {
+                Ok(Auth(state.vault.authenticate_owner(token, origin).await?))
+            }
             Ok(Some(token)) => Ok(Auth(state.vault.authenticate(token, origin).await?)),
             Ok(None) => {
                 let needed = Error::Unauthorized("send your API key as X-API-Key or Authorization: Bearer".into());

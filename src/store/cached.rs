@@ -218,6 +218,11 @@ impl Store for CachedStore {
         self.inner.backend()
     }
 
+    // Nothing of an owner is cached.
+    fn owners(&self) -> &dyn super::owners::OwnerStore {
+        self.inner.owners()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await
@@ -231,8 +236,14 @@ impl Store for CachedStore {
         self.inner.meta_init(key, value).await
     }
 
-    async fn create_tenant(&self, tenant: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
-        self.inner.create_tenant(tenant, key, audit).await
+    async fn create_tenant(
+        &self,
+        tenant: &TenantRow,
+        key: &ApiKeyRow,
+        setup_link: Option<&super::owners::LinkRow>,
+        audit: &AuditRow,
+    ) -> Result<()> {
+        self.inner.create_tenant(tenant, key, setup_link, audit).await
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>> {

@@ -13,12 +13,14 @@
 //!   batch writers (audit entries, new versions).
 //! - [`version_writer`]: the group commit of new versions, shared.
 //! - [`cached`]: the cache in front of a store for the hot reads.
+//! - [`owners`]: owners, their links, sessions and passkeys (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 mod cached;
 mod integrity;
 mod liveness;
+pub mod owners;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -407,13 +409,24 @@ pub trait Store: Send + Sync + 'static {
     /// Closes the pool, waiting for in-flight transactions.
     async fn close(&self);
 
+    /// Owners, their links, sessions and passkeys (see [`owners`]).
+    fn owners(&self) -> &dyn owners::OwnerStore;
+
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,
     /// so concurrent first starts agree on one value.
     async fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
 
     // Tenants and keys.
-    async fn create_tenant(&self, tenant: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()>;
+    /// A new tenant with its first key and, from a signup, the one-time
+    /// link that makes its first owner (see `owners`).
+    async fn create_tenant(
+        &self,
+        tenant: &TenantRow,
+        key: &ApiKeyRow,
+        setup_link: Option<&owners::LinkRow>,
+        audit: &AuditRow,
+    ) -> Result<()>;
     async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>>;
     async fn set_tenant_plan(&self, id: &str, plan: &str, audit: &AuditRow) -> Result<bool>;
     async fn find_api_key(&self, key_hash: &[u8]) -> Result<Option<KeyWithPlan>>;

@@ -172,7 +172,7 @@ pub struct UpdatePolicy {
 }
 
 impl Vault {
-    /// The URL of an approval's page (see `set_public_base`).
+    /// The URL of an approval's page (see `Vault::set_site`).
     pub fn approval_url(&self, id: &str) -> String {
         format!("{}/approvals/{id}", self.public_base().trim_end_matches('/'))
     }

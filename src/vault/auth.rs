@@ -236,6 +236,18 @@ impl Vault {
     /// too: an operator may have moved it since.
     pub async fn recheck(&self, p: &Principal) -> Result<Principal> {
         let seen_epoch = self.store.change_epoch();
+        match p.kind {
+            // Not keys: an owner is live while its row is not revoked.
+            CallerKind::Owner => {
+                let owner = self.store.owners().get_owner(&p.tenant_id, &p.key_id).await?;
+                return match owner {
+                    Some(o) if o.revoked_at.is_none() => Ok(Principal { seen_epoch, ..p.clone() }),
+                    _ => Err(Error::Unauthorized("this owner was revoked".into())),
+                };
+            }
+            CallerKind::Operator => return Ok(Principal { seen_epoch, ..p.clone() }),
+            CallerKind::ApiKey | CallerKind::LocalSession | CallerKind::Token => {}
+        }
         let (key, tenant) = tokio::try_join!(self.store.get_api_key(&p.tenant_id, &p.key_id), self.store.get_tenant(&p.tenant_id))?;
         match (key, tenant) {
             (Some(key), Some(tenant)) if tokens::hashes_match(&key.key_hash, &p.credential.key_hash) => {

@@ -10,6 +10,7 @@ pub mod auth;
 mod cursor;
 pub mod keys;
 pub mod names;
+pub mod owners;
 pub mod plans;
 pub mod principal;
 pub mod projects;
@@ -78,8 +79,8 @@ pub struct Vault {
     /// Requests running in tasks of their own (see `server::run_to_completion`);
     /// shutdown waits for them before it closes the store.
     requests: tokio_util::task::TaskTracker,
-    /// Where clients reach this server (approval URLs); set by `serve`.
-    public_base: std::sync::OnceLock<String>,
+    /// How browsers reach this server: link bases and the passkey relying party.
+    site: std::sync::OnceLock<owners::Site>,
 }
 
 const KEY_CHECK: &str = "key_check";
@@ -118,7 +119,7 @@ impl Vault {
             monthly_calls: usage::MonthlyCalls::default(),
             monthly_caps,
             requests: tokio_util::task::TaskTracker::new(),
-            public_base: std::sync::OnceLock::new(),
+            site: std::sync::OnceLock::new(),
         })
     }
 
@@ -137,23 +138,6 @@ impl Vault {
     /// key or secret is no longer what the request relied on (PostgreSQL).
     pub(crate) async fn record(&self, row: crate::store::AuditRow) -> Result<u64> {
         self.audit.record(row).await
-    }
-
-    /// The base of the URLs the vault hands out (an approval's page):
-    /// `--public-url` if given, else the address `serve` listens on. Set once.
-    pub fn set_public_base(&self, base: &str) {
-        let _ = self.public_base.set(base.trim_end_matches('/').to_owned());
-    }
-
-    /// See [`Vault::set_public_base`]; outside `serve` (the stdio MCP
-    /// server, the CLI), `LATCHKEY_PUBLIC_URL`, else the default listen address.
-    pub fn public_base(&self) -> &str {
-        self.public_base.get_or_init(|| {
-            std::env::var("LATCHKEY_PUBLIC_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .map_or_else(|| "http://127.0.0.1:8200".to_owned(), |u| u.trim_end_matches('/').to_owned())
-        })
     }
 
     pub fn config(&self) -> &VaultConfig {

@@ -42,6 +42,8 @@ pub enum Front {
     Rest,
     Mcp,
     Cli,
+    /// The pages for people (`/approvals`).
+    Page,
 }
 
 impl Front {
@@ -50,6 +52,7 @@ impl Front {
             Front::Rest => "rest",
             Front::Mcp => "mcp",
             Front::Cli => "cli",
+            Front::Page => "page",
         }
     }
 }

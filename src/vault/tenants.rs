@@ -27,8 +27,9 @@ impl Vault {
                 "tenantId '{LOCAL_TENANT}' is reserved for the local session of `latchkey mcp`; choose another"
             )));
         }
-        let (tenant, issued) = self.create_tenant(req, &self.config.default_plan, "signup", origin).await?;
+        let (tenant, issued, setup) = self.create_tenant(req, &self.config.default_plan, "signup", origin).await?;
         Ok(SignupResponse {
+            owner_setup_url: super::owners::setup_url(self.public_base(), &setup.unwrap_or_default()),
             api_key: issued,
             tenant_id: tenant.id,
             limits: plans::limits(&tenant.plan)?,
@@ -41,8 +42,15 @@ impl Vault {
         })
     }
 
-    /// Creates a tenant and returns it with its first admin key (plaintext, once).
-    async fn create_tenant(&self, req: SignupRequest, plan: &str, action_by: &str, origin: Origin) -> Result<(TenantRow, String)> {
+    /// Creates a tenant and returns it with its first admin key (plaintext,
+    /// once) and, from a signup, the owner setup link's token.
+    async fn create_tenant(
+        &self,
+        req: SignupRequest,
+        plan: &str,
+        action_by: &str,
+        origin: Origin,
+    ) -> Result<(TenantRow, String, Option<String>)> {
         let id = names::tenant_id(&req.tenant_id)?;
         let limits = plans::limits(plan)?;
         let bounded = |what: &str, v: Option<String>| v.map(|v| names::text(what, &v, 512)).transpose();
@@ -59,12 +67,14 @@ impl Vault {
             local_only: action_by == "local",
         };
         let (key, token) = super::keys::new_key(&tenant.id, plan, "default".into(), Permission::Admin, &[], None);
+        // A signup's human becomes owner through a one-time link; a local session has no owners.
+        let setup = (action_by == "signup").then(|| super::owners::new_link(&tenant.id, None, "setup"));
         let mut audit = origin
             .audit(Some(&tenant.id), &key.id, "tenant.signup", "tenant", Some(&tenant.id), "success")
-            .detail(serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent }));
+            .detail(serde_json::json!({ "plan": tenant.plan, "via": action_by, "agent": tenant.agent, "ownerSetupLink": setup.is_some() }));
         audit.credential = Some(crate::store::Credential::of(&key));
-        self.store.create_tenant(&tenant, &key, &audit).await?;
-        Ok((tenant, token))
+        self.store.create_tenant(&tenant, &key, setup.as_ref().map(|(link, _)| link), &audit).await?;
+        Ok((tenant, token, setup.map(|(_, t)| t)))
     }
 
     /// The principal of a local, single-user front (`latchkey mcp` over stdio

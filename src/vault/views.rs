@@ -132,6 +132,10 @@ pub struct SignupResponse {
     pub limits: PlanLimits,
     /// Where to go next.
     pub quickstart: Quickstart,
+    /// Hand this link to your human: it is how they become this tenant's
+    /// owner, who approves reads of critical secrets on the approval page.
+    /// Single use, valid 24 h; the first person to open it becomes owner.
+    pub owner_setup_url: String,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

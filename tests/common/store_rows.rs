@@ -71,7 +71,7 @@ impl Fixture {
             approval_id: None,
         };
         let f = Fixture { tenant, secret: uuid::Uuid::new_v4().to_string(), key };
-        store.create_tenant(&t, &f.key, &entry(&f.tenant, &f.key.id, "tenant.signup", Some(&f.credential()))).await.unwrap();
+        store.create_tenant(&t, &f.key, None, &entry(&f.tenant, &f.key.id, "tenant.signup", Some(&f.credential()))).await.unwrap();
         let s = SecretRow {
             id: f.secret.clone(),
             tenant_id: f.tenant.clone(),

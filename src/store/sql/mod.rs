@@ -15,6 +15,7 @@
 mod approvals;
 pub(super) mod dialect;
 mod filters;
+pub(super) mod owners;
 mod store;
 mod writes;
 

@@ -17,6 +17,10 @@ impl<B: Backend> Store for B {
         B::NAME
     }
 
+    fn owners(&self) -> &dyn crate::store::owners::OwnerStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
@@ -39,7 +43,13 @@ impl<B: Backend> Store for B {
         Ok(stored)
     }
 
-    async fn create_tenant(&self, t: &TenantRow, key: &ApiKeyRow, audit: &AuditRow) -> Result<()> {
+    async fn create_tenant(
+        &self,
+        t: &TenantRow,
+        key: &ApiKeyRow,
+        setup_link: Option<&crate::store::owners::LinkRow>,
+        audit: &AuditRow,
+    ) -> Result<()> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
         query::<B::Db>(
@@ -58,6 +68,9 @@ impl<B: Backend> Store for B {
         .await
         .map_err(|e| writes::constraint_error(e, || Error::AlreadyExists(format!("tenant '{}' is taken", t.id))))?;
         writes::insert_key(&mut tx, key).await?;
+        if let Some(link) = setup_link {
+            super::owners::insert_link(&mut tx, link).await?;
+        }
         writes::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
