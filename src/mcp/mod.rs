@@ -84,8 +84,9 @@ returned apiKey as 'Authorization: Bearer <apiKey>'.";
 /// is a clone of the whole context, the request's HTTP parts (headers,
 /// extensions) among them, made for every call; a tool needs only this.
 enum Caller {
-    /// An HTTP request whose key `/mcp` checked (`http::Endpoint`).
-    Key(Principal),
+    /// An HTTP request whose key `/mcp` checked (`http::Endpoint`); boxed,
+    /// as a principal is several times the size of the other variants.
+    Key(Box<Principal>),
     /// An HTTP request without a key.
     Anonymous(Origin),
     /// The local client of `latchkey mcp` (stdio), whose key the server holds.
@@ -96,7 +97,7 @@ impl Caller {
     fn of(ctx: &RequestContext<RoleServer>) -> Self {
         match ctx.extensions.get::<Parts>() {
             Some(parts) => match parts.extensions.get::<Principal>() {
-                Some(principal) => Caller::Key(principal.clone()),
+                Some(principal) => Caller::Key(Box::new(principal.clone())),
                 None => Caller::Anonymous(crate::edge::origin_of(parts, Front::Mcp)),
             },
             None => Caller::Local,
@@ -159,7 +160,7 @@ impl LatchkeyMcp {
     async fn principal(&self, caller: Caller) -> Result<Principal> {
         let need_key = || Error::Unauthorized("this tool needs an API key: call signup, then send Authorization: Bearer <apiKey>".into());
         match caller {
-            Caller::Key(principal) => Ok(principal),
+            Caller::Key(principal) => Ok(*principal),
             Caller::Anonymous(_) => Err(need_key()),
             Caller::Local => match &self.local {
                 Some(session) => self.vault.session_caller(session).await,
