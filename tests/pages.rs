@@ -90,6 +90,29 @@ async fn owners_and_sessions(backend: Backend) {
     let resp = web.post(&setup).form(&[("name", "Eve")]).send().await.unwrap();
     assert_eq!(resp.status(), 401, "the setup link works once");
 
+    // An owner token is a string an agent could copy: it reads a critical
+    // secret only through an approval, like anyone (before a passkey exists,
+    // the token alone can approve it: the page says so).
+    let (s, b) = srv.post("/api/v1/secrets", &admin, json!({ "name": "ROOT_PW", "value": "r00t", "accessTier": "critical" })).await;
+    assert_eq!(s, 201, "{b}");
+    let root = format!("/api/v1/secrets/{}", b["id"].as_str().unwrap());
+    let owner_get = |path: String| web.get(format!("{}{path}", srv.base)).bearer_auth(&dana_token).send();
+    let resp = owner_get(root.clone()).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let refused: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(refused["code"], "APPROVAL_REQUIRED", "{refused}");
+    let approve = web
+        .post(format!("{}/api/v1/approvals/{}/approve", srv.base, refused["approvalId"].as_str().unwrap()))
+        .bearer_auth(&dana_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approve.status(), 200);
+    let read: serde_json::Value = owner_get(root.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(read["value"], "r00t", "{read}");
+    assert_eq!(owner_get(root).await.unwrap().status(), 403, "one read, then ask again");
+
     // The operator adds an owner; the link signs in once.
     let (link, token) = owner_add(&srv, &tenant, "Ann");
     assert!(link.starts_with(&format!("{base}/approvals/signin/")) && token.starts_with("lko_"), "{link} {token}");

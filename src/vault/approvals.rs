@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::principal::WithDetail;
+use super::principal::{CallerKind, WithDetail};
 use super::views::AccessTier;
 use super::{Principal, Vault, audited, names};
 use crate::error::{Error, Result};
@@ -223,14 +223,15 @@ impl Vault {
     /// The one check before a gated value leaves the vault: passes a
     /// standard secret at no cost; for a gated one, takes a use of the
     /// caller's live grant, or opens (reuses) a pending request and answers
-    /// `APPROVAL_REQUIRED`. Owners (and the operator) are the approvers and
-    /// pass. A scoped token issued through an approval (its `approval_id`)
+    /// `APPROVAL_REQUIRED`. An owner asks too, and approves its own request
+    /// on the page (with its passkey once it has one): an owner token is a
+    /// copyable string, and must not read past the gate on its own. A scoped token issued through an approval (its `approval_id`)
     /// passes for the secrets that approval covered. Says whether passing took a use of a grant: a read
     /// tried again (its row came from a stale cache) must not take a second
     /// one, and must be judged again when it took none.
     pub(crate) async fn gate(&self, p: &Principal, row: &SecretRow) -> Result<Gate> {
         let tier = AccessTier::of_row(row)?;
-        if tier == AccessTier::Standard || !self.gated(&p.tenant_id, tier.as_str()).await? || p.is_owner() {
+        if tier == AccessTier::Standard || !self.gated(&p.tenant_id, tier.as_str()).await? || p.kind == CallerKind::Operator {
             return Ok(Gate::Open);
         }
         if self.token_approved_for(p, &row.id).await? {
