@@ -511,6 +511,14 @@ async fn token_approval(backend: Backend) {
     assert_eq!(s, 201, "{b}");
     let host = b["id"].as_str().unwrap().to_owned();
 
+    // A read says why it needs the value; the owner sees the reason.
+    let (s, b) = srv.get(&format!("/api/v1/secrets/{db}?reason=apply%20the%20schema%20migration"), &agent).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("APPROVAL_REQUIRED")), "{b}");
+    let (_, view) = srv.get(&format!("/api/v1/approvals/{}", b["approvalId"].as_str().unwrap()), &agent).await;
+    assert_eq!(view["reason"], "apply the schema migration", "{view}");
+    let (s, b) = srv.get(&format!("/api/v1/secrets/{db}?reason={}", "x".repeat(501)), &agent).await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("INVALID_REQUEST")), "{b}");
+
     // A scope that misses the critical secret is issued at once.
     let (s, b) = srv.post("/api/v1/tokens", &agent, json!({ "scopes": ["secrets:read:production/db/HOST"] })).await;
     assert_eq!((s, b["requiresApproval"].as_bool()), (201, Some(false)), "{b}");
@@ -561,8 +569,15 @@ async fn token_approval(backend: Backend) {
     let (s, b) = srv.get(&format!("/api/v1/secrets/{}", b["id"].as_str().unwrap()), &token).await;
     assert_eq!((s, b["code"].as_str()), (403, Some("APPROVAL_REQUIRED")), "{b}");
 
-    // Over MCP: the same request answers the approval, not an error.
+    // Over MCP: get_secret takes a reason too.
     let c = mcp_client(&srv, &agent).await;
+    let r = call(&c, "get_secret", json!({ "name": "db/ROOT", "environment": "production", "reason": "rotate the root login" })).await;
+    let answer = r.structured_content.clone().expect("structured");
+    assert_eq!(answer["approvalRequired"], true, "{answer}");
+    let (_, view) = srv.get(&format!("/api/v1/approvals/{}", answer["approvalId"].as_str().unwrap()), &agent).await;
+    assert_eq!(view["reason"], "rotate the root login", "{view}");
+
+    // Over MCP: the same token request answers the approval, not an error.
     let r = call(&c, "request_token", asked).await;
     assert_ne!(r.is_error, Some(true), "{r:?}");
     let answer = r.structured_content.clone().expect("structured");

@@ -51,7 +51,7 @@ impl LatchkeyMcp {
         output_schema = rmcp::handler::server::common::schema_for_output::<SecretRead>()
     )]
     async fn get_secret(&self, Parameters(p): Parameters<GetSecretParams>, caller: Caller) -> Result<CallToolResult, Error> {
-        let read = match self.vault.read_secret(&self.principal(caller).await?, p.target.as_ref()?, p.read.version).await {
+        let read = match self.vault.read_secret(&self.principal(caller).await?, p.target.as_ref()?, &p.read).await {
             Ok(value) => SecretRead { secret: Some(value), approval_required: None, approval_id: None, approval_url: None },
             Err(Error::ApprovalRequired { approval_id, approval_url }) => {
                 let text = format!(

@@ -56,7 +56,7 @@ pub async fn get_secret(
     Path(id): Path<String>,
     Query(q): Query<ReadVersion>,
 ) -> Result<Json<SecretValue>> {
-    Ok(Json(s.vault.read_secret(&p, SecretRef::Id(&id), q.version).await?))
+    Ok(Json(s.vault.read_secret(&p, SecretRef::Id(&id), &q).await?))
 }
 
 pub async fn update_secret(

@@ -229,7 +229,7 @@ impl Vault {
     /// passes for the secrets that approval covered. Says whether passing took a use of a grant: a read
     /// tried again (its row came from a stale cache) must not take a second
     /// one, and must be judged again when it took none.
-    pub(crate) async fn gate(&self, p: &Principal, row: &SecretRow) -> Result<Gate> {
+    pub(crate) async fn gate(&self, p: &Principal, row: &SecretRow, reason: Option<&str>) -> Result<Gate> {
         let tier = AccessTier::of_row(row)?;
         if tier == AccessTier::Standard || !self.gated(&p.tenant_id, tier.as_str()).await? || p.kind == CallerKind::Operator {
             return Ok(Gate::Open);
@@ -246,7 +246,8 @@ impl Vault {
         if self.store.use_grant(&p.tenant_id, &p.key_id, &row.id, now, &used).await?.is_some() {
             return Ok(Gate::Granted);
         }
-        let pending = self.open_request(p, NewRequest { kind: "read", secret: Some(row), ..Default::default() }, now).await?;
+        let reason = reason.map(str::to_owned);
+        let pending = self.open_request(p, NewRequest { kind: "read", secret: Some(row), reason, ..Default::default() }, now).await?;
         Err(Error::ApprovalRequired { approval_url: self.approval_url(&pending.id), approval_id: pending.id })
     }
 

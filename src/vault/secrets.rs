@@ -123,17 +123,20 @@ impl Vault {
 
     /// The explicit read: decrypts one version and records the read before
     /// returning the value.
-    pub async fn read_secret(&self, p: &Principal, r: SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
+    pub async fn read_secret(&self, p: &Principal, r: SecretRef<'_>, read: &ReadVersion) -> Result<SecretValue> {
         let rid = r.id();
-        audited!(self, p, "secret.read", "secret", rid, self.read_secret_inner(p, &r, version).await)
+        audited!(self, p, "secret.read", "secret", rid, self.read_secret_inner(p, &r, read).await)
     }
 
-    async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, version: Option<i64>) -> Result<SecretValue> {
+    async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, read: &ReadVersion) -> Result<SecretValue> {
         p.require(Permission::Read)?;
+        let version = read.version;
+        let reason = read.reason.as_deref().map(|r| names::text("reason", r.trim(), 500)).transpose()?.filter(|r| !r.is_empty());
+        let reason = reason.as_deref();
         // A grant is used once per request, not once per try; a try that
         // took none (its row may have been stale) is judged again.
         let mut passed_gate = false;
-        match self.read_once(p, r, version, false, &mut passed_gate).await {
+        match self.read_once(p, r, version, reason, false, &mut passed_gate).await {
             Ok((value, committed_epoch)) if committed_epoch == p.seen_epoch => return Ok(value),
             Ok(_) => {}
             // The database refused the read's audit entry: the key or the
@@ -147,7 +150,7 @@ impl Vault {
         // A first audit entry that went in stays (that read happened); the answer is the fresh one.
         let p = self.recheck(p).await?;
         p.require(Permission::Read)?;
-        Ok(self.read_once(&p, r, version, true, &mut passed_gate).await?.0)
+        Ok(self.read_once(&p, r, version, reason, true, &mut passed_gate).await?.0)
     }
 
     async fn read_once(
@@ -155,6 +158,7 @@ impl Vault {
         p: &Principal,
         r: &SecretRef<'_>,
         version: Option<i64>,
+        reason: Option<&str>,
         uncached: bool,
         passed_gate: &mut bool,
     ) -> Result<(SecretValue, u64)> {
@@ -179,7 +183,7 @@ impl Vault {
         p.require_secret(ScopeAction::Read, &row)?;
         let v = v.ok_or(Error::NotFound("version"))?;
         // A standard secret (the row says so) costs nothing more here.
-        if !*passed_gate && self.gate(p, &row).await? == super::approvals::Gate::Granted {
+        if !*passed_gate && self.gate(p, &row, reason).await? == super::approvals::Gate::Granted {
             *passed_gate = true;
         }
         let key = self.data_key(&p.tenant_id).await?;

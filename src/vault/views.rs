@@ -365,6 +365,9 @@ pub struct ListSecrets {
 pub struct ReadVersion {
     /// An older version number; absent means the current one.
     pub version: Option<i64>,
+    /// Why you need the value (at most 500 characters): shown to the human
+    /// who decides when the secret's tier needs an approval.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
