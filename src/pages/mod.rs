@@ -125,10 +125,8 @@ impl From<Error> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        // An internal cause was logged where it was made (`Error::internal`).
         let e = self.0;
-        if let Error::Internal(cause) = &e {
-            tracing::error!(%cause, "page failed");
-        }
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let page = Message { title: "Not done", tone: "notice bad", message: e.to_string(), next: "/approvals".into(), csrf: "", who: "" };
         (status, html(&page)).into_response()

@@ -216,7 +216,7 @@ impl Vault {
     /// a `latchkey mcp` session as it runs ([`Vault::session_caller`]).
     // `&String`: see `Throttle::check`.
     #[allow(clippy::ptr_arg)]
-    async fn admit(&self, tenant_id: &String, plan: &str) -> Result<()> {
+    pub(super) async fn admit(&self, tenant_id: &String, plan: &str) -> Result<()> {
         if let Some(limiter) = self.request_limiters.get(plan)
             && let Err(wait) = limiter.check(tenant_id)
         {

@@ -239,6 +239,8 @@ impl Vault {
             return Err(self.refuse(&origin, failure, Error::Unauthorized("invalid owner token".into())).await);
         };
         let tenant = self.store.get_tenant(&owner.tenant_id).await?.ok_or(Error::NotFound("tenant"))?;
+        // Charged to the plan like every authenticated call (see `Vault::authenticate`).
+        self.admit(&owner.tenant_id, &tenant.plan).await?;
         let enrolled = self.store.owners().tenant_has_passkey(&owner.tenant_id).await?;
         Ok(self.owner_principal(&owner, tenant.plan, enrolled, "token", origin))
     }

@@ -236,17 +236,20 @@ impl Vault {
     /// policy) that `scopes` would let a token read, within `project_scope`
     /// (empty: every project).
     async fn gated_secrets_covered(&self, p: &Principal, scopes: &Scopes, project_scope: &[String]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for row in self.store.list_protected_secrets(&p.tenant_id).await? {
-            let in_projects = project_scope.is_empty() || row.project_id.as_ref().is_some_and(|id| project_scope.contains(id));
-            if in_projects
-                && scopes.allows(ScopeAction::Read, &super::scopes::path(&row.environment, &row.name))
-                && self.gated(&p.tenant_id, &row.access_tier).await?
-            {
-                out.push(row.id);
-            }
-        }
-        Ok(out)
+        let covered: Vec<_> = self
+            .store
+            .list_protected_secrets(&p.tenant_id)
+            .await?
+            .into_iter()
+            .filter(|row| project_scope.is_empty() || row.project_id.as_ref().is_some_and(|id| project_scope.contains(id)))
+            .filter(|row| scopes.allows(ScopeAction::Read, &super::scopes::path(&row.environment, &row.name)))
+            .collect();
+        // The policy is read once, and only when a sensitive secret is among them.
+        let sensitive_gated = match covered.iter().any(|r| r.access_tier == "sensitive") {
+            true => self.gated(&p.tenant_id, "sensitive").await?,
+            false => false,
+        };
+        Ok(covered.into_iter().filter(|r| r.access_tier == "critical" || sensitive_gated).map(|r| r.id).collect())
     }
 
     /// Whether the token `p` was issued through an approval that covered
