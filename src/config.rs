@@ -56,6 +56,11 @@ pub struct PolicyArgs {
     /// before it expires (e.g. 1h, 30m, 90s).
     #[arg(long, env = "LATCHKEY_APPROVAL_REQUEST_TTL", default_value = "1h", value_parser = parse_ttl_arg)]
     pub approval_request_ttl: std::time::Duration,
+
+    /// The longest a claim token may live, in minutes (a request for more is
+    /// refused with 400).
+    #[arg(long, env = "LATCHKEY_MAX_CLAIM_MINUTES", default_value_t = 1440, value_parser = clap::value_parser!(u32).range(1..=525_600))]
+    pub max_claim_minutes: u32,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -72,6 +77,7 @@ impl PolicyArgs {
             signup_per_minute: 10,
             auth_failures_per_minute: 60,
             approval_request_ttl: crate::vault::approvals::DEFAULT_REQUEST_TTL,
+            max_claim_minutes: 1440,
         }
     }
 
@@ -83,6 +89,7 @@ impl PolicyArgs {
             signup_per_minute: self.signup_per_minute,
             auth_failures_per_minute: self.auth_failures_per_minute,
             approval_request_ttl: self.approval_request_ttl,
+            max_claim_minutes: self.max_claim_minutes,
         }
     }
 }

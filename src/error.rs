@@ -55,6 +55,33 @@ pub enum Error {
     /// 401: a scoped token presented from an address outside its `ipAllowlist`.
     #[error("this token may not be used from this address")]
     IpNotAllowed,
+    /// 410: a claim token that was redeemed already (exactly one redemption succeeds).
+    #[error("this claim token was already redeemed")]
+    ClaimAlreadyRedeemed,
+    /// 410: a claim token past its expiry.
+    #[error("this claim token has expired")]
+    ClaimExpired,
+    /// 410: a claim token its creator revoked.
+    #[error("this claim token was revoked")]
+    ClaimRevoked,
+    /// 410: a share link past its expiry.
+    #[error("this share link has expired")]
+    ShareExpired,
+    /// 410: a share link whose `maxUses` are used up.
+    #[error("this share link has no uses left")]
+    ShareExhausted,
+    /// 410: a share link that was revoked (or whose secret was deleted).
+    #[error("this share link was revoked")]
+    ShareRevoked,
+    /// 401: the share link needs its password.
+    #[error("this share link needs its password")]
+    PasswordRequired,
+    /// 401: the password given for a share link is wrong (no use is counted).
+    #[error("wrong password for this share link")]
+    InvalidPassword,
+    /// 429: too many wrong passwords; the share link is locked for a while.
+    #[error("too many wrong passwords: this share link is locked; retry after {} s", retry_after.as_secs().max(1))]
+    ShareLocked { retry_after: Duration },
     /// 409: revoking what is already revoked.
     #[error("{0}")]
     AlreadyRevoked(String),
@@ -112,6 +139,15 @@ impl Error {
             Error::TokenRevoked => "TOKEN_REVOKED",
             Error::IpNotAllowed => "IP_NOT_ALLOWED",
             Error::AlreadyRevoked(_) => "ALREADY_REVOKED",
+            Error::ClaimAlreadyRedeemed => "CLAIM_ALREADY_REDEEMED",
+            Error::ClaimExpired => "CLAIM_EXPIRED",
+            Error::ClaimRevoked => "CLAIM_REVOKED",
+            Error::ShareExpired => "SHARE_EXPIRED",
+            Error::ShareExhausted => "SHARE_EXHAUSTED",
+            Error::ShareRevoked => "SHARE_REVOKED",
+            Error::PasswordRequired => "PASSWORD_REQUIRED",
+            Error::InvalidPassword => "INVALID_PASSWORD",
+            Error::ShareLocked { .. } => "SHARE_LOCKED",
             Error::SecretNotFound => "SECRET_NOT_FOUND",
             Error::NotFound(_) => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -130,7 +166,13 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::InvalidRequest(_) => 400,
-            Error::Unauthorized(_) | Error::TokenExpired | Error::TokenExhausted | Error::TokenRevoked | Error::IpNotAllowed => 401,
+            Error::Unauthorized(_)
+            | Error::TokenExpired
+            | Error::TokenExhausted
+            | Error::TokenRevoked
+            | Error::IpNotAllowed
+            | Error::PasswordRequired
+            | Error::InvalidPassword => 401,
             Error::ScopeDenied(_)
             | Error::OwnerRequired(_)
             | Error::PasskeyRequired(_)
@@ -142,9 +184,15 @@ impl Error {
             Error::SecretNotFound | Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
             Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) | Error::AlreadyRevoked(_) => 409,
+            Error::ClaimAlreadyRedeemed
+            | Error::ClaimExpired
+            | Error::ClaimRevoked
+            | Error::ShareExpired
+            | Error::ShareExhausted
+            | Error::ShareRevoked => 410,
             Error::PayloadTooLarge(_) => 413,
             Error::RequestTimeout(_) => 408,
-            Error::RateLimited { .. } => 429,
+            Error::RateLimited { .. } | Error::ShareLocked { .. } => 429,
             Error::Integrity | Error::Internal(_) => 500,
         }
     }
@@ -181,7 +229,7 @@ impl Error {
         match self.status() {
             401 | 403 => "denied",
             404 => "not_found",
-            400 | 405 | 408 | 409 | 413 | 429 => "rejected",
+            400 | 405 | 408 | 409 | 410 | 413 | 429 => "rejected",
             _ => "error",
         }
     }

@@ -383,7 +383,7 @@ mod tests {
     /// nothing but the audit log may say they are read-only.
     #[test]
     fn only_reads_are_read_only() {
-        let mut tools: Vec<String> = read_only_tools(&LatchkeyMcp::tool_router()).into_iter().collect();
+        let mut tools: Vec<String> = read_only_tools(&LatchkeyMcp::all_tools()).into_iter().collect();
         tools.sort();
         // The approval tools and a gated get_secret write approval rows too
         // (a lazy expiry, a request, a grant's use): those are no cache's,
@@ -516,7 +516,7 @@ src/mcp/tools.rs). Then run tests/mcp.rs tool_calls_answer_the_same_* on SQLite 
     #[test]
     fn listed_tools_cannot_reach_the_peer_or_the_token() {
         let source = include_str!("tools.rs");
-        let router = LatchkeyMcp::tool_router();
+        let router = LatchkeyMcp::all_tools();
         let mut problems = Vec::new();
         for tool in DIRECT_TOOLS {
             if !router.has_route(tool) {

@@ -143,7 +143,12 @@ impl LatchkeyMcp {
 
     fn shared_router() -> Arc<ToolRouter<Self>> {
         static ROUTER: std::sync::OnceLock<Arc<ToolRouter<LatchkeyMcp>>> = std::sync::OnceLock::new();
-        ROUTER.get_or_init(|| Arc::new(Self::tool_router())).clone()
+        ROUTER.get_or_init(|| Arc::new(Self::all_tools())).clone()
+    }
+
+    /// Every tool: the core ones (`tools`) and each feature's own router.
+    pub(crate) fn all_tools() -> ToolRouter<Self> {
+        Self::tool_router()
     }
 
     /// Whether this request has a caller (anonymous ones see less).
@@ -171,7 +176,7 @@ impl LatchkeyMcp {
 
     /// The full tool catalog with schemas, for `latchkey mcp --print-tools`.
     pub fn tool_catalog() -> serde_json::Value {
-        let tools = Self::tool_router().list_all();
+        let tools = Self::all_tools().list_all();
         serde_json::json!({ "tools": tools })
     }
 }

@@ -34,26 +34,28 @@ const TOKENS: &str = "Scopes are `secrets:{read|write|list|delete|*}:{glob}`; th
     IP_NOT_ALLOWED. A token reaches only secrets (and whoami/plan and project reads): keys, tokens, audit and \
     project changes answer 403 SCOPE_DENIED.";
 // Every route refuses query parameters it does not take (see `handlers`).
-const NO_PARAMS: &str = "INVALID_REQUEST: a query parameter (this route takes none)";
-const BAD_BODY: &str = "INVALID_REQUEST: malformed body, bad field or enum value, or a query parameter (this route takes none)";
-const BAD_QUERY: &str = "INVALID_REQUEST: a bad value, or a query parameter this route does not take (named in the message)";
+pub(super) const NO_PARAMS: &str = "INVALID_REQUEST: a query parameter (this route takes none)";
+pub(super) const BAD_BODY: &str = "INVALID_REQUEST: malformed body, bad field or enum value, or a query parameter (this route takes none)";
+pub(super) const BAD_QUERY: &str = "INVALID_REQUEST: a bad value, or a query parameter this route does not take (named in the message)";
 
 const OWNER_ONLY: &str = "An owner's action: an API key or token of any permission gets 403 OWNER_REQUIRED (and, once \
     the tenant's owners have passkeys, a critical decision or a policy change without a fresh passkey gets 403 \
     PASSKEY_REQUIRED). A request already decided or expired answers 409 CONFLICT naming its state.";
 
-const GATED_READ: &str = "A secret whose accessTier needs approval (critical always; sensitive when the policy says so) \
+pub(super) const GATED_READ: &str = "A secret whose accessTier needs approval (critical always; sensitive when the policy says so) \
     answers 403 APPROVAL_REQUIRED with approvalId and approvalUrl unless the calling key holds a live grant: show \
     approvalUrl to the user, who approves on that page; a second read meanwhile reuses the same pending request, and \
     each read under a grant uses one of its uses.";
 
-struct Table {
+/// Routes and their documentation, built up together. A feature with a
+/// module of its own under `rest/` adds its routes with a `routes(Table) -> Table`.
+pub(super) struct Table {
     router: Router<AppState>,
     ops: Vec<Op>,
 }
 
 impl Table {
-    fn add(mut self, handler: MethodRouter<AppState>, op: Op) -> Self {
+    pub(super) fn add(mut self, handler: MethodRouter<AppState>, op: Op) -> Self {
         self.router = self.router.route(op.path, handler);
         self.ops.push(op);
         self

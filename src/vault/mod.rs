@@ -44,6 +44,8 @@ pub struct VaultConfig {
     pub auth_failures_per_minute: u32,
     /// How long a pending approval request waits for a decision.
     pub approval_request_ttl: std::time::Duration,
+    /// The longest a claim token may live, in minutes.
+    pub max_claim_minutes: u32,
 }
 
 impl Default for VaultConfig {
@@ -55,6 +57,7 @@ impl Default for VaultConfig {
             signup_per_minute: 10,
             auth_failures_per_minute: 60,
             approval_request_ttl: approvals::DEFAULT_REQUEST_TTL,
+            max_claim_minutes: 1440,
         }
     }
 }

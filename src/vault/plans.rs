@@ -23,6 +23,7 @@ pub const PLAN_NAMES: [&str; 3] = ["free", "pro", "unlimited"];
 
 pub fn limits(plan: &str) -> Result<PlanLimits> {
     let core = vec!["secrets", "versions", "projects", "api-keys", "audit", "mcp"];
+    let paid = || [core.clone(), vec![CLAIMS, SHARES]].concat();
     Ok(match plan {
         "free" => PlanLimits {
             plan: "free",
@@ -36,15 +37,34 @@ pub fn limits(plan: &str) -> Result<PlanLimits> {
             max_secrets: Some(50),
             api_calls_per_month: Some(100_000),
             requests_per_minute: Some(1_000),
-            features: core,
+            features: paid(),
         },
         "unlimited" => {
-            PlanLimits { plan: "unlimited", max_secrets: None, api_calls_per_month: None, requests_per_minute: None, features: core }
+            PlanLimits { plan: "unlimited", max_secrets: None, api_calls_per_month: None, requests_per_minute: None, features: paid() }
         }
         other => {
             return Err(Error::InvalidRequest(format!("unknown plan '{other}'; plans are {}", PLAN_NAMES.join(", "))));
         }
     })
+}
+
+/// Claim tokens: handing a secret to another tenant (`vault::claims`).
+pub const CLAIMS: &str = "claim-tokens";
+/// Share links for people (`vault::shares`).
+pub const SHARES: &str = "shares";
+
+/// Refuses a feature the tenant's plan does not include: 403
+/// `PLAN_LIMIT_REACHED` naming the feature and the plans that have it.
+pub fn require_feature(plan: &str, feature: &str, what: &str) -> Result<()> {
+    if limits(plan)?.features.contains(&feature) {
+        return Ok(());
+    }
+    let with: Vec<&str> =
+        PLAN_NAMES.iter().copied().filter(|p| limits(p).map(|l| l.features.contains(&feature)).unwrap_or(false)).collect();
+    Err(Error::PlanLimitReached(format!(
+        "{what} are not part of the '{plan}' plan (feature '{feature}'; plans with it: {}); ask the operator to raise the plan",
+        with.join(", ")
+    )))
 }
 
 /// API keys carry the plan in their prefix, as SecretCarousel's do.
