@@ -15,7 +15,24 @@
 //! list of A, then per secret GET /api/v1/secrets/ID and POST /api/v1/secrets
 //! {"name","value","secretType","environment":B,"tags"}; `secret update ID
 //! --name N --env E` PUT /api/v1/secrets/ID {"name":N,"environment":E} (only
-//! the options given). An error answer is printed as `Error: <error>
+//! the options given). Hand-offs: `claim V --to T --contract C --hours H` POST
+//! /api/v1/claim-tokens {"secretValue","secretName":"shared-secret" unless
+//! --name,"targetTenantId","contractId","expiresInHours"} and prints
+//! `accessToken`, `targetTenantId`, `expiresAt`; `claim redeem TOKEN` POST
+//! /api/v1/claim-tokens/TOKEN/claim {} and prints `secretId`, `secretName`;
+//! `claims` GET /api/v1/claim-tokens and prints each of `claimTokens` by
+//! `claimTokenId`, `secretName`, `status`, `targetTenantId`; `share ID --hours
+//! H --max-uses N` POST /api/v1/shares {"secretId","expirationHours","maxUses"}
+//! and prints `share.accessToken` (else `accessToken`) and `share.expiresAt`;
+//! `share show ID` GET /api/v1/shares/ID and prints (from `share`, else the
+//! body) `shareId`, `secretName`, `status`, `currentUses`/`maxUses`,
+//! `remainingUses`, `expiresAt`, `revokedAt`; `share revoke ID --reason R`
+//! POST /api/v1/shares/ID/revoke {"reason"} and prints (from `result`, else
+//! the body) `shareId`, `status`, `revokedAt`, `revocationReason`; `shares
+//! [--include-revoked]` GET /api/v1/shares[?includeRevoked=true] and prints
+//! each of `shares` by `shareId`, `secretName`, `status`, `expiresAt`. (Read
+//! by running the CLI's command modules against a recording stand-in for its
+//! HTTP client.) An error answer is printed as `Error: <error>
 //! [<code>]` (with `message` too when it differs; `signup` prints the message
 //! alone) and the exit status is 1.
 
@@ -295,6 +312,66 @@ async fn update_renames_and_moves(backend: Backend) {
     assert_eq!((after["name"].as_str(), after["environment"].as_str()), (Some("STRIPE_KEY"), Some("production")), "{after}");
 }
 
+/// The value after `label:` on the line that has it.
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines().find_map(|l| l.trim().strip_prefix(label)).map(str::trim).unwrap_or_else(|| panic!("no `{label}` in:\n{out}"))
+}
+
+/// Agent A hands a secret to agent B's tenant by claim token, B redeems it
+/// once; A shares another secret by link, sees its counters, revokes it.
+async fn claim_and_share(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let (alice, bob) = (User::new(&srv), User::new(&srv));
+    let alice_key = alice.signup(&unique("sc-alice")).await;
+    let bob_tenant = unique("sc-bob");
+    let bob_key = bob.signup(&bob_tenant).await;
+
+    let out = alice.ok(&["claim", "tok_handed_123", "--to", &bob_tenant, "--contract", "ctr-42", "--hours", "2"]).await;
+    let token = field(&out, "Token:").to_owned();
+    assert!(token.starts_with("ctk_"), "{out}");
+    assert_eq!(field(&out, "To:"), bob_tenant, "{out}");
+    assert!(!out.contains("undefined"), "{out}");
+    let listed = alice.ok(&["claims"]).await;
+    assert!(listed.contains("pending") && listed.contains(&bob_tenant) && !listed.contains("undefined"), "{listed}");
+
+    let out = bob.ok(&["claim", "redeem", &token]).await;
+    let id = field(&out, "Secret ID:").to_owned();
+    assert_eq!(field(&out, "Name:"), "shared-secret", "the CLI's default name: {out}");
+    assert_eq!(value_of(&srv, &bob_key, &id).await["value"], "tok_handed_123");
+    let again = bob.fails(&["claim", "redeem", &token]).await;
+    assert!(again.contains("[CLAIM_ALREADY_REDEEMED]"), "{again}");
+    let listed = alice.ok(&["claims"]).await;
+    assert!(listed.contains("claimed"), "{listed}");
+
+    let secret = alice.create("STRIPE_KEY", "sk_live_shared", &["-t", "api-key"]).await;
+    let out = alice.ok(&["share", &secret, "--hours", "1", "--max-uses", "2"]).await;
+    let share_token = field(&out, "Token:").to_owned();
+    assert!(share_token.starts_with("shr_") && !field(&out, "Expires:").is_empty(), "{out}");
+    let (s, got) = srv.call("POST", &format!("/api/v1/shares/access/{share_token}"), None, None).await;
+    assert_eq!((s, got["value"].as_str()), (200, Some("sk_live_shared")), "{got}");
+    let (s, shares) = srv.get("/api/v1/shares", &alice_key).await;
+    assert_eq!(s, 200, "{shares}");
+    let share_id = shares["shares"][0]["id"].as_str().unwrap().to_owned();
+
+    let out = alice.ok(&["share", "show", &share_id]).await;
+    assert!(out.contains("STRIPE_KEY") && out.contains("1/2") && field(&out, "Status:") == "active", "{out}");
+    assert!(!out.contains("undefined"), "{out}");
+    let table = alice.ok(&["shares"]).await;
+    assert!(table.contains("STRIPE_KEY") && table.contains("active"), "{table}");
+
+    let out = alice.ok(&["share", "revoke", &share_id, "--reason", "sent to the wrong person"]).await;
+    assert_eq!(field(&out, "Status:"), "revoked", "{out}");
+    assert_eq!(field(&out, "Reason:"), "sent to the wrong person", "{out}");
+    let (s, gone) = srv.call("POST", &format!("/api/v1/shares/access/{share_token}"), None, None).await;
+    assert_eq!((s, gone["code"].as_str()), (410, Some("SHARE_REVOKED")), "{gone}");
+    let (_, shown) = srv.get(&format!("/api/v1/shares/{share_id}"), &alice_key).await;
+    assert_eq!(shown["revokeReason"], "sent to the wrong person", "the reason is recorded: {shown}");
+    let active = alice.ok(&["shares"]).await;
+    assert!(!active.contains("STRIPE_KEY"), "a revoked share leaves the active list: {active}");
+    let all = alice.ok(&["shares", "--include-revoked"]).await;
+    assert!(all.contains("STRIPE_KEY") && all.contains("revoked"), "{all}");
+}
+
 macro_rules! on_both_databases {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -308,4 +385,4 @@ macro_rules! on_both_databases {
     };
 }
 
-on_both_databases!(signup_create_list_show_and_errors, search, env_pull_and_promote, update_renames_and_moves);
+on_both_databases!(signup_create_list_show_and_errors, search, env_pull_and_promote, update_renames_and_moves, claim_and_share);

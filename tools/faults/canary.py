@@ -2,7 +2,8 @@
 search the server's stderr/stdout, every file in the data dir (db, -wal, -shm),
 the audit trail and every recorded response except explicit reads, for each
 canary raw, hex, base64 (every alignment, standard and URL-safe) and
-URL-encoded. Hits are allowed only in explicit reads."""
+URL-encoded. Hits are allowed only in explicit reads: a secret's read, and a
+share link's access (its API answer and the page's reveal)."""
 
 import base64
 import binascii
@@ -15,6 +16,7 @@ from urllib.parse import quote, quote_plus
 from common import Server, signup
 
 EXPLICIT_READ = re.compile(r"^/api/v1/secrets/[^/?]+(\?version=\d+)?$")
+SHARE_ACCESS = re.compile(r"^(/api/v1/shares/access/|/s/)shr_[^/?]+$")
 
 
 def encodings(value):
@@ -44,6 +46,8 @@ def explicit(r):
     """An explicit read: REST GET of one secret, or the MCP get_secret tool."""
     if r.method == "GET" and EXPLICIT_READ.match(r.path) and r.status == 200:
         return True
+    if r.method == "POST" and SHARE_ACCESS.match(r.path) and r.status == 200:
+        return True
     if r.path == "/mcp" and r.req_body:
         try:
             req = json.loads(r.req_body)
@@ -63,7 +67,7 @@ def run(ctx, res):
         server.start()
         c = server.client(recorder=recorded)
         _, key = signup(c, "canary")
-        _, other_key = signup(c, "canary-other")
+        other_tenant, other_key = signup(c, "canary-other")
         c.key = key
 
         def canary(tag):
@@ -130,6 +134,37 @@ def run(ctx, res):
         mcp("resources/read", {"uri": "latchkey://secrets"})
         tool("get_secret", {"name": "MCP_CANARY"})
         tool("get_secret", {"name": "MCP_CANARY", "version": 1})
+        # hand-offs: a claim token from a value and from a secret, redeemed by
+        # the other tenant (whose read of the new secret is explicit), a
+        # failed redemption, and a share link accessed once (explicit) and
+        # then refused
+        r = c.req("POST", "/api/v1/claim-tokens", {"secretValue": canary("claim-value"), "secretName": "CLAIMED",
+                                                   "targetTenantId": other_tenant, "contractId": "canary-contract"})
+        claim_token = (r.json() or {}).get("token", "ctk_missing")
+        c.req("POST", "/api/v1/claim-tokens", {"secretId": ids[2], "secretName": "CLAIMED_FROM_SECRET",
+                                               "targetTenantId": other_tenant, "contractId": "canary-contract"})
+        c.req("POST", "/api/v1/claim-tokens/%s/claim" % claim_token, {})  # the creator: not the target
+        r = c.req("POST", "/api/v1/claim-tokens/%s/claim" % claim_token, {}, key=other_key)
+        claimed = (r.json() or {}).get("secretId")
+        c.req("POST", "/api/v1/claim-tokens/%s/claim" % claim_token, {}, key=other_key)  # a second time: 410
+        c.req("GET", "/api/v1/claim-tokens")
+        c.req("GET", "/api/v1/claim-tokens", key=other_key)
+        if claimed:
+            c.req("GET", "/api/v1/secrets/" + claimed, key=other_key)
+        tool("create_claim_token", {"secretValue": canary("mcp-claim"), "secretName": "MCP_CLAIMED",
+                                    "targetTenantId": other_tenant, "contractId": "canary-contract"})
+        tool("list_claim_tokens", {})
+        r = c.req("POST", "/api/v1/shares", {"secretId": ids[1], "expirationHours": 1, "maxUses": 1,
+                                             "password": "canary-share-password"})
+        share = r.json() or {}
+        share_token = share.get("token", "shr_missing")
+        c.req("POST", "/api/v1/shares/access/" + share_token, {"password": "wrong-password"})
+        c.req("POST", "/api/v1/shares/access/" + share_token, {"password": "canary-share-password"})
+        c.req("POST", "/api/v1/shares/access/" + share_token, {"password": "canary-share-password"})  # used up: 410
+        c.req("GET", "/api/v1/shares?status=all")
+        if share.get("id"):
+            c.req("GET", "/api/v1/shares/" + share["id"])
+        tool("list_shares", {})
         # ordinary traffic
         c.req("GET", "/api/v1/secrets?limit=200")
         c.req("GET", "/api/v1/secrets?tag=canary")

@@ -2,7 +2,8 @@
 """Latchkey, driven through SecretCarousel's published Python SDK.
 
 Tells one user's story end to end -- sign up, store, list, search, read,
-update, audit, delete, isolation, bad key -- using only the `secretcarousel`
+update, audit, delete, isolation, bad key, a hand-off by claim token and a
+share link -- using only the `secretcarousel`
 package (2.0.0) against a running Latchkey server. Every step is asserted;
 the script stops with a non-zero exit code at the first failure.
 
@@ -227,7 +228,8 @@ def main():
     expect_error(lambda: sc.get_secret(db_id), NotFoundError, 404, "get_secret after delete")
     check(ids_of(sc.list_secrets()) == [api_id], "list now shows only the remaining secret")
 
-    other = SecretCarouselClient.signup(f"sdk-{secrets.token_hex(4)}", agent="python-sdk", base_url=url)
+    other_tenant = f"sdk-{secrets.token_hex(4)}"
+    other = SecretCarouselClient.signup(other_tenant, agent="python-sdk", base_url=url)
     e = expect_error(lambda: other.get_secret(api_id), NotFoundError, 404,
                      "another tenant reading the first tenant's secret")
     check(api_value not in json.dumps(e.body), "the 404 body does not leak the value")
@@ -249,6 +251,50 @@ def main():
     page = url.replace("127.0.0.1", "localhost")  # the page's links name a host: passkeys need one
     check(str(body.get("approvalUrl", "")).startswith(page + "/approvals/"), "the error carries the approval URL")
     check("gated-value" not in json.dumps(e.body), "the refusal does not carry the value")
+
+    # 14. Agent A hands a credential to tenant B by claim token: the value
+    # never passes through a chat. B redeems once; the token burns.
+    section("14. claim tokens")
+    handed = f"handed-{secrets.token_hex(8)}"
+    claim = sc.create_claim(handed, target_tenant_id=other_tenant, contract_id="contract-7",
+                            secret_name="PARTNER_TOKEN", expires_in_minutes=10)
+    token = claim.get("token", "")
+    check(token.startswith("ctk_"), f"create_claim answers a ctk_ token ({claim!r})")
+    check(handed not in json.dumps(claim), "the claim's answer does not echo the value")
+    listed = sc.list_claims()
+    mine = [c for c in listed.get("claimTokens", []) if c.get("id") == claim.get("id")]
+    check(mine and mine[0].get("status") == "pending", f"list_claims shows it pending ({listed!r})")
+    check(token not in json.dumps(listed) and handed not in json.dumps(listed), "the list shows neither token nor value")
+    expect_error(lambda: sc.redeem_claim(token), NotFoundError, 404, "the creator redeeming a token meant for another tenant")
+    redeemed = other.redeem_claim(token)
+    check(bool(redeemed.get("secretId")), f"the target redeems it into a secret ({redeemed!r})")
+    check(other.get_secret(redeemed["secretId"]).get("value") == handed, "the target reads the handed value")
+    e = expect_error(lambda: other.redeem_claim(token), SecretCarouselError, 410, "a second redemption")
+    check(isinstance(e.body, dict) and e.body.get("code") == "CLAIM_ALREADY_REDEEMED", f"its code ({e.body!r})")
+    check(sc.get_claim(claim["id"]).get("status") == "claimed", "get_claim shows it claimed")
+    revocable = sc.create_claim("never-claimed", target_tenant_id=other_tenant, contract_id="contract-8",
+                                secret_name="UNUSED")
+    sc.revoke_claim(revocable["id"])
+    e = expect_error(lambda: other.redeem_claim(revocable["token"]), SecretCarouselError, 410, "redeeming a revoked token")
+    check(isinstance(e.body, dict) and e.body.get("code") == "CLAIM_REVOKED", f"its code ({e.body!r})")
+
+    # 15. A share link for a person: maxUses counted, then gone.
+    section("15. share links")
+    share = sc.create_share(api_id, expiration_hours=1, max_uses=2)
+    check(str(share.get("url", "")).endswith("/s/" + share.get("token", "-")), f"create_share answers a link ({share!r})")
+    check(api_value not in json.dumps(share), "the share's answer does not hold the value")
+    got = sc.access_share(share["token"])
+    check(got.get("value") == api_value, "access_share answers the value")
+    check(sc.get_share(share["id"]).get("uses") == 1, "get_share counts one use")
+    listed = sc.list_shares()
+    check(share["id"] in [x.get("id") for x in listed.get("shares", [])], "list_shares shows the share")
+    check(api_value not in json.dumps(listed), "the list holds no value")
+    extended = sc.extend_share(share["id"], maxUses=3)
+    check(extended.get("maxUses") == 3, f"extend_share raises maxUses ({extended!r})")
+    sc.revoke_share(share["id"])
+    e = expect_error(lambda: sc.access_share(share["token"]), SecretCarouselError, 410, "access after revoke_share")
+    check(isinstance(e.body, dict) and e.body.get("code") == "SHARE_REVOKED", f"its code ({e.body!r})")
+    expect_error(lambda: other.get_share(share["id"]), NotFoundError, 404, "another tenant's share")
 
     print(f"\n{PASSED} passed, 0 failed")
 
