@@ -171,6 +171,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let store = vault.store().clone();
     let requests = vault.requests().clone();
+    let sweeping = tokio_util::sync::CancellationToken::new();
+    let sweeper = tokio::spawn(sweep_until(vault.clone(), sweeping.clone()));
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -218,6 +220,8 @@ pub async fn serve(
         }
     }
     drop(listener);
+    sweeping.cancel();
+    let _ = sweeper.await;
     requests.close();
     let finished = async {
         graceful.shutdown().await;
@@ -229,6 +233,27 @@ pub async fn serve(
     }
     store.close().await;
     Ok(())
+}
+
+/// Runs [`Vault::sweep`] every `SWEEP_EVERY` until `stop` is cancelled
+/// (shutdown), never two at once; a sweep under way is cut short by it.
+async fn sweep_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(crate::vault::sweep::SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            swept = vault.sweep() => {
+                if let Err(e) = swept {
+                    tracing::warn!("sweep failed: {}", e.public_message_with_cause());
+                }
+            }
+        }
+    }
 }
 
 /// File handles kept back from client connections: the database's (SQLite's
