@@ -84,7 +84,8 @@ async fn hand_over(backend: Backend) {
     let source = secret(&srv, &a, "db-pass", &v1).await;
 
     // From a value: B redeems it once and reads it.
-    let (id0, t0) = claim(&srv, &a, json!({ "secretValue": v0, "secretName": "handed", "targetTenantId": tb, "contractId": "contract-0" })).await;
+    let (id0, t0) =
+        claim(&srv, &a, json!({ "secretValue": v0, "secretName": "handed", "targetTenantId": tb, "contractId": "contract-0" })).await;
     let (s, body) = srv.get(&format!("{CLAIMS}/{id0}"), &a).await;
     assert_eq!((s, body["status"].as_str()), (200, Some("pending")), "{body}");
     assert!(!erased(&srv, &id0).await, "a pending claim keeps its sealed value");
@@ -97,7 +98,10 @@ async fn hand_over(backend: Backend) {
     assert_eq!((s, code(&body)), (404, "NOT_FOUND"), "{body}");
     let (s, got) = redeem(&srv, &b, &t0).await;
     assert_eq!(s, 200, "{got}");
-    assert_eq!((got["name"].as_str(), got["contractId"].as_str(), got["fromTenantId"].as_str()), (Some("handed"), Some("contract-0"), Some(ta.as_str())));
+    assert_eq!(
+        (got["name"].as_str(), got["contractId"].as_str(), got["fromTenantId"].as_str()),
+        (Some("handed"), Some("contract-0"), Some(ta.as_str()))
+    );
     let sid = got["secretId"].as_str().unwrap().to_owned();
     assert_eq!(got["id"], got["secretId"]);
     assert_eq!(value_of(&srv, &b, &sid).await, v0);
@@ -118,7 +122,8 @@ async fn hand_over(backend: Backend) {
 
     // From a secret id, SecretCarousel's CLI shape (hours); the name is taken in B.
     secret(&srv, &b, "db-pass", "b's own").await;
-    let (s, issued) = srv.post(CLAIMS, &a, json!({ "secretId": source, "targetTenantId": tb, "contractId": "contract-1", "expiresInHours": 2 })).await;
+    let (s, issued) =
+        srv.post(CLAIMS, &a, json!({ "secretId": source, "targetTenantId": tb, "contractId": "contract-1", "expiresInHours": 2 })).await;
     assert_eq!(s, 201, "{issued}");
     let (id1, t1) = (issued["id"].as_str().unwrap().to_owned(), issued["token"].as_str().unwrap().to_owned());
     assert_eq!(issued["secretName"], "db-pass", "the source's name by default");
@@ -137,7 +142,8 @@ async fn hand_over(backend: Backend) {
     assert!(erased(&srv, &id1).await);
 
     // Expired: 410, and noticing it erases the value.
-    let (id2, t2) = claim(&srv, &a, json!({ "secretValue": v0, "secretName": "late", "targetTenantId": tb, "contractId": "contract-2" })).await;
+    let (id2, t2) =
+        claim(&srv, &a, json!({ "secretValue": v0, "secretName": "late", "targetTenantId": tb, "contractId": "contract-2" })).await;
     assert_eq!(srv.sql("UPDATE claim_tokens SET expires_at = 1000 WHERE id = $1", &[&id2]).await, 1);
     assert!(!erased(&srv, &id2).await);
     let (s, body) = redeem(&srv, &b, &t2).await;
@@ -147,7 +153,8 @@ async fn hand_over(backend: Backend) {
     assert_eq!(seen["status"], "expired");
 
     // Revoked: by the creator only; 410 after.
-    let (id3, t3) = claim(&srv, &a, json!({ "secretValue": v0, "secretName": "revoked", "targetTenantId": tb, "contractId": "contract-3" })).await;
+    let (id3, t3) =
+        claim(&srv, &a, json!({ "secretValue": v0, "secretName": "revoked", "targetTenantId": tb, "contractId": "contract-3" })).await;
     let (s, body) = srv.delete(&format!("{CLAIMS}/{id3}"), &b).await;
     assert_eq!((s, code(&body)), (403, "SCOPE_DENIED"), "{body}");
     let (s, body) = srv.delete(&format!("{CLAIMS}/{id3}"), &c).await;
@@ -299,7 +306,8 @@ async fn one_of_a_hundred(backend: Backend) {
     let srv = Server::start(backend).await;
     let (ta, tb) = (unique("race-a"), unique("race-b"));
     let (a, b) = (srv.signup(&ta).await, srv.signup(&tb).await);
-    let (id, token) = claim(&srv, &a, json!({ "secretValue": "raced", "secretName": "raced", "targetTenantId": tb, "contractId": "race" })).await;
+    let (id, token) =
+        claim(&srv, &a, json!({ "secretValue": "raced", "secretName": "raced", "targetTenantId": tb, "contractId": "race" })).await;
     race(&[&srv], &b, &token).await;
     assert!(erased(&srv, &id).await);
     let (_, list) = srv.get("/api/v1/secrets?search=raced", &b).await;
@@ -328,7 +336,8 @@ async fn one_redemption_over_two_servers_on_one_postgres() {
     let (a, b) = (one.signup(&ta).await, one.signup(&tb).await);
     // Warm both processes' caches with B's key.
     assert_eq!(two.get(CLAIMS, &b).await.0, 200);
-    let (id, token) = claim(&one, &a, json!({ "secretValue": "over-two", "secretName": "over-two", "targetTenantId": tb, "contractId": "two" })).await;
+    let (id, token) =
+        claim(&one, &a, json!({ "secretValue": "over-two", "secretName": "over-two", "targetTenantId": tb, "contractId": "two" })).await;
     race(&[&one, &two], &b, &token).await;
     assert!(erased(&one, &id).await);
     let (_, seen) = one.get(&format!("{CLAIMS}/{id}"), &b).await;
@@ -409,18 +418,19 @@ async fn over_mcp(backend: Backend) {
     let read = tool(&cb, "get_secret", json!({ "name": "OPENAI_KEY" })).await.unwrap();
     assert_eq!(read["value"], "sk-mcp-handed");
     assert_eq!(tool(&cb, "redeem_claim_token", json!({ "token": token })).await.unwrap_err(), "CLAIM_ALREADY_REDEEMED");
-    let second = tool(&ca, "create_claim_token", json!({ "secretValue": "v2", "targetTenantId": tb, "contractId": "mcp-2", "secretName": "second" }))
-        .await
-        .unwrap();
+    let second = tool(
+        &ca,
+        "create_claim_token",
+        json!({ "secretValue": "v2", "targetTenantId": tb, "contractId": "mcp-2", "secretName": "second" }),
+    )
+    .await
+    .unwrap();
     let listed = tool(&cb, "list_claim_tokens", json!({ "status": "pending" })).await.unwrap();
     assert_eq!(listed["count"], 1, "{listed}");
     assert_eq!(tool(&cb, "revoke_claim_token", json!({ "id": second["id"] })).await.unwrap_err(), "SCOPE_DENIED");
     let revoked = tool(&ca, "revoke_claim_token", json!({ "id": second["id"] })).await.unwrap();
     assert_eq!(revoked["status"], "revoked");
-    assert_eq!(
-        tool(&cb, "redeem_claim_token", json!({ "token": second["token"], "name": "x" })).await.unwrap_err(),
-        "CLAIM_REVOKED"
-    );
+    assert_eq!(tool(&cb, "redeem_claim_token", json!({ "token": second["token"], "name": "x" })).await.unwrap_err(), "CLAIM_REVOKED");
     assert_eq!(tool(&cb, "redeem_claim_token", json!({ "token": token, "nmae": "x" })).await.unwrap_err(), "INVALID_REQUEST");
     ca.cancel().await.ok();
     cb.cancel().await.ok();

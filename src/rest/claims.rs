@@ -51,7 +51,9 @@ where
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
         let bytes = match Bytes::from_request(req, state).await {
             Ok(b) => b,
-            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(Error::PayloadTooLarge("request body is too large".into())),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Error::PayloadTooLarge("request body is too large".into()));
+            }
             Err(r) => return Err(Error::InvalidRequest(format!("unreadable body: {}", r.body_text()))),
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -63,7 +65,12 @@ where
 
 type Created<T> = (StatusCode, Json<T>);
 
-async fn create(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>, Body(req): Body<CreateClaim>) -> Result<Created<ClaimIssued>> {
+async fn create(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    _: Query<NoParams>,
+    Body(req): Body<CreateClaim>,
+) -> Result<Created<ClaimIssued>> {
     Ok((StatusCode::CREATED, Json(s.vault.create_claim(&p, req).await?)))
 }
 

@@ -221,7 +221,9 @@ impl Vault {
         }
         let (value, source) = match (req.secret_value, req.secret_id) {
             (Some(_), Some(_)) => return Err(Error::InvalidRequest("give secretValue or secretId, not both".into())),
-            (None, None) => return Err(Error::InvalidRequest("give secretValue (the value to hand over) or secretId (one of your secrets)".into())),
+            (None, None) => {
+                return Err(Error::InvalidRequest("give secretValue (the value to hand over) or secretId (one of your secrets)".into()));
+            }
             (Some(value), None) => {
                 self.check_value(&value)?;
                 (value, None)
@@ -347,7 +349,9 @@ impl Vault {
 
         let name = match req.name.as_deref().or(claim.secret_name.as_deref()) {
             Some(n) => names::secret_name(n)?,
-            None => return Err(Error::InvalidRequest("this claim token names no secret: give a name in the body, {\"name\": \"…\"}".into())),
+            None => {
+                return Err(Error::InvalidRequest("this claim token names no secret: give a name in the body, {\"name\": \"…\"}".into()));
+            }
         };
         let environment = names::environment(req.environment.as_deref())?;
         let project_id = req.project_id.filter(|p| !p.is_empty());
@@ -462,8 +466,7 @@ impl Vault {
             .map(|c| ClaimView::of(c, &p.tenant_id, now))
             .collect::<Result<Vec<_>>>()?;
         let count = claim_tokens.len();
-        self.record_read(p, p.audit("claim.list", "claim_token", None, "success").detail(serde_json::json!({ "count": count })))
-            .await?;
+        self.record_read(p, p.audit("claim.list", "claim_token", None, "success").detail(serde_json::json!({ "count": count }))).await?;
         Ok(ClaimList { claim_tokens, count })
     }
 
