@@ -445,3 +445,59 @@ async fn claim_tools_over_mcp_on_sqlite() {
 async fn claim_tools_over_mcp_on_postgres() {
     over_mcp(Backend::Postgres).await;
 }
+
+/// SecretCarousel's CLI (`sc`, pinned in tools/sc-cli): `sc claim V --to T
+/// --contract C --hours 2` sends `{secretValue, secretName, targetTenantId,
+/// contractId, expiresInHours}` and prints the token from `accessToken`;
+/// `sc claims` lists `claimTokens` by `claimTokenId`; `sc claim redeem TOKEN`
+/// posts `{}` and prints `secretId` and `secretName`.
+#[tokio::test]
+async fn secretcarousels_cli_hands_a_secret_over() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let sc = |dir: &std::path::Path, args: &[&str]| {
+        let mut cmd = std::process::Command::new("timeout");
+        cmd.arg("600").arg("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/sc-cli/sc")).args(args).current_dir(dir);
+        cmd.env("HOME", dir).env("XDG_CONFIG_HOME", dir.join(".config")).env("SC_BASE_URL", &srv.base).env("NO_COLOR", "1");
+        cmd.env_remove("SC_API_KEY").env_remove("SECRETCAROUSEL_API_KEY").env_remove("SECRETCAROUSEL_BASE_URL");
+        let out = cmd.output().expect("run sc");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let mut plain = String::new();
+        let mut chars = text.chars();
+        while let Some(ch) = chars.next() {
+            if ch == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(ch);
+            }
+        }
+        assert!(out.status.success(), "sc {}:\n{plain}", args.join(" "));
+        plain
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ta, tb) = (unique("sc-a"), unique("sc-b"));
+    sc(dir_a.path(), &["signup", &ta]);
+    sc(dir_b.path(), &["signup", &tb]);
+    let key_of = |dir: &std::path::Path| {
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(".sc/config.json")).unwrap()).unwrap();
+        config["apiKey"].as_str().unwrap().to_owned()
+    };
+    let (a, b) = (key_of(dir_a.path()), key_of(dir_b.path()));
+    let made = sc(dir_a.path(), &["claim", "cli-handed-value", "--to", &tb, "--contract", "cli-7", "--hours", "2"]);
+    let token =
+        made.lines().find_map(|l| l.trim().strip_prefix("Token:")).unwrap_or_else(|| panic!("no token in:\n{made}")).trim().to_owned();
+    assert!(token.starts_with("ctk_"), "{made}");
+    let (_, list) = srv.get(CLAIMS, &a).await;
+    let id = list["claimTokens"][0]["id"].as_str().unwrap().to_owned();
+    let listed = sc(dir_a.path(), &["claims"]);
+    assert!(listed.contains(&id) && listed.contains("pending"), "{listed}");
+    let redeemed = sc(dir_b.path(), &["claim", "redeem", &token]);
+    let sid = redeemed.lines().find_map(|l| l.trim().strip_prefix("Secret ID:")).unwrap_or_else(|| panic!("{redeemed}")).trim().to_owned();
+    assert_eq!(value_of(&srv, &b, &sid).await, "cli-handed-value");
+    let (_, seen) = srv.get(&format!("{CLAIMS}/{id}"), &a).await;
+    assert_eq!((seen["status"].as_str(), seen["contractId"].as_str()), (Some("claimed"), Some("cli-7")), "{seen}");
+    assert!(erased(&srv, &id).await);
+}

@@ -73,6 +73,8 @@ pub struct ClaimIssued {
     pub id: String,
     /// `ctk_…`: pass it to the other agent out of band; it redeems it once.
     pub token: String,
+    /// Same as `token` (the name SecretCarousel's CLI reads).
+    pub access_token: String,
     pub expires_at: DateTime<Utc>,
     pub target_tenant_id: String,
     pub contract_id: String,
@@ -98,6 +100,8 @@ pub struct RedeemClaim {
 pub struct ClaimRedeemed {
     #[serde(flatten)]
     pub secret: SecretMeta,
+    /// Same as `name` (SecretCarousel's name for it).
+    pub secret_name: String,
     pub claim_id: String,
     pub contract_id: String,
     /// The tenant that handed the secret over.
@@ -109,6 +113,8 @@ pub struct ClaimRedeemed {
 #[serde(rename_all = "camelCase")]
 pub struct ClaimView {
     pub id: String,
+    /// Same as `id` (the name SecretCarousel's CLI reads).
+    pub claim_token_id: String,
     /// `pending`, `claimed`, `expired` or `revoked`.
     pub status: String,
     pub contract_id: String,
@@ -148,6 +154,7 @@ impl ClaimView {
     fn of(c: &ClaimRow, viewer: &str, now: Millis) -> Result<Self> {
         Ok(ClaimView {
             id: c.id.clone(),
+            claim_token_id: c.id.clone(),
             status: c.state(now).to_owned(),
             contract_id: c.contract_id.clone(),
             creator_tenant_id: c.creator_tenant_id.clone(),
@@ -277,6 +284,7 @@ impl Vault {
         self.store.claims().insert_claim(&row, &audit).await?;
         Ok(ClaimIssued {
             id,
+            access_token: token.clone(),
             token,
             expires_at: at(row.expires_at, &row.id, "expires_at")?,
             target_tenant_id: row.target_tenant_id,
@@ -419,6 +427,7 @@ impl Vault {
         };
         let secret = self.store.get_secret(&p.tenant_id, &secret_id).await?.ok_or_else(|| Error::internal("redeemed secret vanished"))?;
         Ok(ClaimRedeemed {
+            secret_name: secret.name.clone(),
             secret: SecretMeta::try_from(&secret)?,
             claim_id: taken.id,
             contract_id: taken.contract_id,
