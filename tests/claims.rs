@@ -501,3 +501,29 @@ async fn secretcarousels_cli_hands_a_secret_over() {
     assert_eq!((seen["status"].as_str(), seen["contractId"].as_str()), (Some("claimed"), Some("cli-7")), "{seen}");
     assert!(erased(&srv, &id).await);
 }
+
+/// SecretCarousel's published Python SDK's own claim methods, unchanged.
+async fn python_sdk(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/sdk/python_sdk_claims.py");
+    let base = srv.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::python()).arg(script).arg(base).output().expect("run python")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "SDK claims failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
+}
+
+#[tokio::test]
+async fn python_sdk_claims_on_sqlite() {
+    python_sdk(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn python_sdk_claims_on_postgres() {
+    python_sdk(Backend::Postgres).await;
+}
