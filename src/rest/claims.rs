@@ -104,6 +104,7 @@ pub(super) fn routes(t: Table) -> Table {
             .query::<NoParams>()
             .body::<CreateClaim>()
             .returns::<ClaimIssued>(201)
+            .error(404, "NOT_FOUND: no such target tenant; SECRET_NOT_FOUND: no such secretId")
             .invalid_request("INVALID_REQUEST: malformed body, both or neither of secretValue and secretId, a bad name, contractId or lifetime, or a query parameter"),
     )
     .add(
@@ -135,6 +136,7 @@ pub(super) fn routes(t: Table) -> Table {
             .query::<NoParams>()
             .body::<RedeemClaim>()
             .returns::<ClaimRedeemed>(200)
+            .error(410, "CLAIM_ALREADY_REDEEMED, CLAIM_EXPIRED or CLAIM_REVOKED")
             .invalid_request(BAD_BODY),
     )
 }
