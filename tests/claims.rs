@@ -527,3 +527,19 @@ async fn python_sdk_claims_on_sqlite() {
 async fn python_sdk_claims_on_postgres() {
     python_sdk(Backend::Postgres).await;
 }
+
+/// A debug log shows the paths requests took, never a token in them.
+#[tokio::test]
+async fn a_debug_log_holds_no_claim_token() {
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_LOG", "debug")).await;
+    let (ta, tb) = (unique("log-a"), unique("log-b"));
+    let (a, b) = (srv.signup(&ta).await, srv.signup(&tb).await);
+    let (_, token) =
+        claim(&srv, &a, json!({ "secretValue": "logged?", "secretName": "LOGGED", "targetTenantId": tb, "contractId": "log" })).await;
+    assert_eq!(redeem(&srv, &b, &token).await.0, 200);
+    assert_eq!(redeem(&srv, &b, &token).await.0, 410);
+    let log = srv.stderr();
+    assert!(log.contains("claim-tokens/ctk_…/claim"), "the request is logged, its token cut: {}", &log[log.len().saturating_sub(2000)..]);
+    assert!(!log.contains(&token[4..]), "the log holds the token");
+    assert!(!log.contains("logged?"), "the log holds the value");
+}
