@@ -246,6 +246,16 @@ async fn bad_claims_are_refused() {
         let (s, r) = srv.post(CLAIMS, &a, body.clone()).await;
         assert_eq!(s, status, "{body}: {r}");
     }
+    // A secret whose tier needs approval is read like any read: 403 until approved.
+    let (s, gated) = srv.post("/api/v1/secrets", &a, json!({ "name": "CRIT", "value": "gated", "accessTier": "critical" })).await;
+    assert_eq!(s, 201, "{gated}");
+    let (s, body) = srv.post(CLAIMS, &a, json!({ "secretId": gated["id"], "targetTenantId": tb, "contractId": "c" })).await;
+    assert_eq!((s, code(&body)), (403, "APPROVAL_REQUIRED"), "{body}");
+    // A scoped token reaches secrets, not hand-offs.
+    let (s, minted) = srv.post("/api/v1/tokens", &a, json!({ "scopes": ["secrets:read:nothing/*"] })).await;
+    assert_eq!(s, 201, "{minted}");
+    let (s, body) = srv.post(CLAIMS, minted["token"].as_str().unwrap(), ok()).await;
+    assert_eq!((s, code(&body)), (403, "SCOPE_DENIED"), "{body}");
     let (_, list) = srv.get(CLAIMS, &a).await;
     assert_eq!(list["count"], 0, "{list}");
     // A claim without a name needs one at redemption.
@@ -542,4 +552,36 @@ async fn a_debug_log_holds_no_claim_token() {
     assert!(log.contains("claim-tokens/ctk_…/claim"), "the request is logged, its token cut: {}", &log[log.len().saturating_sub(2000)..]);
     assert!(!log.contains(&token[4..]), "the log holds the token");
     assert!(!log.contains("logged?"), "the log holds the value");
+}
+
+/// A claim lives 5 minutes unless asked otherwise, and never longer than
+/// the operator's `--max-claim-minutes`.
+#[tokio::test]
+async fn lifetimes_default_to_five_minutes_within_the_operators_bound() {
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--max-claim-minutes").arg("120")).await;
+    let (ta, tb) = (unique("ttl-a"), unique("ttl-b"));
+    let a = srv.signup(&ta).await;
+    srv.signup(&tb).await;
+    let body = |extra: Value| {
+        let mut b = json!({ "secretValue": "v", "targetTenantId": tb, "contractId": "ttl" });
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let minutes_left = |b: &Value| {
+        let at = chrono::DateTime::parse_from_rfc3339(b["expiresAt"].as_str().unwrap()).unwrap();
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds() as f64 / 60.0
+    };
+    let (s, made) = srv.post(CLAIMS, &a, body(json!({}))).await;
+    assert_eq!(s, 201, "{made}");
+    assert!((4.5..=5.0).contains(&minutes_left(&made)), "five minutes: {made}");
+    let (s, made) = srv.post(CLAIMS, &a, body(json!({ "expiresInMinutes": 120 }))).await;
+    assert_eq!(s, 201, "{made}");
+    assert!((119.5..=120.0).contains(&minutes_left(&made)), "{made}");
+    for extra in [json!({ "expiresInMinutes": 121 }), json!({ "expiresInHours": 3 }), json!({ "expiresInMinutes": 5, "expiresInHours": 1 })]
+    {
+        let (s, r) = srv.post(CLAIMS, &a, body(extra.clone())).await;
+        assert_eq!((s, code(&r)), (400, "INVALID_REQUEST"), "{extra}: {r}");
+    }
+    let (s, r) = srv.post(CLAIMS, &a, body(json!({ "expiresInMinutes": 121 }))).await;
+    assert!(s == 400 && r["message"].as_str().unwrap().contains("120 minutes"), "the bound is named: {r}");
 }
