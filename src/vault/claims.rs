@@ -245,6 +245,7 @@ impl Vault {
             }
         };
 
+        let value = zeroize::Zeroizing::new(value);
         let now = now_millis();
         let id = uuid::Uuid::new_v4().to_string();
         let token = tokens::generate(CLAIM_TOKEN_PREFIX);
@@ -372,7 +373,8 @@ impl Vault {
         let make = |c: &ClaimRow| -> Result<(SecretRow, VersionRow, Vec<AuditRow>)> {
             let sealed = c.sealed.as_deref().ok_or(Error::ClaimAlreadyRedeemed)?;
             let aad_id = format!("claim/{}", c.id);
-            let value = creator_key.open(&claim_aad(&c.creator_tenant_id, &aad_id), sealed)?;
+            // The plaintext lives only between the two keys, and is wiped after.
+            let value = zeroize::Zeroizing::new(creator_key.open(&claim_aad(&c.creator_tenant_id, &aad_id), sealed)?);
             let now = c.redeemed_at.unwrap_or(now);
             let secret = SecretRow {
                 id: secret_id.clone(),
