@@ -41,7 +41,7 @@ pub fn app(vault: Arc<Vault>, allowed: Allowed) -> Router {
         .layer(axum::middleware::from_fn_with_state(body_limit, read_body_first))
         // Before anything reads the request: is it addressed to this server?
         .layer(axum::middleware::from_fn_with_state(Arc::new(allowed), edge::guard))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // Answers carry values, keys shown once and tokens: no cache between
         // the server and the client (a proxy, a browser's disk) may keep one.
         // It overrides rmcp's `no-cache` on event streams, which lets a cache
@@ -50,6 +50,35 @@ pub fn app(vault: Arc<Vault>, allowed: Allowed) -> Router {
         // A JSON error that echoes input must never be sniffed into HTML.
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff")))
         .with_state(AppState { vault })
+}
+
+/// The span of one request, as tower-http's default makes it (DEBUG), except
+/// that a credential in the path (a claim token, `…/claim-tokens/ctk_…/claim`;
+/// a share's, `shr_…`) shows only its prefix, and the query is left out: a
+/// debug log must not hand out what the request presented.
+fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!("request", method = %req.method(), path = %redact_path(req.uri().path()), version = ?req.version())
+}
+
+/// `path` with every segment that is a credential cut to its prefix.
+pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const CREDENTIALS: [&str; 2] = [crate::vault::claims::CLAIM_TOKEN_PREFIX, "shr_"];
+    let credential = |seg: &str| CREDENTIALS.into_iter().find(|p| seg.starts_with(p));
+    if !path.split('/').any(|seg| credential(seg).is_some()) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let segments: Vec<String> = path.split('/').map(|seg| credential(seg).map_or_else(|| seg.to_owned(), |p| format!("{p}…"))).collect();
+    std::borrow::Cow::Owned(segments.join("/"))
+}
+
+#[cfg(test)]
+mod redaction {
+    #[test]
+    fn credentials_in_paths_are_cut_to_their_prefix() {
+        assert_eq!(super::redact_path("/api/v1/claim-tokens/ctk_abcDEF-_123/claim"), "/api/v1/claim-tokens/ctk_…/claim");
+        assert_eq!(super::redact_path("/s/shr_xyz"), "/s/shr_…");
+        assert_eq!(super::redact_path("/api/v1/secrets/ctk"), "/api/v1/secrets/ctk");
+    }
 }
 
 /// Reads the whole request body (up to `limit`) before routing. A handler
@@ -171,6 +200,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let store = vault.store().clone();
     let requests = vault.requests().clone();
+    let sweeping = tokio_util::sync::CancellationToken::new();
+    let sweeper = tokio::spawn(sweep_until(vault.clone(), sweeping.clone()));
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -218,6 +249,8 @@ pub async fn serve(
         }
     }
     drop(listener);
+    sweeping.cancel();
+    let _ = sweeper.await;
     requests.close();
     let finished = async {
         graceful.shutdown().await;
@@ -229,6 +262,27 @@ pub async fn serve(
     }
     store.close().await;
     Ok(())
+}
+
+/// Runs [`Vault::sweep`] every `SWEEP_EVERY` until `stop` is cancelled
+/// (shutdown), never two at once; a sweep under way is cut short by it.
+async fn sweep_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(crate::vault::sweep::SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            swept = vault.sweep() => {
+                if let Err(e) = swept {
+                    tracing::warn!("sweep failed: {}", e.public_message_with_cause());
+                }
+            }
+        }
+    }
 }
 
 /// File handles kept back from client connections: the database's (SQLite's

@@ -6,6 +6,7 @@
 //! [`http::Endpoint`] resolves before rmcp sees the request; over stdio it is
 //! the key in `LATCHKEY_API_KEY` or the local tenant's admin.
 
+mod claims;
 mod direct;
 pub mod http;
 mod params;
@@ -148,7 +149,7 @@ impl LatchkeyMcp {
 
     /// Every tool: the core ones (`tools`) and each feature's own router.
     pub(crate) fn all_tools() -> ToolRouter<Self> {
-        Self::tool_router()
+        Self::tool_router() + Self::claim_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

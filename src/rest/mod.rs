@@ -4,6 +4,7 @@
 //! axum router and the OpenAPI document.
 
 mod api;
+mod claims;
 mod docs;
 mod export;
 mod extract;

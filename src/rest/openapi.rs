@@ -25,6 +25,8 @@ pub struct Op {
     response: Option<SchemaFn>,
     text_response: Option<&'static str>,
     invalid_request: &'static str,
+    /// Error answers beyond those every operation of its kind documents.
+    errors: Vec<(u16, &'static str)>,
 }
 
 impl Op {
@@ -42,6 +44,7 @@ impl Op {
             response: None,
             text_response: None,
             invalid_request: "INVALID_REQUEST: malformed body, bad field or enum value",
+            errors: Vec::new(),
         }
     }
     /// What a client must know beyond the summary and the schemas.
@@ -54,6 +57,13 @@ impl Op {
         self.invalid_request = description;
         self
     }
+    /// Documents an error answer this operation gives beyond the usual ones
+    /// (e.g. a 404 on a path without an id, a 410).
+    pub fn error(mut self, status: u16, description: &'static str) -> Self {
+        self.errors.push((status, description));
+        self
+    }
+
     pub fn public(mut self) -> Self {
         self.auth = false;
         self
@@ -195,6 +205,9 @@ pub fn document(ops: &[Op]) -> Value {
         if !op.auth && writes {
             responses.insert("403".into(), error_response("SIGNUP_CLOSED"));
             responses.insert("429".into(), error_response("RATE_LIMITED: see Retry-After"));
+        }
+        for (status, description) in &op.errors {
+            responses.insert(status.to_string(), error_response(description));
         }
         o.insert("responses".into(), Value::Object(responses));
         paths

@@ -223,6 +223,12 @@ impl Store for CachedStore {
         self.inner.owners()
     }
 
+    // Nothing of a claim is cached, and a redemption only adds a secret,
+    // which the cache holds no answer for yet (see `claims`).
+    fn claims(&self) -> &dyn super::claims::ClaimStore {
+        self.inner.claims()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await

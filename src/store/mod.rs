@@ -14,10 +14,12 @@
 //! - [`version_writer`]: the group commit of new versions, shared.
 //! - [`cached`]: the cache in front of a store for the hot reads.
 //! - [`owners`]: owners, their links, sessions and passkeys (a trait of its own).
+//! - [`claims`]: claim tokens, one tenant's hand-off of a secret to another (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 mod cached;
+pub mod claims;
 mod integrity;
 mod liveness;
 pub mod owners;
@@ -411,6 +413,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Owners, their links, sessions and passkeys (see [`owners`]).
     fn owners(&self) -> &dyn owners::OwnerStore;
+
+    /// Claim tokens (see [`claims`]).
+    fn claims(&self) -> &dyn claims::ClaimStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -42,7 +42,7 @@ pub fn decode_cursor(c: &str) -> Result<(String, String)> {
 }
 
 impl Vault {
-    fn check_value(&self, value: &str) -> Result<()> {
+    pub(super) fn check_value(&self, value: &str) -> Result<()> {
         if value.len() > self.config.max_value_bytes {
             return Err(Error::PayloadTooLarge(format!("secret values are limited to {} bytes", self.config.max_value_bytes)));
         }
@@ -66,7 +66,7 @@ impl Vault {
         Ok(row)
     }
 
-    async fn check_project(&self, p: &Principal, project_id: Option<&str>) -> Result<()> {
+    pub(super) async fn check_project(&self, p: &Principal, project_id: Option<&str>) -> Result<()> {
         p.require_project(project_id)?;
         if let Some(id) = project_id
             && (!names::is_id(id) || self.store.get_project(&p.tenant_id, id).await?.is_none())

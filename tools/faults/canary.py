@@ -134,26 +134,43 @@ def run(ctx, res):
         mcp("resources/read", {"uri": "latchkey://secrets"})
         tool("get_secret", {"name": "MCP_CANARY"})
         tool("get_secret", {"name": "MCP_CANARY", "version": 1})
-        # hand-offs: a claim token from a value and from a secret, redeemed by
-        # the other tenant (whose read of the new secret is explicit), a
-        # failed redemption, and a share link accessed once (explicit) and
-        # then refused
-        r = c.req("POST", "/api/v1/claim-tokens", {"secretValue": canary("claim-value"), "secretName": "CLAIMED",
-                                                   "targetTenantId": other_tenant, "contractId": "canary-contract"})
-        claim_token = (r.json() or {}).get("token", "ctk_missing")
-        c.req("POST", "/api/v1/claim-tokens", {"secretId": ids[2], "secretName": "CLAIMED_FROM_SECRET",
-                                               "targetTenantId": other_tenant, "contractId": "canary-contract"})
-        c.req("POST", "/api/v1/claim-tokens/%s/claim" % claim_token, {})  # the creator: not the target
-        r = c.req("POST", "/api/v1/claim-tokens/%s/claim" % claim_token, {}, key=other_key)
-        claimed = (r.json() or {}).get("secretId")
-        c.req("POST", "/api/v1/claim-tokens/%s/claim" % claim_token, {}, key=other_key)  # a second time: 410
-        c.req("GET", "/api/v1/claim-tokens")
+        # claim tokens: a hand-off to the other tenant carries a value (made,
+        # refused, listed, redeemed, revoked; over REST and MCP); only the
+        # target's explicit read of the new secret may show it
+        made = c.req("POST", "/api/v1/claim-tokens", {"secretValue": canary("claim"), "secretName": "CLAIMED",
+                                                      "targetTenantId": other_tenant, "contractId": "canary"}).json()
+        dropped = c.req("POST", "/api/v1/claim-tokens", {"secretValue": canary("claim-revoked"), "secretName": "DROPPED",
+                                                         "targetTenantId": other_tenant, "contractId": "canary"}).json()
+        from_id = c.req("POST", "/api/v1/claim-tokens", {"secretId": ids[2], "secretName": "FROM_ID",
+                                                         "targetTenantId": other_tenant, "contractId": "canary"}).json()
+        for body, k in [
+            ({"secretValue": canary("claim-unknownfield"), "targetTenantId": other_tenant, "contractId": "c", "bogus": 1}, key),
+            ({"secretValue": canary("claim-notarget"), "targetTenantId": "no-such-tenant-x", "contractId": "c"}, key),
+            ({"secretValue": canary("claim-readonly"), "targetTenantId": other_tenant, "contractId": "c"}, read_key),
+            ({"secretValue": canary("claim-big") + "c" * 70000, "targetTenantId": other_tenant, "contractId": "c"}, key),
+            ({"secretValue": canary("claim-both"), "secretId": ids[2], "targetTenantId": other_tenant, "contractId": "c"}, key),
+        ]:
+            r = c.req("POST", "/api/v1/claim-tokens", body, key=k)
+            if 200 <= r.status < 300:
+                res.fail("a failing claim succeeded: " + r.short())
+        c.req("POST", "/api/v1/claim-tokens/%s/claim" % made.get("token"), {}, key=key)  # not the target: 404
         c.req("GET", "/api/v1/claim-tokens", key=other_key)
-        if claimed:
-            c.req("GET", "/api/v1/secrets/" + claimed, key=other_key)
-        tool("create_claim_token", {"secretValue": canary("mcp-claim"), "secretName": "MCP_CLAIMED",
-                                    "targetTenantId": other_tenant, "contractId": "canary-contract"})
+        c.req("GET", "/api/v1/claim-tokens/" + str(made.get("id")))
+        c.req("DELETE", "/api/v1/claim-tokens/" + str(dropped.get("id")))
+        c.req("POST", "/api/v1/claim-tokens/%s/claim" % dropped.get("token"), {}, key=other_key)  # revoked: 410
+        claimed = c.req("POST", "/api/v1/claim-tokens/%s/claim" % made.get("token"), None, key=other_key).json() or {}
+        c.req("POST", "/api/v1/claim-tokens/%s/claim" % made.get("token"), None, key=other_key)  # again: 410
+        c.req("POST", "/api/v1/claim-tokens/%s/claim" % from_id.get("token"), {"name": "FROM_ID_2"}, key=other_key)
+        if claimed.get("secretId"):
+            c.req("GET", "/api/v1/secrets/" + claimed["secretId"], key=other_key)
+        else:
+            res.fail("the claim token's redemption failed: %s" % claimed)
+        tool("create_claim_token", {"secretValue": canary("mcp-claim"), "targetTenantId": other_tenant, "contractId": "canary"})
+        tool("create_claim_token", {"secretValue": canary("mcp-claim-bad"), "targetTenantId": other_tenant, "contractId": ""})
         tool("list_claim_tokens", {})
+        tool("list_claim_tokens", {}, other_key)
+        # a share link: accessed once with its password (explicit), refused
+        # with a wrong one and once used up
         r = c.req("POST", "/api/v1/shares", {"secretId": ids[1], "expirationHours": 1, "maxUses": 1,
                                              "password": "canary-share-password"})
         share = r.json() or {}

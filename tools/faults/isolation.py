@@ -5,7 +5,10 @@ answers to other principals never mention the owner's objects. A project-scoped
 admin key finds keys beyond its projects absent (404) and the tenant-wide
 audit trail closed (403). No key is a human owner: the policy and approval
 decisions answer 403 to every key; an approval request and a scoped token
-are seen and handled only by the key that made them (others: 404)."""
+are seen and handled only by the key that made them (others: 404). A claim
+token is seen by its creator's and its target's keys only, revoked by the
+creator's, and redeemed by the target's: the fixture claims the matrix
+redeems are the other tenant's, made for the owner."""
 
 import datetime
 import re
@@ -19,6 +22,9 @@ PRINCIPALS = ["owner", "other-tenant", "read-key", "scoped-write", "scoped-admin
 ABBR = {"owner": "own", "other-tenant": "oth", "read-key": "rd", "scoped-write": "scp", "scoped-admin": "sad", "expired": "exp",
         "revoked": "rev", "regenerated-old": "regen", "bogus": "bog", "none": "none"}
 METHODS = ("get", "put", "post", "delete", "patch")
+# The tenant the matrix's own claim tokens are for (set by `Env`): neither the
+# owner nor the other tenant, so no claim links the two unless a fixture says so.
+CLAIM_TARGET = [None]
 
 
 def required_permission(method, path):
@@ -32,7 +38,9 @@ def required_permission(method, path):
 
 
 def family(path):
-    for f in ("secrets", "projects", "api-keys", "approvals", "tokens"):
+    if path.startswith("/api/v1/claim-tokens/{") and path.endswith("/claim"):
+        return "claim-redeem"  # the path holds a token for the owner to redeem
+    for f in ("secrets", "projects", "api-keys", "approvals", "tokens", "claim-tokens"):
         if path.startswith("/api/v1/%s/{" % f):
             return f
     return None
@@ -56,6 +64,9 @@ def body_for(method, path, schema_ref, components):
         ("post", "/api/v1/tokens"): lambda: {"scopes": ["secrets:read:iso/*"], "ttl": "5m"},
         ("post", "/api/v1/approvals/{id}/approve"): lambda: {},
         ("post", "/api/v1/approvals/{id}/deny"): lambda: {"reason": "isolation matrix"},
+        ("post", "/api/v1/claim-tokens"): lambda: {"secretValue": "iso-claim", "targetTenantId": CLAIM_TARGET[0],
+                                                   "contractId": "isolation"},
+        ("post", "/api/v1/claim-tokens/{id}/claim"): lambda: {},
     }
     if (method, path) in known:
         return known[(method, path)]()
@@ -97,6 +108,10 @@ class Env:
         self.c = c
         self.owner_tenant, self.owner_key = signup(c, "iso-owner")
         self.other_tenant, self.other_key = signup(c, "iso-other")
+        CLAIM_TARGET[0], _ = signup(c, "iso-third")
+        # Owner ids the other tenant was given by a fixture of its own (a claim
+        # it made for the owner names the owner's tenant).
+        self.known_to_other = set()
         c.key = self.owner_key
         self.p1 = self.mk_project()
         self.p2 = self.mk_project()
@@ -184,6 +199,23 @@ class Env:
             aid = r.json()["approvalId"]
             self.owner_ids.add(aid)
             return aid
+        if fam == "claim-tokens":
+            r = self.req("POST", "/api/v1/claim-tokens", self.owner_key,
+                         {"secretValue": "iso-claim", "targetTenantId": CLAIM_TARGET[0], "contractId": "isolation"})
+            if r.status != 201:
+                raise RuntimeError("fixture claim token: " + r.short())
+            cid = r.json()["id"]
+            self.owner_ids.add(cid)
+            return cid
+        if fam == "claim-redeem":
+            # The other tenant hands the owner a secret: only the owner's keys may redeem it.
+            r = self.req("POST", "/api/v1/claim-tokens", self.other_key,
+                         {"secretValue": "iso-handed", "secretName": uniq("HANDED"), "targetTenantId": self.owner_tenant,
+                          "contractId": "isolation"})
+            if r.status != 201:
+                raise RuntimeError("fixture claim token for the owner: " + r.short())
+            self.known_to_other.add(self.owner_tenant)
+            return r.json()["token"]
         if fam == "tokens":
             r = self.req("POST", "/api/v1/tokens", self.owner_key, {"scopes": ["secrets:read:nothing/*"]})
             if r.status != 201:
@@ -211,6 +243,8 @@ def expected(op_public, perm, fam, principal, method, path):
         return "404"  # made by the owner's key: only it (or an admin reaching as far) sees it
     if path == "/api/v1/tokens" and principal != "other-tenant":
         return "2xx"  # a token within the asking key's own rights
+    if path == "/api/v1/claim-tokens" and method == "post" and principal in ("scoped-write", "scoped-admin"):
+        return "2xx"  # a claim made from a value lies in no project
     if principal == "owner":
         return "2xx"
     if principal == "other-tenant":
@@ -285,7 +319,7 @@ def run(ctx, res):
                 note = ""
                 if ok and principal != "owner" and not fam and 200 <= r.status < 300 and not public:
                     text = r.body.decode("utf-8", "replace")
-                    hidden = [i for i in env.owner_ids - probed if i in text]
+                    hidden = [i for i in env.owner_ids - probed - env.known_to_other if i in text]
                     if principal == "other-tenant" and hidden:
                         ok, note = False, "answer mentions the owner's objects %s" % hidden[:3]
                     if principal == "scoped-admin" and method == "get" and path == "/api/v1/api-keys":

@@ -21,6 +21,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn claims(&self) -> &dyn crate::store::claims::ClaimStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
@@ -312,48 +316,7 @@ impl<B: Backend> Store for B {
     async fn create_secret(&self, s: &SecretRow, first: &VersionRow, max_secrets: QuotaOf<'_>, audit: &AuditRow) -> Result<()> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
-        // The plan as the database has it now, not as a cached key carried it.
-        let plan: Option<String> =
-            query::<B::Db>("SELECT plan FROM tenants WHERE id = $1").bind(&s.tenant_id).fetch_optional_scalar(&mut *tx).await?;
-        let mut quota = max_secrets(&plan.ok_or(Error::NotFound("tenant"))?)?;
-        if quota.is_some() {
-            // A limited plan counts one creation at a time: under the
-            // tenant's lock, and by the plan as it is under the lock.
-            // Unlimited tenants create in parallel.
-            let plan: String = query::<B::Db>(B::LOCK_TENANT).bind(&s.tenant_id).fetch_one_scalar(&mut *tx).await?;
-            quota = max_secrets(&plan)?;
-        }
-        if let Some(max) = quota {
-            let count: i64 =
-                query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(&s.tenant_id).fetch_one_scalar(&mut *tx).await?;
-            if count >= max {
-                return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
-            }
-        }
-        query::<B::Db>(AssertSqlSafe(format!(
-            "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        )))
-        .bind(&s.id)
-        .bind(&s.tenant_id)
-        .bind(&s.project_id)
-        .bind(&s.environment)
-        .bind(&s.name)
-        .bind(&s.secret_type)
-        .bind(&s.description)
-        .bind(&s.tags)
-        .bind(s.current_version)
-        .bind(s.created_at)
-        .bind(s.updated_at)
-        .bind(&s.access_tier)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            writes::constraint_error(e, || {
-                Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name))
-            })
-        })?;
-        writes::replace_tags(&mut tx, s).await?;
-        writes::insert_version(&mut tx, first).await?;
+        writes::insert_secret(&mut tx, B::LOCK_TENANT, s, first, max_secrets).await?;
         writes::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())

@@ -4,8 +4,8 @@
 
 use sqlx::{AssertSqlSafe, Transaction};
 
-use super::KEY_COLS;
 use super::dialect::{Dialect, Stmt, query};
+use super::{KEY_COLS, SECRET_COLS};
 use crate::error::{Error, Result};
 use crate::store::{ApiKeyRow, AuditRow, KEY_CHANGED, SecretRow, VersionRow, now_millis};
 
@@ -131,4 +131,57 @@ pub(super) async fn insert_key<D: Dialect>(tx: &mut Transaction<'_, D>, k: &ApiK
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A new secret with its first version, under the tenant's plan quota:
+/// `max_secrets` is asked for the plan as the transaction reads it (under
+/// the tenant's lock, `lock_tenant`, when the plan has a quota). Shared by
+/// `Store::create_secret` and a claim's redemption.
+pub(super) async fn insert_secret<D: Dialect>(
+    tx: &mut Transaction<'_, D>,
+    lock_tenant: &'static str,
+    s: &SecretRow,
+    first: &VersionRow,
+    max_secrets: crate::store::QuotaOf<'_>,
+) -> Result<()> {
+    // The plan as the database has it now, not as a cached key carried it.
+    let plan: Option<String> =
+        query::<D>("SELECT plan FROM tenants WHERE id = $1").bind(&s.tenant_id).fetch_optional_scalar(&mut **tx).await?;
+    let mut quota = max_secrets(&plan.ok_or(Error::NotFound("tenant"))?)?;
+    if quota.is_some() {
+        // A limited plan counts one creation at a time: under the
+        // tenant's lock, and by the plan as it is under the lock.
+        // Unlimited tenants create in parallel.
+        let plan: String = query::<D>(lock_tenant).bind(&s.tenant_id).fetch_one_scalar(&mut **tx).await?;
+        quota = max_secrets(&plan)?;
+    }
+    if let Some(max) = quota {
+        let count: i64 =
+            query::<D>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(&s.tenant_id).fetch_one_scalar(&mut **tx).await?;
+        if count >= max {
+            return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
+        }
+    }
+    query::<D>(AssertSqlSafe(format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")))
+        .bind(&s.id)
+        .bind(&s.tenant_id)
+        .bind(&s.project_id)
+        .bind(&s.environment)
+        .bind(&s.name)
+        .bind(&s.secret_type)
+        .bind(&s.description)
+        .bind(&s.tags)
+        .bind(s.current_version)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .bind(&s.access_tier)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            constraint_error(e, || {
+                Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name))
+            })
+        })?;
+    replace_tags(tx, s).await?;
+    insert_version(tx, first).await
 }

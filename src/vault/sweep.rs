@@ -1,0 +1,27 @@
+//! Background erasure: what has ended keeps no ciphertext. A pending claim's
+//! value is erased by the statement that ends it (redeemed, revoked) or the
+//! first time its expiry is noticed; this sweep, which `latchkey serve` runs
+//! every [`SWEEP_EVERY`], erases the rest: values of expired claims nobody
+//! asked about since.
+
+use std::time::Duration;
+
+use super::Vault;
+use crate::error::Result;
+use crate::store::now_millis;
+
+/// How often `latchkey serve` sweeps.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+impl Vault {
+    /// Erases the ciphertexts that outlived what they were kept for: one
+    /// UPDATE per kind (expired claim tokens).
+    pub async fn sweep(&self) -> Result<()> {
+        let now = now_millis();
+        let claims = self.store.claims().erase_expired_claims(now).await?;
+        if claims > 0 {
+            tracing::debug!(claims, "swept expired claim values");
+        }
+        Ok(())
+    }
+}
