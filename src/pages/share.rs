@@ -74,7 +74,6 @@ struct Revealed {
     title: &'static str,
     name: String,
     value: String,
-    multiline: bool,
     rows: usize,
     uses_line: String,
     last: bool,
@@ -96,6 +95,14 @@ fn when(rfc3339: &str) -> String {
     format!("{} ({})", from_now(t), t.format("%a %-d %b %Y, %H:%M UTC"))
 }
 
+/// `2026-12-07T14:05:00Z` as "Mon 7 Dec 2026, 14:05 UTC".
+fn at(rfc3339: &str) -> String {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => t.with_timezone(&Utc).format("%a %-d %b %Y, %H:%M UTC").to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
+}
+
 fn from_now(t: DateTime<Utc>) -> String {
     let secs = (t - Utc::now()).num_seconds();
     let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
@@ -106,6 +113,12 @@ fn from_now(t: DateTime<Utc>) -> String {
         5400..=172_799 => format!("in {}", plural((secs + 1800) / 3600, "hour")),
         _ => format!("in {}", plural((secs + 43_200) / 86_400, "day")),
     }
+}
+
+/// The field's height in rows where the browser cannot size it to its
+/// content: long lines wrap at about 34 characters (a phone's width).
+fn rows(value: &str) -> usize {
+    value.lines().map(|l| l.chars().count().div_ceil(34).max(1)).sum::<usize>().clamp(1, 16)
 }
 
 fn views_left(uses_left: Option<i64>) -> String {
@@ -130,18 +143,16 @@ fn landing_page(l: ShareLanding, action: String, error: String) -> Response {
 }
 
 fn revealed_page(s: SharedSecret) -> Response {
-    let lines = s.value.lines().count().max(1);
     let (uses_line, last) = match s.uses_left {
         Some(n) if n <= 0 => ("That was the last view: this link is now used up and will not open again.".to_owned(), true),
-        Some(1) => (format!("This link can be opened 1 more time, until {}.", when(&s.expires_at)), false),
-        Some(n) => (format!("This link can be opened {n} more times, until {}.", when(&s.expires_at)), false),
-        None => (format!("This link can be opened again until {}.", when(&s.expires_at)), false),
+        Some(1) => (format!("This link can be opened 1 more time, until {}.", at(&s.expires_at)), false),
+        Some(n) => (format!("This link can be opened {n} more times, until {}.", at(&s.expires_at)), false),
+        None => (format!("This link can be opened again until {}.", at(&s.expires_at)), false),
     };
     let page = Revealed {
         title: "Shared secret",
         name: s.name,
-        multiline: s.value.contains('\n'),
-        rows: lines.clamp(2, 16),
+        rows: rows(&s.value),
         value: s.value,
         uses_line,
         last,
@@ -307,6 +318,8 @@ mod tests {
         assert_eq!(at(3 * 86_400 + 100), "in 3 days");
         assert!(when("2026-12-07T14:05:00Z").ends_with("(Mon 7 Dec 2026, 14:05 UTC)"), "{}", when("2026-12-07T14:05:00Z"));
         assert_eq!(when("not a time"), "not a time");
+        assert_eq!(at("2026-12-07T14:05:00+01:00"), "Mon 7 Dec 2026, 13:05 UTC");
+        assert_eq!((rows("short"), rows(&"x".repeat(40)), rows("a\nb\nc"), rows(&"x\n".repeat(100))), (1, 2, 3, 16));
         assert_eq!(views_left(None), "No limit");
         assert_eq!(views_left(Some(1)), "1 view");
         assert_eq!(views_left(Some(3)), "3 views");
