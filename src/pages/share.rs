@@ -310,12 +310,12 @@ mod tests {
 
     #[test]
     fn times_read_plainly() {
-        let at = |secs: i64| from_now(Utc::now() + chrono::Duration::seconds(secs));
-        assert_eq!(at(-5), "now");
-        assert_eq!(at(30), "in about a minute");
-        assert_eq!(at(14 * 60 + 10), "in 14 minutes");
-        assert_eq!(at(24 * 3600 - 20), "in 24 hours");
-        assert_eq!(at(3 * 86_400 + 100), "in 3 days");
+        let later = |secs: i64| from_now(Utc::now() + chrono::Duration::seconds(secs));
+        assert_eq!(later(-5), "now");
+        assert_eq!(later(30), "in about a minute");
+        assert_eq!(later(14 * 60 + 10), "in 14 minutes");
+        assert_eq!(later(24 * 3600 - 20), "in 24 hours");
+        assert_eq!(later(3 * 86_400 + 100), "in 3 days");
         assert!(when("2026-12-07T14:05:00Z").ends_with("(Mon 7 Dec 2026, 14:05 UTC)"), "{}", when("2026-12-07T14:05:00Z"));
         assert_eq!(when("not a time"), "not a time");
         assert_eq!(at("2026-12-07T14:05:00+01:00"), "Mon 7 Dec 2026, 13:05 UTC");
