@@ -149,14 +149,7 @@ fn revealed_page(s: SharedSecret) -> Response {
         Some(n) => (format!("This link can be opened {n} more times, until {}.", at(&s.expires_at)), false),
         None => (format!("This link can be opened again until {}.", at(&s.expires_at)), false),
     };
-    let page = Revealed {
-        title: "Shared secret",
-        name: s.name,
-        rows: rows(&s.value),
-        value: s.value,
-        uses_line,
-        last,
-    };
+    let page = Revealed { title: "Shared secret", name: s.name, rows: rows(&s.value), value: s.value, uses_line, last };
     html(&page)
 }
 
