@@ -342,5 +342,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .returns::<ApprovalView>(200)
                 .invalid_request(BAD_BODY),
         );
+    let t = super::shares::routes(t);
     (t.router, t.ops)
 }

@@ -14,6 +14,7 @@
 //! - [`version_writer`]: the group commit of new versions, shared.
 //! - [`cached`]: the cache in front of a store for the hot reads.
 //! - [`owners`]: owners, their links, sessions and passkeys (a trait of its own).
+//! - [`shares`]: share links for people (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -22,6 +23,7 @@ mod integrity;
 mod liveness;
 pub mod owners;
 pub mod postgres;
+pub mod shares;
 mod sql;
 pub mod sqlite;
 mod version_writer;
@@ -411,6 +413,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Owners, their links, sessions and passkeys (see [`owners`]).
     fn owners(&self) -> &dyn owners::OwnerStore;
+
+    /// Share links for people (see [`shares`]).
+    fn shares(&self) -> &dyn shares::ShareStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

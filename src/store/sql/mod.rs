@@ -16,6 +16,7 @@ mod approvals;
 pub(super) mod dialect;
 mod filters;
 pub(super) mod owners;
+mod shares;
 mod store;
 mod writes;
 
