@@ -199,6 +199,11 @@ fn state_page(e: &Error) -> Response {
              Ask them to allow your network, or open the link from the network they expect."
                 .into(),
         ),
+        Error::PlanLimitReached(_) => (
+            "blocked",
+            "This link is not available",
+            "The account that shared this secret cannot use share links at the moment. Ask the person who sent it.".into(),
+        ),
         Error::InvalidRequest(_) | Error::PayloadTooLarge(_) => (
             "error",
             "Something is wrong with this request",
