@@ -66,6 +66,8 @@ try {
   const page = await context.newPage();
   page.on('console', (m) => log('console:', m.type(), m.text()));
   page.on('pageerror', (e) => { log('pageerror:', e.message); seen.pageErrors = (seen.pageErrors || 0) + 1; });
+  // What the browser sends as Origin with the page's own form (under no-referrer: "null").
+  page.on('request', (r) => { if (r.method() === 'POST' && r.isNavigationRequest()) seen.formOrigin = r.headers()['origin'] ?? '(none)'; });
 
   // The landing: what is shared, no value, nothing counted.
   seen.usesAtStart = await uses();
