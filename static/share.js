@@ -1,4 +1,6 @@
-// The share page's one script: the copy button. Everything else on the page
+// The share page's one script: the copy button, and a Reveal form that is
+// sent once (a double click would spend two views, and the second answer,
+// "used up", would replace the page that shows the value). Everything else
 // works without it (the value is in a read-only field a person can select).
 'use strict';
 
@@ -13,6 +15,24 @@ async function copyText(field) {
     try { return document.execCommand('copy'); } catch (_) { return false; }
   }
 }
+
+document.addEventListener('submit', (ev) => {
+  const form = ev.target;
+  if (form.id !== 'reveal-form') return;
+  if (form.dataset.sent) {
+    ev.preventDefault();
+    return;
+  }
+  form.dataset.sent = '1';
+  const button = form.querySelector('button[type=submit]');
+  if (button) button.textContent = 'Revealing…';
+});
+
+// Back to a page from the history cache: the form may be sent again.
+window.addEventListener('pageshow', () => {
+  const form = document.getElementById('reveal-form');
+  if (form) delete form.dataset.sent;
+});
 
 document.addEventListener('DOMContentLoaded', () => {
   const field = document.getElementById('secret-value');

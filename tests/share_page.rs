@@ -132,6 +132,7 @@ async fn share_page_in_chromium(backend: Backend) {
     assert_eq!(seen["copy"]["copied"], "1", "{seen}");
     assert_eq!(seen["copy"]["button"], "Copied");
     assert_eq!(seen["copy"]["clipboard"], value.as_str(), "{seen}");
+    assert_eq!(seen["doubleClickPosts"], 1, "a double click sends the form once: {seen}");
     assert_eq!(seen["usesAfterFirst"]["uses"], 1, "{seen}");
 
     // The second reveal is the last, and says so; the third open is used up.
