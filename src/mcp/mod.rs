@@ -10,6 +10,7 @@ mod direct;
 pub mod http;
 mod params;
 mod resources;
+mod shares;
 mod tools;
 mod waiting;
 
@@ -148,7 +149,7 @@ impl LatchkeyMcp {
 
     /// Every tool: the core ones (`tools`) and each feature's own router.
     pub(crate) fn all_tools() -> ToolRouter<Self> {
-        Self::tool_router()
+        Self::tool_router() + Self::share_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

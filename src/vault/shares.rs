@@ -317,8 +317,7 @@ impl ShareView {
 fn hash_password(password: &str) -> String {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, PBKDF2_ITERATIONS, &mut out);
+    let out = crate::crypto::pbkdf2::pbkdf2_sha256(password.as_bytes(), &salt, PBKDF2_ITERATIONS);
     format!("{PASSWORD_SCHEME}${PBKDF2_ITERATIONS}${}${}", B64.encode(salt), B64.encode(out))
 }
 
@@ -332,16 +331,15 @@ fn password_matches(password: &str, stored: &str) -> Result<bool> {
             .ok()
             .filter(|n| (1..=10_000_000).contains(n))
             .zip(B64.decode(salt).ok())
-            .zip(B64.decode(hash).ok().filter(|h| !h.is_empty() && h.len() <= 64)),
+            .zip(B64.decode(hash).ok().filter(|h| h.len() == 32)),
         _ => None,
     };
     let Some(((iterations, salt), hash)) = parsed else {
         tracing::error!("shares.password_hash does not parse");
         return Err(Error::Integrity);
     };
-    let mut out = vec![0u8; hash.len()];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, iterations, &mut out);
-    Ok(out.ct_eq(&hash).into())
+    let out = crate::crypto::pbkdf2::pbkdf2_sha256(password.as_bytes(), &salt, iterations);
+    Ok(out.as_slice().ct_eq(&hash).into())
 }
 
 impl Vault {

@@ -35,6 +35,7 @@ ALL_TOOLS = {
     "delete_secret", "list_secret_versions", "list_projects", "get_project", "create_project", "update_project",
     "delete_project", "create_api_key", "list_api_keys", "update_api_key", "regenerate_api_key", "revoke_api_key",
     "query_audit", "approval_status", "wait_for_approval", "request_token",
+    "create_share", "list_shares", "revoke_share", "extend_share",
 }
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
 ALL_RESOURCES = PUBLIC_RESOURCES | {"latchkey://secrets", "latchkey://audit/recent"}
