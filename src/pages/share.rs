@@ -209,7 +209,14 @@ fn state_page(e: &Error) -> Response {
             "Something is wrong with this request",
             "The page could not read what was sent. Open the link again and use its button.".into(),
         ),
-        Error::RateLimited { .. } => ("error", "Too many requests", format!("{e} Then reload this page.")),
+        Error::RateLimited { retry_after } => (
+            "error",
+            "Too many attempts",
+            format!(
+                "Too many links were tried from your network. Wait {} seconds, then open the link again.",
+                retry_after.as_secs().max(1)
+            ),
+        ),
         // An internal cause was logged where it was made (`Error::internal`).
         _ => ("error", "Something went wrong", "The secret could not be shown just now. Please try again in a moment.".into()),
     };
