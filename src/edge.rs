@@ -238,10 +238,12 @@ pub async fn guard(State(allowed): State<Arc<Allowed>>, mut req: Request, next: 
     }
 }
 
-/// A request to the pages for people (`/approvals…`) whose one `Origin` is `null`.
+/// A request to the pages for people (`/approvals…`, the share page `/s/…`)
+/// whose one `Origin` is `null`. The share page's form has no session to
+/// forge: its token is in the URL, and whoever holds it may open the share.
 fn is_page_without_origin(req: &Request) -> bool {
     let path = req.uri().path();
-    let page = path == "/approvals" || path.starts_with("/approvals/");
+    let page = path == "/approvals" || path.starts_with("/approvals/") || path.starts_with("/s/");
     let mut origins = req.headers().get_all(header::ORIGIN).iter();
     page && matches!((origins.next(), origins.next()), (Some(o), None) if o.as_bytes() == b"null")
 }
@@ -375,6 +377,10 @@ mod tests {
         assert!(!is_page_without_origin(&req("/api/v1/secrets", "null")), "the API keeps refusing it");
         assert!(!is_page_without_origin(&req("/approvalsx", "null")));
         assert!(!is_page_without_origin(&req("/approvals", "https://evil.example")));
+        assert!(is_page_without_origin(&req("/s/shr_abc", "null")), "the share page's own form");
+        assert!(!is_page_without_origin(&req("/s/shr_abc", "https://evil.example")));
+        assert!(!is_page_without_origin(&req("/s", "null")) && !is_page_without_origin(&req("/sx/shr_abc", "null")));
+        assert!(!is_page_without_origin(&req("/api/v1/shares/access/shr_abc", "null")), "the public REST access keeps refusing it");
     }
 
     #[test]

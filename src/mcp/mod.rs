@@ -11,6 +11,7 @@ mod direct;
 pub mod http;
 mod params;
 mod resources;
+mod shares;
 mod tools;
 mod waiting;
 
@@ -149,7 +150,7 @@ impl LatchkeyMcp {
 
     /// Every tool: the core ones (`tools`) and each feature's own router.
     pub(crate) fn all_tools() -> ToolRouter<Self> {
-        Self::tool_router() + Self::claim_tools()
+        Self::tool_router() + Self::claim_tools() + Self::share_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

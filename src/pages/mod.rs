@@ -1,6 +1,8 @@
 //! The pages for people: `/approvals`, where a tenant's owners sign in (a
 //! one-time link or their owner token), see pending requests and decide them,
-//! register passkeys, add owners, and change the policy and tiers.
+//! register passkeys, add owners, and change the policy and tiers; and
+//! `/s/{token}` (`share`), where the person a share link was sent to reveals
+//! the secret.
 //! Server-rendered (askama templates in `templates/`), plain forms that work
 //! without JavaScript; the one script (`static/approvals.js`) runs only the
 //! WebAuthn ceremonies. Handlers call the same vault functions as REST.
@@ -12,6 +14,7 @@
 //! are pages, not API.
 
 mod bridge;
+mod share;
 
 use askama::Template;
 use axum::Router;
@@ -74,6 +77,7 @@ pub fn routes() -> Router<AppState> {
         .route("/approvals/{id}/deny", post(deny))
         .route("/static/approvals.js", get(script))
         .route("/static/approvals.css", get(style))
+        .merge(share::routes())
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

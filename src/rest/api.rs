@@ -343,5 +343,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
                 .invalid_request(BAD_BODY),
         );
     let t = super::claims::routes(t);
+    let t = super::shares::routes(t);
     (t.router, t.ops)
 }

@@ -10,6 +10,7 @@ mod export;
 mod extract;
 mod handlers;
 pub mod openapi;
+mod shares;
 
 use std::sync::Arc;
 

@@ -229,6 +229,11 @@ impl Store for CachedStore {
         self.inner.claims()
     }
 
+    // Nor is a share link: each is read where it is used.
+    fn shares(&self) -> &dyn super::shares::ShareStore {
+        self.inner.shares()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await

@@ -15,6 +15,7 @@
 //! - [`cached`]: the cache in front of a store for the hot reads.
 //! - [`owners`]: owners, their links, sessions and passkeys (a trait of its own).
 //! - [`claims`]: claim tokens, one tenant's hand-off of a secret to another (a trait of its own).
+//! - [`shares`]: share links for people (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -24,6 +25,7 @@ mod integrity;
 mod liveness;
 pub mod owners;
 pub mod postgres;
+pub mod shares;
 mod sql;
 pub mod sqlite;
 mod version_writer;
@@ -416,6 +418,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claim tokens (see [`claims`]).
     fn claims(&self) -> &dyn claims::ClaimStore;
+    /// Share links for people (see [`shares`]).
+    fn shares(&self) -> &dyn shares::ShareStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -64,7 +64,7 @@ struct Windows {
 }
 
 /// Failures recorded together: (tenant, actor, client address, reason).
-type FailureKind = (Option<String>, String, Option<String>, &'static str);
+pub(super) type FailureKind = (Option<String>, String, Option<String>, &'static str);
 
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -78,7 +78,7 @@ impl FailedAuth {
 
     /// How long `sources` must wait before failing again, if one of them
     /// used up its failures for this minute.
-    fn blocked(&self, sources: &[String]) -> Option<Duration> {
+    pub(super) fn blocked(&self, sources: &[String]) -> Option<Duration> {
         let w = self.windows.lock().expect("not poisoned");
         sources
             .iter()
@@ -90,7 +90,7 @@ impl FailedAuth {
 
     /// Counts one failure of `sources`; the repeats to record with it, or
     /// `None` when this failure is left off the record.
-    fn count(&self, sources: &[String], group: FailureKind) -> Option<u64> {
+    pub(super) fn count(&self, sources: &[String], group: FailureKind) -> Option<u64> {
         let mut w = self.windows.lock().expect("not poisoned");
         if w.counts.len() > SWEEP_ABOVE {
             w.counts.retain(|_, (start, _)| start.elapsed() < WINDOW);

@@ -17,6 +17,7 @@ pub mod principal;
 pub mod projects;
 pub mod scopes;
 pub mod secrets;
+pub mod shares;
 pub mod sweep;
 pub mod tenants;
 pub mod throttle;
@@ -75,6 +76,8 @@ pub struct Vault {
     /// Keyed by client address (see `throttle::client_key`).
     signup_limiter: throttle::Throttle,
     failed_auth: auth::FailedAuth,
+    /// The password pool and unknown-token count of share links.
+    share_guards: shares::Guards,
     /// One limiter per plan that has a request rate, keyed by tenant.
     request_limiters: HashMap<&'static str, throttle::Throttle>,
     /// Calls this month of tenants whose plan caps them, and each such
@@ -116,6 +119,7 @@ impl Vault {
             audit: audit_writer::AuditWriter::start(store.clone()),
             signup_limiter: throttle::Throttle::per_minute(config.signup_per_minute),
             failed_auth: auth::FailedAuth::new(config.auth_failures_per_minute),
+            share_guards: shares::Guards::new(config.auth_failures_per_minute),
             store,
             master,
             config,

@@ -1,8 +1,9 @@
 //! Background erasure: what has ended keeps no ciphertext. A pending claim's
 //! value is erased by the statement that ends it (redeemed, revoked) or the
-//! first time its expiry is noticed; this sweep, which `latchkey serve` runs
-//! every [`SWEEP_EVERY`], erases the rest: values of expired claims nobody
-//! asked about since.
+//! first time its expiry is noticed, a share link's by the access that uses
+//! it up or the revocation; this sweep, which `latchkey serve` runs every
+//! [`SWEEP_EVERY`], erases the rest: values of expired claims and share links
+//! nobody asked about since.
 
 use std::time::Duration;
 
@@ -15,13 +16,15 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl Vault {
     /// Erases the ciphertexts that outlived what they were kept for: one
-    /// UPDATE per kind (expired claim tokens).
+    /// UPDATE per kind (expired claim tokens; share links expired, used up
+    /// or revoked).
     pub async fn sweep(&self) -> Result<()> {
         let now = now_millis();
         let claims = self.store.claims().erase_expired_claims(now).await?;
         if claims > 0 {
             tracing::debug!(claims, "swept expired claim values");
         }
+        self.store.shares().erase_ended_shares(None, now).await?;
         Ok(())
     }
 }

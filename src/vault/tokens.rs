@@ -182,22 +182,33 @@ pub(super) fn scopes_of(key: &ApiKeyRow) -> Result<Arc<Scopes>> {
 pub(super) fn ip_allowed(key: &ApiKeyRow, ip: Option<&str>) -> Result<bool> {
     let Some(list) = key.ip_allowlist.as_deref() else { return Ok(true) };
     let nets = json_list(list, "api_keys", &key.id, "ip_allowlist")?;
-    let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else { return Ok(false) };
+    Ok(ip_in(&nets, ip))
+}
+
+/// Whether the client address `ip` lies in one of `nets` (stored CIDRs);
+/// never when the address is unknown. Tokens and share links judge alike.
+pub(crate) fn ip_in(nets: &[String], ip: Option<&str>) -> bool {
+    let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else { return false };
     // An IPv4 client reached over an IPv6 socket counts as the IPv4 address.
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
-    Ok(nets.iter().filter_map(|n| n.parse::<IpNet>().ok()).any(|n| n.contains(&ip)))
+    nets.iter().filter_map(|n| n.parse::<IpNet>().ok()).any(|n| n.contains(&ip))
 }
 
 /// Parses an allowlist entry (address or CIDR) into its stored form, a CIDR.
 fn allowlist_entry(raw: &str) -> Result<String> {
+    address_entry("ipAllowlist", raw)
+}
+
+/// An address or CIDR of the list `field`, as a CIDR; 400 naming `field` otherwise.
+pub(crate) fn address_entry(field: &str, raw: &str) -> Result<String> {
     let raw = raw.trim();
     let net = raw
         .parse::<IpNet>()
         .or_else(|_| raw.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| Error::InvalidRequest(format!("ipAllowlist: '{}' is not an IP address or CIDR", raw.escape_debug())))?;
+        .map_err(|_| Error::InvalidRequest(format!("{field}: '{}' is not an IP address or CIDR", raw.escape_debug())))?;
     Ok(net.trunc().to_string())
 }
 

@@ -36,6 +36,7 @@ ALL_TOOLS = {
     "delete_project", "create_api_key", "list_api_keys", "update_api_key", "regenerate_api_key", "revoke_api_key",
     "query_audit", "approval_status", "wait_for_approval", "request_token",
     "create_claim_token", "redeem_claim_token", "list_claim_tokens", "revoke_claim_token",
+    "create_share", "list_shares", "revoke_share", "extend_share",
 }
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
 ALL_RESOURCES = PUBLIC_RESOURCES | {"latchkey://secrets", "latchkey://audit/recent"}

@@ -25,6 +25,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn shares(&self) -> &dyn crate::store::shares::ShareStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
@@ -453,6 +457,8 @@ impl<B: Backend> Store for B {
         }
         query::<B::Db>("DELETE FROM secret_versions WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
         query::<B::Db>("DELETE FROM secret_tags WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
+        // Its share links end with it, their values erased.
+        super::shares::revoke_for_secret(&mut tx, tenant_id, id, now_millis()).await?;
         self.announce_change(&mut tx, tenant_id).await?;
         writes::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
