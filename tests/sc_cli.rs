@@ -295,6 +295,43 @@ async fn update_renames_and_moves(backend: Backend) {
     assert_eq!((after["name"].as_str(), after["environment"].as_str()), (Some("STRIPE_KEY"), Some("production")), "{after}");
 }
 
+/// Share links: `sc share ID --hours H --max-uses N` (POST /api/v1/shares
+/// {"secretId","expirationHours","maxUses"}; prints `accessToken`), `sc share
+/// show ID` (GET /api/v1/shares/ID; prints status, currentUses/maxUses and
+/// remainingUses), `sc shares [--include-revoked]` (GET /api/v1/shares
+/// [?includeRevoked=true]) and `sc share revoke ID --reason R` (POST
+/// /api/v1/shares/ID/revoke {"reason"}; prints revocationReason).
+async fn share_links(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let user = User::new(&srv);
+    let key = user.signup(&unique("sc-share")).await;
+    let id = user.create("HANDOVER", "for-a-person", &[]).await;
+
+    let out = user.ok(&["share", &id, "--hours", "2", "--max-uses", "3"]).await;
+    let token = out.lines().find_map(|l| l.trim().strip_prefix("Token:")).unwrap_or_else(|| panic!("no token in:\n{out}")).trim();
+    assert!(token.starts_with("shr_"), "{out}");
+    let (s, _, b) = srv.call_full("POST", &format!("/api/v1/shares/access/{token}"), None, None).await;
+    assert_eq!((s, b["value"].as_str()), (200, Some("for-a-person")), "{b}");
+    let (_, list) = srv.get("/api/v1/shares", &key).await;
+    let share_id = list["shares"][0]["id"].as_str().unwrap().to_owned();
+
+    let out = user.ok(&["share", "show", &share_id]).await;
+    assert!(out.contains("HANDOVER") && out.contains("active") && out.contains("1/3") && out.contains("remaining: 2"), "{out}");
+    let out = user.ok(&["shares"]).await;
+    assert!(out.contains("HANDOVER") && out.contains("(1)"), "{out}");
+
+    let out = user.ok(&["share", "revoke", &share_id, "--reason", "sent to the wrong channel"]).await;
+    assert!(out.contains("revoked") && out.contains("sent to the wrong channel"), "{out}");
+    let (s, _, b) = srv.call_full("POST", &format!("/api/v1/shares/access/{token}"), None, None).await;
+    assert_eq!((s, b["code"].as_str()), (410, Some("SHARE_REVOKED")), "{b}");
+    let out = user.ok(&["shares"]).await;
+    assert!(!out.contains("HANDOVER"), "revoked links are not listed by default: {out}");
+    let out = user.ok(&["shares", "--include-revoked"]).await;
+    assert!(out.contains("HANDOVER") && out.contains("revoked"), "{out}");
+    let (_, shown) = srv.get(&format!("/api/v1/shares/{share_id}"), &key).await;
+    assert_eq!(shown["revokeReason"], "sent to the wrong channel", "{shown}");
+}
+
 macro_rules! on_both_databases {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -308,4 +345,4 @@ macro_rules! on_both_databases {
     };
 }
 
-on_both_databases!(signup_create_list_show_and_errors, search, env_pull_and_promote, update_renames_and_moves);
+on_both_databases!(signup_create_list_show_and_errors, search, env_pull_and_promote, update_renames_and_moves, share_links);

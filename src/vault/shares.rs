@@ -105,6 +105,8 @@ pub struct CreateShare {
 pub struct ShareCreated {
     pub id: String,
     pub token: String,
+    /// Same as `token` (SecretCarousel's CLI reads this name).
+    pub access_token: String,
     /// `{public base}/s/{token}`: give it to the person; opening it counts a use.
     pub url: String,
     pub expires_at: DateTime<Utc>,
@@ -158,6 +160,9 @@ pub struct ShareView {
     pub uses: i64,
     pub max_uses: i64,
     pub uses_left: i64,
+    /// Same as `uses` and `usesLeft` (SecretCarousel's CLI reads these names).
+    pub current_uses: i64,
+    pub remaining_uses: i64,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     /// The key that made it.
@@ -167,6 +172,8 @@ pub struct ShareView {
     pub allowed_ips: Option<Vec<String>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoke_reason: Option<String>,
+    /// Same as `revokeReason` (SecretCarousel's CLI reads this name).
+    pub revocation_reason: Option<String>,
     pub last_accessed_at: Option<DateTime<Utc>>,
     /// Set while wrong passwords keep it locked.
     pub locked_until: Option<DateTime<Utc>>,
@@ -298,6 +305,8 @@ impl ShareView {
             uses: row.uses,
             max_uses: row.max_uses,
             uses_left: (row.max_uses - row.uses).max(0),
+            current_uses: row.uses,
+            remaining_uses: (row.max_uses - row.uses).max(0),
             expires_at: t(row.expires_at, "expires_at")?,
             created_at: t(row.created_at, "created_at")?,
             created_by: row.created_by.clone(),
@@ -305,6 +314,7 @@ impl ShareView {
             allowed_ips: allowed_ips(row)?,
             revoked_at: row.revoked_at.map(|ms| t(ms, "revoked_at")).transpose()?,
             revoke_reason: row.revoke_reason.clone(),
+            revocation_reason: row.revoke_reason.clone(),
             last_accessed_at: row.last_accessed_at.map(|ms| t(ms, "last_accessed_at")).transpose()?,
             locked_until: row.locked_until.filter(|&u| u > now).map(|ms| t(ms, "locked_until")).transpose()?,
         })
@@ -424,6 +434,7 @@ impl Vault {
         self.store.shares().insert_share(&row, &audit).await?;
         Ok(ShareCreated {
             url: format!("{}/s/{token}", self.public_base()),
+            access_token: token.clone(),
             token,
             expires_at: time(row.expires_at, "shares", &id, "expires_at")?,
             max_uses,
