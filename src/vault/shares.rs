@@ -562,9 +562,11 @@ impl Vault {
             }
         }
         let now = now_millis();
-        let audit = origin.audit(Some(&row.tenant_id), LINK_HOLDER, "share.access", "share", Some(&row.id), "success").detail(
-            serde_json::json!({ "secretId": row.secret_id, "name": row.secret_name, "usesLeft": (row.max_uses - row.uses - 1).max(0) }),
-        );
+        // Made before the use is taken, so it says nothing that depends on
+        // which use this is (concurrent accesses read the same row).
+        let audit = origin
+            .audit(Some(&row.tenant_id), LINK_HOLDER, "share.access", "share", Some(&row.id), "success")
+            .detail(serde_json::json!({ "secretId": row.secret_id, "name": row.secret_name }));
         let Some(taken) = self.store.shares().take_share_use(&row.id, now, &audit).await? else {
             // Another request took the last use, or the link changed meanwhile: say why.
             let current = self.store.shares().get_share(&row.tenant_id, &row.id).await?.ok_or(Error::NotFound("share"))?;
