@@ -480,6 +480,25 @@ async fn a_link_allowlist_believes_only_trusted_proxies() {
     assert_eq!(s, 200, "the socket peer counts: {b}");
 }
 
+/// Unknown tokens are counted per client address like failed
+/// authentications (`--auth-failures-per-minute`); a real link still opens.
+#[tokio::test]
+async fn guessing_tokens_is_throttled_per_client() {
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_AUTH_FAILURES_PER_MINUTE", "3")).await;
+    let admin = srv.signup(&unique("guess")).await;
+    let id = secret(&srv, &admin, "GUESSED", "guessed-value").await;
+    let (_, token) = shared(&srv, &admin, json!({ "secretId": id })).await;
+    for n in 0..3 {
+        let (s, _, b) = access(&srv, &format!("shr_guess{n}"), None).await;
+        assert_eq!((s, code(&b)), (404, "NOT_FOUND"), "{b}");
+    }
+    let (s, headers, b) = access(&srv, "shr_guess4", None).await;
+    assert_eq!((s, code(&b)), (429, "RATE_LIMITED"), "{b}");
+    assert!(headers.get("retry-after").is_some());
+    let (s, _, b) = access(&srv, &token, None).await;
+    assert_eq!((s, b["value"].as_str()), (200, Some("guessed-value")), "{b}");
+}
+
 type Client = RunningService<RoleClient, ()>;
 
 async fn mcp_client(srv: &Server, key: &str) -> Client {

@@ -490,15 +490,18 @@ impl Vault {
     /// `share.access` in the owning tenant's trail. Errors: NotFound("share"),
     /// ShareExpired, ShareExhausted, ShareRevoked, IpNotAllowed,
     /// PasswordRequired, InvalidPassword, ShareLocked, PlanLimitReached, and
-    /// RateLimited for a client whose unknown tokens exceed the minute's allowance.
+    /// RateLimited for an unknown token from a client whose unknown tokens
+    /// exceed the minute's allowance (`--auth-failures-per-minute`).
     pub async fn access_share(&self, token: &str, password: Option<String>, origin: Origin) -> Result<SharedSecret> {
         let password = password.map(Zeroizing::new);
-        let sources: Vec<String> = origin.ip.iter().map(|ip| format!("ip:{}", super::throttle::client_key(ip))).collect();
-        if let Some(wait) = self.share_guards.lookups.blocked(&sources) {
-            return Err(Error::RateLimited { retry_after: wait });
-        }
         let Some(row) = self.share_by_token(token).await? else {
-            // Counted per client address; recorded at most once a minute per address.
+            // Counted per client address like failed authentications: past
+            // the minute's allowance 429, unrecorded; otherwise recorded at
+            // most once a minute per address. A real link is never held back.
+            let sources: Vec<String> = origin.ip.iter().map(|ip| format!("ip:{}", super::throttle::client_key(ip))).collect();
+            if let Some(wait) = self.share_guards.lookups.blocked(&sources) {
+                return Err(Error::RateLimited { retry_after: wait });
+            }
             let group = (None, "unknown-share".to_owned(), origin.ip.clone(), "unknown");
             if let Some(repeats) = self.share_guards.lookups.count(&sources, group) {
                 let mut detail = serde_json::json!({ "code": "NOT_FOUND", "reason": "unknown token" });
