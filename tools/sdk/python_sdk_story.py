@@ -250,6 +250,24 @@ def main():
     check(str(body.get("approvalUrl", "")).startswith(page + "/approvals/"), "the error carries the approval URL")
     check("gated-value" not in json.dumps(e.body), "the refusal does not carry the value")
 
+    # 14. Share links for a person: the SDK's own share methods.
+    section("14. share links")
+    shared = other.create_secret("HANDOVER_TOKEN", "handover-value")
+    link = other.create_share(shared["id"], expiration_hours=2, max_uses=2)
+    check(str(link.get("token", "")).startswith("shr_"), f"create_share returns a shr_ token ({link!r})")
+    check(str(link.get("url", "")).endswith("/s/" + link["token"]), "create_share returns the link's url")
+    check("handover-value" not in json.dumps(link), "create_share does not carry the value")
+    listed = other.list_shares()
+    check([x["id"] for x in listed["shares"]] == [link["id"]], f"list_shares shows the link ({listed!r})")
+    opened = other.access_share(link["token"])
+    check(opened.get("value") == "handover-value", "access_share returns the value")
+    check(other.get_share(link["id"]).get("usesLeft") == 1, "get_share counts the use")
+    check(other.extend_share(link["id"], maxUses=3).get("usesLeft") == 2, "extend_share gives more uses")
+    check(other.revoke_share(link["id"]).get("status") == "revoked", "revoke_share (no body) revokes")
+    e = expect_error(lambda: other.access_share(link["token"]), SecretCarouselError, 410, "access_share after revoke")
+    check(isinstance(e.body, dict) and e.body.get("code") == "SHARE_REVOKED", f"410 SHARE_REVOKED ({e.body!r})")
+    check(other.list_shares()["count"] == 0 and other.list_shares(status="all")["count"] == 1, "list_shares filters by status")
+
     print(f"\n{PASSED} passed, 0 failed")
 
 
