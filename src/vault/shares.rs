@@ -469,6 +469,8 @@ impl Vault {
         let row = self.share_by_token(token).await?.ok_or(Error::NotFound("share"))?;
         self.share_plan_allows(&row).await?;
         let now = now_millis();
+        // Noticing expiry erases the value, here as on an access.
+        self.refusal(&row, now).await?;
         let state = match (status_of(&row, now), locked_for(&row, now)) {
             (ShareStatus::Revoked, _) => ShareState::Revoked,
             (ShareStatus::Expired, _) => ShareState::Expired,
