@@ -354,7 +354,8 @@ async fn claim_and_share(backend: Backend) {
     let share_id = shares["shares"][0]["id"].as_str().unwrap().to_owned();
 
     let out = alice.ok(&["share", "show", &share_id]).await;
-    assert!(out.contains("STRIPE_KEY") && out.contains("1/2") && field(&out, "Status:") == "active", "{out}");
+    assert!(out.contains("STRIPE_KEY") && out.contains("1/2") && out.contains("remaining: 1"), "{out}");
+    assert_eq!(field(&out, "Status:"), "active", "{out}");
     assert!(!out.contains("undefined"), "{out}");
     let table = alice.ok(&["shares"]).await;
     assert!(table.contains("STRIPE_KEY") && table.contains("active"), "{table}");

@@ -380,15 +380,15 @@ async fn managing_links(backend: Backend) {
         v.sort();
         v.into_iter().cloned().collect::<Vec<String>>()
     };
-    assert_eq!(list("").await, [active.clone()]);
-    assert_eq!(list("?status=active").await, [active.clone()]);
+    assert_eq!(list("").await, std::slice::from_ref(&active));
+    assert_eq!(list("?status=active").await, std::slice::from_ref(&active));
     assert_eq!(list("?status=revoked").await, sorted(vec![&rid, &did]));
-    assert_eq!(list("?status=exhausted").await, [xid.clone()]);
-    assert_eq!(list("?status=expired").await, [eid.clone()]);
+    assert_eq!(list("?status=exhausted").await, std::slice::from_ref(&xid));
+    assert_eq!(list("?status=expired").await, std::slice::from_ref(&eid));
     let all = sorted(vec![&active, &rid, &did, &xid, &eid]);
     assert_eq!(list("?status=all").await, all);
     assert_eq!(list("?includeRevoked=true").await, all);
-    assert_eq!(list("?includeRevoked=false").await, [active.clone()]);
+    assert_eq!(list("?includeRevoked=false").await, std::slice::from_ref(&active));
     for bad in ["?status=gone", "?limit=5"] {
         let (s, b) = srv.get(&format!("/api/v1/shares{bad}"), &admin).await;
         assert_eq!((s, code(&b)), (400, "INVALID_REQUEST"), "{bad}: {b}");
@@ -478,6 +478,25 @@ async fn a_link_allowlist_believes_only_trusted_proxies() {
     let (_, mine) = shared(&direct, &admin, json!({ "secretId": id, "allowedIPs": ["127.0.0.0/8"] })).await;
     let (s, b) = access_forwarded(&direct, &mine, "203.0.113.7").await;
     assert_eq!(s, 200, "the socket peer counts: {b}");
+}
+
+/// Unknown tokens are counted per client address like failed
+/// authentications (`--auth-failures-per-minute`); a real link still opens.
+#[tokio::test]
+async fn guessing_tokens_is_throttled_per_client() {
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_AUTH_FAILURES_PER_MINUTE", "3")).await;
+    let admin = srv.signup(&unique("guess")).await;
+    let id = secret(&srv, &admin, "GUESSED", "guessed-value").await;
+    let (_, token) = shared(&srv, &admin, json!({ "secretId": id })).await;
+    for n in 0..3 {
+        let (s, _, b) = access(&srv, &format!("shr_guess{n}"), None).await;
+        assert_eq!((s, code(&b)), (404, "NOT_FOUND"), "{b}");
+    }
+    let (s, headers, b) = access(&srv, "shr_guess4", None).await;
+    assert_eq!((s, code(&b)), (429, "RATE_LIMITED"), "{b}");
+    assert!(headers.get("retry-after").is_some());
+    let (s, _, b) = access(&srv, &token, None).await;
+    assert_eq!((s, b["value"].as_str()), (200, Some("guessed-value")), "{b}");
 }
 
 type Client = RunningService<RoleClient, ()>;

@@ -105,6 +105,8 @@ pub struct CreateShare {
 pub struct ShareCreated {
     pub id: String,
     pub token: String,
+    /// Same as `token` (SecretCarousel's CLI reads this name).
+    pub access_token: String,
     /// `{public base}/s/{token}`: give it to the person; opening it counts a use.
     pub url: String,
     pub expires_at: DateTime<Utc>,
@@ -158,6 +160,9 @@ pub struct ShareView {
     pub uses: i64,
     pub max_uses: i64,
     pub uses_left: i64,
+    /// Same as `uses` and `usesLeft` (SecretCarousel's CLI reads these names).
+    pub current_uses: i64,
+    pub remaining_uses: i64,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     /// The key that made it.
@@ -167,6 +172,8 @@ pub struct ShareView {
     pub allowed_ips: Option<Vec<String>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoke_reason: Option<String>,
+    /// Same as `revokeReason` (SecretCarousel's CLI reads this name).
+    pub revocation_reason: Option<String>,
     pub last_accessed_at: Option<DateTime<Utc>>,
     /// Set while wrong passwords keep it locked.
     pub locked_until: Option<DateTime<Utc>>,
@@ -298,6 +305,8 @@ impl ShareView {
             uses: row.uses,
             max_uses: row.max_uses,
             uses_left: (row.max_uses - row.uses).max(0),
+            current_uses: row.uses,
+            remaining_uses: (row.max_uses - row.uses).max(0),
             expires_at: t(row.expires_at, "expires_at")?,
             created_at: t(row.created_at, "created_at")?,
             created_by: row.created_by.clone(),
@@ -305,6 +314,7 @@ impl ShareView {
             allowed_ips: allowed_ips(row)?,
             revoked_at: row.revoked_at.map(|ms| t(ms, "revoked_at")).transpose()?,
             revoke_reason: row.revoke_reason.clone(),
+            revocation_reason: row.revoke_reason.clone(),
             last_accessed_at: row.last_accessed_at.map(|ms| t(ms, "last_accessed_at")).transpose()?,
             locked_until: row.locked_until.filter(|&u| u > now).map(|ms| t(ms, "locked_until")).transpose()?,
         })
@@ -424,6 +434,7 @@ impl Vault {
         self.store.shares().insert_share(&row, &audit).await?;
         Ok(ShareCreated {
             url: format!("{}/s/{token}", self.public_base()),
+            access_token: token.clone(),
             token,
             expires_at: time(row.expires_at, "shares", &id, "expires_at")?,
             max_uses,
@@ -458,6 +469,8 @@ impl Vault {
         let row = self.share_by_token(token).await?.ok_or(Error::NotFound("share"))?;
         self.share_plan_allows(&row).await?;
         let now = now_millis();
+        // Noticing expiry erases the value, here as on an access.
+        self.refusal(&row, now).await?;
         let state = match (status_of(&row, now), locked_for(&row, now)) {
             (ShareStatus::Revoked, _) => ShareState::Revoked,
             (ShareStatus::Expired, _) => ShareState::Expired,
@@ -479,15 +492,18 @@ impl Vault {
     /// `share.access` in the owning tenant's trail. Errors: NotFound("share"),
     /// ShareExpired, ShareExhausted, ShareRevoked, IpNotAllowed,
     /// PasswordRequired, InvalidPassword, ShareLocked, PlanLimitReached, and
-    /// RateLimited for a client whose unknown tokens exceed the minute's allowance.
+    /// RateLimited for an unknown token from a client whose unknown tokens
+    /// exceed the minute's allowance (`--auth-failures-per-minute`).
     pub async fn access_share(&self, token: &str, password: Option<String>, origin: Origin) -> Result<SharedSecret> {
         let password = password.map(Zeroizing::new);
-        let sources: Vec<String> = origin.ip.iter().map(|ip| format!("ip:{}", super::throttle::client_key(ip))).collect();
-        if let Some(wait) = self.share_guards.lookups.blocked(&sources) {
-            return Err(Error::RateLimited { retry_after: wait });
-        }
         let Some(row) = self.share_by_token(token).await? else {
-            // Counted per client address; recorded at most once a minute per address.
+            // Counted per client address like failed authentications: past
+            // the minute's allowance 429, unrecorded; otherwise recorded at
+            // most once a minute per address. A real link is never held back.
+            let sources: Vec<String> = origin.ip.iter().map(|ip| format!("ip:{}", super::throttle::client_key(ip))).collect();
+            if let Some(wait) = self.share_guards.lookups.blocked(&sources) {
+                return Err(Error::RateLimited { retry_after: wait });
+            }
             let group = (None, "unknown-share".to_owned(), origin.ip.clone(), "unknown");
             if let Some(repeats) = self.share_guards.lookups.count(&sources, group) {
                 let mut detail = serde_json::json!({ "code": "NOT_FOUND", "reason": "unknown token" });
@@ -551,9 +567,11 @@ impl Vault {
             }
         }
         let now = now_millis();
-        let audit = origin.audit(Some(&row.tenant_id), LINK_HOLDER, "share.access", "share", Some(&row.id), "success").detail(
-            serde_json::json!({ "secretId": row.secret_id, "name": row.secret_name, "usesLeft": (row.max_uses - row.uses - 1).max(0) }),
-        );
+        // Made before the use is taken, so it says nothing that depends on
+        // which use this is (concurrent accesses read the same row).
+        let audit = origin
+            .audit(Some(&row.tenant_id), LINK_HOLDER, "share.access", "share", Some(&row.id), "success")
+            .detail(serde_json::json!({ "secretId": row.secret_id, "name": row.secret_name }));
         let Some(taken) = self.store.shares().take_share_use(&row.id, now, &audit).await? else {
             // Another request took the last use, or the link changed meanwhile: say why.
             let current = self.store.shares().get_share(&row.tenant_id, &row.id).await?.ok_or(Error::NotFound("share"))?;
