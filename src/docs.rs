@@ -70,7 +70,16 @@ pub fn quickstart_doc() -> QuickstartDoc {
                 Some(json!({"value": "sk_live_new...", "expectedVersion": 1})),
                 "{secretId, version: 2}; 409 VERSION_CONFLICT if someone else wrote first",
             ),
-            step(6, "Review who did what", "GET", "/api/v1/audit?limit=20", true, None, "{logs[], total}"),
+            step(
+                6,
+                "Hand a secret to another agent's tenant without pasting it",
+                "POST",
+                "/api/v1/claim-tokens",
+                true,
+                Some(json!({"secretId": "{secretId}", "targetTenantId": "their-tenant", "contractId": "task-42"})),
+                "{token: ctk_...}: give the token to the other agent; it redeems it once with POST /api/v1/claim-tokens/{id}/claim, the token as id",
+            ),
+            step(7, "Review who did what", "GET", "/api/v1/audit?limit=20", true, None, "{logs[], total}"),
         ],
         docs: json!({ "llms": "/llms.txt", "openapi": "/api/openapi.json", "plans": "/api/signup/limits", "mcp": "/mcp" }),
     }

@@ -49,7 +49,14 @@ async fn llms_txt_quickstart_and_openapi_match_the_server() {
     // Every /api path llms.txt names is in the OpenAPI document.
     for line in llms.lines() {
         for word in line.split_whitespace().filter(|w| w.starts_with("/api/")) {
-            let path = word.split('?').next().unwrap().replace(":id", "{id}");
+            let path: Vec<String> = word
+                .split('?')
+                .next()
+                .unwrap()
+                .split('/')
+                .map(|seg| seg.strip_prefix(':').map_or_else(|| seg.to_owned(), |name| format!("{{{name}}}")))
+                .collect();
+            let path = path.join("/");
             assert!(paths.contains_key(&path), "llms.txt names {path}, which OpenAPI lacks");
         }
     }

@@ -358,7 +358,7 @@ async fn claim_and_share(backend: Backend) {
     assert_eq!(field(&out, "Status:"), "active", "{out}");
     assert!(!out.contains("undefined"), "{out}");
     let table = alice.ok(&["shares"]).await;
-    assert!(table.contains("STRIPE_KEY") && table.contains("active"), "{table}");
+    assert!(table.contains("STRIPE_KEY") && table.contains("active") && !table.contains("undefined"), "{table}");
 
     let out = alice.ok(&["share", "revoke", &share_id, "--reason", "sent to the wrong person"]).await;
     assert_eq!(field(&out, "Status:"), "revoked", "{out}");

@@ -23,9 +23,7 @@ pub fn from_base64(text: &str) -> Result<MasterKey> {
 }
 
 pub fn from_passphrase(passphrase: &str, salt: &[u8]) -> MasterKey {
-    let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(passphrase.as_bytes(), salt, PASSPHRASE_ITERATIONS, &mut out);
-    MasterKey::from_bytes(out)
+    MasterKey::from_bytes(super::pbkdf2::pbkdf2_sha256(passphrase.as_bytes(), salt, PASSPHRASE_ITERATIONS))
 }
 
 /// Reads the data directory's key file, creating it (mode 0600) when absent.

@@ -114,6 +114,9 @@ pub struct ShareCreated {
     pub secret_id: String,
     pub secret_name: String,
     pub has_password: bool,
+    /// The link as `GET /api/v1/shares/{id}` shows it (SecretCarousel's CLI
+    /// reads `share.expiresAt`).
+    pub share: ShareView,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -152,6 +155,8 @@ pub struct ListShares {
 #[serde(rename_all = "camelCase")]
 pub struct ShareView {
     pub id: String,
+    /// Same as `id` (the name SecretCarousel's CLI reads).
+    pub share_id: String,
     pub status: ShareStatus,
     pub secret_id: String,
     /// The secret's name when the link was made.
@@ -298,6 +303,7 @@ impl ShareView {
         let t = |ms: Millis, field| time(ms, "shares", &row.id, field);
         Ok(ShareView {
             id: row.id.clone(),
+            share_id: row.id.clone(),
             status: status_of(row, now),
             secret_id: row.secret_id.clone(),
             secret_name: row.secret_name.clone(),
@@ -432,7 +438,9 @@ impl Vault {
             "allowedIPs": allowed,
         }));
         self.store.shares().insert_share(&row, &audit).await?;
+        let share = ShareView::of(&row, now)?;
         Ok(ShareCreated {
+            share,
             url: format!("{}/s/{token}", self.public_base()),
             access_token: token.clone(),
             token,

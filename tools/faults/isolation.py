@@ -8,7 +8,9 @@ decisions answer 403 to every key; an approval request and a scoped token
 are seen and handled only by the key that made them (others: 404). A claim
 token is seen by its creator's and its target's keys only, revoked by the
 creator's, and redeemed by the target's: the fixture claims the matrix
-redeems are the other tenant's, made for the owner."""
+redeems are the other tenant's, made for the owner. A share link is the
+owning tenant's, seen and managed within the key's project scope (beyond it:
+404); opening one is public, for anyone holding the link."""
 
 import datetime
 import re
@@ -25,6 +27,8 @@ METHODS = ("get", "put", "post", "delete", "patch")
 # The tenant the matrix's own claim tokens are for (set by `Env`): neither the
 # owner nor the other tenant, so no claim links the two unless a fixture says so.
 CLAIM_TARGET = [None]
+# The owner's secret (in its first project) the matrix's share links are made of (set by `Env`).
+SHARE_SECRET = [None]
 
 
 def required_permission(method, path):
@@ -40,6 +44,10 @@ def required_permission(method, path):
 def family(path):
     if path.startswith("/api/v1/claim-tokens/{") and path.endswith("/claim"):
         return "claim-redeem"  # the path holds a token for the owner to redeem
+    if path == "/api/v1/shares/access/{token}":
+        return "share-access"  # the path holds a live link's token
+    if path.startswith("/api/v1/shares/{"):
+        return "shares"
     for f in ("secrets", "projects", "api-keys", "approvals", "tokens", "claim-tokens"):
         if path.startswith("/api/v1/%s/{" % f):
             return f
@@ -67,6 +75,10 @@ def body_for(method, path, schema_ref, components):
         ("post", "/api/v1/claim-tokens"): lambda: {"secretValue": "iso-claim", "targetTenantId": CLAIM_TARGET[0],
                                                    "contractId": "isolation"},
         ("post", "/api/v1/claim-tokens/{id}/claim"): lambda: {},
+        ("post", "/api/v1/shares"): lambda: {"secretId": SHARE_SECRET[0], "expirationHours": 1, "maxUses": 1},
+        ("post", "/api/v1/shares/{id}/revoke"): lambda: {"reason": "isolation matrix"},
+        ("post", "/api/v1/shares/{id}/extend"): lambda: {"maxUses": 9},
+        ("post", "/api/v1/shares/access/{token}"): lambda: {},
     }
     if (method, path) in known:
         return known[(method, path)]()
@@ -116,6 +128,7 @@ class Env:
         self.p1 = self.mk_project()
         self.p2 = self.mk_project()
         self.owner_ids = {self.owner_tenant, self.p1, self.p2}
+        SHARE_SECRET[0] = self.mk_secret(self.p1)
         self.controls = []  # (description, Resp, ok?)
         keys = {"owner": self.owner_key, "other-tenant": self.other_key, "none": None,
                 "bogus": "sc_" + uuid.uuid4().hex + uuid.uuid4().hex[:11]}
@@ -216,6 +229,12 @@ class Env:
                 raise RuntimeError("fixture claim token for the owner: " + r.short())
             self.known_to_other.add(self.owner_tenant)
             return r.json()["token"]
+        if fam in ("shares", "share-access"):
+            r = self.req("POST", "/api/v1/shares", self.owner_key, {"secretId": SHARE_SECRET[0], "maxUses": 5})
+            if r.status != 201:
+                raise RuntimeError("fixture share link: " + r.short())
+            self.owner_ids.add(r.json()["id"])
+            return r.json()["id"] if fam == "shares" else r.json()["token"]
         if fam == "tokens":
             r = self.req("POST", "/api/v1/tokens", self.owner_key, {"scopes": ["secrets:read:nothing/*"]})
             if r.status != 201:
@@ -245,6 +264,12 @@ def expected(op_public, perm, fam, principal, method, path):
         return "2xx"  # a token within the asking key's own rights
     if path == "/api/v1/claim-tokens" and method == "post" and principal in ("scoped-write", "scoped-admin"):
         return "2xx"  # a claim made from a value lies in no project
+    if path == "/api/v1/shares" and method == "post" and principal != "owner":
+        # Making a link reads the owner's secret (in project p1): read is enough,
+        # another tenant finds no such secret, a key scoped to p2 may not read it.
+        return {"other-tenant": "404", "read-key": "2xx"}.get(principal, "403")
+    if fam == "shares" and principal in ("scoped-write", "scoped-admin"):
+        return "404"  # a link to a secret beyond the key's projects looks absent
     if principal == "owner":
         return "2xx"
     if principal == "other-tenant":
