@@ -121,6 +121,7 @@ pub(super) fn routes(t: Table) -> Table {
             .query::<NoParams>()
             .body::<CreateShare>()
             .returns::<ShareCreated>(201)
+            .error(404, "SECRET_NOT_FOUND: no such secretId (or one beyond the key's projects)")
             .invalid_request("INVALID_REQUEST: malformed body, expirationHours, maxUses, password or an allowedIPs entry out of bounds, or a query parameter"),
     )
     .add(
