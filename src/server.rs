@@ -71,16 +71,6 @@ pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(segments.join("/"))
 }
 
-#[cfg(test)]
-mod redaction {
-    #[test]
-    fn credentials_in_paths_are_cut_to_their_prefix() {
-        assert_eq!(super::redact_path("/api/v1/claim-tokens/ctk_abcDEF-_123/claim"), "/api/v1/claim-tokens/ctk_…/claim");
-        assert_eq!(super::redact_path("/s/shr_xyz"), "/s/shr_…");
-        assert_eq!(super::redact_path("/api/v1/secrets/ctk"), "/api/v1/secrets/ctk");
-    }
-}
-
 /// Reads the whole request body (up to `limit`) before routing. A handler
 /// that answers without reading the body (401 before a JSON body, 404, 405)
 /// would otherwise leave unread bytes on the connection, and hyper closes such
@@ -334,5 +324,15 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             }
         }
         tracing::info!("shutting down: finishing in-flight requests");
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    #[test]
+    fn credentials_in_paths_are_cut_to_their_prefix() {
+        assert_eq!(super::redact_path("/api/v1/claim-tokens/ctk_abcDEF-_123/claim"), "/api/v1/claim-tokens/ctk_…/claim");
+        assert_eq!(super::redact_path("/s/shr_xyz"), "/s/shr_…");
+        assert_eq!(super::redact_path("/api/v1/secrets/ctk"), "/api/v1/secrets/ctk");
     }
 }

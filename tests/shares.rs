@@ -488,13 +488,21 @@ async fn guessing_tokens_is_throttled_per_client() {
     let admin = srv.signup(&unique("guess")).await;
     let id = secret(&srv, &admin, "GUESSED", "guessed-value").await;
     let (_, token) = shared(&srv, &admin, json!({ "secretId": id })).await;
-    for n in 0..3 {
+    // Opening the page of a link that does not exist counts like an access:
+    // one allowance per client, whichever door the guesses come through.
+    let (s, _, _) = srv.call_full("GET", "/s/shr_guess0", None, None).await;
+    assert_eq!(s, 404, "the page of an unknown link");
+    for n in 1..3 {
         let (s, _, b) = access(&srv, &format!("shr_guess{n}"), None).await;
         assert_eq!((s, code(&b)), (404, "NOT_FOUND"), "{b}");
     }
     let (s, headers, b) = access(&srv, "shr_guess4", None).await;
     assert_eq!((s, code(&b)), (429, "RATE_LIMITED"), "{b}");
     assert!(headers.get("retry-after").is_some());
+    let (s, _, _) = srv.call_full("GET", "/s/shr_guess5", None, None).await;
+    assert_eq!(s, 429, "the page of an unknown link, past the allowance");
+    let (s, _, _) = srv.call_full("GET", &format!("/s/{token}"), None, None).await;
+    assert_eq!(s, 200, "a real link's page is never held back");
     let (s, _, b) = access(&srv, &token, None).await;
     assert_eq!((s, b["value"].as_str()), (200, Some("guessed-value")), "{b}");
 }

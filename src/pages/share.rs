@@ -247,14 +247,14 @@ fn plausible(token: &str) -> bool {
 }
 
 /// What the link shows before anything is revealed. Counts nothing.
-async fn landing(State(s): State<AppState>, Path(token): Path<String>, uri: axum::http::Uri) -> Response {
+async fn landing(State(s): State<AppState>, ctx: Ctx, Path(token): Path<String>, uri: axum::http::Uri) -> Response {
     if let Err(e) = query::<NoQuery>(&uri) {
         return state_page(&e);
     }
     if !plausible(&token) {
         return state_page(&Error::NotFound("share"));
     }
-    match s.vault.share_landing(&token).await {
+    match s.vault.share_landing(&token, &ctx.origin).await {
         Ok(l) => match state_error(&l.state) {
             None => landing_page(l, uri.path().to_owned(), String::new()),
             Some(e) => state_page(&e),
@@ -276,7 +276,7 @@ async fn reveal(State(s): State<AppState>, ctx: Ctx, Path(token): Path<String>, 
         Err(e) => return state_page(&e),
     };
     let password = Some(f.password).filter(|p| !p.is_empty());
-    match s.vault.access_share(&token, password, ctx.origin).await {
+    match s.vault.access_share(&token, password, ctx.origin.clone()).await {
         Ok(secret) => revealed_page(secret),
         Err(e @ (Error::InvalidPassword | Error::PasswordRequired)) => {
             let error = if matches!(e, Error::InvalidPassword) {
@@ -285,7 +285,7 @@ async fn reveal(State(s): State<AppState>, ctx: Ctx, Path(token): Path<String>, 
                 "This secret is protected by a password. Enter the password you were given."
             };
             // The share as it is now: a wrong guess may have locked it.
-            match s.vault.share_landing(&token).await {
+            match s.vault.share_landing(&token, &ctx.origin).await {
                 Ok(l) => match state_error(&l.state) {
                     None => {
                         let mut resp = landing_page(l, uri.path().to_owned(), error.into());

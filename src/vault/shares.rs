@@ -473,8 +473,10 @@ impl Vault {
 
     /// What the page shows before a reveal; counts nothing, reveals nothing.
     /// 404 `NotFound("share")` for an unknown token.
-    pub async fn share_landing(&self, token: &str) -> Result<ShareLanding> {
-        let row = self.share_by_token(token).await?.ok_or(Error::NotFound("share"))?;
+    pub async fn share_landing(&self, token: &str, origin: &Origin) -> Result<ShareLanding> {
+        let Some(row) = self.share_by_token(token).await? else {
+            return Err(self.unknown_share(origin).await);
+        };
         self.share_plan_allows(&row).await?;
         let now = now_millis();
         // Noticing expiry erases the value, here as on an access.
@@ -505,22 +507,7 @@ impl Vault {
     pub async fn access_share(&self, token: &str, password: Option<String>, origin: Origin) -> Result<SharedSecret> {
         let password = password.map(Zeroizing::new);
         let Some(row) = self.share_by_token(token).await? else {
-            // Counted per client address like failed authentications: past
-            // the minute's allowance 429, unrecorded; otherwise recorded at
-            // most once a minute per address. A real link is never held back.
-            let sources: Vec<String> = origin.ip.iter().map(|ip| format!("ip:{}", super::throttle::client_key(ip))).collect();
-            if let Some(wait) = self.share_guards.lookups.blocked(&sources) {
-                return Err(Error::RateLimited { retry_after: wait });
-            }
-            let group = (None, "unknown-share".to_owned(), origin.ip.clone(), "unknown");
-            if let Some(repeats) = self.share_guards.lookups.count(&sources, group) {
-                let mut detail = serde_json::json!({ "code": "NOT_FOUND", "reason": "unknown token" });
-                if repeats > 0 {
-                    detail["repeats"] = repeats.into();
-                }
-                self.record(origin.audit(None, LINK_HOLDER, "share.access", "share", None, "not_found").detail(detail)).await?;
-            }
-            return Err(Error::NotFound("share"));
+            return Err(self.unknown_share(&origin).await);
         };
         match self.access_inner(&row, password, &origin).await {
             Ok(shared) => Ok(shared),
@@ -537,6 +524,28 @@ impl Vault {
                 }
             }
         }
+    }
+
+    /// The answer to a token no link has, opened or accessed: 404, counted per
+    /// client address like failed authentications, so guessing is throttled
+    /// (past the minute's allowance 429, unrecorded; otherwise recorded at
+    /// most once a minute per address). A real link is never held back.
+    async fn unknown_share(&self, origin: &Origin) -> Error {
+        let sources: Vec<String> = origin.ip.iter().map(|ip| format!("ip:{}", super::throttle::client_key(ip))).collect();
+        if let Some(wait) = self.share_guards.lookups.blocked(&sources) {
+            return Error::RateLimited { retry_after: wait };
+        }
+        let group = (None, "unknown-share".to_owned(), origin.ip.clone(), "unknown");
+        if let Some(repeats) = self.share_guards.lookups.count(&sources, group) {
+            let mut detail = serde_json::json!({ "code": "NOT_FOUND", "reason": "unknown token" });
+            if repeats > 0 {
+                detail["repeats"] = repeats.into();
+            }
+            if let Err(e) = self.record(origin.audit(None, LINK_HOLDER, "share.access", "share", None, "not_found").detail(detail)).await {
+                return e;
+            }
+        }
+        Error::NotFound("share")
     }
 
     /// Why a link cannot be used now, if it cannot (in the order the API
