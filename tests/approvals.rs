@@ -10,12 +10,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::mcp_client::{call, connect as mcp_client};
 use common::{Backend, Opts, Server, TEST_MASTER_KEY, unique};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 /// `latchkey <args> --data-dir … ` on the server's database, as the operator
@@ -273,18 +269,6 @@ async fn racing_decisions_on_sqlite() {
 #[tokio::test]
 async fn racing_decisions_on_postgres() {
     racing(Backend::Postgres).await;
-}
-
-type Client = RunningService<RoleClient, ()>;
-
-async fn mcp_client(srv: &Server, key: &str) -> Client {
-    let config = StreamableHttpClientTransportConfig::with_uri(srv.url("/mcp")).auth_header(key);
-    ().serve(StreamableHttpClientTransport::from_config(config)).await.expect("MCP handshake")
-}
-
-async fn call(c: &Client, tool: &str, args: Value) -> CallToolResult {
-    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.as_object().unwrap().clone());
-    c.call_tool(params).await.unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
 }
 
 /// MCP: get_secret answers the approval to show, not an error; the agent

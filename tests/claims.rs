@@ -9,12 +9,8 @@
 
 mod common;
 
+use common::mcp_client::{connect as mcp_client, tool};
 use common::{Backend, Opts, Server, unique};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 const CLAIMS: &str = "/api/v1/claim-tokens";
@@ -392,25 +388,6 @@ async fn the_sweep_erases_expired_claims() {
     };
     assert_eq!(code, Some(0));
     drop(first);
-}
-
-type Client = RunningService<RoleClient, ()>;
-
-async fn mcp_client(srv: &Server, key: &str) -> Client {
-    let config = StreamableHttpClientTransportConfig::with_uri(srv.url("/mcp")).auth_header(key);
-    ().serve(StreamableHttpClientTransport::from_config(config)).await.expect("MCP handshake")
-}
-
-async fn tool(c: &Client, name: &str, args: Value) -> Result<Value, String> {
-    let params = CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().unwrap().clone());
-    let r: CallToolResult = c.call_tool(params).await.unwrap_or_else(|e| panic!("{name}: protocol error {e}"));
-    if r.is_error == Some(true) {
-        let text = r.content[0].as_text().expect("text").text.clone();
-        let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: {text}"));
-        Err(body["code"].as_str().unwrap().to_owned())
-    } else {
-        Ok(r.structured_content.expect("structured content"))
-    }
 }
 
 async fn over_mcp(backend: Backend) {

@@ -6,17 +6,15 @@
 //! itself on `POST /{id}/claim`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::api::{BAD_BODY, BAD_QUERY, NO_PARAMS, Table};
-use super::extract::{Auth, Body, Query};
+use super::extract::{Auth, Body, OptionalBody, Query};
 use super::openapi::Op;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::vault::claims::{ClaimIssued, ClaimList, ClaimRedeemed, ClaimView, CreateClaim, ListClaims, RedeemClaim};
 use crate::vault::views::NoParams;
 
@@ -36,32 +34,6 @@ const REDEEM: &str = "The path holds the `ctk_` token. Body optional: `{name?, p
 const REVOKE: &str = "The creator only: the target gets 403 SCOPE_DENIED, anyone else 404. Answers 200 with the claim \
     (status `revoked`); a redeemed claim answers 409 CONFLICT, a revoked one 409 ALREADY_REVOKED. The pending value \
     is erased.";
-
-/// A JSON body that may be absent: the published SDK posts some requests
-/// without one. An empty body is `T::default()`; anything else must be JSON.
-pub(super) struct MaybeBody<T>(pub T);
-
-impl<S, T> FromRequest<S> for MaybeBody<T>
-where
-    T: DeserializeOwned + Default,
-    S: Send + Sync,
-{
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
-        let bytes = match Bytes::from_request(req, state).await {
-            Ok(b) => b,
-            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(Error::PayloadTooLarge("request body is too large".into()));
-            }
-            Err(r) => return Err(Error::InvalidRequest(format!("unreadable body: {}", r.body_text()))),
-        };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(MaybeBody(T::default()));
-        }
-        serde_json::from_slice(&bytes).map(MaybeBody).map_err(|e| Error::InvalidRequest(format!("invalid JSON body: {e}")))
-    }
-}
 
 type Created<T> = (StatusCode, Json<T>);
 
@@ -91,7 +63,7 @@ async fn redeem(
     Auth(p): Auth,
     _: Query<NoParams>,
     Path(token): Path<String>,
-    MaybeBody(req): MaybeBody<RedeemClaim>,
+    OptionalBody(req): OptionalBody<RedeemClaim>,
 ) -> Result<Json<ClaimRedeemed>> {
     Ok(Json(s.vault.redeem_claim(&p, &token, req).await?))
 }

@@ -74,6 +74,31 @@ where
     }
 }
 
+/// A JSON body that may be absent: no body (or `null`) is `T::default()`.
+/// The published SDKs send some POSTs without one (`redeem_claim`, `revoke_share`,
+/// `access_share`).
+pub struct OptionalBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalBody<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| match r.status() {
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge("request body is too large".into()),
+            _ => Error::InvalidRequest(format!("unreadable body: {}", r.body_text())),
+        })?;
+        let text = bytes.trim_ascii();
+        if text.is_empty() || text == b"null" {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(text).map(OptionalBody).map_err(|e| Error::InvalidRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
 /// A query string; bad values answer 400, and so do unknown parameters where
 /// the type denies them (the secret list's filters).
 pub struct Query<T>(pub T);

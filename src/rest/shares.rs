@@ -2,17 +2,16 @@
 //! anyone holding a link's token opens it (`POST /api/v1/shares/access/{token}`).
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::api::{BAD_BODY, BAD_QUERY, NO_PARAMS, Table};
-use super::extract::{Auth, Body, ClientOrigin, Query};
+use super::extract::{Auth, Body, ClientOrigin, OptionalBody, Query};
 use super::openapi::Op;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::vault::shares::*;
 use crate::vault::views::NoParams;
 
@@ -34,30 +33,6 @@ const ACCESS: &str = "Public: no key. Answers the value and counts one use (exac
     token or password. Answered with Cache-Control: no-store.";
 const MANAGE: &str = "Another tenant's link, or one outside the key's project scope, answers 404 NOT_FOUND; scoped \
     tokens get 403 SCOPE_DENIED.";
-
-/// A JSON body that may be absent: no body (or `null`) is `T::default()`.
-/// The published SDKs send some POSTs without one (`revoke_share`, `access_share`).
-pub(super) struct OptionalBody<T>(pub T);
-
-impl<S, T> FromRequest<S> for OptionalBody<T>
-where
-    T: DeserializeOwned + Default,
-    S: Send + Sync,
-{
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge("request body is too large".into()),
-            _ => Error::InvalidRequest(format!("unreadable body: {}", r.body_text())),
-        })?;
-        let text = bytes.trim_ascii();
-        if text.is_empty() || text == b"null" {
-            return Ok(OptionalBody(T::default()));
-        }
-        serde_json::from_slice(text).map(OptionalBody).map_err(|e| Error::InvalidRequest(format!("invalid JSON body: {e}")))
-    }
-}
 
 async fn create_share(
     State(s): State<AppState>,

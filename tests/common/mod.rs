@@ -3,6 +3,7 @@
 //! it over HTTP like any client would.
 #![allow(dead_code)]
 
+pub mod mcp_client;
 pub mod pg_proxy;
 pub mod store_rows;
 
