@@ -43,6 +43,9 @@ pub enum Error {
     /// first. Its body carries `approvalId` and `approvalUrl`.
     #[error("a human must approve this first: show your user {approval_url} (approval {approval_id})")]
     ApprovalRequired { approval_id: String, approval_url: String },
+    /// 403: the secret's exposure forbids answering its value (STUB of the integrator's variant).
+    #[error("{0}")]
+    ExposureDenied(String),
     /// 401: a scoped token past its expiry.
     #[error("this token has expired")]
     TokenExpired,
@@ -134,6 +137,7 @@ impl Error {
             Error::OwnerRequired(_) => "OWNER_REQUIRED",
             Error::PasskeyRequired(_) => "PASSKEY_REQUIRED",
             Error::ApprovalRequired { .. } => "APPROVAL_REQUIRED",
+            Error::ExposureDenied(_) => "EXPOSURE_DENIED",
             Error::TokenExpired => "TOKEN_EXPIRED",
             Error::TokenExhausted => "TOKEN_EXHAUSTED",
             Error::TokenRevoked => "TOKEN_REVOKED",
@@ -177,6 +181,7 @@ impl Error {
             | Error::OwnerRequired(_)
             | Error::PasskeyRequired(_)
             | Error::ApprovalRequired { .. }
+            | Error::ExposureDenied(_)
             | Error::PlanLimitReached(_)
             | Error::SignupClosed
             | Error::ForbiddenHost(_)

@@ -19,6 +19,8 @@
 //! - [`error`]: the one error type with stable codes.
 //! - [`docs`]: the documents for agents that every front serves.
 //! - [`pages`]: the pages for people (`/approvals`): owners sign in and decide.
+//! - [`redact`]: replacing secret values (and their encoded forms) in output, also as a stream.
+//! - [`run`]: `latchkey run`, a command with secrets in its environment and its output redacted.
 //! - [`edge`]: what every HTTP front checks and reads first: `Host`/`Origin`,
 //!   the client's address, the credential.
 
@@ -29,7 +31,9 @@ pub mod edge;
 pub mod error;
 pub mod mcp;
 pub mod pages;
+pub mod redact;
 pub mod rest;
+pub mod run;
 pub mod server;
 pub mod store;
 pub mod vault;

@@ -59,11 +59,20 @@ enum Command {
         /// Print the tool catalog (names, descriptions, schemas) as JSON and exit.
         #[arg(long)]
         print_tools: bool,
+        /// A directory (absolute) where write_env_file may also write, besides
+        /// the one this server starts in; repeatable.
+        #[arg(long = "env-file-dir", value_name = "DIR", env = "LATCHKEY_ENV_FILE_DIRS", value_delimiter = ',')]
+        env_file_dirs: Vec<std::path::PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Run a command with secrets as environment variables, its output
+    /// redacted: `latchkey run [--project P] [--environment E] [--only NAME…] -- CMD ARGS…`.
+    /// Without --url it uses the local database as `latchkey mcp` does (all
+    /// exposure modes); with --url and LATCHKEY_API_KEY, a server (reveal only).
+    Run(latchkey::run::RunArgs),
     /// Operator commands for the tenants' human owners.
     Owner {
         #[command(subcommand)]
@@ -180,17 +189,24 @@ fn log_filter() -> EnvFilter {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("latchkey: {}", e.public_message_with_cause());
+    match Cli::parse().command {
+        // `latchkey run` exits as its child did; its own failures name their code.
+        Command::Run(args) => latchkey::run::run(args).await.map(std::process::ExitCode::from).unwrap_or_else(|e| {
+            eprintln!("latchkey run: {}: {}", e.code(), e.public_message_with_cause());
             std::process::ExitCode::FAILURE
-        }
+        }),
+        command => match run(command).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("latchkey: {}", e.public_message_with_cause());
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
 
-async fn run(cli: Cli) -> latchkey::Result<()> {
-    match cli.command {
+async fn run(command: Command) -> latchkey::Result<()> {
+    match command {
         Command::Serve { listen, public_url, allowed_hosts, trusted_proxies, max_connections, store, policy } => {
             let max_connections = latchkey::server::connection_cap(max_connections);
             let vault = open_vault(&store, &policy).await?;
@@ -215,11 +231,14 @@ async fn run(cli: Cli) -> latchkey::Result<()> {
             let _ = writeln!(std::io::stdout(), "{text}");
             Ok(())
         }
-        Command::Mcp { tenant, store, policy, .. } => {
+        Command::Mcp { tenant, env_file_dirs, store, policy, .. } => {
+            // Resolved before anything else, so a bad directory is refused at start.
+            let workdir = latchkey::mcp::Workdir::here(&env_file_dirs)?;
             let vault = open_vault(&store, &policy).await?;
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
-            latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant).await
+            latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant, workdir).await
         }
+        Command::Run(_) => unreachable!("handled in main"),
         Command::Owner { action: OwnerAction::Add { tenant, name, public_url, store } } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             vault.set_site(latchkey::vault::owners::Site::new(public_url.as_deref(), None)?);

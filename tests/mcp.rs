@@ -421,7 +421,8 @@ async fn in_process_over_a_duplex_pipe() {
         let _ = running.waiting().await;
     });
     let c: Client = ().serve(client_end).await.unwrap();
-    assert_eq!(tool_names(&c).await.len(), 30);
+    // The HTTP tools and the two local-only ones (src/mcp/run.rs).
+    assert_eq!(tool_names(&c).await.len(), 32);
     let set = ok(&c, "set_secret", json!({ "name": "LOCAL", "value": "in-process" })).await;
     assert_eq!(set["created"], true);
     assert_eq!(ok(&c, "get_secret", json!({ "name": "LOCAL" })).await["value"], "in-process");

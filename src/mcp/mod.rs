@@ -11,6 +11,7 @@ mod direct;
 pub mod http;
 mod params;
 mod resources;
+mod run;
 mod shares;
 mod tools;
 mod waiting;
@@ -26,6 +27,8 @@ use rmcp::service::RequestContext;
 
 use crate::error::{Error, Result};
 use crate::vault::{Front, Origin, Principal, Session, Vault};
+
+pub use run::Workdir;
 
 /// What an MCP client may do without a key: the one place that decides it.
 /// Listing and calling tools, listing and reading resources, and the HTTP
@@ -127,6 +130,8 @@ pub struct LatchkeyMcp {
     vault: Arc<Vault>,
     /// Set over stdio; over HTTP each request carries its own caller.
     local: Option<Arc<Session>>,
+    /// Over stdio, where the local-only tools (`run.rs`) may work.
+    workdir: Option<Arc<Workdir>>,
     /// Built once per process: over HTTP every request gets a fresh server,
     /// and building the router generates every tool's JSON schema.
     tool_router: Arc<ToolRouter<Self>>,
@@ -135,12 +140,20 @@ pub struct LatchkeyMcp {
 impl LatchkeyMcp {
     /// A server for HTTP requests: callers come from each request.
     pub fn for_http(vault: Arc<Vault>) -> Self {
-        LatchkeyMcp { vault, local: None, tool_router: Self::shared_router() }
+        LatchkeyMcp { vault, local: None, workdir: None, tool_router: Self::shared_router() }
     }
 
-    /// A server for one local client (stdio) and its session.
+    /// A server for one local client (stdio) and its session, working in
+    /// the current directory (see [`LatchkeyMcp::working_in`]).
     pub fn for_session(vault: Arc<Vault>, session: Session) -> Self {
-        LatchkeyMcp { vault, local: Some(Arc::new(session)), tool_router: Self::shared_router() }
+        let workdir = Workdir::here(&[]).ok().map(Arc::new);
+        LatchkeyMcp { vault, local: Some(Arc::new(session)), workdir, tool_router: Self::shared_router() }
+    }
+
+    /// Where the local-only tools may work (`latchkey mcp --env-file-dir`).
+    pub fn working_in(mut self, workdir: Workdir) -> Self {
+        self.workdir = Some(Arc::new(workdir));
+        self
     }
 
     fn shared_router() -> Arc<ToolRouter<Self>> {
@@ -150,7 +163,7 @@ impl LatchkeyMcp {
 
     /// Every tool: the core ones (`tools`) and each feature's own router.
     pub(crate) fn all_tools() -> ToolRouter<Self> {
-        Self::tool_router() + Self::claim_tools() + Self::share_tools()
+        Self::tool_router() + Self::claim_tools() + Self::share_tools() + Self::run_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).
@@ -184,13 +197,14 @@ impl LatchkeyMcp {
 }
 
 /// Serves one local MCP client over stdin/stdout until it hangs up.
-pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str) -> Result<()> {
+pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str, workdir: Workdir) -> Result<()> {
     use rmcp::ServiceExt;
     let origin = Origin { front: Front::Mcp, ip: None, user_agent: Some("latchkey mcp (stdio)".into()) };
     let session = vault.open_session(api_key, tenant, origin).await?;
     tracing::info!(tenant = ?session.tenant_id(), "serving MCP on stdio");
     let store = vault.store().clone();
     let running = LatchkeyMcp::for_session(vault, session)
+        .working_in(workdir)
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| Error::internal(format_args!("MCP handshake: {e}")))?;

@@ -257,6 +257,9 @@ impl ServerHandler for LatchkeyMcp {
     /// Routes the call; arguments that do not fit the tool's schema come back
     /// as INVALID_REQUEST in the same error shape as every other failure.
     async fn call_tool(&self, request: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+        if self.local.is_none() && super::run::LOCAL_ONLY.contains(&request.name.as_ref()) {
+            return super::run::local_only(&request.name).into_call_tool_result();
+        }
         let response = self.tool_router.call(ToolCallContext::new(self, request, ctx)).await?;
         Ok(match response {
             CallToolResponse::Complete(result) if result.is_error == Some(true) => {
@@ -277,14 +280,22 @@ impl ServerHandler for LatchkeyMcp {
         Ok(())
     }
 
-    /// Anonymous HTTP callers see only the signup tool.
+    /// Anonymous HTTP callers see only the signup tool; HTTP callers do not
+    /// see the local-only tools (`run.rs`).
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let keyless = !self.has_caller(&ctx);
-        let tools = self.tool_router.list_all().into_iter().filter(|t| !keyless || anonymous::tool(&t.name)).collect();
+        let local = self.local.is_some();
+        let tools = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| !keyless || anonymous::tool(&t.name))
+            .filter(|t| local || !super::run::LOCAL_ONLY.contains(&t.name.as_ref()))
+            .collect();
         Ok(ListToolsResult {
             result_type: Some(ResultType::COMPLETE),
             tools,

@@ -9,6 +9,7 @@ mod audit_writer;
 pub mod auth;
 pub mod claims;
 mod cursor;
+pub mod exposure;
 pub mod keys;
 pub mod names;
 pub mod owners;

@@ -38,6 +38,8 @@ ALL_TOOLS = {
     "create_claim_token", "redeem_claim_token", "list_claim_tokens", "revoke_claim_token",
     "create_share", "list_shares", "revoke_share", "extend_share",
 }
+# Offered only by `latchkey mcp` (stdio): never listed over HTTP.
+LOCAL_TOOLS = {"run_with_secrets", "write_env_file"}
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
 ALL_RESOURCES = PUBLIC_RESOURCES | {"latchkey://secrets", "latchkey://audit/recent"}
 SECRET_TEMPLATE = "latchkey://secrets/{name}{?projectId,environment}"
@@ -127,12 +129,13 @@ async def initialize(c: Checks, s: ClientSession, label: str) -> None:
     c.ok(True, f"{label}: ping answered")
 
 
-async def exercise(c: Checks, s: ClientSession, tenant: str) -> None:
+async def exercise(c: Checks, s: ClientSession, tenant: str, local: bool = False) -> None:
     """Everything an authenticated client can do, over either transport."""
     # --- discovery -------------------------------------------------------
     tools = (await s.list_tools()).tools
     names = {t.name for t in tools}
-    c.ok(names == ALL_TOOLS, f"tools/list: exactly the {len(ALL_TOOLS)} tools", sorted(names ^ ALL_TOOLS))
+    expected = ALL_TOOLS | LOCAL_TOOLS if local else ALL_TOOLS
+    c.ok(names == expected, f"tools/list: exactly the {len(expected)} tools", sorted(names ^ expected))
     for t in tools:
         c.ok(isinstance(t.output_schema, dict) and t.output_schema.get("type") == "object",
              f"tools/list: {t.name} has an object outputSchema", t.output_schema)
@@ -304,7 +307,7 @@ async def run_stdio(c: Checks, latchkey: str, data_dir: str) -> None:
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as s:
             await initialize(c, s, "stdio")
-            await exercise(c, s, "local")
+            await exercise(c, s, "local", local=True)
             # signup works over stdio too; it makes a new tenant, not a new identity for this session.
             other = f"mcp-py-{rand_suffix()}"
             up = await call_ok(c, s, "signup", {"tenantId": other, "agent": "python-mcp-sdk"})

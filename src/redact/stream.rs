@@ -1,0 +1,194 @@
+//! Redaction of a byte stream that arrives in reads of any size (a child's
+//! stdout), with bounded memory: between reads at most `longest() - 1` bytes
+//! are held back, the most a value (or an encoded form) split by a read can
+//! have shown so far. A value split across reads is caught, and no prefix of
+//! one is ever emitted: the output is exactly what [`Redactor::redact_bytes`]
+//! makes of the whole stream, however it was cut.
+//!
+//! Why that holds: a match starting at `s` is at most `longest()` bytes, so
+//! once `s + longest() <= buffered` every pattern that could start at `s` is
+//! in view, and leftmost-longest picks the same one it would pick on the
+//! whole stream. Bytes from `buffered - longest() + 1` on may still begin a
+//! value and wait for the next read (or [`StreamRedactor::finish`]).
+
+use std::sync::Arc;
+
+use super::Redactor;
+
+pub struct StreamRedactor {
+    redactor: Arc<Redactor>,
+    /// Bytes read but not yet emitted: at most `longest() - 1` between calls.
+    pending: Vec<u8>,
+}
+
+impl StreamRedactor {
+    pub fn new(redactor: Arc<Redactor>) -> Self {
+        StreamRedactor { redactor, pending: Vec::new() }
+    }
+
+    /// Bytes held back now (for tests of the bound).
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes one read's bytes and appends to `out` everything that can be
+    /// emitted for certain, redacted.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let Some(ac) = self.redactor.automaton() else {
+            out.extend_from_slice(input);
+            return;
+        };
+        let hold = self.redactor.longest().saturating_sub(1);
+        // Most reads are far longer than a value: scan them in place and
+        // copy only the tail that waits, rather than the whole read.
+        let whole: std::borrow::Cow<[u8]> = if self.pending.is_empty() {
+            std::borrow::Cow::Borrowed(input)
+        } else {
+            let mut joined = std::mem::take(&mut self.pending);
+            joined.extend_from_slice(input);
+            std::borrow::Cow::Owned(joined)
+        };
+        let buf: &[u8] = &whole;
+        // Matches starting before `commit` are final; bytes from it on may begin one.
+        let commit = buf.len().saturating_sub(hold);
+        let mut at = 0;
+        for m in ac.find_iter(buf) {
+            if m.start() >= commit {
+                break;
+            }
+            out.extend_from_slice(&buf[at..m.start()]);
+            out.extend_from_slice(self.redactor.label(m.pattern().as_usize()).as_bytes());
+            at = m.end();
+        }
+        let keep_from = at.max(commit);
+        out.extend_from_slice(&buf[at..keep_from]);
+        let mut pending = match whole {
+            std::borrow::Cow::Owned(mut v) => {
+                v.drain(..keep_from);
+                v
+            }
+            std::borrow::Cow::Borrowed(b) => b[keep_from..].to_vec(),
+        };
+        std::mem::swap(&mut self.pending, &mut pending);
+    }
+
+    /// The stream ended: emits what was held back, redacted.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let rest = std::mem::take(&mut self.pending);
+        out.extend_from_slice(&self.redactor.redact_bytes(&rest));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn redactor(values: &[(&str, &str)]) -> Arc<Redactor> {
+        Arc::new(Redactor::new(values.iter().map(|(n, v)| (n.to_string(), v.to_string()))))
+    }
+
+    /// Streams `text` cut at `cuts` (ascending offsets); checks the bound on
+    /// what is held between reads.
+    fn streamed(r: &Arc<Redactor>, text: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut s = StreamRedactor::new(r.clone());
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([text.len()].iter()) {
+            s.push(&text[from..cut], &mut out);
+            assert!(s.held() < r.longest().max(1), "held {} of longest {}", s.held(), r.longest());
+            from = cut;
+        }
+        s.finish(&mut out);
+        out
+    }
+
+    fn whole(r: &Redactor, text: &[u8]) -> Vec<u8> {
+        r.redact_bytes(text).into_owned()
+    }
+
+    const VALUE: &str = "sk_live_4f2a9c0d1e";
+
+    fn sample() -> Vec<u8> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(VALUE);
+        let hex: String = VALUE.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("token={VALUE}\nb64 {b64} hex {hex} url sk_live_4f2a9c0d1e%20 end {VALUE}").into_bytes()
+    }
+
+    #[test]
+    fn a_value_split_at_every_offset_is_caught() {
+        let r = redactor(&[("STRIPE", VALUE)]);
+        let text = sample();
+        let expected = whole(&r, &text);
+        assert!(!String::from_utf8_lossy(&expected).contains("sk_live"), "{}", String::from_utf8_lossy(&expected));
+        for cut in 0..=text.len() {
+            assert_eq!(streamed(&r, &text, &[cut]), expected, "cut at {cut}");
+        }
+        for a in 0..=text.len() {
+            for b in a..=text.len() {
+                assert_eq!(streamed(&r, &text, &[a, b]), expected, "cuts at {a}, {b}");
+            }
+        }
+        let bytewise: Vec<usize> = (1..text.len()).collect();
+        assert_eq!(streamed(&r, &text, &bytewise), expected, "one byte per read");
+    }
+
+    #[test]
+    fn encoded_forms_are_replaced_with_the_label() {
+        let r = redactor(&[("K", VALUE)]);
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(VALUE);
+        let hex: String = VALUE.bytes().map(|b| format!("{b:02X}")).collect();
+        for form in [VALUE.to_string(), e, hex] {
+            let text = format!("<{form}>");
+            let cut = text.len() / 2;
+            assert_eq!(streamed(&r, text.as_bytes(), &[cut]), b"<[latchkey:K]>", "{form}");
+        }
+        let with_space = redactor(&[("P", "pass word!")]);
+        assert_eq!(streamed(&with_space, b"x=pass%20word%21;", &[5]), b"x=[latchkey:P];");
+    }
+
+    #[test]
+    fn overlapping_values_redact_as_the_whole_would() {
+        let r = redactor(&[("A", "abcdef"), ("B", "defghi"), ("C", "abcdefgh12"), ("D", "xyz")]);
+        let text = b"..abcdefghi..abcdefgh12..defghi..xyzabcdef..abcdefgh1";
+        let expected = whole(&r, text);
+        assert_eq!(
+            String::from_utf8_lossy(&expected),
+            "..[latchkey:A]ghi..[latchkey:C]..[latchkey:B]..[latchkey:D][latchkey:A]..[latchkey:A]gh1"
+        );
+        for cut in 0..=text.len() {
+            for cut2 in cut..=text.len() {
+                assert_eq!(streamed(&r, text, &[cut, cut2]), expected, "cuts at {cut}, {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_redactor_passes_everything_through_at_once() {
+        let r = redactor(&[]);
+        assert!(r.is_empty());
+        let mut s = StreamRedactor::new(r.clone());
+        let mut out = Vec::new();
+        s.push(b"partial sk_li", &mut out);
+        assert_eq!(out, b"partial sk_li", "nothing held back");
+        assert_eq!(s.held(), 0);
+        s.finish(&mut out);
+        assert_eq!(out, b"partial sk_li");
+    }
+
+    #[test]
+    fn memory_stays_bounded_over_a_long_stream() {
+        let r = redactor(&[("K", VALUE)]);
+        let mut s = StreamRedactor::new(r.clone());
+        let chunk = format!("{}{VALUE}", "x".repeat(4000)).into_bytes();
+        let mut total = 0;
+        for i in 0..500 {
+            let mut out = Vec::new();
+            s.push(&chunk[i % 7..], &mut out);
+            total += out.len();
+            assert!(s.held() < r.longest());
+            assert!(!out.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()));
+        }
+        assert!(total > 1_000_000);
+    }
+}
