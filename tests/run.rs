@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 fn local(cmd: &mut Command, srv: &Server, key: &str) {
     cmd.env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
         .env("LATCHKEY_API_KEY", key)
-        .env("LATCHKEY_LOG", "warn")
+        .env("LATCHKEY_LOG", "error")
         .env_remove("LATCHKEY_URL")
         .env_remove("DATABASE_URL")
         .arg("--data-dir")
@@ -137,7 +137,7 @@ printf 'err:%s\n' "$SPLIT" >&2"#;
     let mut cmd = Command::new(bin());
     cmd.args(["run", "--url", &srv.base, "--project", "web", "--", "sh", "-c", "printenv API_TOKEN"])
         .env("LATCHKEY_API_KEY", &key)
-        .env("LATCHKEY_LOG", "warn")
+        .env("LATCHKEY_LOG", "error")
         .env_remove("DATABASE_URL");
     let out = output(cmd).await;
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "[latchkey:API_TOKEN]\n".into()), "{}", text(&out.stderr));
@@ -203,7 +203,7 @@ async fn a_terminal_child_is_redacted() {
     cmd.args(["-qec", &inner, "/dev/null"])
         .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
         .env("LATCHKEY_API_KEY", &key)
-        .env("LATCHKEY_LOG", "warn")
+        .env("LATCHKEY_LOG", "error")
         .env_remove("DATABASE_URL")
         .stdin(Stdio::null());
     let out = output(cmd).await;
@@ -228,7 +228,7 @@ async fn use_only_story(backend: Backend) {
     let mut cmd = Command::new(bin());
     cmd.args(["run", "--url", &srv.base, "--", "sh", "-c", "printenv HIDDEN"])
         .env("LATCHKEY_API_KEY", &key)
-        .env("LATCHKEY_LOG", "warn")
+        .env("LATCHKEY_LOG", "error")
         .env_remove("DATABASE_URL");
     let out = output(cmd).await;
     let stderr = text(&out.stderr);

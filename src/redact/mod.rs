@@ -16,6 +16,8 @@ const MIN_VALUE: usize = 3;
 
 pub struct Redactor {
     automaton: Option<AhoCorasick>,
+    /// Every pattern, by automaton pattern index.
+    patterns: Vec<Vec<u8>>,
     labels: Vec<String>,
     longest: usize,
 }
@@ -40,7 +42,7 @@ impl Redactor {
         let automaton = (!patterns.is_empty()).then(|| {
             AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(&patterns).expect("patterns fit the automaton")
         });
-        Redactor { automaton, labels, longest }
+        Redactor { automaton, patterns, labels, longest }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -54,6 +56,11 @@ impl Redactor {
 
     pub fn automaton(&self) -> Option<&AhoCorasick> {
         self.automaton.as_ref()
+    }
+
+    /// Every pattern (values and their encoded forms), by pattern index.
+    pub fn patterns(&self) -> &[Vec<u8>] {
+        &self.patterns
     }
 
     pub fn label(&self, pattern: usize) -> &str {

@@ -8,8 +8,11 @@
 //! Why that holds: a match starting at `s` is at most `longest()` bytes, so
 //! once `s + longest() <= buffered` every pattern that could start at `s` is
 //! in view, and leftmost-longest picks the same one it would pick on the
-//! whole stream. Bytes from `buffered - longest() + 1` on may still begin a
-//! value and wait for the next read (or [`StreamRedactor::finish`]).
+//! whole stream. Of the last `longest() - 1` bytes, only those from the first
+//! position where the rest of the read is the beginning of some pattern wait
+//! for the next read (or [`StreamRedactor::finish`]); the bytes before it
+//! cannot be part of any match, so a prompt such as `Password: ` is shown at
+//! once rather than when more output comes.
 
 use std::sync::Arc;
 
@@ -17,13 +20,35 @@ use super::Redactor;
 
 pub struct StreamRedactor {
     redactor: Arc<Redactor>,
+    /// The patterns, sorted, to tell whether a tail may begin one.
+    sorted: Vec<Vec<u8>>,
+    /// Which bytes begin some pattern.
+    first: [bool; 256],
     /// Bytes read but not yet emitted: at most `longest() - 1` between calls.
     pending: Vec<u8>,
 }
 
 impl StreamRedactor {
     pub fn new(redactor: Arc<Redactor>) -> Self {
-        StreamRedactor { redactor, pending: Vec::new() }
+        let mut sorted = redactor.patterns().to_vec();
+        sorted.sort_unstable();
+        let mut first = [false; 256];
+        for p in &sorted {
+            if let Some(&b) = p.first() {
+                first[b as usize] = true;
+            }
+        }
+        StreamRedactor { redactor, sorted, first, pending: Vec::new() }
+    }
+
+    /// Whether `tail` is the beginning of some pattern: the patterns that
+    /// begin with it sort from the first one not below it.
+    fn may_begin_pattern(&self, tail: &[u8]) -> bool {
+        if !tail.first().is_some_and(|&b| self.first[b as usize]) {
+            return false;
+        }
+        let at = self.sorted.partition_point(|p| p.as_slice() < tail);
+        self.sorted.get(at).is_some_and(|p| p.starts_with(tail))
     }
 
     /// Bytes held back now (for tests of the bound).
@@ -49,18 +74,26 @@ impl StreamRedactor {
             std::borrow::Cow::Owned(joined)
         };
         let buf: &[u8] = &whole;
-        // Matches starting before `commit` are final; bytes from it on may begin one.
+        // A match starting before `commit` is final: every pattern that could
+        // start where it does is in view. From `commit` on, a position is
+        // settled once the rest of the read cannot be the beginning of a
+        // pattern: no match can start there that more bytes would change.
         let commit = buf.len().saturating_sub(hold);
         let mut at = 0;
+        let mut keep_from = None;
         for m in ac.find_iter(buf) {
             if m.start() >= commit {
-                break;
+                if let Some(q) = (at.max(commit)..=m.start()).find(|&q| self.may_begin_pattern(&buf[q..])) {
+                    keep_from = Some(q);
+                    break;
+                }
             }
             out.extend_from_slice(&buf[at..m.start()]);
             out.extend_from_slice(self.redactor.label(m.pattern().as_usize()).as_bytes());
             at = m.end();
         }
-        let keep_from = at.max(commit);
+        let keep_from = keep_from
+            .unwrap_or_else(|| (at.max(commit)..buf.len()).find(|&q| self.may_begin_pattern(&buf[q..])).unwrap_or(buf.len()));
         out.extend_from_slice(&buf[at..keep_from]);
         let mut pending = match whole {
             std::borrow::Cow::Owned(mut v) => {
@@ -160,6 +193,48 @@ mod tests {
             for cut2 in cut..=text.len() {
                 assert_eq!(streamed(&r, text, &[cut, cut2]), expected, "cuts at {cut}, {cut2}");
             }
+        }
+    }
+
+    #[test]
+    fn what_cannot_begin_a_value_is_not_held_back() {
+        let r = redactor(&[("K", VALUE)]);
+        let mut s = StreamRedactor::new(r.clone());
+        let mut out = Vec::new();
+        s.push(b"ready\nPassword: ", &mut out);
+        assert_eq!(out, b"ready\nPassword: ", "a prompt shows at once");
+        out.clear();
+        s.push(b"token sk_live_4f", &mut out);
+        assert_eq!(out, b"token ", "the beginning of the value waits");
+        assert_eq!(s.held(), 10);
+        out.clear();
+        s.push(b"2a9c0d1e done", &mut out);
+        assert_eq!(out, b"[latchkey:K] done");
+        // A short value whole near the end of a read, with bytes after it
+        // that begin nothing, is not let through either.
+        let short = redactor(&[("S", "abc"), ("LONG", "a-much-longer-value-here")]);
+        let mut s = StreamRedactor::new(short);
+        out.clear();
+        s.push(b"xx abcZ", &mut out);
+        assert_eq!(out, b"xx [latchkey:S]Z");
+        out.clear();
+        s.push(b"xx a-much", &mut out);
+        assert_eq!(out, b"xx ", "the beginning of the longer one waits");
+    }
+
+    /// Values that overlap each other and the text everywhere (a two-letter
+    /// alphabet), random texts and random cuts: always what the whole makes.
+    #[test]
+    fn random_cuts_of_dense_text_redact_as_the_whole_would() {
+        use rand::{Rng, SeedableRng};
+        let r = redactor(&[("A", "aab"), ("B", "abab"), ("C", "bbabba"), ("D", "aaaaaaaab")]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(25);
+        for _ in 0..3000 {
+            let len = rng.gen_range(0..60);
+            let text: Vec<u8> = (0..len).map(|_| if rng.gen_bool(0.5) { b'a' } else { b'b' }).collect();
+            let mut cuts: Vec<usize> = (0..rng.gen_range(0..6)).map(|_| rng.gen_range(0..=len)).collect();
+            cuts.sort_unstable();
+            assert_eq!(streamed(&r, &text, &cuts), whole(&r, &text), "{} cut at {cuts:?}", String::from_utf8_lossy(&text));
         }
     }
 
