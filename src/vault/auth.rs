@@ -252,7 +252,9 @@ impl Vault {
         match (key, tenant) {
             (Some(key), Some(tenant)) if tokens::hashes_match(&key.key_hash, &p.credential.key_hash) => {
                 match dead_reason(&key, now_millis()) {
-                    None => principal_of(key, tenant.plan, p.kind, p.origin.clone(), seen_epoch),
+                    // The same request or session: what it opened stays guarded.
+                    None => principal_of(key, tenant.plan, p.kind, p.origin.clone(), seen_epoch)
+                        .map(|fresh| Principal { touched: p.touched.clone(), ..fresh }),
                     Some("revoked") if key.is_token() => Err(Error::TokenRevoked),
                     Some(_) if key.is_token() => Err(Error::TokenExpired),
                     Some(_) => Err(Error::Unauthorized(crate::store::DEAD_KEY.into())),
@@ -340,6 +342,7 @@ pub(super) fn principal_of(key: ApiKeyRow, plan: String, kind: CallerKind, origi
         seen_epoch,
         scopes,
         human: None,
+        touched: Default::default(),
     })
 }
 
