@@ -319,6 +319,11 @@ impl Session {
     pub fn tenant_id(&self) -> String {
         self.principal.lock().expect("not poisoned").tenant_id.clone()
     }
+
+    /// The values the session's calls opened that its client may not see.
+    pub fn touched(&self) -> crate::redact::Touched {
+        self.principal.lock().expect("not poisoned").touched.clone()
+    }
 }
 
 pub(super) fn principal_of(key: ApiKeyRow, plan: String, kind: CallerKind, origin: Origin, seen_epoch: u64) -> Result<Principal> {
