@@ -106,18 +106,18 @@ printf 'err:%s\n' "$SPLIT" >&2"#;
     assert_clean(&stdout, &split);
 
     // --only picks names; one not found is named.
-    let out = output(run_local(&srv, &key, &["--only", "SPLIT", "--", "sh", "-c", "echo ${API_TOKEN:-unset} $SPLIT"])).await;
+    let out = output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "sh", "-c", "echo ${API_TOKEN:-unset} $SPLIT"])).await;
     assert_eq!(text(&out.stdout), "unset [latchkey:SPLIT]\n", "{}", text(&out.stderr));
     let out = output(run_local(&srv, &key, &["--only", "NOPE", "--", "true"])).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("NOPE"), "{}", text(&out.stderr));
 
     // The exit code is the child's; a signal's death is 128 + n.
-    let out = output(run_local(&srv, &key, &["--only", "SPLIT", "--", "sh", "-c", "exit 7"])).await;
+    let out = output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "sh", "-c", "exit 7"])).await;
     assert_eq!(out.status.code(), Some(7));
-    let out = output(run_local(&srv, &key, &["--only", "SPLIT", "--", "sh", "-c", "kill -9 $$"])).await;
+    let out = output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "sh", "-c", "kill -9 $$"])).await;
     assert_eq!(out.status.code(), Some(137));
-    let out = output(run_local(&srv, &key, &["--only", "SPLIT", "--", "no-such-command-here"])).await;
+    let out = output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "no-such-command-here"])).await;
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
 
     // A name that cannot be a variable is refused, by name.

@@ -260,8 +260,9 @@ impl ServerHandler for LatchkeyMcp {
         if self.local.is_none() && super::run::LOCAL_ONLY.contains(&request.name.as_ref()) {
             return super::run::local_only(&request.name).into_call_tool_result();
         }
+        let touched = self.touched(&ctx);
         let response = self.tool_router.call(ToolCallContext::new(self, request, ctx)).await?;
-        Ok(match response {
+        let response = match response {
             CallToolResponse::Complete(result) if result.is_error == Some(true) => {
                 let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
                 match text.strip_prefix("failed to deserialize parameters:") {
@@ -269,6 +270,10 @@ impl ServerHandler for LatchkeyMcp {
                     None => CallToolResponse::Complete(result),
                 }
             }
+            other => other,
+        };
+        Ok(match response {
+            CallToolResponse::Complete(result) => CallToolResponse::Complete(super::guarded(touched.as_ref(), result)),
             other => other,
         })
     }
@@ -328,6 +333,10 @@ impl ServerHandler for LatchkeyMcp {
         request: rmcp::model::ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
-        self.read(&request.uri, &ctx).await
+        let touched = self.touched(&ctx);
+        Ok(match self.read(&request.uri, &ctx).await? {
+            rmcp::model::ReadResourceResponse::Complete(read) => super::guarded(touched.as_ref(), read).into(),
+            other => other,
+        })
     }
 }

@@ -16,12 +16,14 @@
 
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 use super::Redactor;
 
 pub struct StreamRedactor {
     redactor: Arc<Redactor>,
     /// The patterns, sorted, to tell whether a tail may begin one.
-    sorted: Vec<Vec<u8>>,
+    sorted: Vec<Zeroizing<Vec<u8>>>,
     /// Which bytes begin some pattern.
     first: [bool; 256],
     /// Bytes read but not yet emitted: at most `longest() - 1` between calls.
@@ -30,8 +32,8 @@ pub struct StreamRedactor {
 
 impl StreamRedactor {
     pub fn new(redactor: Arc<Redactor>) -> Self {
-        let mut sorted = redactor.patterns().to_vec();
-        sorted.sort_unstable();
+        let mut sorted: Vec<Zeroizing<Vec<u8>>> = redactor.patterns().map(|p| Zeroizing::new(p.to_vec())).collect();
+        sorted.sort_unstable_by(|a, b| a.as_slice().cmp(b.as_slice()));
         let mut first = [false; 256];
         for p in &sorted {
             if let Some(&b) = p.first() {

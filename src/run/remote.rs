@@ -23,6 +23,8 @@ const PAGE: usize = 500;
 struct Meta {
     id: String,
     name: String,
+    project_id: Option<String>,
+    environment: Option<String>,
     #[serde(default)]
     exposure: Option<String>,
 }
@@ -75,14 +77,21 @@ pub async fn fetch(url: &str, key: &str, project: Option<&str>, environment: Opt
         query.extend(environment.filter(|e| !e.is_empty()).map(|e| ("environment", e.to_owned())));
         query.extend(cursor.take().map(|c| ("cursor", c)));
         let page: Page = serde_json::from_value(api.get("/api/v1/secrets", &query).await?).map_err(|e| bad_answer(&e))?;
-        chosen.extend(page.secrets.into_iter().filter(|s| only.is_empty() || only.contains(&s.name)));
+        // As the local mode selects (vault::exposure): without an environment
+        // the secrets without one, without a project those in none.
+        let env = environment.unwrap_or("");
+        chosen.extend(page.secrets.into_iter().filter(|s| {
+            s.environment.as_deref().unwrap_or("") == env
+                && (project_id.is_some() || s.project_id.is_none())
+                && (only.is_empty() || only.contains(&s.name))
+        }));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
     if let Some(missing) = only.iter().find(|n| !chosen.iter().any(|s| &s.name == *n)) {
-        return Err(Error::InvalidRequest(format!("secret '{missing}' not found (--only)")));
+        return Err(Error::SecretsNotFound(format!("no secret named {missing} here (--only)")));
     }
     let hidden: Vec<&str> = chosen.iter().filter(|s| s.exposure.as_deref().is_some_and(|e| e != "reveal")).map(|s| s.name.as_str()).collect();
     if !hidden.is_empty() {
