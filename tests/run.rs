@@ -88,8 +88,8 @@ async fn run_story(backend: Backend) {
     secret(&srv, &key, json!({ "name": "ELSEWHERE", "value": "not-in-web" })).await;
 
     // A child that prints its environment sees the value; what reaches us is the label.
-    let out = output(run_local(&srv, &key, &["--project", "web", "--", "sh", "-c", "printenv API_TOKEN; printenv ELSEWHERE || echo none"]))
-        .await;
+    let out =
+        output(run_local(&srv, &key, &["--project", "web", "--", "sh", "-c", "printenv API_TOKEN; printenv ELSEWHERE || echo none"])).await;
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "[latchkey:API_TOKEN]\nnone\n".into()), "{}", text(&out.stderr));
 
     // The project by id too; a value written in two halves with a pause
@@ -106,7 +106,8 @@ printf 'err:%s\n' "$SPLIT" >&2"#;
     assert_clean(&stdout, &split);
 
     // --only picks names; one not found is named.
-    let out = output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "sh", "-c", "echo ${API_TOKEN:-unset} $SPLIT"])).await;
+    let out =
+        output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "sh", "-c", "echo ${API_TOKEN:-unset} $SPLIT"])).await;
     assert_eq!(text(&out.stdout), "unset [latchkey:SPLIT]\n", "{}", text(&out.stderr));
     let out = output(run_local(&srv, &key, &["--only", "NOPE", "--", "true"])).await;
     assert_eq!(out.status.code(), Some(1));
@@ -305,18 +306,32 @@ async fn mcp_story(backend: Backend) {
     assert_eq!(r["injected"], json!(["TOKEN"]));
     assert_clean(&r.to_string(), &value);
     // The child does not inherit the keys to the vault.
-    let r = call(&c, "run_with_secrets", json!({ "command": "sh", "args": ["-c", "echo ${LATCHKEY_API_KEY:-none} ${LATCHKEY_MASTER_KEY:-none}"], "secrets": ["TOKEN"] }))
-        .await
-        .unwrap();
+    let r = call(
+        &c,
+        "run_with_secrets",
+        json!({ "command": "sh", "args": ["-c", "echo ${LATCHKEY_API_KEY:-none} ${LATCHKEY_MASTER_KEY:-none}"], "secrets": ["TOKEN"] }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r["stdout"], "none none\n");
 
     // Cut with a note; a timeout kills it.
-    let r = call(&c, "run_with_secrets", json!({ "command": "sh", "args": ["-c", "head -c 200000 /dev/zero | tr '\\0' x"], "secrets": ["TOKEN"] }))
+    let r = call(
+        &c,
+        "run_with_secrets",
+        json!({ "command": "sh", "args": ["-c", "head -c 200000 /dev/zero | tr '\\0' x"], "secrets": ["TOKEN"] }),
+    )
+    .await
+    .unwrap();
+    let out = r["stdout"].as_str().unwrap();
+    assert!(
+        out.starts_with("xxxx") && out.contains("output cut at 65536 of 200000 bytes") && out.len() < 66_000,
+        "{}",
+        &out[out.len() - 80..]
+    );
+    let r = call(&c, "run_with_secrets", json!({ "command": "sleep", "args": ["30"], "secrets": ["TOKEN"], "timeoutSeconds": 1 }))
         .await
         .unwrap();
-    let out = r["stdout"].as_str().unwrap();
-    assert!(out.starts_with("xxxx") && out.contains("output cut at 65536 of 200000 bytes") && out.len() < 66_000, "{}", &out[out.len() - 80..]);
-    let r = call(&c, "run_with_secrets", json!({ "command": "sleep", "args": ["30"], "secrets": ["TOKEN"], "timeoutSeconds": 1 })).await.unwrap();
     assert_eq!((r["timedOut"].as_bool(), r["signal"].as_i64(), r["exitCode"].as_i64()), (Some(true), Some(9), None), "{r}");
     let e = call(&c, "run_with_secrets", json!({ "command": "true", "secrets": ["TOKEN"], "timeoutSeconds": 601 })).await.unwrap_err();
     assert_eq!(e.0, "INVALID_REQUEST");
@@ -362,10 +377,9 @@ async fn mcp_story(backend: Backend) {
     let h = http_mcp(&srv, &key).await;
     let listed: Vec<String> = h.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
     assert!(!listed.iter().any(|n| n == "run_with_secrets" || n == "write_env_file"), "{listed:?}");
-    for (name, args) in [
-        ("run_with_secrets", json!({ "command": "true", "secrets": ["TOKEN"] })),
-        ("write_env_file", json!({ "path": ".env" })),
-    ] {
+    for (name, args) in
+        [("run_with_secrets", json!({ "command": "true", "secrets": ["TOKEN"] })), ("write_env_file", json!({ "path": ".env" }))]
+    {
         assert_eq!(tool(&h, name, args).await, Err("SCOPE_DENIED".to_owned()), "{name}");
     }
     h.cancel().await.ok();

@@ -36,9 +36,7 @@ pub(super) const LOCAL_ONLY: &[&str] = &["run_with_secrets", "write_env_file"];
 
 /// What an HTTP caller is told when it names one of [`LOCAL_ONLY`].
 pub(super) fn local_only(tool: &str) -> Error {
-    Error::ScopeDenied(format!(
-        "{tool} is local only: it is offered by `latchkey mcp` (stdio) on the user's machine, never over HTTP"
-    ))
+    Error::ScopeDenied(format!("{tool} is local only: it is offered by `latchkey mcp` (stdio) on the user's machine, never over HTTP"))
 }
 
 /// Output kept per stream; the rest is counted and cut with a note.
@@ -66,9 +64,7 @@ impl Workdir {
         let start = std::env::current_dir().and_then(|d| d.canonicalize()).map_err(Error::internal)?;
         let mut dirs = Vec::new();
         for d in env_file_dirs {
-            let real = d
-                .canonicalize()
-                .map_err(|e| Error::InvalidRequest(format!("--env-file-dir {}: {e}", d.display())))?;
+            let real = d.canonicalize().map_err(|e| Error::InvalidRequest(format!("--env-file-dir {}: {e}", d.display())))?;
             if !d.is_absolute() || !real.is_dir() {
                 return Err(Error::InvalidRequest(format!("--env-file-dir {}: must be an existing absolute directory", d.display())));
             }

@@ -84,18 +84,18 @@ impl StreamRedactor {
         let mut at = 0;
         let mut keep_from = None;
         for m in ac.find_iter(buf) {
-            if m.start() >= commit {
-                if let Some(q) = (at.max(commit)..=m.start()).find(|&q| self.may_begin_pattern(&buf[q..])) {
-                    keep_from = Some(q);
-                    break;
-                }
+            if m.start() >= commit
+                && let Some(q) = (at.max(commit)..=m.start()).find(|&q| self.may_begin_pattern(&buf[q..]))
+            {
+                keep_from = Some(q);
+                break;
             }
             out.extend_from_slice(&buf[at..m.start()]);
             out.extend_from_slice(self.redactor.label(m.pattern().as_usize()).as_bytes());
             at = m.end();
         }
-        let keep_from = keep_from
-            .unwrap_or_else(|| (at.max(commit)..buf.len()).find(|&q| self.may_begin_pattern(&buf[q..])).unwrap_or(buf.len()));
+        let keep_from =
+            keep_from.unwrap_or_else(|| (at.max(commit)..buf.len()).find(|&q| self.may_begin_pattern(&buf[q..])).unwrap_or(buf.len()));
         out.extend_from_slice(&buf[at..keep_from]);
         let mut pending = match whole {
             std::borrow::Cow::Owned(mut v) => {

@@ -70,7 +70,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty()).map(Zeroizing::new);
     let secrets = match args.url.as_deref().filter(|u| !u.is_empty()) {
         Some(url) => {
-            let key = api_key.ok_or_else(|| Error::Unauthorized("--url needs LATCHKEY_API_KEY: the key to read the secrets with".into()))?;
+            let key =
+                api_key.ok_or_else(|| Error::Unauthorized("--url needs LATCHKEY_API_KEY: the key to read the secrets with".into()))?;
             remote::fetch(url, &key, args.project.as_deref(), args.environment.as_deref(), &args.only).await?
         }
         None => local(&args, api_key.as_deref().map(String::as_str)).await?,

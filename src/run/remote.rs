@@ -65,7 +65,11 @@ pub async fn fetch(url: &str, key: &str, project: Option<&str>, environment: Opt
         Some(wanted) => {
             let list: Projects = serde_json::from_value(api.get("/api/v1/projects", &[]).await?).map_err(|e| bad_answer(&e))?;
             let found = list.projects.iter().find(|p| p.id == wanted).or_else(|| list.projects.iter().find(|p| p.name == wanted));
-            Some(found.map(|p| p.id.clone()).ok_or_else(|| Error::InvalidRequest(format!("no project '{wanted}' (by id or name) visible to this key")))?)
+            Some(
+                found
+                    .map(|p| p.id.clone())
+                    .ok_or_else(|| Error::InvalidRequest(format!("no project '{wanted}' (by id or name) visible to this key")))?,
+            )
         }
     };
     let mut chosen = Vec::new();
@@ -93,7 +97,8 @@ pub async fn fetch(url: &str, key: &str, project: Option<&str>, environment: Opt
     if let Some(missing) = only.iter().find(|n| !chosen.iter().any(|s| &s.name == *n)) {
         return Err(Error::SecretsNotFound(format!("no secret named {missing} here (--only)")));
     }
-    let hidden: Vec<&str> = chosen.iter().filter(|s| s.exposure.as_deref().is_some_and(|e| e != "reveal")).map(|s| s.name.as_str()).collect();
+    let hidden: Vec<&str> =
+        chosen.iter().filter(|s| s.exposure.as_deref().is_some_and(|e| e != "reveal")).map(|s| s.name.as_str()).collect();
     if !hidden.is_empty() {
         return Err(exposure_denied(&hidden));
     }
