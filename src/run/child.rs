@@ -64,6 +64,12 @@ fn pty(like: BorrowedFd<'_>) -> std::io::Result<(OwnedFd, OwnedFd)> {
     if let Ok(size) = rustix::termios::tcgetwinsize(like) {
         let _ = rustix::termios::tcsetwinsize(&slave, size);
     }
+    // Output goes on to our terminal, which does its own processing (`\n`
+    // to `\r\n`); done here too, it would be done twice.
+    if let Ok(mut modes) = rustix::termios::tcgetattr(&slave) {
+        modes.output_modes.remove(rustix::termios::OutputModes::OPOST);
+        let _ = rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &modes);
+    }
     Ok((master, slave))
 }
 
