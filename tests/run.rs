@@ -114,6 +114,13 @@ printf 'err:%s\n' "$SPLIT" >&2"#;
     assert!(text(&out.stderr).contains("NOPE"), "{}", text(&out.stderr));
 
     // The exit code is the child's; a signal's death is 128 + n.
+    let out = output(run_local(
+        &srv,
+        &key,
+        &["--project", "web", "--", "sh", "-c", "echo ${LATCHKEY_MASTER_KEY:-no-master-key} ${LATCHKEY_API_KEY:+has-key}"],
+    ))
+    .await;
+    assert_eq!(text(&out.stdout), "no-master-key has-key\n", "{}", text(&out.stderr));
     let out = output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "sh", "-c", "exit 7"])).await;
     assert_eq!(out.status.code(), Some(7));
     let out = output(run_local(&srv, &key, &["--project", "web", "--only", "SPLIT", "--", "sh", "-c", "kill -9 $$"])).await;
@@ -314,6 +321,21 @@ async fn mcp_story(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(r["stdout"], "none none\n");
+
+    // A secret filed under a project, by the project's name.
+    let (_, p) = srv.post("/api/v1/projects", &key, json!({ "name": "api" })).await;
+    let filed = format!("filed_{}", uuid::Uuid::new_v4().simple());
+    secret(&srv, &key, json!({ "name": "FILED", "value": filed, "projectId": p["id"], "environment": "production" })).await;
+    let r = call(
+        &c,
+        "run_with_secrets",
+        json!({ "command": "printenv", "args": ["FILED"], "secrets": ["FILED"], "project": "api", "environment": "production" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["stdout"], "[latchkey:FILED]\n", "{r}");
+    let e = call(&c, "run_with_secrets", json!({ "command": "printenv", "secrets": ["FILED"] })).await.unwrap_err();
+    assert_eq!(e.0, "SECRET_NOT_FOUND", "not among the secrets without a project: {e:?}");
 
     // Cut with a note; a timeout kills it.
     let r = call(

@@ -85,6 +85,10 @@ pub struct RunParams {
     pub args: Vec<String>,
     /// Names of the secrets to put in its environment, each as a variable of that name.
     pub secrets: Vec<String>,
+    /// The project they are filed under, by id or name (default: none).
+    pub project: Option<String>,
+    /// Their environment, e.g. `production` (default: none).
+    pub environment: Option<String>,
     /// Working directory (relative to the server's); default the server's.
     pub cwd: Option<String>,
     /// Seconds before the command is killed, 1-600 (default 60).
@@ -169,7 +173,7 @@ impl LatchkeyMcp {
             return Err(Error::InvalidRequest(format!("cwd {} is not a directory", cwd.display())));
         }
         let principal = self.principal(caller).await?;
-        let sel = selection(&self.vault, &principal, None, None, p.secrets.clone()).await?;
+        let sel = selection(&self.vault, &principal, p.project.as_deref(), p.environment.clone(), p.secrets.clone()).await?;
         let used = self.vault.use_secrets(&principal, &sel, Mechanism::RunTool).await?;
         let secrets: Vec<Injected> = used.into_iter().map(|u| Injected { name: u.meta.name.clone(), value: u.value }).collect();
         check_names(&secrets)?;

@@ -11,6 +11,9 @@
 //!   process group, so a Ctrl-C reaches both: forwarded, it would arrive twice).
 //! - The exit code is the child's; a child killed by signal n makes ours
 //!   128 + n, as a shell reports it.
+//! - The child does not inherit the master key or passphrase (they unlock
+//!   every secret, and nothing would redact them); the rest of our
+//!   environment, LATCHKEY_API_KEY included, it does.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -31,6 +34,9 @@ use crate::redact::stream::StreamRedactor;
 /// One read of the child's output. Larger reads cost fewer calls; a pipe
 /// holds 64 KiB, so this takes a full one and then some.
 const READ: usize = 128 * 1024;
+
+/// What the child never inherits from us.
+const SCRUBBED: &[&str] = &["LATCHKEY_MASTER_KEY", "LATCHKEY_PASSPHRASE"];
 
 /// Where one of the child's streams goes: our own descriptor, through a
 /// pipe or a pseudo-terminal the child writes to.
@@ -90,6 +96,9 @@ pub async fn run(command: &[OsString], env: Vec<(String, Zeroizing<String>)>, re
 
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::inherit()).stdout(out_route.child).stderr(err_route.child);
+    for name in SCRUBBED {
+        cmd.env_remove(name);
+    }
     for (name, value) in &env {
         cmd.env(name, value.as_str());
     }
