@@ -31,9 +31,10 @@ use crate::error::{Error, Result};
 use crate::redact::Redactor;
 use crate::redact::stream::StreamRedactor;
 
-/// One read of the child's output. Larger reads cost fewer calls; a pipe
-/// holds 64 KiB, so this takes a full one and then some.
-const READ: usize = 128 * 1024;
+/// One read of the child's output, and the capacity asked for its pipes
+/// (Linux's default is 64 KiB): fewer, larger reads and writes cost less per
+/// byte, and a child that writes much waits less often for us.
+const READ: usize = 1024 * 1024;
 
 /// What the child never inherits from us.
 const SCRUBBED: &[&str] = &["LATCHKEY_MASTER_KEY", "LATCHKEY_PASSPHRASE"];
@@ -125,11 +126,11 @@ pub async fn run(command: &[OsString], env: Vec<(String, Zeroizing<String>)>, re
     let masters: Vec<File> = [&out_route.master, &err_route.master].into_iter().filter_map(|m| m.as_ref()?.try_clone().ok()).collect();
     let out_src: Box<dyn Read + Send> = match out_route.master {
         Some(m) => Box::new(m),
-        None => Box::new(child.stdout.take().expect("piped")),
+        None => Box::new(widened(child.stdout.take().expect("piped"))),
     };
     let err_src: Box<dyn Read + Send> = match err_route.master {
         Some(m) => Box::new(m),
-        None => Box::new(child.stderr.take().expect("piped")),
+        None => Box::new(widened(child.stderr.take().expect("piped"))),
     };
     let pumps = [
         std::thread::spawn({
@@ -161,6 +162,13 @@ pub async fn run(command: &[OsString], env: Vec<(String, Zeroizing<String>)>, re
     .await
     .map_err(Error::internal)?;
     Ok(exit_code(status))
+}
+
+/// The pipe with room for a whole read, where the system allows it (an
+/// unprivileged user may be held to /proc/sys/fs/pipe-max-size).
+fn widened<P: AsFd>(pipe: P) -> P {
+    let _ = rustix::pipe::fcntl_setpipe_size(&pipe, READ);
+    pipe
 }
 
 /// What a shell would report for the child's end.
