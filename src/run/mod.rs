@@ -33,10 +33,10 @@ use crate::vault::{Front, Origin, Principal, Vault};
 /// `latchkey run [--project P] [--environment E] [--only NAME…] -- CMD ARGS…`
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The project whose secrets to inject, by id or name (default: every project's and none's).
+    /// The project whose secrets to inject, by id or name (default: the secrets filed under none).
     #[arg(long)]
     pub project: Option<String>,
-    /// Only secrets of this environment (e.g. production).
+    /// The environment whose secrets to inject, e.g. production (default: the secrets without one).
     #[arg(long)]
     pub environment: Option<String>,
     /// Only these secrets, by name (repeatable, or comma-separated); a name
