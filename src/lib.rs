@@ -33,6 +33,7 @@ pub mod error;
 pub mod mcp;
 pub mod outbound;
 pub mod pages;
+pub mod redact;
 pub mod rest;
 pub mod server;
 pub mod store;

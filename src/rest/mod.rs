@@ -8,6 +8,7 @@ mod claims;
 mod docs;
 mod export;
 mod extract;
+pub mod guard;
 mod handlers;
 pub mod openapi;
 mod shares;
