@@ -10,6 +10,7 @@ mod export;
 mod extract;
 pub mod guard;
 mod handlers;
+mod proxy;
 pub mod openapi;
 mod shares;
 
