@@ -200,8 +200,13 @@ async fn story(backend: Backend) {
     let unbound = create(&srv, &key, json!({ "name": "NO_BINDING", "value": value("none") })).await;
 
     // Each mode: the credential arrives where the binding says; the echo comes back redacted.
-    let (s, got) = proxy(&srv, &key, &bearer, json!({ "method": "POST", "url": up.url("/v1/echo?x=1"), "body": "{\"a\":1}",
-        "headers": { "Content-Type": "application/json", "X-Trace": "t1", "Host": "evil.test", "Connection": "close" } }))
+    let (s, got) = proxy(
+        &srv,
+        &key,
+        &bearer,
+        json!({ "method": "POST", "url": up.url("/v1/echo?x=1"), "body": "{\"a\":1}",
+        "headers": { "Content-Type": "application/json", "X-Trace": "t1", "Host": "evil.test", "Connection": "close" } }),
+    )
     .await;
     assert_eq!(s, 200, "{got}");
     assert_eq!((got["status"].as_u64(), got["bodyEncoding"].as_str(), got["truncated"].as_bool()), (Some(200), Some("utf8"), Some(false)));
@@ -248,11 +253,19 @@ async fn story(backend: Backend) {
     assert_eq!(up.seen().len(), before, "nothing unbound reached the upstream");
 
     // The caller may not set what the binding sets.
-    let (s, body) = proxy(&srv, &key, &bearer, json!({ "method": "GET", "url": up.url("/v1/echo"), "headers": { "authorization": "Bearer mine" } })).await;
+    let (s, body) =
+        proxy(&srv, &key, &bearer, json!({ "method": "GET", "url": up.url("/v1/echo"), "headers": { "authorization": "Bearer mine" } }))
+            .await;
     assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "{body}");
     let (s, body) = proxy(&srv, &key, &query, json!({ "method": "GET", "url": up.url("/v1/echo?key=mine") })).await;
     assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "{body}");
-    for bad in [json!({ "method": "TRACE", "url": up.url("/v1/echo") }), json!({ "method": "GET", "url": "file:///etc/passwd" }), json!({ "method": "GET" }), json!({ "method": "GET", "url": up.url("/v1/echo"), "timeoutSeconds": 31 }), json!({ "method": "GET", "url": up.url("/v1/echo"), "extra": 1 })] {
+    for bad in [
+        json!({ "method": "TRACE", "url": up.url("/v1/echo") }),
+        json!({ "method": "GET", "url": "file:///etc/passwd" }),
+        json!({ "method": "GET" }),
+        json!({ "method": "GET", "url": up.url("/v1/echo"), "timeoutSeconds": 31 }),
+        json!({ "method": "GET", "url": up.url("/v1/echo"), "extra": 1 }),
+    ] {
         let (s, body) = proxy(&srv, &key, &bearer, bad.clone()).await;
         assert_eq!((s, code(&body)), (400, "INVALID_REQUEST"), "{bad}: {body}");
     }
@@ -308,14 +321,18 @@ async fn story(backend: Backend) {
 
     // MCP over HTTP: by name and by id, the same redaction.
     let c = mcp_client(&srv, &key).await;
-    let got = tool(&c, "http_request_with_secret", json!({ "secret": "HEADER_KEY", "method": "GET", "url": up.url("/v1/echo") })).await.unwrap();
+    let got =
+        tool(&c, "http_request_with_secret", json!({ "secret": "HEADER_KEY", "method": "GET", "url": up.url("/v1/echo") })).await.unwrap();
     assert_eq!(got["status"], 200);
     redacted(&got, &vh, "HEADER_KEY");
     let got = tool(&c, "http_request_with_secret", json!({ "secret": bearer, "method": "GET", "url": up.url("/v1/echo") })).await.unwrap();
     redacted(&got, &vb, "BEARER_KEY");
-    let err = tool(&c, "http_request_with_secret", json!({ "secret": "BEARER_KEY", "method": "GET", "url": up.url("/v3/") })).await.unwrap_err();
+    let err =
+        tool(&c, "http_request_with_secret", json!({ "secret": "BEARER_KEY", "method": "GET", "url": up.url("/v3/") })).await.unwrap_err();
     assert_eq!(err, "DESTINATION_NOT_BOUND");
-    let err = tool(&c, "http_request_with_secret", json!({ "secret": "BEARER_KEY", "method": "GET", "url": up.url("/v1/"), "sekret": 1 })).await.unwrap_err();
+    let err = tool(&c, "http_request_with_secret", json!({ "secret": "BEARER_KEY", "method": "GET", "url": up.url("/v1/"), "sekret": 1 }))
+        .await
+        .unwrap_err();
     assert_eq!(err, "INVALID_REQUEST");
     c.cancel().await.ok();
 
@@ -363,7 +380,12 @@ async fn private_destinations_refused(backend: Backend) {
         ] }),
     )
     .await;
-    for url in [up.url("/v1/echo"), format!("{by_name}echo"), "http://[::ffff:127.0.0.1]/v1/x".into(), "http://169.254.169.254/latest/meta-data".into()] {
+    for url in [
+        up.url("/v1/echo"),
+        format!("{by_name}echo"),
+        "http://[::ffff:127.0.0.1]/v1/x".into(),
+        "http://169.254.169.254/latest/meta-data".into(),
+    ] {
         let (s, body) = proxy(&srv, &key, &id, json!({ "method": "GET", "url": url })).await;
         assert_eq!((s, code(&body)), (403, "DESTINATION_REFUSED"), "{url}: {body}");
         assert!(body["message"].as_str().unwrap().contains("--allow-private-destinations"), "{body}");
@@ -398,7 +420,8 @@ async fn the_tool_works_over_stdio() {
     tool(&c, "update_secret_metadata", json!({ "name": "STDIO_KEY", "bindings": bindings })).await.unwrap();
     tool(&c, "update_secret_metadata", json!({ "name": "STDIO_KEY", "exposure": "use_only" })).await.unwrap();
     assert_eq!(tool(&c, "get_secret", json!({ "name": "STDIO_KEY" })).await.unwrap_err(), "EXPOSURE_DENIED");
-    let got = tool(&c, "http_request_with_secret", json!({ "secret": "STDIO_KEY", "method": "GET", "url": up.url("/v1/echo") })).await.unwrap();
+    let got =
+        tool(&c, "http_request_with_secret", json!({ "secret": "STDIO_KEY", "method": "GET", "url": up.url("/v1/echo") })).await.unwrap();
     assert_eq!(got["status"], 200, "{got}");
     redacted(&got, &v, "STDIO_KEY");
     assert_eq!(up.last().headers["x-api-key"], v.as_str());

@@ -273,7 +273,14 @@ mod tests {
         let open = Outbound::new(true).unwrap();
         assert!(strict.check_url(&url("https://api.example.com/")).is_ok());
         assert!(strict.check_url(&url("http://93.184.216.34/")).is_ok());
-        for bad in ["http://127.0.0.1:8080/", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://169.254.169.254/latest", "http://0.0.0.0/", "http://10.1.2.3/"] {
+        for bad in [
+            "http://127.0.0.1:8080/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://169.254.169.254/latest",
+            "http://0.0.0.0/",
+            "http://10.1.2.3/",
+        ] {
             let err = strict.check_url(&url(bad)).unwrap_err();
             assert_eq!(err.code(), "DESTINATION_REFUSED", "{bad}");
             assert!(open.check_url(&url(bad)).is_ok(), "{bad}");

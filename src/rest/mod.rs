@@ -10,8 +10,8 @@ mod export;
 mod extract;
 pub mod guard;
 mod handlers;
-mod proxy;
 pub mod openapi;
+mod proxy;
 mod shares;
 
 use std::sync::Arc;

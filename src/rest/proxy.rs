@@ -41,23 +41,28 @@ async fn proxy(
 pub(super) fn routes(t: Table) -> Table {
     t.add(
         post(proxy),
-        Op::new("post", "/api/v1/secrets/{id}/proxy", "secrets", "Send an HTTP request with the secret's value injected; the answer has it redacted")
-            .describe(PROXY)
-            .query::<NoParams>()
-            .body::<ProxyRequest>()
-            .returns::<ProxyResponse>(200)
-            .error(
-                403,
-                "DESTINATION_NOT_BOUND: no binding covers this method and URL (the message names the bindings); \
+        Op::new(
+            "post",
+            "/api/v1/secrets/{id}/proxy",
+            "secrets",
+            "Send an HTTP request with the secret's value injected; the answer has it redacted",
+        )
+        .describe(PROXY)
+        .query::<NoParams>()
+        .body::<ProxyRequest>()
+        .returns::<ProxyResponse>(200)
+        .error(
+            403,
+            "DESTINATION_NOT_BOUND: no binding covers this method and URL (the message names the bindings); \
                  DESTINATION_REFUSED: the destination resolves to a private, loopback or link-local address; \
                  APPROVAL_REQUIRED: the secret's tier needs a human's approval (see the secret read); SCOPE_DENIED",
-            )
-            .error(404, "SECRET_NOT_FOUND")
-            .error(502, "UPSTREAM_FAILED: the name did not resolve, the connection failed or timed out, or the exchange broke off")
-            .invalid_request(
-                "INVALID_REQUEST: malformed body, a method other than GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, a URL \
+        )
+        .error(404, "SECRET_NOT_FOUND")
+        .error(502, "UPSTREAM_FAILED: the name did not resolve, the connection failed or timed out, or the exchange broke off")
+        .invalid_request(
+            "INVALID_REQUEST: malformed body, a method other than GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, a URL \
                  that is not http(s) or carries credentials, a bad header, a header or query parameter the binding sets, \
                  timeoutSeconds outside 1-30, or a query parameter (this route takes none)",
-            ),
+        ),
     )
 }

@@ -361,7 +361,12 @@ mod tests {
         assert!(c.headers.get("host").is_none() && c.headers.get("connection").is_none());
         assert_eq!(c.headers["accept-encoding"], "identity");
         assert_eq!(c.headers["x-trace"], "1");
-        for bad in [req("CONNECT", "https://a/", &[]), req("GET", "ftp://a/", &[]), req("GET", "https://u:p@a/", &[]), req("GET", "https://a/", &[("bad name", "v")])] {
+        for bad in [
+            req("CONNECT", "https://a/", &[]),
+            req("GET", "ftp://a/", &[]),
+            req("GET", "https://u:p@a/", &[]),
+            req("GET", "https://a/", &[("bad name", "v")]),
+        ] {
             assert_eq!(check(&bad).unwrap_err().code(), "INVALID_REQUEST", "{bad:?}");
         }
     }
