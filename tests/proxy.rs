@@ -188,6 +188,7 @@ async fn story(backend: Backend) {
         json!({ "name": "QUERY_KEY", "value": vq, "bindings": [
             binding(&v1, &["GET"], json!({ "type": "query", "name": "key" })),
             binding(&format!("{closed}/"), &[], json!({ "type": "query", "name": "key" })),
+            binding("http://no-such-host.invalid/", &[], json!({ "type": "query", "name": "key" })),
         ] }),
     )
     .await;
@@ -205,7 +206,7 @@ async fn story(backend: Backend) {
         &key,
         &bearer,
         json!({ "method": "POST", "url": up.url("/v1/echo?x=1"), "body": "{\"a\":1}",
-        "headers": { "Content-Type": "application/json", "X-Trace": "t1", "Host": "evil.test", "Connection": "close" } }),
+        "headers": { "Content-Type": "application/json", "X-Trace": "t1", "Host": "evil.test", "Connection": "close", "Accept-Encoding": "gzip" } }),
     )
     .await;
     assert_eq!(s, 200, "{got}");
@@ -216,6 +217,7 @@ async fn story(backend: Backend) {
     assert_eq!((seen.method.as_str(), seen.path.as_str(), seen.query.as_str()), ("POST", "/v1/echo", "x=1"));
     assert_eq!(seen.headers["authorization"], format!("Bearer {vb}"));
     assert_eq!(seen.headers["x-trace"], "t1");
+    assert_eq!(seen.headers["accept-encoding"], "identity", "no compressed answer hides an echo from the redactor");
     assert_eq!(seen.headers["host"], up.base.trim_start_matches("http://"), "the caller's Host is dropped");
 
     let (s, got) = proxy(&srv, &key, &header, json!({ "method": "GET", "url": up.url("/v1/echo") })).await;
@@ -292,6 +294,9 @@ async fn story(backend: Backend) {
     let (s, body) = proxy(&srv, &key, &query, json!({ "method": "GET", "url": format!("{closed}/x") })).await;
     assert_eq!((s, code(&body)), (502, "UPSTREAM_FAILED"), "{body}");
     assert!(!body.to_string().contains(&vq), "{body}");
+    let (s, body) = proxy(&srv, &key, &query, json!({ "method": "GET", "url": "http://no-such-host.invalid/x" })).await;
+    assert_eq!((s, code(&body)), (502, "UPSTREAM_FAILED"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("could not resolve no-such-host.invalid"), "{body}");
 
     // A long body is cut at the cap; one cut inside the value keeps none of it.
     let (s, got) = proxy(&srv, &key, &bearer, json!({ "method": "GET", "url": up.url("/v1/big") })).await;
@@ -341,7 +346,7 @@ async fn story(backend: Backend) {
     assert_eq!(s, 200, "{trail}");
     let logs = trail["logs"].as_array().unwrap();
     let proxied = logs.iter().filter(|e| e["outcome"] == "success" && e["detail"]["mechanism"] == "proxy").count();
-    assert!(proxied >= 13, "{proxied} proxy uses audited: {trail:.600}");
+    assert!(proxied >= 14, "{proxied} proxy uses audited: {trail:.600}");
     assert!(logs.iter().any(|e| e["outcome"] == "denied" && e["detail"]["code"] == "DESTINATION_NOT_BOUND"), "refusals are audited too");
     let (_, all) = srv.get("/api/v1/audit?limit=500", &key).await;
     for v in [&vb, &vh, &vq, &va] {
@@ -411,7 +416,10 @@ async fn the_tool_works_over_stdio() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = common::mcp_stdio(dir.path());
     cmd.arg("--allow-private-destinations").env("LATCHKEY_LOG", "warn");
-    let transport = rmcp::transport::TokioChildProcess::new(tokio::process::Command::from(cmd)).unwrap();
+    let (transport, _) = rmcp::transport::TokioChildProcess::builder(tokio::process::Command::from(cmd))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let c = ().serve(transport).await.expect("stdio handshake");
     let v = value("stdio");
     let made = tool(&c, "set_secret", json!({ "name": "STDIO_KEY", "value": v })).await.unwrap();
