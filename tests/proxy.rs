@@ -435,3 +435,33 @@ async fn the_tool_works_over_stdio() {
     assert_eq!(up.last().headers["x-api-key"], v.as_str());
     c.cancel().await.ok();
 }
+
+/// Even at the most verbose log level, no line holds the injected value:
+/// not the URL with it in the query, not the header, not the echo.
+#[tokio::test]
+async fn a_trace_log_holds_no_injected_value() {
+    let up = Upstream::start("http://127.0.0.1:9").await;
+    let srv = Server::start_with(Opts::new(Backend::Sqlite).arg("--allow-private-destinations").env("LATCHKEY_LOG", "trace")).await;
+    let key = srv.signup(&unique("trace")).await;
+    let (vq, vb) = (value("traced_q"), value("traced_b"));
+    let q = create(
+        &srv,
+        &key,
+        json!({ "name": "Q", "value": vq, "bindings": [binding(&up.url("/v1/"), &[], json!({ "type": "query", "name": "key" }))] }),
+    )
+    .await;
+    let b =
+        create(&srv, &key, json!({ "name": "B", "value": vb, "bindings": [binding(&up.url("/v1/"), &[], json!({ "type": "bearer" }))] }))
+            .await;
+    for (id, path) in [(&q, "/v1/echo"), (&q, "/v1/here"), (&b, "/v1/echo"), (&q, "/v1/slow")] {
+        let (s, got) = proxy(&srv, &key, id, json!({ "method": "GET", "url": up.url(path), "timeoutSeconds": 1 })).await;
+        assert!(s == 200 || s == 502, "{got}");
+    }
+    let bearer = format!("Bearer {vb}");
+    assert!(up.seen().iter().any(|r| r.headers.get("authorization").is_some_and(|h| h == bearer.as_str())), "the bearer arrived");
+    let log = srv.stderr();
+    assert!(log.contains("/proxy"), "the requests were logged: {:.2000}", &log[log.len().saturating_sub(2000)..]);
+    for v in [&vq, &vb] {
+        assert!(!log.contains(v.as_str()) && !log.contains(&b64(v)), "the log holds a value");
+    }
+}
