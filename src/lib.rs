@@ -23,6 +23,9 @@
 //! - [`run`]: `latchkey run`, a command with secrets in its environment and its output redacted.
 //! - [`edge`]: what every HTTP front checks and reads first: `Host`/`Origin`,
 //!   the client's address, the credential.
+//! - [`outbound`]: the one guarded HTTP client for requests Latchkey makes
+//!   itself (the secret proxy): timeouts, a response cap, same-origin
+//!   redirects, private destinations refused after resolution.
 
 pub mod config;
 pub mod crypto;
@@ -30,6 +33,7 @@ pub mod docs;
 pub mod edge;
 pub mod error;
 pub mod mcp;
+pub mod outbound;
 pub mod pages;
 pub mod redact;
 pub mod rest;

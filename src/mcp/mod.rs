@@ -10,6 +10,7 @@ mod claims;
 mod direct;
 pub mod http;
 mod params;
+mod proxy;
 mod resources;
 mod run;
 mod shares;
@@ -163,7 +164,7 @@ impl LatchkeyMcp {
 
     /// Every tool: the core ones (`tools`) and each feature's own router.
     pub(crate) fn all_tools() -> ToolRouter<Self> {
-        Self::tool_router() + Self::claim_tools() + Self::share_tools() + Self::run_tools()
+        Self::tool_router() + Self::claim_tools() + Self::share_tools() + Self::proxy_tools() + Self::run_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

@@ -344,5 +344,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         );
     let t = super::claims::routes(t);
     let t = super::shares::routes(t);
+    let t = super::proxy::routes(t);
     (t.router, t.ops)
 }

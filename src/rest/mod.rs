@@ -11,6 +11,7 @@ mod extract;
 pub mod guard;
 mod handlers;
 pub mod openapi;
+mod proxy;
 mod shares;
 
 use std::sync::Arc;

@@ -17,6 +17,7 @@ pub mod owners;
 pub mod plans;
 pub mod principal;
 pub mod projects;
+pub mod proxy;
 pub mod scopes;
 pub mod secrets;
 pub mod shares;
