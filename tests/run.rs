@@ -143,6 +143,11 @@ printf 'err:%s\n' "$SPLIT" >&2"#;
 
     // Over --url, what a read may show: the same injection and redaction.
     let mut cmd = Command::new(bin());
+    cmd.args(["run", "--url", &srv.base, "--", "true"]).env_remove("LATCHKEY_API_KEY").env("LATCHKEY_LOG", "error");
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("UNAUTHORIZED") && text(&out.stderr).contains("LATCHKEY_API_KEY"), "{}", text(&out.stderr));
+    let mut cmd = Command::new(bin());
     cmd.args(["run", "--url", &srv.base, "--project", "web", "--", "sh", "-c", "printenv API_TOKEN"])
         .env("LATCHKEY_API_KEY", &key)
         .env("LATCHKEY_LOG", "error")
@@ -162,6 +167,8 @@ async fn run_injects_and_redacts_on_postgres() {
 }
 
 /// SIGTERM sent to `latchkey run` reaches the child, whose exit is ours.
+/// It also shows that output which cannot begin a value is not held back:
+/// `ready` must arrive while the child is still running.
 #[tokio::test]
 async fn signals_are_forwarded() {
     use std::io::{BufRead, BufReader};
