@@ -10,6 +10,8 @@ mod export;
 mod extract;
 mod handlers;
 pub mod openapi;
+mod requests;
+mod checks;
 mod shares;
 
 use std::sync::Arc;
@@ -36,7 +38,7 @@ impl IntoResponse for Error {
         let body = Json(self.body());
         let mut resp = (status, body).into_response();
         match &self {
-            Error::RateLimited { retry_after } | Error::ShareLocked { retry_after } => {
+            Error::RateLimited { retry_after } | Error::ShareLocked { retry_after } | Error::VerifyLimited { retry_after } => {
                 let secs = retry_after.as_secs().max(1).to_string();
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
             }
