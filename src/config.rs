@@ -61,6 +61,13 @@ pub struct PolicyArgs {
     /// refused with 400).
     #[arg(long, env = "LATCHKEY_MAX_CLAIM_MINUTES", default_value_t = 1440, value_parser = clap::value_parser!(u32).range(1..=525_600))]
     pub max_claim_minutes: u32,
+
+    /// Let outbound requests (the secret proxy, webhooks) reach private,
+    /// loopback and link-local addresses. Off by default: a bound URL whose
+    /// name resolves to 127.0.0.1 or 10.x would otherwise reach this host's
+    /// or this network's internal services.
+    #[arg(long, env = "LATCHKEY_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: bool,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -78,6 +85,7 @@ impl PolicyArgs {
             auth_failures_per_minute: 60,
             approval_request_ttl: crate::vault::approvals::DEFAULT_REQUEST_TTL,
             max_claim_minutes: 1440,
+            allow_private_destinations: false,
         }
     }
 
@@ -90,6 +98,7 @@ impl PolicyArgs {
             auth_failures_per_minute: self.auth_failures_per_minute,
             approval_request_ttl: self.approval_request_ttl,
             max_claim_minutes: self.max_claim_minutes,
+            allow_private_destinations: self.allow_private_destinations,
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum Error {
     /// approval page) because the tenant's owners have passkeys.
     #[error("{0}")]
     PasskeyRequired(String),
+    /// 403: the secret's exposure does not allow this: a read of a
+    /// `use_only` secret, or a share or claim of one that is not `reveal`.
+    #[error("{0}")]
+    ExposureDenied(String),
     /// 403: the secret is gated; a human must approve the pending request
     /// first. Its body carries `approvalId` and `approvalUrl`.
     #[error("a human must approve this first: show your user {approval_url} (approval {approval_id})")]
@@ -100,6 +104,9 @@ pub enum Error {
     /// 404: no such secret visible to the caller.
     #[error("secret not found")]
     SecretNotFound,
+    /// 404: secrets named in a selection (`latchkey run --only`) that are not there.
+    #[error("{0}")]
+    SecretsNotFound(String),
     /// 404: no such resource visible to the caller (projects, keys, routes, versions).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -145,6 +152,7 @@ impl Error {
             Error::ForbiddenOrigin(_) => "FORBIDDEN_ORIGIN",
             Error::OwnerRequired(_) => "OWNER_REQUIRED",
             Error::PasskeyRequired(_) => "PASSKEY_REQUIRED",
+            Error::ExposureDenied(_) => "EXPOSURE_DENIED",
             Error::ApprovalRequired { .. } => "APPROVAL_REQUIRED",
             Error::TokenExpired => "TOKEN_EXPIRED",
             Error::TokenExhausted => "TOKEN_EXHAUSTED",
@@ -164,7 +172,7 @@ impl Error {
             Error::RequestCancelled => "REQUEST_CANCELLED",
             Error::RequestExpired => "REQUEST_EXPIRED",
             Error::VerifyLimited { .. } => "VERIFY_LIMITED",
-            Error::SecretNotFound => "SECRET_NOT_FOUND",
+            Error::SecretNotFound | Error::SecretsNotFound(_) => "SECRET_NOT_FOUND",
             Error::NotFound(_) => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::VersionConflict { .. } => "VERSION_CONFLICT",
@@ -192,14 +200,19 @@ impl Error {
             Error::ScopeDenied(_)
             | Error::OwnerRequired(_)
             | Error::PasskeyRequired(_)
+            | Error::ExposureDenied(_)
             | Error::ApprovalRequired { .. }
             | Error::PlanLimitReached(_)
             | Error::SignupClosed
             | Error::ForbiddenHost(_)
             | Error::ForbiddenOrigin(_) => 403,
-            Error::SecretNotFound | Error::NotFound(_) => 404,
+            Error::SecretNotFound | Error::SecretsNotFound(_) | Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
-            Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) | Error::AlreadyRevoked(_) | Error::RequestFulfilled => 409,
+            Error::VersionConflict { .. }
+            | Error::AlreadyExists(_)
+            | Error::Conflict(_)
+            | Error::AlreadyRevoked(_)
+            | Error::RequestFulfilled => 409,
             Error::ClaimAlreadyRedeemed
             | Error::ClaimExpired
             | Error::ClaimRevoked

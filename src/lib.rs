@@ -29,6 +29,7 @@ pub mod edge;
 pub mod error;
 pub mod mcp;
 pub mod pages;
+pub mod redact;
 pub mod rest;
 pub mod server;
 pub mod store;

@@ -33,6 +33,7 @@ pub fn app(vault: Arc<Vault>, allowed: Allowed) -> Router {
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(vault.clone(), run_to_completion))
+        .layer(axum::middleware::from_fn(rest::guard::leak_guard))
         // After the layer above: `/mcp` decides itself which calls need a task.
         .route("/mcp", mcp.clone())
         .route("/mcp/", mcp.clone())

@@ -20,22 +20,8 @@ fn page_base(srv: &Server) -> String {
     srv.base.replace("127.0.0.1", "localhost")
 }
 
-/// `latchkey owner add` on the server's database: (sign-in link, owner token).
 fn owner_add(srv: &Server, tenant: &str, name: &str) -> (String, String) {
-    let mut cmd = Command::new(common::bin());
-    cmd.args(["owner", "add", "--tenant", tenant, "--name", name, "--public-url", &page_base(srv), "--data-dir"])
-        .arg(&srv.data_dir)
-        .env_remove("DATABASE_URL")
-        .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
-        .env("LATCHKEY_LOG", "warn");
-    if let Some(url) = &srv.database_url {
-        cmd.env("DATABASE_URL", url);
-    }
-    let out = cmd.output().expect("run latchkey owner add");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "owner add: {text} {}", String::from_utf8_lossy(&out.stderr));
-    let after = |label: &str| text.lines().find_map(|l| l.split_once(label).map(|(_, v)| v.trim().to_owned())).expect(label);
-    (after("(one use, 24 h):"), after("(shown once):"))
+    common::owner_add(srv, tenant, name, &page_base(srv))
 }
 
 /// A browser-like client: no redirects followed, cookies handled by hand.

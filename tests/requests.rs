@@ -140,7 +140,8 @@ async fn story(backend: Backend) {
     // The owner sees what is asked, and a password field.
     let (s, _, html) = page(&srv, &owner, &format!("/approvals/requests/{id}")).await;
     assert_eq!(s, 200, "{html}");
-    for needle in ["STRIPE_KEY", "charge the test customer", "Developers → API keys", "https://dashboard.stripe.com/apikeys", "use_only"] {
+    for needle in ["STRIPE_KEY", "charge the test customer", "Developers → API keys", "https://dashboard.stripe.com/apikeys", "use_only"]
+    {
         assert!(html.contains(needle), "{needle} on the page: {html}");
     }
     assert!(html.contains("type=\"password\" name=\"value\""), "{html}");
@@ -178,16 +179,9 @@ async fn story(backend: Backend) {
     assert_eq!((s, &v["match"]), (200, &json!(true)), "{v}");
 
     // Once only: a second value, a cancel of a fulfilled request.
-    let (s, _, html) = fulfil(&srv, &owner, &id, "second").await;
-    assert_eq!(s, 200, "the page shows no form once fulfilled: {html}");
-    let resp = web()
-        .post(format!("{}/approvals/requests/{id}", page_base(&srv)))
-        .header("cookie", &owner)
-        .form(&[("csrf", csrf_of(&html).as_str()), ("value", "second")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 409, "REQUEST_FULFILLED");
+    let (s, _, html) = fulfil(&srv, &owner, &id, "second-value").await;
+    assert_eq!(s, 409, "REQUEST_FULFILLED: {html}");
+    assert!(html.contains("already fulfilled") && !html.contains("second-value"), "{html}");
     let (s, b) = srv.delete(&format!("{REQUESTS}/{id}"), &agent).await;
     assert_eq!((s, code(&b)), (409, "REQUEST_FULFILLED"), "{b}");
 
@@ -195,7 +189,8 @@ async fn story(backend: Backend) {
     let again = request(&srv, &agent, json!({ "name": "STRIPE_KEY", "reason": "rotated", "environment": "production" })).await;
     let again_id = again["id"].as_str().unwrap().to_owned();
     let rotated = format!("{value}-rotated");
-    assert_eq!(fulfil(&srv, &owner, &again_id, &rotated).await.0, 303);
+    let (s, _, html) = fulfil(&srv, &owner, &again_id, &rotated).await;
+    assert_eq!(s, 303, "{html}");
     let (_, done) = srv.get(&format!("{REQUESTS}/{again_id}"), &agent).await;
     assert_eq!(done["secretId"], secret.as_str(), "the same secret: {done}");
     let (s, versions) = srv.get(&format!("/api/v1/secrets/{secret}/versions"), &agent).await;
@@ -229,7 +224,10 @@ async fn story(backend: Backend) {
     let logs = audit["logs"].as_array().unwrap();
     let has = |action: &str| logs.iter().any(|e| e["action"] == action && e["outcome"] == "success");
     assert!(has("request.create") && has("request.fulfil") && has("request.cancel") && has("secret.create"), "{audit}");
-    let fulfilled = logs.iter().find(|e| e["action"] == "request.fulfil" && e["resourceId"] == id.as_str()).expect("request.fulfil");
+    let fulfilled = logs
+        .iter()
+        .find(|e| e["action"] == "request.fulfil" && e["resourceId"] == id.as_str() && e["outcome"] == "success")
+        .expect("request.fulfil");
     assert_eq!(fulfilled["resourceType"], "secret_request");
     assert_eq!(fulfilled["detail"]["secretId"], secret.as_str(), "{fulfilled}");
     let text = audit.to_string();
@@ -270,7 +268,10 @@ async fn over_mcp(backend: Backend) {
     assert_eq!(status["status"], "fulfilled", "{status}");
     assert!(status["secretId"].is_string() && !status.to_string().contains(&value), "{status}");
     assert_eq!(tool(&mcp, "request_status", json!({ "id": "nope" })).await.unwrap_err(), "NOT_FOUND");
-    assert_eq!(tool(&mcp, "request_secret", json!({ "name": "X", "reason": "r", "obtainUrl": "ftp://x" })).await.unwrap_err(), "INVALID_REQUEST");
+    assert_eq!(
+        tool(&mcp, "request_secret", json!({ "name": "X", "reason": "r", "obtainUrl": "ftp://x" })).await.unwrap_err(),
+        "INVALID_REQUEST"
+    );
 }
 
 #[tokio::test]

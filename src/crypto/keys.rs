@@ -182,6 +182,22 @@ impl DataKey {
         okm
     }
 
+    /// A short keyed fingerprint of a value (`fp_` and 16 hex digits): equal
+    /// values of one tenant have equal fingerprints, and without the tenant's
+    /// key a fingerprint does not let anyone test guesses offline, as a plain
+    /// hash of a short password would.
+    pub fn fingerprint(&self, value: &[u8]) -> String {
+        use hmac::Mac;
+        let hk = Hkdf::<Sha256>::new(None, &self.key);
+        let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+        hk.expand(b"latchkey value fingerprint v1", okm.as_mut()).expect("32 bytes is a valid HKDF length");
+        let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(okm.as_ref()).expect("HMAC takes any key length");
+        mac.update(value);
+        let tag = mac.finalize().into_bytes();
+        let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("fp_{hex}")
+    }
+
     /// Seals one secret version: `format | salt | nonce | ciphertext+tag`.
     pub fn seal(&self, aad: &SecretAad<'_>, value: &[u8]) -> Vec<u8> {
         self.sealer().seal(aad, value)

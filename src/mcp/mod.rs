@@ -6,12 +6,12 @@
 //! [`http::Endpoint`] resolves before rmcp sees the request; over stdio it is
 //! the key in `LATCHKEY_API_KEY` or the local tenant's admin.
 
+mod checks;
 mod claims;
 mod direct;
 pub mod http;
 mod params;
 mod requests;
-mod checks;
 mod resources;
 mod shares;
 mod tools;
@@ -178,6 +178,15 @@ impl LatchkeyMcp {
         }
     }
 
+    /// The values this call's request (HTTP) or session (stdio) opened that
+    /// the client may not see: the leak guard redacts them from every answer.
+    fn touched(&self, ctx: &RequestContext<RoleServer>) -> Option<crate::redact::Touched> {
+        match ctx.extensions.get::<Parts>() {
+            Some(parts) => parts.extensions.get::<Principal>().map(|p| p.touched.clone()),
+            None => self.local.as_ref().map(|s| s.touched()),
+        }
+    }
+
     /// The full tool catalog with schemas, for `latchkey mcp --print-tools`.
     pub fn tool_catalog() -> serde_json::Value {
         let tools = Self::all_tools().list_all();
@@ -200,6 +209,31 @@ pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str)
     tracing::info!(?reason, "MCP client went away");
     store.close().await;
     Ok(())
+}
+
+/// The leak guard: every string of a tool result or resource with each
+/// touched value (and its encoded forms) replaced by `[latchkey:NAME]`.
+fn guard_json(redactor: &crate::redact::Redactor, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(clean) = redactor.redact(s) {
+                *s = clean;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| guard_json(redactor, v)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| guard_json(redactor, v)),
+        _ => {}
+    }
+}
+
+/// Passes an answer through the guard (as JSON, string by string, so the
+/// answer stays well-formed); unchanged when nothing was touched.
+fn guarded<T: serde::Serialize + serde::de::DeserializeOwned>(touched: Option<&crate::redact::Touched>, answer: T) -> T {
+    let Some(touched) = touched.filter(|t| !t.is_empty()) else { return answer };
+    let redactor = touched.redactor();
+    let Ok(mut json) = serde_json::to_value(&answer) else { return answer };
+    guard_json(&redactor, &mut json);
+    serde_json::from_value(json).unwrap_or(answer)
 }
 
 /// Domain failures reach the agent as a tool result with `isError: true`,

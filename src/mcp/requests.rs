@@ -56,11 +56,7 @@ pub struct RequestMade {
 
 /// Asks the client to open `url`, when it said it can; the answer, as a word.
 async fn elicit(ctx: &RequestContext<RoleServer>, request: &RequestView) -> String {
-    let url_mode = ctx
-        .peer
-        .peer_info()
-        .and_then(|info| info.capabilities.elicitation.as_ref().map(|e| e.url.is_some()))
-        .unwrap_or(false);
+    let url_mode = ctx.peer.peer_info().and_then(|info| info.capabilities.elicitation.as_ref().map(|e| e.url.is_some())).unwrap_or(false);
     if !url_mode {
         return "unsupported".into();
     }

@@ -257,8 +257,9 @@ impl ServerHandler for LatchkeyMcp {
     /// Routes the call; arguments that do not fit the tool's schema come back
     /// as INVALID_REQUEST in the same error shape as every other failure.
     async fn call_tool(&self, request: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+        let touched = self.touched(&ctx);
         let response = self.tool_router.call(ToolCallContext::new(self, request, ctx)).await?;
-        Ok(match response {
+        let response = match response {
             CallToolResponse::Complete(result) if result.is_error == Some(true) => {
                 let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
                 match text.strip_prefix("failed to deserialize parameters:") {
@@ -266,6 +267,10 @@ impl ServerHandler for LatchkeyMcp {
                     None => CallToolResponse::Complete(result),
                 }
             }
+            other => other,
+        };
+        Ok(match response {
+            CallToolResponse::Complete(result) => CallToolResponse::Complete(super::guarded(touched.as_ref(), result)),
             other => other,
         })
     }
@@ -317,6 +322,10 @@ impl ServerHandler for LatchkeyMcp {
         request: rmcp::model::ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
-        self.read(&request.uri, &ctx).await
+        let touched = self.touched(&ctx);
+        Ok(match self.read(&request.uri, &ctx).await? {
+            rmcp::model::ReadResourceResponse::Complete(read) => super::guarded(touched.as_ref(), read).into(),
+            other => other,
+        })
     }
 }

@@ -4,6 +4,7 @@
 use super::Item;
 use crate::error::{Error, Result};
 use crate::vault::approvals::{ApprovalView, ApproveRequest, UpdatePolicy, UpdatePolicyTiers};
+use crate::vault::exposure::Exposure;
 use crate::vault::secrets::SecretRef;
 use crate::vault::views::{AccessTier, EditSecret, ListSecrets};
 use crate::vault::{Principal, Vault};
@@ -101,24 +102,30 @@ pub(super) async fn set_gate_sensitive(vault: &Vault, p: &Principal, on: bool) -
     vault.set_policy(p, req).await.map(|_| ())
 }
 
-/// The secrets above `standard` (the first 500), as (id, "path (tier)").
-pub(super) async fn gated_secrets(vault: &Vault, p: &Principal) -> Result<Vec<(String, String)>> {
+/// Among the first 500 secrets: those above `standard`, as (id, "path (tier)"),
+/// and those not `reveal`, as (id, "path (exposure)"): what an owner may loosen.
+pub(super) async fn protected_secrets(vault: &Vault, p: &Principal) -> Result<(Vec<(String, String)>, Vec<(String, String)>)> {
     let q: ListSecrets = serde_json::from_value(serde_json::json!({ "limit": 500 })).map_err(Error::internal)?;
     let page = vault.list_secrets(p, q).await?;
-    Ok(page
-        .secrets
-        .into_iter()
-        .filter(|s| s.access_tier > AccessTier::Standard)
-        .map(|s| {
-            let path = crate::vault::scopes::path(s.environment.as_deref().unwrap_or(""), &s.name);
-            (s.id, format!("{path} ({})", s.access_tier.as_str()))
-        })
-        .collect())
+    let path = |s: &crate::vault::views::SecretMeta| crate::vault::scopes::path(s.environment.as_deref().unwrap_or(""), &s.name);
+    let tiered = page.secrets.iter().filter(|s| s.access_tier > AccessTier::Standard);
+    let hidden = page.secrets.iter().filter(|s| s.exposure > Exposure::Reveal);
+    Ok((
+        tiered.map(|s| (s.id.clone(), format!("{} ({})", path(s), s.access_tier.as_str()))).collect(),
+        hidden.map(|s| (s.id.clone(), format!("{} ({})", path(s), s.exposure.as_str()))).collect(),
+    ))
 }
 
 pub(super) async fn set_tier(vault: &Vault, p: &Principal, secret_id: &str, tier: &str) -> Result<()> {
     let tier: AccessTier = serde_json::from_value(serde_json::json!(tier))
         .map_err(|_| Error::InvalidRequest("tier: standard, sensitive or critical".into()))?;
     let edit = EditSecret { access_tier: Some(tier), ..Default::default() };
+    vault.update_secret(p, SecretRef::Id(secret_id), edit).await.map(|_| ())
+}
+
+pub(super) async fn set_exposure(vault: &Vault, p: &Principal, secret_id: &str, exposure: &str) -> Result<()> {
+    let exposure: Exposure = serde_json::from_value(serde_json::json!(exposure))
+        .map_err(|_| Error::InvalidRequest("exposure: reveal, masked or use_only".into()))?;
+    let edit = EditSecret { exposure: Some(exposure), ..Default::default() };
     vault.update_secret(p, SecretRef::Id(secret_id), edit).await.map(|_| ())
 }

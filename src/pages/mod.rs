@@ -71,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .route("/approvals/owners", post(add_owner))
         .route("/approvals/policy", post(set_policy))
         .route("/approvals/tier", post(set_tier))
+        .route("/approvals/exposure", post(set_exposure))
         .route("/approvals/webauthn/assert", post(start_assertion))
         .route("/approvals/passkeys/start", post(start_registration))
         .route("/approvals/passkeys/finish", post(finish_registration))
@@ -250,6 +251,7 @@ struct Dashboard<'a> {
     owners: Vec<String>,
     gate_sensitive: bool,
     gated_secrets: Vec<(String, String)>,
+    hidden_secrets: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -275,6 +277,7 @@ fn notice(q: &NoticeQuery) -> (String, &'static str) {
         Some("denied") => ("Denied.".into(), "good"),
         Some("policy") => ("Policy saved.".into(), "good"),
         Some("tier") => ("Tier changed.".into(), "good"),
+        Some("exposure") => ("Exposure changed.".into(), "good"),
         _ => (String::new(), ""),
     }
 }
@@ -306,6 +309,7 @@ async fn dashboard(State(s): State<AppState>, ctx: Ctx, uri: axum::http::Uri) ->
     let (pending, decided): (Vec<Item>, Vec<Item>) = all.into_iter().partition(|a| a.pending);
     let me = owners.iter().find(|o| o.id == p.key_id);
     let (notice, notice_tone) = notice(&q);
+    let (gated_secrets, hidden_secrets) = bridge::protected_secrets(vault, p).await?;
     let page = Dashboard {
         title: "Approvals",
         csrf: &caller.session.csrf,
@@ -321,7 +325,8 @@ async fn dashboard(State(s): State<AppState>, ctx: Ctx, uri: axum::http::Uri) ->
             .map(|o| format!("{} ({} passkey{})", o.name, o.passkeys.len(), if o.passkeys.len() == 1 { "" } else { "s" }))
             .collect(),
         gate_sensitive: bridge::gate_sensitive(vault, p).await?,
-        gated_secrets: bridge::gated_secrets(vault, p).await?,
+        gated_secrets,
+        hidden_secrets,
     };
     Ok(html(&page))
 }
@@ -522,6 +527,26 @@ async fn set_tier(State(s): State<AppState>, ctx: Ctx, body: Bytes) -> PageResul
     let caller = form_caller(&s.vault, &ctx, &f.csrf, Some("tier"), &f.assertion).await?;
     bridge::set_tier(&s.vault, &caller.principal, &f.secret, &f.tier).await?;
     Ok(Redirect::to("/approvals?done=tier").into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExposureForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    assertion: String,
+    secret: String,
+    exposure: String,
+}
+
+/// Loosening a secret's exposure: an owner's action, confirmed with a passkey
+/// once the tenant has one, like lowering a tier.
+async fn set_exposure(State(s): State<AppState>, ctx: Ctx, body: Bytes) -> PageResult {
+    let f: ExposureForm = form(&body)?;
+    let caller = form_caller(&s.vault, &ctx, &f.csrf, Some("exposure"), &f.assertion).await?;
+    bridge::set_exposure(&s.vault, &caller.principal, &f.secret, &f.exposure).await?;
+    Ok(Redirect::to("/approvals?done=exposure").into_response())
 }
 
 /// The JSON calls of the script answer in the API's error shape.

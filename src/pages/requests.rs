@@ -27,9 +27,7 @@ use crate::store::Millis;
 use crate::vault::requests::RequestPage;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/requests/{id}", get(short))
-        .route("/approvals/requests/{id}", get(page).post(fulfil))
+    Router::new().route("/requests/{id}", get(short)).route("/approvals/requests/{id}", get(page).post(fulfil))
 }
 
 #[derive(Template)]

@@ -41,21 +41,31 @@ async fn compare(State(s): State<AppState>, Auth(p): Auth, Query(q): Query<Compa
 pub(super) fn routes(t: Table) -> Table {
     t.add(
         post(verify),
-        Op::new("post", "/api/v1/secrets/{id}/verify", "secrets", "Check a candidate against a secret's value (match or not; never the value)")
-            .describe(VERIFY)
-            .query::<NoParams>()
-            .body::<VerifyCandidate>()
-            .returns::<VerifyResult>(200)
-            .error(404, "SECRET_NOT_FOUND")
-            .error(429, "VERIFY_LIMITED: 10 verifications a minute per secret; see Retry-After")
-            .invalid_request(BAD_BODY),
+        Op::new(
+            "post",
+            "/api/v1/secrets/{id}/verify",
+            "secrets",
+            "Check a candidate against a secret's value (match or not; never the value)",
+        )
+        .describe(VERIFY)
+        .query::<NoParams>()
+        .body::<VerifyCandidate>()
+        .returns::<VerifyResult>(200)
+        .error(404, "SECRET_NOT_FOUND")
+        .error(429, "VERIFY_LIMITED: 10 verifications a minute per secret; see Retry-After")
+        .invalid_request(BAD_BODY),
     )
     .add(
         get(compare),
-        Op::new("get", "/api/v1/secrets/compare", "secrets", "Compare two environments' secrets per name (equal, different, only in one; never values)")
-            .describe(COMPARE)
-            .query::<CompareQuery>()
-            .returns::<CompareResult>(200)
-            .invalid_request(BAD_QUERY),
+        Op::new(
+            "get",
+            "/api/v1/secrets/compare",
+            "secrets",
+            "Compare two environments' secrets per name (equal, different, only in one; never values)",
+        )
+        .describe(COMPARE)
+        .query::<CompareQuery>()
+        .returns::<CompareResult>(200)
+        .invalid_request(BAD_QUERY),
     )
 }

@@ -24,12 +24,19 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         let origin = origin_of(parts, Front::Rest);
+        // The request's touched set (see `guard::leak_guard`).
+        let guarded = |mut p: Principal| {
+            if let Some(touched) = parts.extensions.get::<crate::redact::Touched>() {
+                p.touched = touched.clone();
+            }
+            Auth(p)
+        };
         match credential(&parts.headers) {
             // An owner's token: REST only (MCP has no owner actions and never takes one).
             Ok(Some(token)) if token.starts_with(crate::vault::owners::OWNER_TOKEN_PREFIX) => {
-                Ok(Auth(state.vault.authenticate_owner(token, origin).await?))
+                Ok(guarded(state.vault.authenticate_owner(token, origin).await?))
             }
-            Ok(Some(token)) => Ok(Auth(state.vault.authenticate(token, origin).await?)),
+            Ok(Some(token)) => Ok(guarded(state.vault.authenticate(token, origin).await?)),
             Ok(None) => {
                 let needed = Error::Unauthorized("send your API key as X-API-Key or Authorization: Bearer".into());
                 Err(state.vault.refuse_anonymous(&origin, needed).await)

@@ -4,14 +4,15 @@
 //! axum router and the OpenAPI document.
 
 mod api;
+mod checks;
 mod claims;
 mod docs;
 mod export;
 mod extract;
+pub mod guard;
 mod handlers;
 pub mod openapi;
 mod requests;
-mod checks;
 mod shares;
 
 use std::sync::Arc;

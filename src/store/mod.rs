@@ -144,6 +144,11 @@ pub struct SecretRow {
     /// `standard`, `sensitive` or `critical`: whether reading the value
     /// needs a human's approval (see `vault::approvals`).
     pub access_tier: String,
+    /// `reveal`, `masked` or `use_only`: what a read of the value answers
+    /// (see `vault::exposure`).
+    pub exposure: String,
+    /// JSON array of the proxy's allowed destinations (see `vault::bindings`).
+    pub bindings: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -224,6 +224,8 @@ mod tests {
             created_at: 1_000,
             updated_at: 5_000,
             access_tier: "standard".into(),
+            exposure: "reveal".into(),
+            bindings: "[]".into(),
         };
         // The second write's clock reads earlier than the row's last change.
         let (a, _a) = job("s", 4_000);

@@ -670,6 +670,8 @@ mod tests {
             environment: Some("production".into()),
             description: None,
             access_tier: Some(AccessTier::Critical),
+            exposure: None,
+            bindings: None,
         };
         let secret = vault.create_secret(&p, create).await.unwrap();
 

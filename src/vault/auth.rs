@@ -252,7 +252,9 @@ impl Vault {
         match (key, tenant) {
             (Some(key), Some(tenant)) if tokens::hashes_match(&key.key_hash, &p.credential.key_hash) => {
                 match dead_reason(&key, now_millis()) {
-                    None => principal_of(key, tenant.plan, p.kind, p.origin.clone(), seen_epoch),
+                    // The same request or session: what it opened stays guarded.
+                    None => principal_of(key, tenant.plan, p.kind, p.origin.clone(), seen_epoch)
+                        .map(|fresh| Principal { touched: p.touched.clone(), ..fresh }),
                     Some("revoked") if key.is_token() => Err(Error::TokenRevoked),
                     Some(_) if key.is_token() => Err(Error::TokenExpired),
                     Some(_) => Err(Error::Unauthorized(crate::store::DEAD_KEY.into())),
@@ -317,6 +319,11 @@ impl Session {
     pub fn tenant_id(&self) -> String {
         self.principal.lock().expect("not poisoned").tenant_id.clone()
     }
+
+    /// The values the session's calls opened that its client may not see.
+    pub fn touched(&self) -> crate::redact::Touched {
+        self.principal.lock().expect("not poisoned").touched.clone()
+    }
 }
 
 pub(super) fn principal_of(key: ApiKeyRow, plan: String, kind: CallerKind, origin: Origin, seen_epoch: u64) -> Result<Principal> {
@@ -340,6 +347,7 @@ pub(super) fn principal_of(key: ApiKeyRow, plan: String, kind: CallerKind, origi
         seen_epoch,
         scopes,
         human: None,
+        touched: Default::default(),
     })
 }
 

@@ -135,7 +135,12 @@ impl Vault {
             return Err(Error::VerifyLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
         }
         let used = self.use_secret(p, SecretRef::Id(&row.id), Mechanism::Verify).await?;
-        Ok(VerifyResult { matched: same(&used.value, candidate), secret_id: used.meta.id.clone(), name: used.meta.name.clone(), version: used.version })
+        Ok(VerifyResult {
+            matched: same(&used.value, candidate),
+            secret_id: used.meta.id.clone(),
+            name: used.meta.name.clone(),
+            version: used.version,
+        })
     }
 
     /// How two environments' secrets compare, per name (see the module's doc).
@@ -159,7 +164,8 @@ impl Vault {
         }
         let project_id = q.project_id.filter(|p| !p.is_empty());
         self.check_project(p, project_id.as_deref()).await?;
-        let side = |environment: &str| Selection { project_id: project_id.clone(), environment: Some(environment.to_owned()), only: Vec::new() };
+        let side =
+            |environment: &str| Selection { project_id: project_id.clone(), environment: Some(environment.to_owned()), only: Vec::new() };
         let left = self.use_secrets(p, &side(&from), Mechanism::Compare).await?;
         let right = self.use_secrets(p, &side(&to), Mechanism::Compare).await?;
         let right: BTreeMap<&str, &str> = right.iter().map(|u| (u.meta.name.as_str(), u.value.as_str())).collect();

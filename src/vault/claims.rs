@@ -238,10 +238,11 @@ impl Vault {
             (None, Some(id)) => {
                 let reason = format!("handing it over by claim token (contract {contract_id})");
                 let reason: String = reason.chars().take(500).collect();
-                let read = self.read_secret(p, SecretRef::Id(&id), &ReadVersion { version: None, reason: Some(reason) }).await?;
-                secret_name.get_or_insert_with(|| read.meta.name.clone());
-                secret_type.get_or_insert_with(|| read.meta.secret_type.clone());
-                (read.value, Some(read.meta.id))
+                let (meta, value) =
+                    self.read_to_hand_off(p, SecretRef::Id(&id), &ReadVersion { version: None, reason: Some(reason) }).await?;
+                secret_name.get_or_insert_with(|| meta.name.clone());
+                secret_type.get_or_insert_with(|| meta.secret_type.clone());
+                (value.to_string(), Some(meta.id))
             }
         };
 
@@ -389,6 +390,8 @@ impl Vault {
                 created_at: now,
                 updated_at: now,
                 access_tier: AccessTier::Standard.as_str().to_owned(),
+                exposure: "reveal".into(),
+                bindings: "[]".into(),
             };
             let first = VersionRow {
                 secret_id: secret.id.clone(),

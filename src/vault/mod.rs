@@ -7,9 +7,11 @@ pub mod approvals;
 pub mod audit;
 mod audit_writer;
 pub mod auth;
+pub mod bindings;
 pub mod checks;
 pub mod claims;
 mod cursor;
+pub mod exposure;
 pub mod keys;
 pub mod names;
 pub mod owners;
@@ -51,6 +53,8 @@ pub struct VaultConfig {
     pub approval_request_ttl: std::time::Duration,
     /// The longest a claim token may live, in minutes.
     pub max_claim_minutes: u32,
+    /// Outbound requests may reach private and loopback addresses (`--allow-private-destinations`).
+    pub allow_private_destinations: bool,
 }
 
 impl Default for VaultConfig {
@@ -63,6 +67,7 @@ impl Default for VaultConfig {
             auth_failures_per_minute: 60,
             approval_request_ttl: approvals::DEFAULT_REQUEST_TTL,
             max_claim_minutes: 1440,
+            allow_private_destinations: false,
         }
     }
 }

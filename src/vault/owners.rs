@@ -193,6 +193,7 @@ impl Vault {
             seen_epoch: self.store.change_epoch(),
             scopes: None,
             human: Some(Human { owner_id: Some(owner.id.clone()), passkeys_enrolled, passkey_fresh: false, how }),
+            touched: Default::default(),
         }
     }
 

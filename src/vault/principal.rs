@@ -159,6 +159,9 @@ pub struct Principal {
     pub scopes: Option<std::sync::Arc<super::scopes::Scopes>>,
     /// Set for [`CallerKind::Owner`] and [`CallerKind::Operator`] only.
     pub human: Option<Human>,
+    /// The non-`reveal` values this request (or stdio session) opened: the
+    /// leak guard redacts them from everything it answers.
+    pub touched: crate::redact::Touched,
 }
 
 impl Principal {
@@ -285,6 +288,7 @@ impl Principal {
             seen_epoch: 0,
             scopes: None,
             human: Some(Human { owner_id: None, passkeys_enrolled: false, passkey_fresh: false, how: "cli" }),
+            touched: Default::default(),
         }
     }
 

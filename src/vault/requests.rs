@@ -33,6 +33,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::exposure::Exposure;
 use super::principal::WithDetail;
 use super::scopes::ScopeAction;
 use super::views::{AccessTier, SetSecret};
@@ -48,7 +49,7 @@ pub const MAX_MINUTES: i64 = 7 * 24 * 60;
 /// The longest listing.
 const LIST_LIMIT: i64 = 200;
 /// The exposure a requested secret gets unless the request says otherwise.
-pub const DEFAULT_EXPOSURE: &str = "use_only";
+pub const DEFAULT_EXPOSURE: Exposure = Exposure::UseOnly;
 
 /// A new secret request: what the agent needs, and why.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,7 +70,7 @@ pub struct CreateRequest {
     /// Where the human gets the value (an http or https URL), shown as a link on the page.
     pub obtain_url: Option<String>,
     /// The new secret's exposure: `use_only` (default: you can use it, never read it), `masked` or `reveal`.
-    pub exposure: Option<String>,
+    pub exposure: Option<Exposure>,
     /// The new secret's access tier: `standard` (default), `sensitive` or `critical`.
     pub access_tier: Option<AccessTier>,
     /// Lifetime in minutes (default 1440, a day; at most 10080, a week).
@@ -134,15 +135,6 @@ fn at(ms: Millis, id: &str, field: &'static str) -> Result<DateTime<Utc>> {
     super::views::time(ms, "secret_requests", &id, field)
 }
 
-/// `reveal`, `masked` or `use_only`; anything else is a 400.
-fn exposure(raw: Option<&str>) -> Result<String> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(DEFAULT_EXPOSURE.to_owned()),
-        Some(e @ ("reveal" | "masked" | "use_only")) => Ok(e.to_owned()),
-        Some(_) => Err(Error::InvalidRequest("exposure must be one of reveal, masked, use_only".into())),
-    }
-}
-
 /// An http or https URL a person may open: no other scheme (no
 /// `javascript:`, no `data:`), a host, nothing invisible.
 pub fn obtain_url(raw: &str) -> Result<String> {
@@ -196,9 +188,10 @@ impl Vault {
         let name = names::secret_name(&req.name)?;
         let environment = names::environment(req.environment.as_deref())?;
         let reason = names::label("reason", &req.reason, 500)?;
-        let instructions = req.instructions.as_deref().map(|i| names::text("instructions", i.trim(), 2000)).transpose()?.filter(|i| !i.is_empty());
+        let instructions =
+            req.instructions.as_deref().map(|i| names::text("instructions", i.trim(), 2000)).transpose()?.filter(|i| !i.is_empty());
         let obtain = req.obtain_url.as_deref().filter(|u| !u.trim().is_empty()).map(obtain_url).transpose()?;
-        let exposure = exposure(req.exposure.as_deref())?;
+        let exposure = req.exposure.unwrap_or(DEFAULT_EXPOSURE).as_str().to_owned();
         let tier = req.access_tier.unwrap_or(AccessTier::Standard);
         let minutes = req.expires_in_minutes.unwrap_or(DEFAULT_MINUTES);
         if !(1..=MAX_MINUTES).contains(&minutes) {
@@ -252,37 +245,54 @@ impl Vault {
 
     /// A request's status: once fulfilled, the secret's id (never the value).
     pub async fn request_status(&self, p: &Principal, id: &str) -> Result<RequestView> {
-        audited!(self, p, "request.read", "secret_request", Some(id), async {
-            let r = self.visible_request(p, id).await?;
-            let view = self.request_view(&r, now_millis())?;
-            self.record_read(p, p.audit("request.read", "secret_request", Some(&r.id), "success")).await?;
-            Ok(view)
-        }
-        .await)
+        audited!(
+            self,
+            p,
+            "request.read",
+            "secret_request",
+            Some(id),
+            async {
+                let r = self.visible_request(p, id).await?;
+                let view = self.request_view(&r, now_millis())?;
+                self.record_read(p, p.audit("request.read", "secret_request", Some(&r.id), "success")).await?;
+                Ok(view)
+            }
+            .await
+        )
     }
 
     /// The tenant's requests the caller may see, newest first.
     pub async fn list_requests(&self, p: &Principal, q: ListRequests) -> Result<RequestList> {
-        audited!(self, p, "request.list", "secret_request", None, async {
-            if let Some(s) = &q.status
-                && ![PENDING, FULFILLED, CANCELLED, EXPIRED].contains(&s.as_str())
-            {
-                return Err(Error::InvalidRequest("status must be one of pending, fulfilled, cancelled, expired".into()));
-            }
-            let now = now_millis();
-            let rows = self.store.requests().list_requests(&p.tenant_id, LIST_LIMIT).await?;
-            let requests = rows
-                .iter()
-                .filter(|r| p.covers(r.project_id.as_deref()))
-                .filter(|r| q.status.as_deref().is_none_or(|s| r.state(now) == s))
-                .map(|r| self.request_view(r, now))
-                .collect::<Result<Vec<_>>>()?;
-            let count = requests.len();
-            self.record_read(p, p.audit("request.list", "secret_request", None, "success").detail(serde_json::json!({ "count": count })))
+        audited!(
+            self,
+            p,
+            "request.list",
+            "secret_request",
+            None,
+            async {
+                if let Some(s) = &q.status
+                    && ![PENDING, FULFILLED, CANCELLED, EXPIRED].contains(&s.as_str())
+                {
+                    return Err(Error::InvalidRequest("status must be one of pending, fulfilled, cancelled, expired".into()));
+                }
+                let now = now_millis();
+                let rows = self.store.requests().list_requests(&p.tenant_id, LIST_LIMIT).await?;
+                let requests = rows
+                    .iter()
+                    .filter(|r| p.covers(r.project_id.as_deref()))
+                    .filter(|r| q.status.as_deref().is_none_or(|s| r.state(now) == s))
+                    .map(|r| self.request_view(r, now))
+                    .collect::<Result<Vec<_>>>()?;
+                let count = requests.len();
+                self.record_read(
+                    p,
+                    p.audit("request.list", "secret_request", None, "success").detail(serde_json::json!({ "count": count })),
+                )
                 .await?;
-            Ok(RequestList { requests, count })
-        }
-        .await)
+                Ok(RequestList { requests, count })
+            }
+            .await
+        )
     }
 
     /// The error a request that can no longer be filled or cancelled answers.
@@ -298,22 +308,30 @@ impl Vault {
 
     /// Cancels a pending request (any key of the tenant that may see it, or an owner).
     pub async fn cancel_request(&self, p: &Principal, id: &str) -> Result<RequestView> {
-        audited!(self, p, "request.cancel", "secret_request", Some(id), async {
-            p.require(Permission::Read)?;
-            let r = self.visible_request(p, id).await?;
-            let now = now_millis();
-            Self::request_state_error(&r, now)?;
-            let audit = p.audit("request.cancel", "secret_request", Some(&r.id), "success").detail(serde_json::json!({ "name": r.name }));
-            match self.store.requests().cancel_request(&p.tenant_id, &r.id, now, &audit).await? {
-                Some(done) => self.request_view(&done, now),
-                None => {
-                    let current = self.visible_request(p, id).await?;
-                    Self::request_state_error(&current, now_millis())?;
-                    Err(Error::Conflict("this request is being fulfilled right now".into()))
+        audited!(
+            self,
+            p,
+            "request.cancel",
+            "secret_request",
+            Some(id),
+            async {
+                p.require(Permission::Read)?;
+                let r = self.visible_request(p, id).await?;
+                let now = now_millis();
+                Self::request_state_error(&r, now)?;
+                let audit =
+                    p.audit("request.cancel", "secret_request", Some(&r.id), "success").detail(serde_json::json!({ "name": r.name }));
+                match self.store.requests().cancel_request(&p.tenant_id, &r.id, now, &audit).await? {
+                    Some(done) => self.request_view(&done, now),
+                    None => {
+                        let current = self.visible_request(p, id).await?;
+                        Self::request_state_error(&current, now_millis())?;
+                        Err(Error::Conflict("this request is being fulfilled right now".into()))
+                    }
                 }
             }
-        }
-        .await)
+            .await
+        )
     }
 
     /// A request as its page shows it to an owner.
@@ -351,7 +369,11 @@ impl Vault {
             return Err(Error::Conflict("this request is being fulfilled right now".into()));
         };
         let existing = self.store.find_secret(&p.tenant_id, r.project_id.as_deref(), &r.environment, &r.name).await;
-        let set = |new: bool| SetSecret {
+        // An existing secret keeps its tier, restated: that makes the write
+        // the one-transaction metadata-and-value update, which takes an
+        // owner; the group-commit path of a bare new value checks the
+        // writer's API key, which an owner has none of (refused as KEY_CHANGED).
+        let set = |found: Option<&crate::store::SecretRow>| SetSecret {
             name: r.name.clone(),
             value: value.to_string(),
             project_id: r.project_id.clone(),
@@ -359,12 +381,14 @@ impl Vault {
             secret_type: None,
             tags: None,
             description: None,
-            // A new secret takes the request's tier; an existing one keeps its own.
-            access_tier: if new { serde_json::from_value::<AccessTier>(r.access_tier.clone().into()).ok() } else { None },
+            // A new secret takes the request's tier and exposure; an existing
+            // one keeps its own (a request never loosens a secret).
+            access_tier: serde_json::from_value::<AccessTier>(found.map_or(&r.access_tier, |f| &f.access_tier).clone().into()).ok(),
+            exposure: if found.is_none() { serde_json::from_value::<Exposure>(r.exposure.clone().into()).ok() } else { None },
             expected_version: None,
         };
         let written = match existing {
-            Ok(found) => self.set_secret(p, set(found.is_none())).await,
+            Ok(found) => self.set_secret(p, set(found.as_ref())).await,
             Err(e) => Err(e),
         };
         let secret = match written {

@@ -8,7 +8,16 @@ use crate::crypto::SecretAad;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
+use super::exposure::{Exposure, Masked, Purpose, preview};
 use crate::store::{SecretFilter, SecretRow, Served, VersionChange, VersionRow, WriteOutcome, now_millis};
+use zeroize::Zeroizing;
+
+/// A value opened by a read or a use, with what the caller may learn of it.
+pub(super) struct Opened {
+    pub(super) meta: SecretMeta,
+    pub(super) value: Zeroizing<String>,
+    pub(super) version: i64,
+}
 
 /// How often an update without `expectedVersion` retries after losing a race.
 const UNCONDITIONAL_RETRIES: usize = 8;
@@ -87,6 +96,7 @@ impl Vault {
         let tags = names::tags(&req.tags)?;
         let description = req.description.map(|d| names::text("description", &d, 1024)).transpose()?;
         self.check_value(&req.value)?;
+        let bindings = super::bindings::validate(req.bindings.unwrap_or_default())?;
         let project_id = req.project_id.filter(|p| !p.is_empty());
         p.require_path(ScopeAction::Write, project_id.as_deref(), &environment, &name)?;
         self.check_project(p, project_id.as_deref()).await?;
@@ -105,6 +115,8 @@ impl Vault {
             created_at: now,
             updated_at: now,
             access_tier: req.access_tier.unwrap_or(AccessTier::Standard).as_str().to_owned(),
+            exposure: req.exposure.unwrap_or_default().as_str().to_owned(),
+            bindings: serde_json::to_string(&bindings).expect("serialisable"),
         };
         let key = self.data_key(&p.tenant_id).await?;
         let first = VersionRow {
@@ -116,28 +128,73 @@ impl Vault {
         };
         let audit = p.audit("secret.create", "secret", Some(&row.id), "success").detail(serde_json::json!({
             "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id, "accessTier": row.access_tier,
+            "exposure": row.exposure, "bindings": bindings.len(),
         }));
         self.store.create_secret(&row, &first, &|plan| Ok(plans::limits(plan)?.max_secrets), &audit).await?;
         SecretMeta::try_from(&row)
     }
 
     /// The explicit read: decrypts one version and records the read before
-    /// returning the value.
+    /// returning the value. A `masked` secret answers a preview instead of
+    /// the value; a `use_only` one answers 403 `EXPOSURE_DENIED`.
     pub async fn read_secret(&self, p: &Principal, r: SecretRef<'_>, read: &ReadVersion) -> Result<SecretValue> {
         let rid = r.id();
-        audited!(self, p, "secret.read", "secret", rid, self.read_secret_inner(p, &r, read).await)
+        audited!(self, p, "secret.read", "secret", rid, self.read_secret_inner(p, &r, read, Purpose::Read).await)
     }
 
-    async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, read: &ReadVersion) -> Result<SecretValue> {
-        p.require(Permission::Read)?;
-        let version = read.version;
+    /// A read whose value leaves the caller's hands (a share link, a claim
+    /// token): only a `reveal` secret's (else 403 `EXPOSURE_DENIED`), since
+    /// whoever receives it sees it. Audited as a read.
+    pub(super) async fn read_to_hand_off(
+        &self,
+        p: &Principal,
+        r: SecretRef<'_>,
+        read: &ReadVersion,
+    ) -> Result<(SecretMeta, Zeroizing<String>)> {
+        let rid = r.id();
+        let opened = audited!(self, p, "secret.read", "secret", rid, self.open_checked(p, &r, read, Purpose::HandOff).await)?;
+        Ok((opened.meta, opened.value))
+    }
+
+    async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, read: &ReadVersion, purpose: Purpose) -> Result<SecretValue> {
+        let opened = self.open_checked(p, r, read, purpose).await?;
+        let version = opened.version;
+        Ok(match opened.meta.exposure {
+            Exposure::Reveal => {
+                SecretValue { meta: opened.meta, value: Some(opened.value.to_string()), masked: None, value_version: version }
+            }
+            _ => {
+                let masked = Masked {
+                    preview: preview(&opened.value),
+                    length: opened.value.chars().count(),
+                    fingerprint: self.fingerprint(&p.tenant_id, &opened.value).await?,
+                };
+                SecretValue { meta: opened.meta, value: None, masked: Some(masked), value_version: version }
+            }
+        })
+    }
+
+    /// Checks the request and opens the value: the work of a read or a use.
+    async fn open_checked(&self, p: &Principal, r: &SecretRef<'_>, read: &ReadVersion, purpose: Purpose) -> Result<Opened> {
         let reason = read.reason.as_deref().map(|r| names::text("reason", r.trim(), 500)).transpose()?.filter(|r| !r.is_empty());
-        let reason = reason.as_deref();
+        self.open_value(p, r, read.version, reason.as_deref(), purpose).await
+    }
+
+    /// Decrypts one version and records why before handing it back.
+    pub(super) async fn open_value(
+        &self,
+        p: &Principal,
+        r: &SecretRef<'_>,
+        version: Option<i64>,
+        reason: Option<&str>,
+        purpose: Purpose,
+    ) -> Result<Opened> {
+        p.require(Permission::Read)?;
         // A grant is used once per request, not once per try; a try that
         // took none (its row may have been stale) is judged again.
         let mut passed_gate = false;
-        match self.read_once(p, r, version, reason, false, &mut passed_gate).await {
-            Ok((value, committed_epoch)) if committed_epoch == p.seen_epoch => return Ok(value),
+        match self.read_once(p, r, version, reason, purpose, false, &mut passed_gate).await {
+            Ok((opened, committed_epoch)) if committed_epoch == p.seen_epoch => return Ok(opened),
             Ok(_) => {}
             // The database refused the read's audit entry: the key or the
             // secret changed on another replica, and this one's cache has not
@@ -150,18 +207,20 @@ impl Vault {
         // A first audit entry that went in stays (that read happened); the answer is the fresh one.
         let p = self.recheck(p).await?;
         p.require(Permission::Read)?;
-        Ok(self.read_once(&p, r, version, reason, true, &mut passed_gate).await?.0)
+        Ok(self.read_once(&p, r, version, reason, purpose, true, &mut passed_gate).await?.0)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn read_once(
         &self,
         p: &Principal,
         r: &SecretRef<'_>,
         version: Option<i64>,
         reason: Option<&str>,
+        purpose: Purpose,
         uncached: bool,
         passed_gate: &mut bool,
-    ) -> Result<(SecretValue, u64)> {
+    ) -> Result<(Opened, u64)> {
         let (row, v, from_cache) = match r {
             // The common case in one query: the secret joined with the wanted version.
             SecretRef::Id(id) if names::is_id(id) => {
@@ -182,16 +241,27 @@ impl Vault {
         };
         p.require_secret(ScopeAction::Read, &row)?;
         let v = v.ok_or(Error::NotFound("version"))?;
+        // Before the gate: no human is asked to approve a read that cannot answer.
+        let exposure = Exposure::of_row(&row)?;
+        purpose.allowed(exposure, &row.name)?;
         // A standard secret (the row says so) costs nothing more here.
-        if !*passed_gate && self.gate(p, &row, reason).await? == super::approvals::Gate::Granted {
+        if purpose.gated() && !*passed_gate && self.gate(p, &row, reason).await? == super::approvals::Gate::Granted {
             *passed_gate = true;
         }
         let key = self.data_key(&p.tenant_id).await?;
         let plain = key.open(&SecretAad { tenant_id: &p.tenant_id, secret_id: &row.id, version: v.version }, &v.sealed)?;
-        let value = String::from_utf8(plain).map_err(|_| Error::Integrity)?;
-        let mut audit = p
-            .audit("secret.read", "secret", Some(&row.id), "success")
-            .detail(serde_json::json!({ "name": row.name, "version": v.version }));
+        let value = Zeroizing::new(String::from_utf8(plain).map_err(|_| Error::Integrity)?);
+        let mut audit = match purpose {
+            Purpose::Use(m) => p
+                .audit("secret.use", "secret", Some(&row.id), "success")
+                .detail(serde_json::json!({ "name": row.name, "version": v.version, "mechanism": m.as_str() })),
+            Purpose::Read | Purpose::HandOff if exposure != Exposure::Reveal => p
+                .audit("secret.read", "secret", Some(&row.id), "success")
+                .detail(serde_json::json!({ "name": row.name, "version": v.version, "exposure": exposure.as_str() })),
+            Purpose::Read | Purpose::HandOff => p
+                .audit("secret.read", "secret", Some(&row.id), "success")
+                .detail(serde_json::json!({ "name": row.name, "version": v.version })),
+        };
         // Only an answer from the cache can be stale for want of a notification;
         // one read from the database was current when read, and a change
         // committed since then must not turn the read into an error.
@@ -201,7 +271,12 @@ impl Vault {
         // Read before the audit entry: a row that does not parse records only the failure.
         let meta = SecretMeta::try_from(&row)?;
         let epoch = self.record(audit).await?;
-        Ok((SecretValue { meta, value, value_version: v.version }, epoch))
+        // The leak guard keeps every value the caller must not see out of
+        // whatever else this request or session answers.
+        if exposure != Exposure::Reveal {
+            p.touched.add(&row.name, &value);
+        }
+        Ok((Opened { meta, value, version: v.version }, epoch))
     }
 
     /// Changes a secret: a new value (the next version), its metadata, or
@@ -218,10 +293,12 @@ impl Vault {
             || req.secret_type.is_some()
             || req.name.is_some()
             || req.environment.is_some()
-            || req.access_tier.is_some();
+            || req.access_tier.is_some()
+            || req.exposure.is_some()
+            || req.bindings.is_some();
         if req.value.is_none() && !metadata {
             return Err(Error::InvalidRequest(
-                "nothing to update: give value, name, environment, description, tags, secretType or accessTier".into(),
+                "nothing to update: give value, name, environment, description, tags, secretType, accessTier, exposure or bindings".into(),
             ));
         }
         if let Some(v) = &req.value {
@@ -235,6 +312,7 @@ impl Vault {
         let environment = req.environment.as_deref().map(|e| names::environment(Some(e))).transpose()?;
         let description = req.description.as_deref().map(|d| names::text("description", d, 1024)).transpose()?;
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
+        let bindings = req.bindings.take().map(super::bindings::validate).transpose()?;
         let row = self.visible_secret(p, r, ScopeAction::Write).await?;
         // A damaged row is refused before it is written over, not after.
         SecretMeta::try_from(&row)?;
@@ -272,6 +350,22 @@ impl Vault {
                 }
                 next.access_tier = tier.as_str().to_owned();
             }
+            let exposure = Exposure::of_row(current)?;
+            if let Some(wanted) = req.exposure {
+                if wanted < exposure {
+                    p.require_owner("loosen a secret's exposure", true)?;
+                }
+                next.exposure = wanted.as_str().to_owned();
+            }
+            if let Some(b) = &bindings {
+                // A new destination for a value the caller may not see is a
+                // way to send it anywhere: judged on the row inside the write.
+                let before = super::bindings::of_row(&current.bindings, &current.id)?;
+                if Exposure::of_row(&next)? != Exposure::Reveal && !super::bindings::narrows(&before, b) {
+                    p.require_owner("add a proxy binding to a masked or use_only secret", true)?;
+                }
+                next.bindings = serde_json::to_string(b).expect("serialisable");
+            }
             let version = req.value.as_ref().map(|value| {
                 next.current_version = current.current_version + 1;
                 VersionRow {
@@ -292,6 +386,12 @@ impl Vault {
             // the secret: "name" alone would lose where it came from.
             if next.access_tier != current.access_tier {
                 detail["accessTier"] = serde_json::json!({ "from": current.access_tier, "to": next.access_tier });
+            }
+            if next.exposure != current.exposure {
+                detail["exposure"] = serde_json::json!({ "from": current.exposure, "to": next.exposure });
+            }
+            if next.bindings != current.bindings {
+                detail["bindingsChanged"] = serde_json::json!(true);
             }
             if next.name != current.name || next.environment != current.environment {
                 detail["moved"] = serde_json::json!({
@@ -478,6 +578,8 @@ impl Vault {
                         environment: req.environment.clone(),
                         description: req.description.clone(),
                         access_tier: req.access_tier,
+                        exposure: req.exposure,
+                        bindings: None,
                     };
                     match self.create_secret(p, create).await {
                         Ok(secret) => {
@@ -499,6 +601,8 @@ impl Vault {
                         tags: req.tags.clone(),
                         secret_type: req.secret_type,
                         access_tier: req.access_tier,
+                        exposure: req.exposure,
+                        bindings: None,
                         expected_version: req.expected_version,
                     };
                     match self.update_secret(p, SecretRef::Id(&meta.id), update).await {

@@ -396,8 +396,7 @@ impl Vault {
         };
 
         let read = ReadVersion { version: None, reason: Some("to make a share link for a person".into()) };
-        let secret = self.read_secret(p, SecretRef::Id(&req.secret_id), &read).await?;
-        let value = Zeroizing::new(secret.value);
+        let (secret, value) = self.read_to_hand_off(p, SecretRef::Id(&req.secret_id), &read).await?;
         let password_hash = match password {
             Some(pw) => Some(self.on_password_pool(move || hash_password(&pw)).await?),
             None => None,
@@ -411,10 +410,10 @@ impl Vault {
             id: id.clone(),
             token_hash: tokens::hash(&token),
             tenant_id: p.tenant_id.clone(),
-            secret_id: secret.meta.id.clone(),
-            secret_name: secret.meta.name.clone(),
-            secret_type: secret.meta.secret_type.clone(),
-            project_id: secret.meta.project_id.clone(),
+            secret_id: secret.id.clone(),
+            secret_name: secret.name.clone(),
+            secret_type: secret.secret_type.clone(),
+            project_id: secret.project_id.clone(),
             created_by: p.key_id.clone(),
             sealed: Some(sealed),
             password_hash,

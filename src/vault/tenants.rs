@@ -125,7 +125,10 @@ impl Vault {
     /// revoked key is not replaced.
     pub(super) async fn renew_local_principal(&self, p: &Principal) -> Result<Principal> {
         match self.store.get_api_key(&p.tenant_id, &p.key_id).await? {
-            Some(key) if key.revoked_at.is_none() => self.local_principal(&p.tenant_id, p.origin.clone()).await,
+            Some(key) if key.revoked_at.is_none() => {
+                let fresh = self.local_principal(&p.tenant_id, p.origin.clone()).await?;
+                Ok(Principal { touched: p.touched.clone(), ..fresh })
+            }
             _ => Err(Error::Unauthorized("this session's key was revoked; a new session gets a new one".into())),
         }
     }

@@ -16,7 +16,7 @@ use crate::store::{ApiKeyRow, AuditRow, Millis, ProjectRow, SecretRow, VersionMe
 /// (the epoch as a date, no tags, no project scope, which reads as "every
 /// project"). The log names the table, row and field for the operator; the
 /// value stays out of it.
-fn unreadable(table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Error {
+pub(crate) fn unreadable(table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Error {
     tracing::error!(table, row = %id, field, "stored data failed to parse");
     Error::Integrity
 }
@@ -190,6 +190,11 @@ pub struct CreateSecret {
     /// `standard` (default), `sensitive` or `critical`: reading a gated tier's value needs a human's approval.
     /// Any key that may write can raise a tier; only an owner can lower one.
     pub access_tier: Option<AccessTier>,
+    /// `reveal` (default): reads answer the value; `masked`: reads answer a preview; `use_only`: no read
+    /// answers it, only uses (latchkey run, the proxy, verify). Any writer can tighten it; only an owner can loosen it.
+    pub exposure: Option<super::exposure::Exposure>,
+    /// Where the server's proxy may send the value (`POST /api/v1/secrets/{id}/proxy`); none by default.
+    pub bindings: Option<Vec<super::bindings::Binding>>,
 }
 
 /// A change to a secret. A `value` creates a new version; metadata alone does not.
@@ -205,6 +210,10 @@ pub struct UpdateSecret {
     pub secret_type: Option<SecretType>,
     /// Raise the secret's access tier (`sensitive`, `critical`); lowering one is an owner's action (403 OWNER_REQUIRED).
     pub access_tier: Option<AccessTier>,
+    /// Tighten the exposure (`reveal` → `masked` → `use_only`); loosening is an owner's action (403 OWNER_REQUIRED).
+    pub exposure: Option<super::exposure::Exposure>,
+    /// Replace the proxy's bindings; on a `masked`/`use_only` secret, only an owner may add one (403 OWNER_REQUIRED).
+    pub bindings: Option<Vec<super::bindings::Binding>>,
     /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
     pub expected_version: Option<i64>,
 }
@@ -229,6 +238,10 @@ pub struct EditSecret {
     pub secret_type: Option<SecretType>,
     /// Change the access tier: any key that may write can raise it; lowering it is an owner's action (403 OWNER_REQUIRED).
     pub access_tier: Option<AccessTier>,
+    /// Tighten the exposure (`reveal` → `masked` → `use_only`); loosening is an owner's action (403 OWNER_REQUIRED).
+    pub exposure: Option<super::exposure::Exposure>,
+    /// Replace the proxy's bindings; on a `masked`/`use_only` secret, only an owner may add one (403 OWNER_REQUIRED).
+    pub bindings: Option<Vec<super::bindings::Binding>>,
     /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
     pub expected_version: Option<i64>,
 }
@@ -243,6 +256,8 @@ impl From<UpdateSecret> for EditSecret {
             tags: u.tags,
             secret_type: u.secret_type,
             access_tier: u.access_tier,
+            exposure: u.exposure,
+            bindings: u.bindings,
             expected_version: u.expected_version,
         }
     }
@@ -270,6 +285,9 @@ pub struct SetSecret {
     /// `standard` (default), `sensitive` or `critical`. Raising is allowed to any writer; lowering
     /// needs a human owner (no MCP caller is one: 403 OWNER_REQUIRED).
     pub access_tier: Option<AccessTier>,
+    /// `reveal` (default), `masked` or `use_only`: what reads answer. Tightening is allowed to any writer;
+    /// loosening needs a human owner (403 OWNER_REQUIRED).
+    pub exposure: Option<super::exposure::Exposure>,
     /// Only write if the secret is currently at this version (0 = must not exist yet).
     pub expected_version: Option<i64>,
 }
@@ -300,6 +318,10 @@ pub struct SecretMeta {
     pub version: i64,
     /// `standard`, `sensitive` or `critical` (reading a gated tier's value needs approval).
     pub access_tier: AccessTier,
+    /// `reveal`, `masked` or `use_only`: what a read of the value answers.
+    pub exposure: super::exposure::Exposure,
+    /// Where the server's proxy may send the value.
+    pub bindings: Vec<super::bindings::Binding>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -319,6 +341,8 @@ impl TryFrom<&SecretRow> for SecretMeta {
             tags: json_list(&s.tags, "secrets", &s.id, "tags")?,
             version: s.current_version,
             access_tier: AccessTier::of_row(s)?,
+            exposure: super::exposure::Exposure::of_row(s)?,
+            bindings: super::bindings::of_row(&s.bindings, &s.id)?,
             created_at: time(s.created_at, "secrets", &s.id, "created_at")?,
             updated_at: time(s.updated_at, "secrets", &s.id, "updated_at")?,
         })
@@ -331,7 +355,11 @@ impl TryFrom<&SecretRow> for SecretMeta {
 pub struct SecretValue {
     #[serde(flatten)]
     pub meta: SecretMeta,
-    pub value: String,
+    /// The value; `null` for a `masked` secret, whose read answers `masked` instead.
+    pub value: Option<String>,
+    /// For a `masked` secret only: a preview, the length and a fingerprint of the value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked: Option<super::exposure::Masked>,
     /// The version this value belongs to (the current one unless an older was asked for).
     pub value_version: i64,
 }

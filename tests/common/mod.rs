@@ -327,6 +327,25 @@ pub fn mcp_stdio(dir: &Path) -> Command {
     cmd
 }
 
+/// `latchkey owner add` on the server's database, as the operator runs it:
+/// (sign-in link, owner token). `base`: the URL the links name.
+pub fn owner_add(srv: &Server, tenant: &str, name: &str, base: &str) -> (String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["owner", "add", "--tenant", tenant, "--name", name, "--public-url", base, "--data-dir"])
+        .arg(&srv.data_dir)
+        .env_remove("DATABASE_URL")
+        .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
+        .env("LATCHKEY_LOG", "warn");
+    if let Some(url) = &srv.database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let out = cmd.output().expect("run latchkey owner add");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "owner add: {text} {}", String::from_utf8_lossy(&out.stderr));
+    let after = |label: &str| text.lines().find_map(|l| l.split_once(label).map(|(_, v)| v.trim().to_owned())).expect(label);
+    (after("(one use, 24 h):"), after("(shown once):"))
+}
+
 /// A tenant id no other test (or earlier run on a shared database) uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])

@@ -85,6 +85,8 @@ impl Fixture {
             created_at: now,
             updated_at: now,
             access_tier: "standard".into(),
+            exposure: "reveal".into(),
+            bindings: "[]".into(),
         };
         let v = VersionRow { secret_id: f.secret.clone(), version: 1, sealed: vec![1], created_at: now, created_by: f.key.id.clone() };
         let quota = |_: &str| Ok(None);

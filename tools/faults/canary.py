@@ -3,13 +3,20 @@ search the server's stderr/stdout, every file in the data dir (db, -wal, -shm),
 the audit trail and every recorded response except explicit reads, for each
 canary raw, hex, base64 (every alignment, standard and URL-safe) and
 URL-encoded. Hits are allowed only in explicit reads: a secret's read, and a
-share link's access (its API answer and the page's reveal)."""
+share link's access (its API answer and the page's reveal).
+
+Canaries of `masked` and `use_only` secrets are allowed nowhere, explicit
+reads included: they go through every use (the proxy, to a loopback echo
+server that sends the credential back in several encodings; verify; compare;
+requests) and every read, and none may come back."""
 
 import base64
 import binascii
+import http.server
 import json
 import os
 import re
+import threading
 import uuid
 from urllib.parse import quote, quote_plus
 
@@ -57,12 +64,94 @@ def explicit(r):
     return False
 
 
+class Echo(http.server.BaseHTTPRequestHandler):
+    """A loopback upstream for the proxy that sends back everything it got,
+    the credential included, raw, base64 and hex: the proxy must redact it."""
+
+    def _echo(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        got = ("%s %s\n%s\n" % (self.command, self.path, self.headers)).encode() + body
+        out = got + b"\n" + base64.b64encode(got) + b"\n" + binascii.hexlify(got)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("X-Echo-Auth", self.headers.get("Authorization", "") + self.headers.get("X-Api-Key", ""))
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = _echo
+
+    def log_message(self, *_):
+        pass
+
+
+def start_echo():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def use_without_reveal(c, key, tool, canary, hidden, res):
+    """Secrets in all three modes, then every read and use of them."""
+    echo = start_echo()
+    up = "http://127.0.0.1:%d/echo/" % echo.server_address[1]
+    try:
+        ids, vals = {}, {}
+        for name, mode, inject in [
+            ("HID_MASKED", "masked", {"type": "bearer"}),
+            ("HID_USE_ONLY", "use_only", {"type": "header", "name": "X-Api-Key"}),
+            ("HID_QUERY", "use_only", {"type": "query", "name": "key"}),
+            ("HID_BASIC", "use_only", {"type": "basic", "username": "svc"}),
+        ]:
+            vals[name] = canary(name, hidden=True)
+            r = c.req("POST", "/api/v1/secrets", {"name": name, "value": vals[name], "exposure": mode,
+                                                  "environment": "production",
+                                                  "bindings": [{"urlPrefix": up, "inject": inject}]})
+            if r.status != 201:
+                res.fail("creating %s answered %s" % (name, r.short()))
+                return
+            ids[name] = r.json()["id"]
+        c.req("POST", "/api/v1/secrets", {"name": "HID_USE_ONLY", "value": canary("staging-hidden", hidden=True),
+                                          "exposure": "use_only", "environment": "staging"})
+        for name, sid in ids.items():
+            c.req("GET", "/api/v1/secrets/" + sid)
+            c.req("GET", "/api/v1/secrets/%s?version=1" % sid)
+            c.req("GET", "/api/v1/secrets/%s/versions" % sid)
+            tool("get_secret", {"name": name, "environment": "production"})
+            tool("get_secret", {"name": name, "environment": "production", "version": 1})
+            tool("list_secret_versions", {"name": name, "environment": "production"})
+            c.req("POST", "/api/v1/shares", {"secretId": sid, "expirationHours": 1})
+            c.req("POST", "/api/v1/claim-tokens", {"secretId": sid, "targetTenantId": "canary-other", "contractId": "c"})
+            for method in ("GET", "POST"):
+                c.req("POST", "/api/v1/secrets/%s/proxy" % sid,
+                      {"method": method, "url": up + "x?q=1", "body": "hello", "headers": {"X-Trace": "1"}})
+                tool("http_request_with_secret", {"secret": name, "environment": "production", "method": method,
+                                                  "url": up + "y"})
+            # refused destinations carry the value nowhere either
+            c.req("POST", "/api/v1/secrets/%s/proxy" % sid, {"method": "GET", "url": "http://127.0.0.1:9/elsewhere"})
+            c.req("POST", "/api/v1/secrets/%s/verify" % sid, {"candidate": "not-it"})
+            c.req("POST", "/api/v1/secrets/%s/verify" % sid, {"candidate": vals[name]})
+            tool("verify_secret", {"secret": name, "environment": "production", "candidate": "still-not-it"})
+        c.req("GET", "/api/v1/secrets/compare?from=production&to=staging")
+        tool("compare_environments", {"from": "production", "to": "staging"})
+        c.req("POST", "/api/v1/secret-requests", {"name": "HID_REQUESTED", "reason": "canary"})
+        tool("request_secret", {"name": "HID_REQUESTED_MCP", "reason": "canary"})
+        c.req("GET", "/api/v1/secrets?limit=200")
+        tool("list_secrets", {})
+        tool("resources/read", None)
+    finally:
+        echo.shutdown()
+
+
 def run(ctx, res):
     data_dir = ctx.tempdir("canary")
     log_filter = os.environ.get("LATCHKEY_FAULTS_CANARY_LOG", "debug")
-    server = Server(ctx, data_dir, env={"LATCHKEY_LOG": log_filter})
+    # The proxy's echo server listens on loopback.
+    server = Server(ctx, data_dir, env={"LATCHKEY_LOG": log_filter, "LATCHKEY_ALLOW_PRIVATE_DESTINATIONS": "1"})
     recorded = []
     values = {}
+    hidden = set()
     try:
         server.start()
         c = server.client(recorder=recorded)
@@ -70,10 +159,14 @@ def run(ctx, res):
         other_tenant, other_key = signup(c, "canary-other")
         c.key = key
 
-        def canary(tag):
+        def canary(tag, hidden=False):
             v = "CNRY-%s p@ss/w+rd:%s;%s" % (tag, uuid.uuid4().hex, uuid.uuid4().hex[:8])
             values[tag] = v
+            if hidden:
+                hidden_tags.add(tag)
             return v
+
+        hidden_tags = hidden
 
         ids = {}
         for i in range(4):
@@ -182,6 +275,9 @@ def run(ctx, res):
         if share.get("id"):
             c.req("GET", "/api/v1/shares/" + share["id"])
         tool("list_shares", {})
+        # masked and use_only secrets: every read and every use
+        use_without_reveal(c, key, lambda name, args: mcp(name, {"uri": "latchkey://secrets"}) if args is None
+                           else tool(name, args), canary, hidden, res)
         # ordinary traffic
         c.req("GET", "/api/v1/secrets?limit=200")
         c.req("GET", "/api/v1/secrets?tag=canary")
@@ -248,6 +344,11 @@ def run(ctx, res):
         for r in recorded:
             head = "\n".join("%s: %s" % kv for kv in r.headers).encode()
             found = scan(r.body + b"\n" + head, canaries)
+            # A masked or use_only value is answered by nothing, explicit reads included.
+            for label, enc in [f for f in found if f[0] in hidden]:
+                hits.append("response to %s %s (%d): %s secret's canary %s (%s): %s"
+                            % (r.method, r.path, r.status, "non-reveal", label, enc, r.body.decode("utf-8", "replace")[:300]))
+            found = [f for f in found if f[0] not in hidden]
             if explicit(r):
                 explicit_hits += len(found)
                 continue

@@ -100,8 +100,8 @@ impl Params {
 pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
 
 /// Every column of `secrets`, in [`SecretRow`](super::SecretRow)'s order.
-pub(super) const SECRET_COLS: &str =
-    "id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, updated_at, access_tier";
+pub(super) const SECRET_COLS: &str = "id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, updated_at, access_tier, \
+     exposure, bindings";
 
 /// The audit table and the columns every audit insert fills, in bind order
 /// (see `bind_audit`).

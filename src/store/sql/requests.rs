@@ -122,11 +122,13 @@ impl<B: Backend> RequestStore for B {
     async fn release_request(&self, tenant_id: &str, id: &str) -> Result<()> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
-        query::<B::Db>("UPDATE secret_requests SET status = 'pending', taken_at = NULL WHERE id = $1 AND tenant_id = $2 AND status = 'filling'")
-            .bind(id)
-            .bind(tenant_id)
-            .execute(&mut *tx)
-            .await?;
+        query::<B::Db>(
+            "UPDATE secret_requests SET status = 'pending', taken_at = NULL WHERE id = $1 AND tenant_id = $2 AND status = 'filling'",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -162,26 +162,28 @@ pub(super) async fn insert_secret<D: Dialect>(
             return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
         }
     }
-    query::<D>(AssertSqlSafe(format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")))
-        .bind(&s.id)
-        .bind(&s.tenant_id)
-        .bind(&s.project_id)
-        .bind(&s.environment)
-        .bind(&s.name)
-        .bind(&s.secret_type)
-        .bind(&s.description)
-        .bind(&s.tags)
-        .bind(s.current_version)
-        .bind(s.created_at)
-        .bind(s.updated_at)
-        .bind(&s.access_tier)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| {
-            constraint_error(e, || {
-                Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name))
-            })
-        })?;
+    query::<D>(AssertSqlSafe(format!(
+        "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    )))
+    .bind(&s.id)
+    .bind(&s.tenant_id)
+    .bind(&s.project_id)
+    .bind(&s.environment)
+    .bind(&s.name)
+    .bind(&s.secret_type)
+    .bind(&s.description)
+    .bind(&s.tags)
+    .bind(s.current_version)
+    .bind(s.created_at)
+    .bind(s.updated_at)
+    .bind(&s.access_tier)
+    .bind(&s.exposure)
+    .bind(&s.bindings)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        constraint_error(e, || Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name)))
+    })?;
     replace_tags(tx, s).await?;
     insert_version(tx, first).await
 }

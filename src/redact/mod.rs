@@ -1,0 +1,235 @@
+//! Replacing secret values, and the forms they are commonly re-encoded in,
+//! with `[latchkey:NAME]` wherever output might carry them: a child's output
+//! under `latchkey run`, a proxied answer, a tool result (the leak guard).
+//!
+//! One Aho-Corasick automaton holds every form of every value, so the cost
+//! per byte does not grow with the number of values.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine;
+use zeroize::Zeroizing;
+
+/// Values shorter than this are not looked for: a one- or two-character
+/// value would blank out ordinary text everywhere.
+pub const MIN_VALUE_BYTES: usize = 3;
+
+/// The forms a value is looked for in: itself, base64 (standard and URL-safe,
+/// padded and not), hex in either case, and URL-encoded.
+fn forms(value: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = value.as_bytes();
+    let hex_lower: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut out = vec![
+        value.to_owned(),
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        hex_lower.to_uppercase(),
+        hex_lower,
+        url_encoded(value),
+    ];
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Percent-encodes every byte outside RFC 3986's unreserved set.
+fn url_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Finds every form of a set of named values and replaces each with its label.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    automaton: Option<AhoCorasick>,
+    /// The label of each pattern, by pattern index.
+    labels: Vec<Arc<str>>,
+    longest: usize,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor").field("patterns", &self.labels.len()).finish()
+    }
+}
+
+impl Redactor {
+    /// A redactor for these `(name, value)` pairs. When two values share a
+    /// form, the longer match wins (leftmost-longest), so a value that
+    /// contains another is replaced whole.
+    pub fn new(values: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut patterns: Vec<Zeroizing<String>> = Vec::new();
+        let mut labels = Vec::new();
+        for (name, value) in values {
+            let value = Zeroizing::new(value);
+            if value.len() < MIN_VALUE_BYTES {
+                continue;
+            }
+            let label: Arc<str> = Arc::from(format!("[latchkey:{name}]"));
+            for form in forms(&value) {
+                patterns.push(Zeroizing::new(form));
+                labels.push(label.clone());
+            }
+        }
+        if patterns.is_empty() {
+            return Redactor::default();
+        }
+        let longest = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(patterns.iter().map(|p| p.as_bytes()))
+            .expect("a few thousand literal patterns always build");
+        Redactor { automaton: Some(automaton), labels, longest }
+    }
+
+    /// Whether there is nothing to look for.
+    pub fn is_empty(&self) -> bool {
+        self.automaton.is_none()
+    }
+
+    /// The longest pattern in bytes: a streaming redactor holds back one
+    /// byte less than this between reads, so no value slips through split.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// The automaton, for a streaming redactor; `None` when empty.
+    pub fn automaton(&self) -> Option<&AhoCorasick> {
+        self.automaton.as_ref()
+    }
+
+    /// `[latchkey:NAME]` for a pattern the automaton reported.
+    pub fn label(&self, pattern: usize) -> &str {
+        &self.labels[pattern]
+    }
+
+    /// The text with every form of every value replaced.
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        match self.redact_bytes(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            // Every pattern and label is UTF-8, and a UTF-8 pattern can only
+            // match at a character boundary of UTF-8 text.
+            Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).expect("replacing UTF-8 by UTF-8 at boundaries")),
+        }
+    }
+
+    /// The bytes with every form of every value replaced.
+    pub fn redact_bytes<'t>(&self, bytes: &'t [u8]) -> Cow<'t, [u8]> {
+        let Some(ac) = &self.automaton else { return Cow::Borrowed(bytes) };
+        let mut found = ac.find_iter(bytes).peekable();
+        if found.peek().is_none() {
+            return Cow::Borrowed(bytes);
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        for m in found {
+            out.extend_from_slice(&bytes[at..m.start()]);
+            out.extend_from_slice(self.labels[m.pattern().as_usize()].as_bytes());
+            at = m.end();
+        }
+        out.extend_from_slice(&bytes[at..]);
+        Cow::Owned(out)
+    }
+
+    /// Whether any form of any value occurs in the bytes.
+    pub fn finds(&self, bytes: &[u8]) -> bool {
+        self.automaton.as_ref().is_some_and(|ac| ac.is_match(bytes))
+    }
+}
+
+/// The values of non-`reveal` secrets a request (REST, MCP over HTTP) or a
+/// session (MCP over stdio) has opened: the leak guard redacts them from
+/// everything that request or session answers. Clones share one set.
+#[derive(Clone, Default)]
+pub struct Touched(Arc<Mutex<Vec<(String, Zeroizing<String>)>>>);
+
+impl std::fmt::Debug for Touched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Touched").field(&self.len()).finish()
+    }
+}
+
+impl Touched {
+    /// Remembers a value opened under this name (once per distinct value).
+    pub fn add(&self, name: &str, value: &str) {
+        let mut set = self.0.lock().expect("not poisoned");
+        if !set.iter().any(|(_, v)| v.as_str() == value) {
+            set.push((name.to_owned(), Zeroizing::new(value.to_owned())));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A redactor for everything touched so far; empty (and free) when nothing was.
+    pub fn redactor(&self) -> Redactor {
+        let set = self.0.lock().expect("not poisoned");
+        if set.is_empty() {
+            return Redactor::default();
+        }
+        Redactor::new(set.iter().map(|(n, v)| (n.clone(), v.to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(name: &str, value: &str) -> Redactor {
+        Redactor::new([(name.to_owned(), value.to_owned())])
+    }
+
+    #[test]
+    fn every_form_is_replaced() {
+        let r = one("API_KEY", "sk_live/abc+123=?");
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        for form in [
+            "sk_live/abc+123=?".to_owned(),
+            STANDARD.encode("sk_live/abc+123=?"),
+            URL_SAFE_NO_PAD.encode("sk_live/abc+123=?"),
+            "sk_live/abc+123=?".bytes().map(|b| format!("{b:02x}")).collect(),
+            "sk_live/abc+123=?".bytes().map(|b| format!("{b:02X}")).collect(),
+            "sk_live%2Fabc%2B123%3D%3F".to_owned(),
+        ] {
+            let text = format!("before {form} after");
+            assert_eq!(r.redact(&text), "before [latchkey:API_KEY] after", "form {form}");
+        }
+    }
+
+    #[test]
+    fn the_longer_of_two_overlapping_values_wins_and_text_without_values_is_borrowed() {
+        let r = Redactor::new([("SHORT".to_owned(), "abcd".to_owned()), ("LONG".to_owned(), "abcdefgh".to_owned())]);
+        assert_eq!(r.redact("x abcdefgh y abcd z"), "x [latchkey:LONG] y [latchkey:SHORT] z");
+        assert!(matches!(r.redact("nothing here"), Cow::Borrowed(_)));
+        assert!(one("X", "ab").is_empty(), "values under three bytes are not looked for");
+        assert_eq!(Redactor::default().redact("abc"), "abc");
+    }
+
+    #[test]
+    fn touched_values_make_one_redactor() {
+        let t = Touched::default();
+        assert!(t.redactor().is_empty());
+        t.add("A", "first-value");
+        t.clone().add("B", "second-value");
+        t.add("A", "first-value");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.redactor().redact("first-value second-value"), "[latchkey:A] [latchkey:B]");
+    }
+}
