@@ -169,7 +169,7 @@ async fn story(backend: Backend) {
     let secret = done["secretId"].as_str().expect("secretId").to_owned();
     assert!(!done.to_string().contains(&value));
     assert!(html.contains(&secret), "the page names the secret");
-    let (s, meta) = srv.get(&format!("/api/v1/secrets?environment=production"), &agent).await;
+    let (s, meta) = srv.get("/api/v1/secrets?environment=production", &agent).await;
     assert_eq!(s, 200, "{meta}");
     assert!(meta.to_string().contains(&secret) && meta.to_string().contains("STRIPE_KEY"), "{meta}");
     // use_only: no read answers it; verify says it is the value.

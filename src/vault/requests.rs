@@ -21,6 +21,9 @@
 //!   gets a new version, keeping that secret's exposure and tier (a request
 //!   never loosens an existing secret); otherwise a new secret is created
 //!   with the request's exposure and tier.
+//! - Storing a value is a strong owner action: once the tenant's owners
+//!   have passkeys, it takes a fresh one (the page asks for it), since a
+//!   value planted with a copied cookie would be used as the real one.
 //! - Fulfilment is two store steps around `Vault::set_secret`: a conditional
 //!   UPDATE takes the request (`filling`, read as `pending`), the secret is
 //!   written like any owner write (cache, version writer, its own audit
