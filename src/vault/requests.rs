@@ -139,14 +139,20 @@ fn at(ms: Millis, id: &str, field: &'static str) -> Result<DateTime<Utc>> {
 }
 
 /// An http or https URL a person may open: no other scheme (no
-/// `javascript:`, no `data:`), a host, nothing invisible.
+/// `javascript:`, no `data:`), a host, and printable ASCII only (a
+/// percent-encoded or punycode URL), so nothing invisible or reordering
+/// (a bidirectional control) changes what the owner reads.
 pub fn obtain_url(raw: &str) -> Result<String> {
-    let bad = || Error::InvalidRequest("obtainUrl must be an http:// or https:// URL of at most 2000 characters".into());
+    let bad = || {
+        Error::InvalidRequest(
+            "obtainUrl must be an http:// or https:// URL of at most 2000 printable ASCII characters (percent-encode the rest)".into(),
+        )
+    };
     let u = raw.trim();
     let lower = u.to_ascii_lowercase();
     let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")).ok_or_else(bad)?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if u.len() > 2000 || host.is_empty() || host.starts_with('@') || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if u.len() > 2000 || host.is_empty() || host.starts_with('@') || !u.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
     }
     Ok(u.to_owned())
@@ -410,5 +416,66 @@ impl Vault {
             Some(done) => self.request_view(&done, now),
             None => Err(Error::Conflict("this request changed while its secret was written; the secret is stored".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::requests::{CANCELLED, FILLING};
+
+    #[test]
+    fn an_obtain_url_is_http_or_https_with_a_host() {
+        for ok in ["https://dashboard.stripe.com/apikeys", "http://localhost:8080/x?y=1#z", "HTTPS://Example.com"] {
+            assert_eq!(obtain_url(ok).unwrap(), ok);
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "ftp://example.com",
+            "https://",
+            "https:///path",
+            "https://@evil.example",
+            "https://example.com/a b",
+            "https://example.com/\u{202e}txt",
+            "//example.com",
+        ] {
+            assert_eq!(obtain_url(bad).unwrap_err().code(), "INVALID_REQUEST", "{bad}");
+        }
+        assert!(obtain_url(&format!("https://example.com/{}", "a".repeat(2000))).is_err());
+    }
+
+    #[test]
+    fn a_request_reads_expired_past_its_time_and_filling_reads_pending() {
+        let mut r = RequestRow {
+            id: "r".into(),
+            tenant_id: "t".into(),
+            requester_key_id: "k".into(),
+            requester_name: "k".into(),
+            name: "N".into(),
+            reason: "why".into(),
+            project_id: None,
+            environment: String::new(),
+            instructions: None,
+            obtain_url: None,
+            exposure: "use_only".into(),
+            access_tier: "standard".into(),
+            status: PENDING.into(),
+            created_at: 0,
+            expires_at: 100,
+            taken_at: None,
+            fulfilled_at: None,
+            fulfilled_by: None,
+            secret_id: None,
+            cancelled_at: None,
+        };
+        assert_eq!(r.state(99), PENDING);
+        assert_eq!(r.state(100), EXPIRED);
+        r.status = FILLING.into();
+        assert_eq!(r.state(99), PENDING);
+        r.status = FULFILLED.into();
+        assert_eq!(r.state(1000), FULFILLED, "a fulfilled request never expires");
+        r.status = CANCELLED.into();
+        assert_eq!(r.state(1000), CANCELLED);
     }
 }
