@@ -47,6 +47,14 @@ pub enum Error {
     /// first. Its body carries `approvalId` and `approvalUrl`.
     #[error("a human must approve this first: show your user {approval_url} (approval {approval_id})")]
     ApprovalRequired { approval_id: String, approval_url: String },
+    /// 403: the secret proxy was asked for a method and URL none of the
+    /// secret's `bindings` covers; the message names what is bound.
+    #[error("{0}")]
+    DestinationNotBound(String),
+    /// 403: an outbound request to an address the operator does not allow
+    /// (private, loopback, link-local...; see `outbound`).
+    #[error("{0}")]
+    DestinationRefused(String),
     /// 401: a scoped token past its expiry.
     #[error("this token has expired")]
     TokenExpired,
@@ -131,6 +139,10 @@ pub enum Error {
     /// 429: too many requests; retry after the given delay.
     #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
+    /// 502: an outbound request failed: the name did not resolve, the
+    /// connection was refused or timed out, or the exchange broke off.
+    #[error("{0}")]
+    UpstreamFailed(String),
     /// 500: a stored ciphertext failed authentication: tampered or misplaced data.
     #[error("stored data failed its integrity check")]
     Integrity,
@@ -154,6 +166,8 @@ impl Error {
             Error::PasskeyRequired(_) => "PASSKEY_REQUIRED",
             Error::ExposureDenied(_) => "EXPOSURE_DENIED",
             Error::ApprovalRequired { .. } => "APPROVAL_REQUIRED",
+            Error::DestinationNotBound(_) => "DESTINATION_NOT_BOUND",
+            Error::DestinationRefused(_) => "DESTINATION_REFUSED",
             Error::TokenExpired => "TOKEN_EXPIRED",
             Error::TokenExhausted => "TOKEN_EXHAUSTED",
             Error::TokenRevoked => "TOKEN_REVOKED",
@@ -181,6 +195,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Error::RequestTimeout(_) => "REQUEST_TIMEOUT",
             Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::UpstreamFailed(_) => "UPSTREAM_FAILED",
             Error::Integrity => "INTEGRITY_ERROR",
             Error::Internal(_) => "INTERNAL_ERROR",
         }
@@ -202,6 +217,8 @@ impl Error {
             | Error::PasskeyRequired(_)
             | Error::ExposureDenied(_)
             | Error::ApprovalRequired { .. }
+            | Error::DestinationNotBound(_)
+            | Error::DestinationRefused(_)
             | Error::PlanLimitReached(_)
             | Error::SignupClosed
             | Error::ForbiddenHost(_)
@@ -225,6 +242,7 @@ impl Error {
             Error::RequestTimeout(_) => 408,
             Error::RateLimited { .. } | Error::ShareLocked { .. } | Error::VerifyLimited { .. } => 429,
             Error::Integrity | Error::Internal(_) => 500,
+            Error::UpstreamFailed(_) => 502,
         }
     }
 

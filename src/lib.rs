@@ -21,6 +21,9 @@
 //! - [`pages`]: the pages for people (`/approvals`): owners sign in and decide.
 //! - [`edge`]: what every HTTP front checks and reads first: `Host`/`Origin`,
 //!   the client's address, the credential.
+//! - [`outbound`]: the one guarded HTTP client for requests Latchkey makes
+//!   itself (the secret proxy): timeouts, a response cap, same-origin
+//!   redirects, private destinations refused after resolution.
 
 pub mod config;
 pub mod crypto;
@@ -28,6 +31,7 @@ pub mod docs;
 pub mod edge;
 pub mod error;
 pub mod mcp;
+pub mod outbound;
 pub mod pages;
 pub mod redact;
 pub mod rest;

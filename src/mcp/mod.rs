@@ -11,6 +11,7 @@ mod claims;
 mod direct;
 pub mod http;
 mod params;
+mod proxy;
 mod requests;
 mod resources;
 mod shares;
@@ -152,7 +153,7 @@ impl LatchkeyMcp {
 
     /// Every tool: the core ones (`tools`) and each feature's own router.
     pub(crate) fn all_tools() -> ToolRouter<Self> {
-        Self::tool_router() + Self::claim_tools() + Self::share_tools() + Self::request_tools() + Self::check_tools()
+        Self::tool_router() + Self::claim_tools() + Self::share_tools() + Self::proxy_tools() + Self::request_tools() + Self::check_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

@@ -12,6 +12,7 @@ mod extract;
 pub mod guard;
 mod handlers;
 pub mod openapi;
+mod proxy;
 mod requests;
 mod shares;
 

@@ -18,6 +18,7 @@ pub mod owners;
 pub mod plans;
 pub mod principal;
 pub mod projects;
+pub mod proxy;
 pub mod requests;
 pub mod scopes;
 pub mod secrets;

@@ -37,6 +37,7 @@ ALL_TOOLS = {
     "query_audit", "approval_status", "wait_for_approval", "request_token",
     "create_claim_token", "redeem_claim_token", "list_claim_tokens", "revoke_claim_token",
     "create_share", "list_shares", "revoke_share", "extend_share",
+    "http_request_with_secret",
     "request_secret", "request_status", "verify_secret", "compare_environments",
 }
 PUBLIC_RESOURCES = {"latchkey://llms.txt", "latchkey://quickstart"}
