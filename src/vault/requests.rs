@@ -378,11 +378,9 @@ impl Vault {
             return Err(Error::Conflict("this request is being fulfilled right now".into()));
         };
         let existing = self.store.find_secret(&p.tenant_id, r.project_id.as_deref(), &r.environment, &r.name).await;
-        // An existing secret keeps its tier, restated: that makes the write
-        // the one-transaction metadata-and-value update, which takes an
-        // owner; the group-commit path of a bare new value checks the
-        // writer's API key, which an owner has none of (refused as KEY_CHANGED).
-        let set = |found: Option<&crate::store::SecretRow>| SetSecret {
+        // A new secret takes the request's tier and exposure; an existing
+        // one keeps its own (a request never loosens a secret).
+        let set = |new: bool| SetSecret {
             name: r.name.clone(),
             value: value.to_string(),
             project_id: r.project_id.clone(),
@@ -390,14 +388,12 @@ impl Vault {
             secret_type: None,
             tags: None,
             description: None,
-            // A new secret takes the request's tier and exposure; an existing
-            // one keeps its own (a request never loosens a secret).
-            access_tier: serde_json::from_value::<AccessTier>(found.map_or(&r.access_tier, |f| &f.access_tier).clone().into()).ok(),
-            exposure: if found.is_none() { serde_json::from_value::<Exposure>(r.exposure.clone().into()).ok() } else { None },
+            access_tier: if new { serde_json::from_value::<AccessTier>(r.access_tier.clone().into()).ok() } else { None },
+            exposure: if new { serde_json::from_value::<Exposure>(r.exposure.clone().into()).ok() } else { None },
             expected_version: None,
         };
         let written = match existing {
-            Ok(found) => self.set_secret(p, set(found.as_ref())).await,
+            Ok(found) => self.set_secret(p, set(found.is_none())).await,
             Err(e) => Err(e),
         };
         let secret = match written {
