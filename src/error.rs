@@ -94,6 +94,18 @@ pub enum Error {
     /// 429: too many wrong passwords; the share link is locked for a while.
     #[error("too many wrong passwords: this share link is locked; retry after {} s", retry_after.as_secs().max(1))]
     ShareLocked { retry_after: Duration },
+    /// 409: a secret request that was already fulfilled.
+    #[error("this secret request was already fulfilled")]
+    RequestFulfilled,
+    /// 410: a secret request that was cancelled.
+    #[error("this secret request was cancelled")]
+    RequestCancelled,
+    /// 410: a secret request that expired before anyone fulfilled it.
+    #[error("this secret request has expired")]
+    RequestExpired,
+    /// 429: too many verifications of one secret; retry after the delay.
+    #[error("too many verifications of this secret; retry after {} s", retry_after.as_secs().max(1))]
+    VerifyLimited { retry_after: Duration },
     /// 409: revoking what is already revoked.
     #[error("{0}")]
     AlreadyRevoked(String),
@@ -170,6 +182,10 @@ impl Error {
             Error::PasswordRequired => "PASSWORD_REQUIRED",
             Error::InvalidPassword => "INVALID_PASSWORD",
             Error::ShareLocked { .. } => "SHARE_LOCKED",
+            Error::RequestFulfilled => "REQUEST_FULFILLED",
+            Error::RequestCancelled => "REQUEST_CANCELLED",
+            Error::RequestExpired => "REQUEST_EXPIRED",
+            Error::VerifyLimited { .. } => "VERIFY_LIMITED",
             Error::SecretNotFound | Error::SecretsNotFound(_) => "SECRET_NOT_FOUND",
             Error::NotFound(_) => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -209,16 +225,22 @@ impl Error {
             | Error::ForbiddenOrigin(_) => 403,
             Error::SecretNotFound | Error::SecretsNotFound(_) | Error::NotFound(_) => 404,
             Error::MethodNotAllowed => 405,
-            Error::VersionConflict { .. } | Error::AlreadyExists(_) | Error::Conflict(_) | Error::AlreadyRevoked(_) => 409,
+            Error::VersionConflict { .. }
+            | Error::AlreadyExists(_)
+            | Error::Conflict(_)
+            | Error::AlreadyRevoked(_)
+            | Error::RequestFulfilled => 409,
             Error::ClaimAlreadyRedeemed
             | Error::ClaimExpired
             | Error::ClaimRevoked
             | Error::ShareExpired
             | Error::ShareExhausted
-            | Error::ShareRevoked => 410,
+            | Error::ShareRevoked
+            | Error::RequestCancelled
+            | Error::RequestExpired => 410,
             Error::PayloadTooLarge(_) => 413,
             Error::RequestTimeout(_) => 408,
-            Error::RateLimited { .. } | Error::ShareLocked { .. } => 429,
+            Error::RateLimited { .. } | Error::ShareLocked { .. } | Error::VerifyLimited { .. } => 429,
             Error::Integrity | Error::Internal(_) => 500,
             Error::UpstreamFailed(_) => 502,
         }

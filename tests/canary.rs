@@ -34,7 +34,11 @@ fn forms(value: &str) -> Vec<String> {
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     out.push(hex.to_uppercase());
     out.push(hex);
-    out.push(b.iter().map(|&x| if x.is_ascii_alphanumeric() || b"-._~".contains(&x) { (x as char).to_string() } else { format!("%{x:02X}") }).collect());
+    out.push(
+        b.iter()
+            .map(|&x| if x.is_ascii_alphanumeric() || b"-._~".contains(&x) { (x as char).to_string() } else { format!("%{x:02X}") })
+            .collect(),
+    );
     out
 }
 
@@ -116,12 +120,17 @@ async fn sweep(backend: Backend) {
         seen.add("versions", srv.get(&format!("/api/v1/secrets/{id}/versions"), &admin).await.1.to_string());
         seen.add("share", srv.post("/api/v1/shares", &admin, json!({ "secretId": id })).await.1.to_string());
         let (s, proxied) = srv
-            .post(&format!("/api/v1/secrets/{id}/proxy"), &admin, json!({ "method": "POST", "url": format!("{upstream}/echo/x?q=1"), "body": "hi" }))
+            .post(
+                &format!("/api/v1/secrets/{id}/proxy"),
+                &admin,
+                json!({ "method": "POST", "url": format!("{upstream}/echo/x?q=1"), "body": "hi" }),
+            )
             .await;
         assert_eq!(s, 200, "the proxy reached the echo server: {proxied}");
         assert!(proxied.to_string().contains(&format!("[latchkey:{name}]")), "the echoed credential is redacted: {proxied}");
         seen.add("proxy", proxied.to_string());
-        let refused = srv.post(&format!("/api/v1/secrets/{id}/proxy"), &admin, json!({ "method": "GET", "url": "http://127.0.0.1:9/x" })).await;
+        let refused =
+            srv.post(&format!("/api/v1/secrets/{id}/proxy"), &admin, json!({ "method": "GET", "url": "http://127.0.0.1:9/x" })).await;
         seen.add("proxy refused", refused.1.to_string());
         let value = &values.iter().find(|v| v.0 == *name).unwrap().2;
         let (s, verdict) = srv.post(&format!("/api/v1/secrets/{id}/verify"), &admin, json!({ "candidate": value })).await;
@@ -138,12 +147,24 @@ async fn sweep(backend: Backend) {
     for (name, _) in &ids {
         let args = json!({ "name": name, "environment": "production" });
         let read = tool_text(&c, "get_secret", args.clone()).await;
-        if *name == "REVEAL" { seen.reveal("get_secret", read) } else { seen.add("get_secret", read) }
+        if *name == "REVEAL" {
+            seen.reveal("get_secret", read)
+        } else {
+            seen.add("get_secret", read)
+        }
         seen.add("list_secret_versions", tool_text(&c, "list_secret_versions", args).await);
-        let proxied = tool_text(&c, "http_request_with_secret", json!({ "secret": name, "environment": "production", "method": "GET", "url": format!("{upstream}/echo/mcp") })).await;
+        let proxied = tool_text(
+            &c,
+            "http_request_with_secret",
+            json!({ "secret": name, "environment": "production", "method": "GET", "url": format!("{upstream}/echo/mcp") }),
+        )
+        .await;
         assert!(proxied.contains(&format!("[latchkey:{name}]")), "{proxied}");
         seen.add("http_request_with_secret", proxied);
-        seen.add("verify_secret", tool_text(&c, "verify_secret", json!({ "secret": name, "environment": "production", "candidate": "wrong" })).await);
+        seen.add(
+            "verify_secret",
+            tool_text(&c, "verify_secret", json!({ "secret": name, "environment": "production", "candidate": "wrong" })).await,
+        );
     }
     seen.add("compare_environments", tool_text(&c, "compare_environments", json!({ "from": "production", "to": "staging" })).await);
     for uri in ["latchkey://secrets", "latchkey://secrets/HIDDEN?environment=production", "latchkey://audit/recent"] {
@@ -197,7 +218,9 @@ async fn sweep(backend: Backend) {
     let mut hits = Vec::new();
     let mut explicit = 0;
     for (what, text, allowed) in &seen.0 {
-        for (name, _, value) in values.iter().map(|(n, m, v)| (*n, *m, v.as_str())).chain([("STAGING", "use_only", staging_hidden.as_str())]) {
+        for (name, _, value) in
+            values.iter().map(|(n, m, v)| (*n, *m, v.as_str())).chain([("STAGING", "use_only", staging_hidden.as_str())])
+        {
             if forms(value).iter().any(|f| text.contains(f.as_str())) {
                 if *allowed == Some(name) {
                     explicit += 1;

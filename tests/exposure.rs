@@ -132,6 +132,9 @@ async fn story(backend: Backend) {
     let (s, t) = srv.put(&format!("/api/v1/secrets/{masked}"), &owner, json!({ "exposure": "reveal" })).await;
     assert_eq!((s, t["exposure"].as_str()), (200, Some("reveal")), "{t}");
     assert_eq!(srv.get(&format!("/api/v1/secrets/{masked}"), &agent).await.1["value"], MASKED);
+    // An owner also writes a bare new value (no key of theirs to check at commit).
+    let (s, t) = srv.put(&format!("/api/v1/secrets/{hidden}"), &owner, json!({ "value": "rotated-by-owner-value" })).await;
+    assert_eq!((s, t["version"].as_i64()), (200, Some(2)), "{t}");
 
     // The trail says what each read answered, and why one was refused.
     let (_, audit) = srv.get("/api/v1/audit?limit=1000", &admin).await;

@@ -394,6 +394,7 @@ mod tests {
         // idempotent UPDATE, which the sweep would make anyway.
         let reads = [
             "approval_status",
+            "compare_environments",
             "get_project",
             "get_secret",
             "list_api_keys",
@@ -403,6 +404,8 @@ mod tests {
             "list_secrets",
             "list_shares",
             "query_audit",
+            "request_status",
+            "verify_secret",
             "wait_for_approval",
             "whoami",
         ];

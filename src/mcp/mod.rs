@@ -6,11 +6,13 @@
 //! [`http::Endpoint`] resolves before rmcp sees the request; over stdio it is
 //! the key in `LATCHKEY_API_KEY` or the local tenant's admin.
 
+mod checks;
 mod claims;
 mod direct;
 pub mod http;
 mod params;
 mod proxy;
+mod requests;
 mod resources;
 mod run;
 mod shares;
@@ -164,7 +166,13 @@ impl LatchkeyMcp {
 
     /// Every tool: the core ones (`tools`) and each feature's own router.
     pub(crate) fn all_tools() -> ToolRouter<Self> {
-        Self::tool_router() + Self::claim_tools() + Self::share_tools() + Self::proxy_tools() + Self::run_tools()
+        Self::tool_router()
+            + Self::claim_tools()
+            + Self::share_tools()
+            + Self::proxy_tools()
+            + Self::request_tools()
+            + Self::check_tools()
+            + Self::run_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

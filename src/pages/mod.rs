@@ -2,7 +2,8 @@
 //! one-time link or their owner token), see pending requests and decide them,
 //! register passkeys, add owners, and change the policy and tiers; and
 //! `/s/{token}` (`share`), where the person a share link was sent to reveals
-//! the secret.
+//! the secret; and `/requests/{id}` (`requests`), where an owner supplies a
+//! value an agent asked for.
 //! Server-rendered (askama templates in `templates/`), plain forms that work
 //! without JavaScript; the one script (`static/approvals.js`) runs only the
 //! WebAuthn ceremonies. Handlers call the same vault functions as REST.
@@ -14,6 +15,7 @@
 //! are pages, not API.
 
 mod bridge;
+mod requests;
 mod share;
 
 use askama::Template;
@@ -79,6 +81,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/approvals.js", get(script))
         .route("/static/approvals.css", get(style))
         .merge(share::routes())
+        .merge(requests::routes())
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

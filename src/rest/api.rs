@@ -345,5 +345,7 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::claims::routes(t);
     let t = super::shares::routes(t);
     let t = super::proxy::routes(t);
+    let t = super::requests::routes(t);
+    let t = super::checks::routes(t);
     (t.router, t.ops)
 }

@@ -4,6 +4,7 @@
 //! axum router and the OpenAPI document.
 
 mod api;
+mod checks;
 mod claims;
 mod docs;
 mod export;
@@ -12,6 +13,7 @@ pub mod guard;
 mod handlers;
 pub mod openapi;
 mod proxy;
+mod requests;
 mod shares;
 
 use std::sync::Arc;
@@ -38,7 +40,7 @@ impl IntoResponse for Error {
         let body = Json(self.body());
         let mut resp = (status, body).into_response();
         match &self {
-            Error::RateLimited { retry_after } | Error::ShareLocked { retry_after } => {
+            Error::RateLimited { retry_after } | Error::ShareLocked { retry_after } | Error::VerifyLimited { retry_after } => {
                 let secs = retry_after.as_secs().max(1).to_string();
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
             }

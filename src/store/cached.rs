@@ -234,6 +234,11 @@ impl Store for CachedStore {
         self.inner.shares()
     }
 
+    // Nor is a secret request; its secret is written through the vault.
+    fn requests(&self) -> &dyn super::requests::RequestStore {
+        self.inner.requests()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await

@@ -16,6 +16,7 @@
 //! - [`owners`]: owners, their links, sessions and passkeys (a trait of its own).
 //! - [`claims`]: claim tokens, one tenant's hand-off of a secret to another (a trait of its own).
 //! - [`shares`]: share links for people (a trait of its own).
+//! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -25,6 +26,7 @@ mod integrity;
 mod liveness;
 pub mod owners;
 pub mod postgres;
+pub mod requests;
 pub mod shares;
 mod sql;
 pub mod sqlite;
@@ -425,6 +427,8 @@ pub trait Store: Send + Sync + 'static {
     fn claims(&self) -> &dyn claims::ClaimStore;
     /// Share links for people (see [`shares`]).
     fn shares(&self) -> &dyn shares::ShareStore;
+    /// Secret requests (see [`requests`]).
+    fn requests(&self) -> &dyn requests::RequestStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

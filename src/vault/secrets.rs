@@ -304,7 +304,12 @@ impl Vault {
         if let Some(v) = &req.value {
             self.check_value(v)?;
         }
-        if !metadata && let Some(value) = req.value.take() {
+        // The version writer checks the writer's key at commit; an owner
+        // (or the operator) has none, and takes the one-transaction path.
+        if !metadata
+            && p.has_key()
+            && let Some(value) = req.value.take()
+        {
             return self.add_version(p, r, req.expected_version, value).await;
         }
         // Validated as on create, before anything is read or written.

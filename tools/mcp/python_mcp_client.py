@@ -38,6 +38,7 @@ ALL_TOOLS = {
     "create_claim_token", "redeem_claim_token", "list_claim_tokens", "revoke_claim_token",
     "create_share", "list_shares", "revoke_share", "extend_share",
     "http_request_with_secret",
+    "request_secret", "request_status", "verify_secret", "compare_environments",
 }
 # Offered only by `latchkey mcp` (stdio): never listed over HTTP.
 LOCAL_TOOLS = {"run_with_secrets", "write_env_file"}

@@ -17,6 +17,7 @@ mod claims;
 pub(super) mod dialect;
 mod filters;
 pub(super) mod owners;
+mod requests;
 mod shares;
 mod store;
 mod writes;

@@ -29,6 +29,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn requests(&self) -> &dyn crate::store::requests::RequestStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
