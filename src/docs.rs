@@ -79,7 +79,16 @@ pub fn quickstart_doc() -> QuickstartDoc {
                 Some(json!({"secretId": "{secretId}", "targetTenantId": "their-tenant", "contractId": "task-42"})),
                 "{token: ctk_...}: give the token to the other agent; it redeems it once with POST /api/v1/claim-tokens/{id}/claim, the token as id",
             ),
-            step(7, "Review who did what", "GET", "/api/v1/audit?limit=20", true, None, "{logs[], total}"),
+            step(
+                7,
+                "Use a secret without seeing it (exposure use_only, bindings)",
+                "POST",
+                "/api/v1/secrets/{secretId}/proxy",
+                true,
+                Some(json!({"method": "GET", "url": "https://api.stripe.com/v1/balance"})),
+                "{status, headers, body}: the server sent the request with the value where the secret's binding says; the value is redacted from the answer",
+            ),
+            step(8, "Review who did what", "GET", "/api/v1/audit?limit=20", true, None, "{logs[], total}"),
         ],
         docs: json!({ "llms": "/llms.txt", "openapi": "/api/openapi.json", "plans": "/api/signup/limits", "mcp": "/mcp" }),
     }
