@@ -66,7 +66,7 @@ pub struct PolicyArgs {
     /// loopback and link-local addresses. Off by default: a bound URL whose
     /// name resolves to 127.0.0.1 or 10.x would otherwise reach this host's
     /// or this network's internal services.
-    #[arg(long, env = "LATCHKEY_ALLOW_PRIVATE_DESTINATIONS")]
+    #[arg(long, env = "LATCHKEY_ALLOW_PRIVATE_DESTINATIONS", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_destinations: bool,
 }
 

@@ -18,8 +18,15 @@ use zeroize::Zeroizing;
 /// value would blank out ordinary text everywhere.
 pub const MIN_VALUE_BYTES: usize = 3;
 
-/// The forms a value is looked for in: itself, base64 (standard and URL-safe,
-/// padded and not), hex in either case, and URL-encoded.
+/// Shortest slice of a value looked for inside a longer base64 text: shorter
+/// ones (fewer than eight base64 characters) would match by chance.
+const MIN_ALIGNED_BYTES: usize = 6;
+
+/// The forms a value is looked for in: itself; base64, standard and
+/// URL-safe, padded and not, and also as it appears inside the base64 of a
+/// longer text (`Basic` auth, an echoed body), where it may start at any of
+/// three alignments; hex in either case; and URL-encoded as paths, queries
+/// and forms write it.
 fn forms(value: &str) -> Vec<String> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let bytes = value.as_bytes();
@@ -32,19 +39,35 @@ fn forms(value: &str) -> Vec<String> {
         URL_SAFE_NO_PAD.encode(bytes),
         hex_lower.to_uppercase(),
         hex_lower,
-        url_encoded(value),
+        percent_encoded(value, b"-._~", false),
+        percent_encoded(value, b"-._~/", false),
+        percent_encoded(value, b"-._~", true),
+        percent_encoded(value, b"*-._", true),
     ];
+    // Inside a longer base64 text, the value's bytes from the first group
+    // boundary on encode alike, whatever came before them.
+    for skip in 0..3 {
+        let rest = &bytes[skip.min(bytes.len())..];
+        let whole = &rest[..rest.len() - rest.len() % 3];
+        if whole.len() >= MIN_ALIGNED_BYTES {
+            out.push(STANDARD_NO_PAD.encode(whole));
+            out.push(URL_SAFE_NO_PAD.encode(whole));
+        }
+    }
     out.sort();
     out.dedup();
     out
 }
 
-/// Percent-encodes every byte outside RFC 3986's unreserved set.
-fn url_encoded(value: &str) -> String {
+/// Percent-encodes every byte but ASCII letters, digits and `keep`; with
+/// `plus`, a space is `+` (query strings and forms).
+fn percent_encoded(value: &str, keep: &[u8], plus: bool) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(b as char);
+        } else if plus && b == b' ' {
+            out.push('+');
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
@@ -217,10 +240,26 @@ mod tests {
             "sk_live/abc+123=?".bytes().map(|b| format!("{b:02x}")).collect(),
             "sk_live/abc+123=?".bytes().map(|b| format!("{b:02X}")).collect(),
             "sk_live%2Fabc%2B123%3D%3F".to_owned(),
+            "sk_live/abc%2B123%3D%3F".to_owned(),
         ] {
             let text = format!("before {form} after");
             assert_eq!(r.redact(&text), "before [latchkey:API_KEY] after", "form {form}");
         }
+    }
+
+    #[test]
+    fn a_value_inside_a_longer_base64_text_or_a_query_is_found_at_any_alignment() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let value = "CNRY p@ss/w+rd:0123456789abcdef";
+        let r = one("KEY", value);
+        for before in ["", "u:", "svc:", "Authorization: Basic x", "12345"] {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let text = engine.encode(format!("{before}{value} and more"));
+                assert!(r.finds(text.as_bytes()), "after {before:?}: {text}");
+            }
+        }
+        let query = "GET /echo?key=CNRY+p%40ss%2Fw%2Brd%3A0123456789abcdef&q=1";
+        assert_eq!(r.redact(query), "GET /echo?key=[latchkey:KEY]&q=1");
     }
 
     #[test]

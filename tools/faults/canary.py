@@ -124,8 +124,10 @@ def use_without_reveal(c, key, tool, canary, hidden, res):
             c.req("POST", "/api/v1/shares", {"secretId": sid, "expirationHours": 1})
             c.req("POST", "/api/v1/claim-tokens", {"secretId": sid, "targetTenantId": "canary-other", "contractId": "c"})
             for method in ("GET", "POST"):
-                c.req("POST", "/api/v1/secrets/%s/proxy" % sid,
-                      {"method": method, "url": up + "x?q=1", "body": "hello", "headers": {"X-Trace": "1"}})
+                r = c.req("POST", "/api/v1/secrets/%s/proxy" % sid,
+                          {"method": method, "url": up + "x?q=1", "body": "hello", "headers": {"X-Trace": "1"}})
+                if r.status != 200 or b"[latchkey:" + name.encode() + b"]" not in r.body:
+                    res.fail("the proxy did not reach the echo server, or echoed no redaction: " + r.short())
                 tool("http_request_with_secret", {"secret": name, "environment": "production", "method": method,
                                                   "url": up + "y"})
             # refused destinations carry the value nowhere either
@@ -133,7 +135,10 @@ def use_without_reveal(c, key, tool, canary, hidden, res):
             c.req("POST", "/api/v1/secrets/%s/verify" % sid, {"candidate": "not-it"})
             c.req("POST", "/api/v1/secrets/%s/verify" % sid, {"candidate": vals[name]})
             tool("verify_secret", {"secret": name, "environment": "production", "candidate": "still-not-it"})
-        c.req("GET", "/api/v1/secrets/compare?from=production&to=staging")
+        for r in [c.req("GET", "/api/v1/secrets/compare?from=production&to=staging"),
+                  c.req("POST", "/api/v1/secrets/%s/verify" % ids["HID_MASKED"], {"candidate": vals["HID_MASKED"]})]:
+            if r.status != 200:
+                res.fail("a check failed: " + r.short())
         tool("compare_environments", {"from": "production", "to": "staging"})
         c.req("POST", "/api/v1/secret-requests", {"name": "HID_REQUESTED", "reason": "canary"})
         tool("request_secret", {"name": "HID_REQUESTED_MCP", "reason": "canary"})
