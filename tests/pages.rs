@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Backend, Server, TEST_MASTER_KEY, unique};
+use common::{Backend, Server, unique};
 use serde_json::{Value, json};
 
 /// The page's origin: browsers need a host name for passkeys, so the server's

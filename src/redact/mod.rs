@@ -186,7 +186,10 @@ impl Redactor {
 /// session (MCP over stdio) has opened: the leak guard redacts them from
 /// everything that request or session answers. Clones share one set.
 #[derive(Clone, Default)]
-pub struct Touched(Arc<Mutex<Vec<(String, Zeroizing<String>)>>>);
+pub struct Touched(Arc<Mutex<Vec<Named>>>);
+
+/// A value and the name it is redacted as.
+type Named = (String, Zeroizing<String>);
 
 impl std::fmt::Debug for Touched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
