@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::{Backend, Server, unique};
 use serde_json::{Value, json};
@@ -224,20 +223,12 @@ async fn approval_page_in_chromium(backend: Backend) {
     let secret = created["secretId"].as_str().unwrap().to_owned();
     let (link, owner_token) = owner_add(&srv, &tenant, "Ann");
 
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots").join(format!("{backend:?}").to_lowercase());
+    let shots = common::screenshots(backend);
     let config = json!({
         "base": page_base(&srv), "signinUrl": link, "ownerToken": owner_token, "apiKey": agent, "secretId": secret,
         "shots": shots,
     });
-    let out = Command::new("bash")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/browser/run"))
-        .env("LK_BROWSER", config.to_string())
-        .output()
-        .expect("run tools/browser/run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser story failed:\n{stdout}\n{stderr}");
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let seen = common::browser_story("approvals.mjs", &config);
 
     // The page and its cookie.
     let csp = seen["headers"]["csp"].as_str().unwrap();

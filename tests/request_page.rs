@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::mcp_client::{connect as mcp_client, tool};
 use common::{Backend, Server, unique};
@@ -52,18 +51,9 @@ async fn request_page_in_chromium(backend: Backend) {
     let url = made["requestUrl"].as_str().unwrap().to_owned();
     assert_eq!(url, format!("{}/requests/{id}", page_base(&srv)));
 
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots").join(format!("{backend:?}").to_lowercase());
+    let shots = common::screenshots(backend);
     let config = json!({ "base": page_base(&srv), "url": url, "ownerToken": owner_token, "value": value, "shots": shots });
-    let out = Command::new("bash")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/browser/run"))
-        .arg("request.mjs")
-        .env("LK_BROWSER", config.to_string())
-        .output()
-        .expect("run tools/browser/run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser story failed:\n{stdout}\n{stderr}");
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let seen = common::browser_story("request.mjs", &config);
 
     for (name, p) in seen["pages"].as_object().expect("pages seen") {
         let csp = p["csp"].as_str().unwrap_or("");

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::{Backend, Server, unique};
 use serde_json::{Value, json};
@@ -76,20 +75,11 @@ async fn share_page_in_chromium(backend: Backend) {
         share(&srv, &key, json!({ "secretId": secret, "expirationHours": 24, "maxUses": 2, "password": password })).await;
     let link = link_on(&srv, &url, &token);
 
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots").join(format!("{backend:?}").to_lowercase());
+    let shots = common::screenshots(backend);
     let config = json!({
         "base": page_base(&srv), "url": link, "shareId": id, "apiKey": key, "password": password, "value": value, "shots": shots,
     });
-    let out = Command::new("bash")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/browser/run"))
-        .arg("share.mjs")
-        .env("LK_BROWSER", config.to_string())
-        .output()
-        .expect("run tools/browser/run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser story failed:\n{stdout}\n{stderr}");
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let seen = common::browser_story("share.mjs", &config);
 
     // Every page: strict CSP, no-store, no-referrer, DENY, noindex.
     for (name, p) in seen["pages"].as_object().expect("pages seen") {

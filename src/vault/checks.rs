@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::exposure::{Mechanism, Selection};
+use super::scopes::ScopeAction;
 use super::secrets::SecretRef;
 use super::throttle::Throttle;
 use super::{Permission, Principal, Vault, audited, names};
@@ -122,15 +123,7 @@ impl Vault {
         self.check_value(candidate)?;
         // The row only, nothing decrypted: the limit is keyed by the secret's
         // id however it was named, and counts before any value is opened.
-        let row = match &r {
-            SecretRef::Id(id) if names::is_id(id) => self.store.get_secret(&p.tenant_id, id).await?,
-            SecretRef::Id(_) => None,
-            SecretRef::Name { name, project_id, environment } => {
-                let env = names::environment(*environment)?;
-                self.store.find_secret(&p.tenant_id, *project_id, &env, name).await?
-            }
-        };
-        let row = row.ok_or(Error::SecretNotFound)?;
+        let row = self.visible_secret(p, &r, ScopeAction::Read).await?;
         if let Err(wait) = verify_limiter().check(&format!("{}/{}", p.tenant_id, row.id)) {
             return Err(Error::VerifyLimited { retry_after: wait.max(std::time::Duration::from_secs(1)) });
         }

@@ -22,7 +22,7 @@ use super::bindings::{Binding, Inject};
 use super::exposure::Mechanism;
 use super::scopes::ScopeAction;
 use super::secrets::SecretRef;
-use super::{Permission, Principal, Vault, audited, names};
+use super::{Permission, Principal, Vault, audited};
 use crate::error::{Error, Result};
 use crate::outbound::{self, HeaderMap, Method, Outbound, Url};
 use crate::redact::Redactor;
@@ -137,16 +137,7 @@ impl Vault {
     /// the caller may see it, without opening the value.
     async fn proxy_precheck(&self, p: &Principal, r: &SecretRef<'_>, req: &ProxyRequest) -> Result<Checked> {
         p.require(Permission::Read)?;
-        let row = match r {
-            SecretRef::Id(id) if names::is_id(id) => self.store.get_secret(&p.tenant_id, id).await?,
-            SecretRef::Id(_) => None,
-            SecretRef::Name { name, project_id, environment } => {
-                let env = names::environment(*environment)?;
-                self.store.find_secret(&p.tenant_id, *project_id, &env, name).await?
-            }
-        };
-        let row = row.ok_or(Error::SecretNotFound)?;
-        p.require_secret(ScopeAction::Read, &row)?;
+        let row = self.visible_secret(p, r, ScopeAction::Read).await?;
         let checked = check(req)?;
         let bindings = super::bindings::of_row(&row.bindings, &row.id)?;
         match bound(&bindings, checked.method.as_str(), checked.url.as_str()) {

@@ -61,7 +61,7 @@ impl Vault {
     /// Finds a secret the caller may see. Another tenant's secret, a malformed
     /// id and a missing one all answer the same `SECRET_NOT_FOUND`.
     /// A token's scopes must allow `action` on it (403 `SCOPE_DENIED`).
-    async fn visible_secret(&self, p: &Principal, r: &SecretRef<'_>, action: ScopeAction) -> Result<SecretRow> {
+    pub(super) async fn visible_secret(&self, p: &Principal, r: &SecretRef<'_>, action: ScopeAction) -> Result<SecretRow> {
         let row = match r {
             SecretRef::Id(id) if names::is_id(id) => self.store.get_secret(&p.tenant_id, id).await?,
             SecretRef::Id(_) => None,

@@ -346,6 +346,27 @@ pub fn owner_add(srv: &Server, tenant: &str, name: &str, base: &str) -> (String,
     (after("(one use, 24 h):"), after("(shown once):"))
 }
 
+/// Where a browser story saves its screenshots: target/screenshots/{sqlite|postgres}.
+pub fn screenshots(backend: Backend) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots").join(format!("{backend:?}").to_lowercase())
+}
+
+/// Runs a story of `tools/browser/` (`script`) in Debian's chromium through
+/// `tools/browser/run`, with `config` as its input; answers the JSON object
+/// its last line printed (what it saw).
+pub fn browser_story(script: &str, config: &Value) -> Value {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/browser/run"))
+        .arg(script)
+        .env("LK_BROWSER", config.to_string())
+        .output()
+        .expect("run tools/browser/run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "browser story {script} failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
 /// A tenant id no other test (or earlier run on a shared database) uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])

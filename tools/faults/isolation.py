@@ -38,6 +38,10 @@ def required_permission(method, path):
         return "admin"
     if path.startswith("/api/v1/plan") or path == "/api/v1/tokens":
         return "read"  # any key may mint a token within its own rights
+    if path.endswith("/proxy") or path.endswith("/verify"):
+        return "read"  # a use of the value: what a read would need
+    if path.startswith("/api/v1/secret-requests"):
+        return "read"  # asking a human for a value writes nothing itself
     return "read" if method == "get" else "write"
 
 
@@ -48,10 +52,14 @@ def family(path):
         return "share-access"  # the path holds a live link's token
     if path.startswith("/api/v1/shares/{"):
         return "shares"
-    for f in ("secrets", "projects", "api-keys", "approvals", "tokens", "claim-tokens"):
+    for f in ("secrets", "projects", "api-keys", "approvals", "tokens", "claim-tokens", "secret-requests"):
         if path.startswith("/api/v1/%s/{" % f):
             return f
     return None
+
+
+# Query parameters an operation requires.
+QUERY = {("get", "/api/v1/secrets/compare"): "?from=production&to=staging"}
 
 
 def uniq(prefix):
@@ -79,6 +87,10 @@ def body_for(method, path, schema_ref, components):
         ("post", "/api/v1/shares/{id}/revoke"): lambda: {"reason": "isolation matrix"},
         ("post", "/api/v1/shares/{id}/extend"): lambda: {"maxUses": 9},
         ("post", "/api/v1/shares/access/{token}"): lambda: {},
+        # The fixture secret has no bindings: the proxy sends it nowhere.
+        ("post", "/api/v1/secrets/{id}/proxy"): lambda: {"method": "GET", "url": "http://127.0.0.1:9/iso"},
+        ("post", "/api/v1/secrets/{id}/verify"): lambda: {"candidate": "iso-guess"},
+        ("post", "/api/v1/secret-requests"): lambda: {"name": uniq("WANTED"), "reason": "isolation matrix"},
     }
     if (method, path) in known:
         return known[(method, path)]()
@@ -235,6 +247,12 @@ class Env:
                 raise RuntimeError("fixture share link: " + r.short())
             self.owner_ids.add(r.json()["id"])
             return r.json()["id"] if fam == "shares" else r.json()["token"]
+        if fam == "secret-requests":
+            r = self.req("POST", "/api/v1/secret-requests", self.owner_key, {"name": uniq("WANTED"), "reason": "isolation"})
+            if r.status != 201:
+                raise RuntimeError("fixture secret request: " + r.short())
+            self.owner_ids.add(r.json()["id"])
+            return r.json()["id"]
         if fam == "tokens":
             r = self.req("POST", "/api/v1/tokens", self.owner_key, {"scopes": ["secrets:read:nothing/*"]})
             if r.status != 201:
@@ -270,6 +288,12 @@ def expected(op_public, perm, fam, principal, method, path):
         return {"other-tenant": "404", "read-key": "2xx"}.get(principal, "403")
     if fam == "shares" and principal in ("scoped-write", "scoped-admin"):
         return "404"  # a link to a secret beyond the key's projects looks absent
+    if path.endswith("/proxy") and principal in ("owner", "read-key"):
+        return "403"  # DESTINATION_NOT_BOUND: checked before the value is opened
+    if path == "/api/v1/secrets/compare" and principal in ("scoped-write", "scoped-admin"):
+        return "403"  # without projectId it compares secrets in no project: beyond a scoped key
+    if fam == "secret-requests" and principal in ("scoped-write", "scoped-admin"):
+        return "404"  # a request for a place (no project) beyond the key's projects looks absent
     if principal == "owner":
         return "2xx"
     if principal == "other-tenant":
@@ -331,7 +355,7 @@ def run(ctx, res):
                 ref = rb
             row = []
             for principal in PRINCIPALS:
-                real = path
+                real = path + QUERY.get((method, path), "")
                 if fam:
                     real = re.sub(r"\{[^}]+\}", env.fixture(fam), path)
                 body = body_for(method, path, ref, components)
