@@ -9,7 +9,6 @@
 
 mod common;
 
-
 use common::{Backend, Server, unique};
 use serde_json::{Value, json};
 

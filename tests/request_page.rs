@@ -9,7 +9,6 @@
 
 mod common;
 
-
 use common::mcp_client::{connect as mcp_client, tool};
 use common::{Backend, Server, unique};
 use serde_json::{Value, json};
