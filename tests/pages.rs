@@ -10,7 +10,7 @@
 mod common;
 
 use common::{Backend, Server, unique};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The page's origin: browsers need a host name for passkeys, so the server's
 /// links name `localhost`, not the loopback address it listens on.

@@ -11,7 +11,7 @@ mod common;
 
 use common::mcp_client::{connect as mcp_client, tool};
 use common::{Backend, Server, unique};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn page_base(srv: &Server) -> String {
     srv.base.replace("127.0.0.1", "localhost")
