@@ -415,7 +415,7 @@ async fn in_process_over_a_duplex_pipe() {
     let vault = latchkey::config::open_vault(&store_args, &latchkey::config::PolicyArgs::defaults()).await.unwrap();
     let session = vault.open_session(None, "local", latchkey::vault::Origin::new(latchkey::vault::Front::Mcp)).await.unwrap();
     let (server_end, client_end) = tokio::io::duplex(64 * 1024);
-    let server = latchkey::mcp::LatchkeyMcp::for_session(vault.clone(), session);
+    let server = latchkey::mcp::LatchkeyMcp::for_session(vault.clone(), session, latchkey::mcp::Workdir::here(&[]).unwrap());
     tokio::spawn(async move {
         let running = server.serve(server_end).await.unwrap();
         let _ = running.waiting().await;

@@ -220,12 +220,17 @@ async fn approval_page_in_chromium(backend: Backend) {
         .await;
     assert_eq!(s, 201, "{created}");
     let secret = created["secretId"].as_str().unwrap().to_owned();
+    // A secret the agent may use but not read, for the owner to loosen on the page.
+    let hidden = json!({ "name": "DEPLOY_TOKEN", "value": "deploy-token-value-0123456789", "exposure": "use_only" });
+    let (s, created) = srv.post("/api/v1/secrets", &agent, hidden).await;
+    assert_eq!(s, 201, "{created}");
+    let hidden = created["secretId"].as_str().unwrap().to_owned();
     let (link, owner_token) = owner_add(&srv, &tenant, "Ann");
 
     let shots = common::screenshots(backend);
     let config = json!({
         "base": page_base(&srv), "signinUrl": link, "ownerToken": owner_token, "apiKey": agent, "secretId": secret,
-        "shots": shots,
+        "hiddenId": hidden, "shots": shots,
     });
     let seen = common::browser_story("approvals.mjs", &config);
 
@@ -238,6 +243,10 @@ async fn approval_page_in_chromium(backend: Backend) {
     assert_eq!(seen["noPasskeyWarning"], true);
     assert_eq!(seen["linkReuseStatus"], 401);
     assert_eq!(seen["csrfMissingStatus"], 403);
+    // The owner loosened use_only to reveal on the page: the agent's read now answers the value.
+    assert_eq!(seen["hiddenBefore"], json!({ "status": 403, "code": "EXPOSURE_DENIED" }), "{seen}");
+    assert_eq!(seen["hiddenAfter"]["status"], 200, "{seen}");
+    assert_eq!(seen["hiddenAfter"]["value"], "deploy-token-value-0123456789");
     // The passkey, on Chromium's virtual authenticator.
     assert_eq!(seen["passkeyRegistered"], true, "{seen}");
     assert_eq!(seen["authenticatorCredentials"], 1);

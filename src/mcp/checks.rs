@@ -8,7 +8,6 @@ use serde::Deserialize;
 use super::{Caller, LatchkeyMcp};
 use crate::error::Error;
 use crate::vault::checks::{CompareQuery, CompareResult, VerifyResult};
-use crate::vault::names;
 use crate::vault::secrets::SecretRef;
 
 /// `verify_secret`: which secret, and the candidate.
@@ -47,11 +46,7 @@ impl LatchkeyMcp {
     #[tool(annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn verify_secret(&self, Parameters(p): Parameters<VerifyParams>, caller: Caller) -> Result<Json<VerifyResult>, Error> {
         let principal = self.principal(caller).await?;
-        let target = if names::is_id(&p.secret) && p.project_id.is_none() && p.environment.is_none() {
-            SecretRef::Id(&p.secret)
-        } else {
-            SecretRef::Name { name: &p.secret, project_id: p.project_id.as_deref(), environment: p.environment.as_deref() }
-        };
+        let target = SecretRef::id_or_name(&p.secret, p.project_id.as_deref(), p.environment.as_deref());
         Ok(Json(self.vault.verify_secret(&principal, target, &p.candidate).await?))
     }
 

@@ -146,17 +146,10 @@ impl LatchkeyMcp {
         LatchkeyMcp { vault, local: None, workdir: None, tool_router: Self::shared_router() }
     }
 
-    /// A server for one local client (stdio) and its session, working in
-    /// the current directory (see [`LatchkeyMcp::working_in`]).
-    pub fn for_session(vault: Arc<Vault>, session: Session) -> Self {
-        let workdir = Workdir::here(&[]).ok().map(Arc::new);
-        LatchkeyMcp { vault, local: Some(Arc::new(session)), workdir, tool_router: Self::shared_router() }
-    }
-
-    /// Where the local-only tools may work (`latchkey mcp --env-file-dir`).
-    pub fn working_in(mut self, workdir: Workdir) -> Self {
-        self.workdir = Some(Arc::new(workdir));
-        self
+    /// A server for one local client (stdio) and its session; the local-only
+    /// tools (`run.rs`) work in `workdir`.
+    pub fn for_session(vault: Arc<Vault>, session: Session, workdir: Workdir) -> Self {
+        LatchkeyMcp { vault, local: Some(Arc::new(session)), workdir: Some(Arc::new(workdir)), tool_router: Self::shared_router() }
     }
 
     fn shared_router() -> Arc<ToolRouter<Self>> {
@@ -221,8 +214,7 @@ pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str,
     let session = vault.open_session(api_key, tenant, origin).await?;
     tracing::info!(tenant = ?session.tenant_id(), "serving MCP on stdio");
     let store = vault.store().clone();
-    let running = LatchkeyMcp::for_session(vault, session)
-        .working_in(workdir)
+    let running = LatchkeyMcp::for_session(vault, session, workdir)
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| Error::internal(format_args!("MCP handshake: {e}")))?;

@@ -10,7 +10,6 @@ use serde::Deserialize;
 
 use super::{Caller, LatchkeyMcp};
 use crate::error::Error;
-use crate::vault::names;
 use crate::vault::proxy::{ProxyRequest, ProxyResponse};
 use crate::vault::secrets::SecretRef;
 
@@ -53,11 +52,7 @@ impl LatchkeyMcp {
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true))]
     async fn http_request_with_secret(&self, Parameters(p): Parameters<ProxyParams>, caller: Caller) -> Result<Json<ProxyResponse>, Error> {
         let principal = self.principal(caller).await?;
-        let target = if names::is_id(&p.secret) {
-            SecretRef::Id(&p.secret)
-        } else {
-            SecretRef::Name { name: &p.secret, project_id: p.project_id.as_deref(), environment: p.environment.as_deref() }
-        };
+        let target = SecretRef::id_or_name(&p.secret, p.project_id.as_deref(), p.environment.as_deref());
         let req = ProxyRequest { method: p.method, url: p.url, headers: p.headers, body: p.body, timeout_seconds: p.timeout_seconds };
         Ok(Json(self.vault.proxy(&principal, target, req).await?))
     }

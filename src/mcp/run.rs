@@ -28,7 +28,7 @@ use super::{Caller, LatchkeyMcp};
 use crate::error::{Error, Result};
 use crate::redact::Redactor;
 use crate::redact::stream::StreamRedactor;
-use crate::run::{Injected, check_names, redactor_for, selection};
+use crate::run::{Injected, redactor_for, use_selected};
 use crate::vault::exposure::Mechanism;
 
 /// The tools offered only by `latchkey mcp` (stdio).
@@ -173,10 +173,9 @@ impl LatchkeyMcp {
             return Err(Error::InvalidRequest(format!("cwd {} is not a directory", cwd.display())));
         }
         let principal = self.principal(caller).await?;
-        let sel = selection(&self.vault, &principal, p.project.as_deref(), p.environment.clone(), p.secrets.clone()).await?;
-        let used = self.vault.use_secrets(&principal, &sel, Mechanism::RunTool).await?;
-        let secrets: Vec<Injected> = used.into_iter().map(|u| Injected { name: u.meta.name.clone(), value: u.value }).collect();
-        check_names(&secrets)?;
+        let secrets =
+            use_selected(&self.vault, &principal, p.project.as_deref(), p.environment.clone(), p.secrets.clone(), Mechanism::RunTool)
+                .await?;
         let redactor = Arc::new(redactor_for(&secrets));
         Ok(Json(run_captured(&p.command, &p.args, &cwd, secrets, redactor, Duration::from_secs(timeout)).await?))
     }
@@ -196,10 +195,8 @@ impl LatchkeyMcp {
             return Err(exists(&target));
         }
         let principal = self.principal(caller).await?;
-        let sel = selection(&self.vault, &principal, p.project.as_deref(), p.environment.clone(), p.only.clone()).await?;
-        let used = self.vault.use_secrets(&principal, &sel, Mechanism::EnvFile).await?;
-        let secrets: Vec<Injected> = used.into_iter().map(|u| Injected { name: u.meta.name.clone(), value: u.value }).collect();
-        check_names(&secrets)?;
+        let secrets =
+            use_selected(&self.vault, &principal, p.project.as_deref(), p.environment.clone(), p.only.clone(), Mechanism::EnvFile).await?;
         let text = dotenv(&secrets);
         write_private(&target, text.as_bytes(), p.overwrite)?;
         let keys: Vec<String> = secrets.iter().map(|s| s.name.clone()).collect();

@@ -72,11 +72,12 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         Some(url) => {
             let key =
                 api_key.ok_or_else(|| Error::Unauthorized("--url needs LATCHKEY_API_KEY: the key to read the secrets with".into()))?;
-            remote::fetch(url, &key, args.project.as_deref(), args.environment.as_deref(), &args.only).await?
+            let secrets = remote::fetch(url, &key, args.project.as_deref(), args.environment.as_deref(), &args.only).await?;
+            check_names(&secrets)?;
+            secrets
         }
         None => local(&args, api_key.as_deref().map(String::as_str)).await?,
     };
-    check_names(&secrets)?;
     let redactor = Arc::new(redactor_for(&secrets));
     let env: Vec<(String, Zeroizing<String>)> = secrets.into_iter().map(|s| (s.name, s.value)).collect();
     child::run(&args.command, env, redactor).await
@@ -88,25 +89,30 @@ async fn local(args: &RunArgs, api_key: Option<&str>) -> Result<Vec<Injected>> {
     let origin = Origin { front: Front::Cli, ip: None, user_agent: Some("latchkey run".into()) };
     let session = vault.open_session(api_key, &args.tenant, origin).await?;
     let principal = vault.session_caller(&session).await?;
-    let selection = selection(&vault, &principal, args.project.as_deref(), args.environment.clone(), args.only.clone()).await?;
-    let used = vault.use_secrets(&principal, &selection, Mechanism::Run).await;
+    let used = use_selected(&vault, &principal, args.project.as_deref(), args.environment.clone(), args.only.clone(), Mechanism::Run).await;
     vault.store().close().await;
-    Ok(used?.into_iter().map(|u| Injected { name: u.meta.name.clone(), value: u.value }).collect())
+    used
 }
 
-/// Which secrets: the project named by id or by name.
-pub async fn selection(
+/// Opens the selected secrets for a use (the project named by id or by
+/// name), as variables: each name must be one a shell could set.
+pub async fn use_selected(
     vault: &Vault,
     p: &Principal,
     project: Option<&str>,
     environment: Option<String>,
     only: Vec<String>,
-) -> Result<Selection> {
+    mechanism: Mechanism,
+) -> Result<Vec<Injected>> {
     let project_id = match project.filter(|p| !p.is_empty()) {
         None => None,
         Some(wanted) => Some(project_id(vault, p, wanted).await?),
     };
-    Ok(Selection { project_id, environment: environment.filter(|e| !e.is_empty()), only })
+    let selection = Selection { project_id, environment: environment.filter(|e| !e.is_empty()), only };
+    let used = vault.use_secrets(p, &selection, mechanism).await?;
+    let secrets: Vec<Injected> = used.into_iter().map(|u| Injected { name: u.meta.name, value: u.value }).collect();
+    check_names(&secrets)?;
+    Ok(secrets)
 }
 
 async fn project_id(vault: &Vault, p: &Principal, wanted: &str) -> Result<String> {
@@ -120,7 +126,7 @@ async fn project_id(vault: &Vault, p: &Principal, wanted: &str) -> Result<String
 }
 
 /// A name becomes a variable name as it is; one a shell could not set is refused.
-pub fn check_names(secrets: &[Injected]) -> Result<()> {
+fn check_names(secrets: &[Injected]) -> Result<()> {
     for s in secrets {
         if !valid_env_name(&s.name) {
             return Err(Error::InvalidRequest(format!(

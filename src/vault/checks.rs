@@ -14,9 +14,9 @@
 //! 429 `VERIFY_LIMITED` with `Retry-After`. The comparison of the candidate
 //! with the value takes the same time wherever they differ (`subtle`).
 //!
-//! A comparison uses both environments' secrets (one audit entry each, as
-//! every use; the integrator's core writes them, so a compare of N names
-//! leaves up to 2N entries) and compares current values in constant time.
+//! A comparison uses both environments' secrets (one `secret.use` entry per
+//! secret and side, as every use, so a compare of N names leaves up to 2N)
+//! and compares current values in constant time.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -32,7 +32,17 @@ pub enum SecretRef<'a> {
     Name { name: &'a str, project_id: Option<&'a str>, environment: Option<&'a str> },
 }
 
-impl SecretRef<'_> {
+impl<'a> SecretRef<'a> {
+    /// One argument that holds an id or a name (the use tools' `secret`): an
+    /// id when it looks like one and no place is given, else a name there.
+    pub fn id_or_name(secret: &'a str, project_id: Option<&'a str>, environment: Option<&'a str>) -> Self {
+        if names::is_id(secret) && project_id.is_none() && environment.is_none() {
+            SecretRef::Id(secret)
+        } else {
+            SecretRef::Name { name: secret, project_id, environment }
+        }
+    }
+
     pub fn id(&self) -> Option<&str> {
         match self {
             SecretRef::Id(id) => Some(id),
@@ -157,11 +167,12 @@ impl Vault {
     }
 
     async fn read_secret_inner(&self, p: &Principal, r: &SecretRef<'_>, read: &ReadVersion, purpose: Purpose) -> Result<SecretValue> {
-        let opened = self.open_checked(p, r, read, purpose).await?;
+        let mut opened = self.open_checked(p, r, read, purpose).await?;
         let version = opened.version;
         Ok(match opened.meta.exposure {
+            // Moved, not copied: the answer holds the only plaintext.
             Exposure::Reveal => {
-                SecretValue { meta: opened.meta, value: Some(opened.value.to_string()), masked: None, value_version: version }
+                SecretValue { meta: opened.meta, value: Some(std::mem::take(&mut *opened.value)), masked: None, value_version: version }
             }
             _ => {
                 let masked = Masked {

@@ -6,6 +6,7 @@
 //   signinUrl   the owner's one-time sign-in link (from `latchkey owner add`)
 //   ownerToken  the owner's token (for the REST check)
 //   apiKey      an agent's API key; secretId: a critical secret (optional)
+//   hiddenId    a use_only secret the owner loosens on the dashboard (optional)
 //   shots       where screenshots go
 // It prints one JSON object of what it saw; the Rust test asserts on it.
 import { chromium } from 'playwright-core';
@@ -52,6 +53,18 @@ try {
   seen.cookie = cookie && { httpOnly: cookie.httpOnly, sameSite: cookie.sameSite, secure: cookie.secure, path: cookie.path };
   seen.noPasskeyWarning = await page.isVisible('#no-passkey');
   await page.screenshot({ path: join(cfg.shots, 'approvals-signed-in.png'), fullPage: true });
+  // Loosening a secret's exposure: an owner's form on the dashboard (before
+  // any passkey exists, so no confirmation is asked).
+  if (cfg.hiddenId) {
+    const before = await agentRead(cfg.hiddenId);
+    seen.hiddenBefore = { status: before.status, code: before.code };
+    await page.selectOption('form[action="/approvals/exposure"] select[name=secret]', cfg.hiddenId);
+    await page.selectOption('form[action="/approvals/exposure"] select[name=exposure]', 'reveal');
+    await page.screenshot({ path: join(cfg.shots, 'approvals-exposure.png'), fullPage: true });
+    await Promise.all([page.waitForURL(/done=exposure/), page.click('form[action="/approvals/exposure"] button[type=submit]')]);
+    const after = await agentRead(cfg.hiddenId);
+    seen.hiddenAfter = { status: after.status, value: after.value };
+  }
   // The link is single use.
   const again = await page.request.post(cfg.signinUrl, { maxRedirects: 0 });
   seen.linkReuseStatus = again.status();
