@@ -121,6 +121,20 @@ pub enum Error {
     /// 405: the path exists, the method does not.
     #[error("method not allowed on this path")]
     MethodNotAllowed,
+    /// 410: the secret passed its `expiresAt`; the message says when.
+    #[error("{0}")]
+    SecretExpired(String),
+    /// 410: a version a rotation retired once its grace period ended.
+    #[error("{0}")]
+    VersionRetired(String),
+    /// 409: the name is held by a soft-deleted secret (restore it, or purge
+    /// it); the body carries `deletedSecretId`.
+    #[error("a deleted secret named '{name}' still holds this name until it is purged; restore it (POST /api/v1/secrets/{deleted_secret_id}/restore) or purge it (DELETE …?permanent=true)")]
+    SecretExists { name: String, deleted_secret_id: String },
+    /// 400: lines of a text (a dotenv import) that do not parse; nothing
+    /// was stored. The body carries `lines: [{line, message}]`.
+    #[error("{} line(s) do not parse (first: line {}: {}); nothing was stored", .0.len(), .0.first().map_or(0, |l| l.line), .0.first().map_or("", |l| l.message.as_str()))]
+    InvalidLines(Vec<LineError>),
     /// 409: the caller's expected version is stale.
     #[error("secret is at version {current}, not {expected}; re-read it and retry")]
     VersionConflict { expected: i64, current: i64 },
@@ -190,6 +204,10 @@ impl Error {
             Error::NotFound(_) => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::VersionConflict { .. } => "VERSION_CONFLICT",
+            Error::SecretExpired(_) => "SECRET_EXPIRED",
+            Error::VersionRetired(_) => "VERSION_RETIRED",
+            Error::SecretExists { .. } => "SECRET_EXISTS",
+            Error::InvalidLines(_) => "INVALID_REQUEST",
             Error::AlreadyExists(_) => "ALREADY_EXISTS",
             Error::Conflict(_) => "CONFLICT",
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
@@ -204,7 +222,7 @@ impl Error {
     /// The HTTP status REST answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Error::InvalidRequest(_) => 400,
+            Error::InvalidRequest(_) | Error::InvalidLines(_) => 400,
             Error::Unauthorized(_)
             | Error::TokenExpired
             | Error::TokenExhausted
@@ -229,7 +247,8 @@ impl Error {
             | Error::AlreadyExists(_)
             | Error::Conflict(_)
             | Error::AlreadyRevoked(_)
-            | Error::RequestFulfilled => 409,
+            | Error::RequestFulfilled
+            | Error::SecretExists { .. } => 409,
             Error::ClaimAlreadyRedeemed
             | Error::ClaimExpired
             | Error::ClaimRevoked
@@ -237,7 +256,9 @@ impl Error {
             | Error::ShareExhausted
             | Error::ShareRevoked
             | Error::RequestCancelled
-            | Error::RequestExpired => 410,
+            | Error::RequestExpired
+            | Error::SecretExpired(_)
+            | Error::VersionRetired(_) => 410,
             Error::PayloadTooLarge(_) => 413,
             Error::RequestTimeout(_) => 408,
             Error::RateLimited { .. } | Error::ShareLocked { .. } | Error::VerifyLimited { .. } => 429,
@@ -261,6 +282,12 @@ impl Error {
         if let Error::ApprovalRequired { approval_id, approval_url } = self {
             body["approvalId"] = approval_id.as_str().into();
             body["approvalUrl"] = approval_url.as_str().into();
+        }
+        if let Error::SecretExists { deleted_secret_id, .. } = self {
+            body["deletedSecretId"] = deleted_secret_id.as_str().into();
+        }
+        if let Error::InvalidLines(lines) = self {
+            body["lines"] = serde_json::to_value(lines).expect("serialisable");
         }
         body
     }
@@ -300,6 +327,14 @@ impl From<sqlx::Error> for Error {
 /// such as a refusal made before any request is parsed.
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "error": message, "message": message, "code": code })
+}
+
+/// One line of a text that does not parse (see [`Error::InvalidLines`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LineError {
+    /// 1-based.
+    pub line: usize,
+    pub message: String,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -149,6 +149,17 @@ pub struct SecretRow {
     pub exposure: String,
     /// JSON array of the proxy's allowed destinations (see `vault::bindings`).
     pub bindings: String,
+    /// When reads start answering 410 SECRET_EXPIRED (lists hide it).
+    pub expires_at: Option<Millis>,
+    /// Set by a soft delete: the secret is gone for every read and list but
+    /// restorable (and its name reserved) until the purge job erases it.
+    pub deleted_at: Option<Millis>,
+    /// How many versions are kept; each write prunes the oldest beyond it.
+    pub max_versions: Option<i64>,
+    /// After a rotation with a grace period: the previous version, still
+    /// readable by number until [`SecretRow::retiring_until`].
+    pub retiring_version: Option<i64>,
+    pub retiring_until: Option<Millis>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

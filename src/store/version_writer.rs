@@ -226,6 +226,11 @@ mod tests {
             access_tier: "standard".into(),
             exposure: "reveal".into(),
             bindings: "[]".into(),
+            expires_at: None,
+            deleted_at: None,
+            max_versions: None,
+            retiring_version: None,
+            retiring_until: None,
         };
         // The second write's clock reads earlier than the row's last change.
         let (a, _a) = job("s", 4_000);

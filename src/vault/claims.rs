@@ -392,6 +392,11 @@ impl Vault {
                 access_tier: AccessTier::Standard.as_str().to_owned(),
                 exposure: "reveal".into(),
                 bindings: "[]".into(),
+                expires_at: None,
+                deleted_at: None,
+                max_versions: None,
+                retiring_version: None,
+                retiring_until: None,
             };
             let first = VersionRow {
                 secret_id: secret.id.clone(),

@@ -127,6 +127,11 @@ impl Vault {
             access_tier: req.access_tier.unwrap_or(AccessTier::Standard).as_str().to_owned(),
             exposure: req.exposure.unwrap_or_default().as_str().to_owned(),
             bindings: serde_json::to_string(&bindings).expect("serialisable"),
+            expires_at: None,
+            deleted_at: None,
+            max_versions: None,
+            retiring_version: None,
+            retiring_until: None,
         };
         let key = self.data_key(&p.tenant_id).await?;
         let first = VersionRow {

@@ -87,6 +87,11 @@ impl Fixture {
             access_tier: "standard".into(),
             exposure: "reveal".into(),
             bindings: "[]".into(),
+            expires_at: None,
+            deleted_at: None,
+            max_versions: None,
+            retiring_version: None,
+            retiring_until: None,
         };
         let v = VersionRow { secret_id: f.secret.clone(), version: 1, sealed: vec![1], created_at: now, created_by: f.key.id.clone() };
         let quota = |_: &str| Ok(None);

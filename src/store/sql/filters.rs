@@ -46,7 +46,7 @@ pub(super) fn like_contains(text: &str, lower: impl Fn(&str) -> String) -> Strin
 pub(super) fn secret_list_query(tenant_id: &str, f: &crate::store::SecretFilter) -> (String, Vec<Bind>) {
     let mut sql = String::from(
         "SELECT s.id, s.tenant_id, s.project_id, s.environment, s.name, s.secret_type, s.description, \
-         s.tags, s.current_version, s.created_at, s.updated_at, s.access_tier, s.exposure, s.bindings FROM secrets s WHERE s.tenant_id = $1",
+         s.tags, s.current_version, s.created_at, s.updated_at, s.access_tier, s.exposure, s.bindings, s.expires_at, s.deleted_at, s.max_versions, s.retiring_version, s.retiring_until FROM secrets s WHERE s.tenant_id = $1",
     );
     let mut binds = vec![Bind::Text(tenant_id.to_owned())];
     let mut push = |sql: &mut String, clause: &str, value: String| {

@@ -101,7 +101,7 @@ pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
 
 /// Every column of `secrets`, in [`SecretRow`](super::SecretRow)'s order.
 pub(super) const SECRET_COLS: &str = "id, tenant_id, project_id, environment, name, secret_type, description, tags, current_version, created_at, updated_at, access_tier, \
-     exposure, bindings";
+     exposure, bindings, expires_at, deleted_at, max_versions, retiring_version, retiring_until";
 
 /// The audit table and the columns every audit insert fills, in bind order
 /// (see `bind_audit`).

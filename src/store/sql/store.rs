@@ -363,7 +363,7 @@ impl<B: Backend> Store for B {
     async fn read_secret(&self, tenant_id: &str, id: &str, version: Option<i64>) -> Result<Option<(SecretRow, Option<VersionRow>)>> {
         let row: Option<SecretWithVersion> = query::<B::Db>(
             "SELECT s.id, s.tenant_id, s.project_id, s.environment, s.name, s.secret_type, s.description, s.tags, \
-             s.current_version, s.created_at, s.updated_at, s.access_tier, s.exposure, s.bindings, v.version AS v_version, v.sealed AS v_sealed, \
+             s.current_version, s.created_at, s.updated_at, s.access_tier, s.exposure, s.bindings, s.expires_at, s.deleted_at, s.max_versions, s.retiring_version, s.retiring_until, v.version AS v_version, v.sealed AS v_sealed, \
              v.created_at AS v_created_at, v.created_by AS v_created_by \
              FROM secrets s LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = COALESCE($3, s.current_version) \
              WHERE s.tenant_id = $1 AND s.id = $2",
@@ -398,7 +398,8 @@ impl<B: Backend> Store for B {
         let (s, next, audit) = change(&current)?;
         let n = query::<B::Db>(
             "UPDATE secrets SET project_id = $3, environment = $4, name = $5, secret_type = $6, description = $7, tags = $8, \
-             current_version = $9, updated_at = $10, access_tier = $12, exposure = $13, bindings = $14 WHERE tenant_id = $1 AND id = $2 AND current_version = $11",
+             current_version = $9, updated_at = $10, access_tier = $12, exposure = $13, bindings = $14, \
+             expires_at = $15, deleted_at = $16, max_versions = $17, retiring_version = $18, retiring_until = $19 WHERE tenant_id = $1 AND id = $2 AND current_version = $11",
         )
         .bind(&s.tenant_id)
         .bind(&s.id)
@@ -414,6 +415,11 @@ impl<B: Backend> Store for B {
         .bind(&s.access_tier)
         .bind(&s.exposure)
         .bind(&s.bindings)
+        .bind(s.expires_at)
+        .bind(s.deleted_at)
+        .bind(s.max_versions)
+        .bind(s.retiring_version)
+        .bind(s.retiring_until)
         .execute(&mut *tx)
         .await
         .map_err(|e| {

@@ -163,7 +163,7 @@ pub(super) async fn insert_secret<D: Dialect>(
         }
     }
     query::<D>(AssertSqlSafe(format!(
-        "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     )))
     .bind(&s.id)
     .bind(&s.tenant_id)
@@ -179,6 +179,11 @@ pub(super) async fn insert_secret<D: Dialect>(
     .bind(&s.access_tier)
     .bind(&s.exposure)
     .bind(&s.bindings)
+    .bind(s.expires_at)
+    .bind(s.deleted_at)
+    .bind(s.max_versions)
+    .bind(s.retiring_version)
+    .bind(s.retiring_until)
     .execute(&mut **tx)
     .await
     .map_err(|e| {
