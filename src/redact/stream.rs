@@ -61,10 +61,10 @@ impl StreamRedactor {
     /// Takes one read's bytes and appends to `out` everything that can be
     /// emitted for certain, redacted.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let Some(ac) = self.redactor.automaton() else {
+        if self.redactor.is_empty() {
             out.extend_from_slice(input);
             return;
-        };
+        }
         let hold = self.redactor.longest().saturating_sub(1);
         // Most reads are far longer than a value: scan them in place and
         // copy only the tail that waits, rather than the whole read.
@@ -83,7 +83,7 @@ impl StreamRedactor {
         let commit = buf.len().saturating_sub(hold);
         let mut at = 0;
         let mut keep_from = None;
-        for m in ac.find_iter(buf) {
+        for m in self.redactor.find_iter(buf) {
             if m.start() >= commit
                 && let Some(q) = (at.max(commit)..=m.start()).find(|&q| self.may_begin_pattern(&buf[q..]))
             {

@@ -300,9 +300,11 @@ fn answer_of(resp: outbound::Response, r: &Redactor) -> ProxyResponse {
 /// pattern matches whole: drop the tail a pattern could have started in,
 /// except what a whole match covers.
 fn without_partial_tail(mut raw: Vec<u8>, r: &Redactor) -> Vec<u8> {
-    let Some(ac) = r.automaton() else { return raw };
+    if r.is_empty() {
+        return raw;
+    }
     let tail = raw.len().saturating_sub(r.longest().saturating_sub(1));
-    let last_match_end = ac.find_iter(&raw).last().map_or(0, |m| m.end());
+    let last_match_end = r.find_iter(&raw).last().map_or(0, |m| m.end());
     raw.truncate(tail.max(last_match_end));
     raw
 }
