@@ -4,8 +4,8 @@
 //! (409 SECRET_EXISTS), restore and the restorable listing; purge by an admin
 //! and by the sweep after retention, with the ciphertext gone from the
 //! database; one version deleted; maxVersions pruning; PATCH without a new
-//! version; the path routes and `?prefix=`; the quota and a project holding
-//! only deleted secrets.
+//! version; the path routes and `?prefix=`; the quota, and a project whose
+//! only secrets are deleted ones (deleted with it, they purged).
 
 mod common;
 
@@ -160,7 +160,8 @@ async fn deletion(srv: &Server, admin: &str, tenant: &str) {
     assert_eq!((s, code(&b)), (404, "SECRET_NOT_FOUND"), "{b}");
     assert!(!names(srv, &writer, "?includeExpired=true").await.contains(&"DOOMED".to_owned()));
     assert_eq!(stored_versions(srv, &doomed).await, 1);
-    let (s, b) = srv.post("/api/v1/claim-tokens", &writer, json!({ "secretId": doomed, "targetTenantId": tenant, "contractId": "c" })).await;
+    let (s, b) =
+        srv.post("/api/v1/claim-tokens", &writer, json!({ "secretId": doomed, "targetTenantId": tenant, "contractId": "c" })).await;
     assert_eq!(s, 404, "no claim of a deleted secret: {b}");
     if shared {
         let (s, b) = srv.get(&format!("/api/v1/shares/{}", share["id"].as_str().unwrap()), &writer).await;
@@ -233,9 +234,13 @@ async fn deletion(srv: &Server, admin: &str, tenant: &str) {
     assert_eq!(stored_versions(srv, &aged).await, 0, "its ciphertext with it");
 
     let trail = audit_actions(srv, admin).await;
-    for (action, name) in
-        [("secret.deleted", "DOOMED"), ("secret.restored", "DOOMED"), ("secret.purged", "DOOMED"), ("secret.purged", "OTHER"), ("secret.purged", "AGED")]
-    {
+    for (action, name) in [
+        ("secret.deleted", "DOOMED"),
+        ("secret.restored", "DOOMED"),
+        ("secret.purged", "DOOMED"),
+        ("secret.purged", "OTHER"),
+        ("secret.purged", "AGED"),
+    ] {
         assert!(audited(&trail, action, name), "{action} {name}: {trail:?}");
     }
     let text = format!("{trail:?}");
@@ -327,18 +332,25 @@ async fn paths(srv: &Server, admin: &str) {
     let (s, b) = srv.get("/api/v1/secrets/path/production/stripe/key?bogus=1", admin).await;
     assert_eq!((s, code(&b)), (400, "INVALID_REQUEST"), "{b}");
 
-    // A project holding only deleted secrets cannot be deleted: they are named.
+    // A project holding only deleted secrets is deleted with them, purged.
+    let (s, b) = srv.get(&format!("/api/v1/secrets/path/staging/DB?projectId={pid}"), admin).await;
+    assert_eq!(s, 200, "{b}");
+    let db = b["id"].as_str().unwrap().to_owned();
     let (s, _) = srv.delete(&format!("/api/v1/secrets/path/staging/DB?projectId={pid}"), admin).await;
     assert_eq!(s, 200);
     let (_, p) = srv.get(&format!("/api/v1/projects/{pid}"), admin).await;
     assert_eq!(p["secretCount"], 0, "deleted secrets are not counted: {p}");
+    let live = create(srv, admin, json!({ "name": "LIVE", "value": "l", "projectId": pid })).await;
     let (s, b) = srv.delete(&format!("/api/v1/projects/{pid}"), admin).await;
-    assert_eq!((s, code(&b)), (409, "CONFLICT"), "{b}");
-    assert!(b["message"].as_str().unwrap().contains("DB"), "names them: {b}");
-    let (s, _) = srv.delete(&format!("/api/v1/secrets/path/staging/DB?projectId={pid}&permanent=true"), admin).await;
+    assert_eq!((s, code(&b)), (409, "CONFLICT"), "a live secret still blocks it: {b}");
+    let (s, _) = srv.delete(&format!("/api/v1/secrets/{live}"), admin).await;
     assert_eq!(s, 200);
     let (s, b) = srv.delete(&format!("/api/v1/projects/{pid}"), admin).await;
     assert_eq!(s, 200, "{b}");
+    for id in [&db, &live] {
+        assert_eq!((stored_rows(srv, id).await, stored_versions(srv, id).await), (0, 0), "purged with the project");
+    }
+    assert!(audited(&audit_actions(srv, admin).await, "secret.purged", "LIVE"));
 }
 
 /// Deleted secrets do not count toward the plan's quota; a restore does.

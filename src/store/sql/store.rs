@@ -311,23 +311,33 @@ impl<B: Backend> Store for B {
         if remaining > 0 {
             return Err(Error::Conflict(format!("project still holds {remaining} secret(s); delete them first")));
         }
-        // Soft-deleted secrets are restorable into this project: deleting it
-        // would have to erase them unasked. Named, so the caller can restore
-        // or purge them (`DELETE /api/v1/secrets/{id}?permanent=true`).
-        let deleted: Vec<(String, String)> = query::<B::Db>(
-            "SELECT id, name FROM secrets WHERE tenant_id = $1 AND project_id = $2 AND deleted_at IS NOT NULL ORDER BY name, id LIMIT 20",
-        )
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+        // Its soft-deleted secrets go with it, erased (versions, tags), each
+        // audited as a purge by the same caller: the project's deletion is
+        // the decision to end what it held, and they could not be restored
+        // into a project that no longer exists.
+        let deleted: Vec<(String, String)> =
+            query::<B::Db>("SELECT id, name FROM secrets WHERE tenant_id = $1 AND project_id = $2 AND deleted_at IS NOT NULL ORDER BY id")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (secret_id, name) in &deleted {
+            query::<B::Db>("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(secret_id)
+                .execute(&mut *tx)
+                .await?;
+            query::<B::Db>("DELETE FROM secret_versions WHERE secret_id = $1").bind(secret_id).execute(&mut *tx).await?;
+            query::<B::Db>("DELETE FROM secret_tags WHERE secret_id = $1").bind(secret_id).execute(&mut *tx).await?;
+            let mut purged = audit.clone();
+            purged.action = "secret.purged".into();
+            purged.resource_type = "secret".into();
+            purged.resource_id = Some(secret_id.clone());
+            purged.detail = Some(serde_json::json!({ "name": name, "reason": "project deleted", "projectId": id }).to_string());
+            writes::insert_audit(&mut tx, &purged).await?;
+        }
         if !deleted.is_empty() {
-            let names: Vec<String> = deleted.iter().map(|(id, name)| format!("{name} ({id})")).collect();
-            return Err(Error::Conflict(format!(
-                "project still holds deleted secret(s), restorable until purged: {}; restore them, or purge each with \
-                 DELETE /api/v1/secrets/{{id}}?permanent=true (admin), first",
-                names.join(", ")
-            )));
+            self.announce_change(&mut tx, tenant_id).await?;
         }
         let n = query::<B::Db>("DELETE FROM projects WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
