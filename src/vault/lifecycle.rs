@@ -245,7 +245,7 @@ impl Vault {
         match (q.permanent.unwrap_or(false), q.version) {
             (true, Some(_)) => {
                 let e = Error::InvalidRequest("give permanent or version, not both".into());
-                Err(self.audit_failure(p, "secret.delete", "secret", rid, e).await)
+                Err(self.audit_failure(p, "secret.deleted", "secret", rid, e).await)
             }
             (true, None) => audited!(self, p, "secret.purged", "secret", rid, self.purge_inner(p, &r).await),
             (false, Some(v)) => audited!(self, p, "secret.version_deleted", "secret", rid, self.delete_version_inner(p, &r, v).await),
