@@ -107,6 +107,11 @@ async fn expiry(srv: &Server, admin: &str) {
     assert_eq!((s, code(&b)), (410, "SECRET_EXPIRED"), "{b}");
     let mcp = mcp_client(srv, admin).await;
     assert_eq!(tool(&mcp, "get_secret", json!({ "name": "SOON" })).await.unwrap_err(), "SECRET_EXPIRED");
+    let (s, b) = srv.get("/api/v1/secrets/path/SOON", admin).await;
+    assert_eq!((s, code(&b)), (410, "SECRET_EXPIRED"), "{b}");
+    // Nor can it be handed off: a share link, a claim token.
+    let (s, b) = srv.post("/api/v1/shares", admin, json!({ "secretId": soon })).await;
+    assert_eq!((s, code(&b)), (410, "SECRET_EXPIRED"), "{b}");
     // Hidden from lists unless asked.
     let listed = names(srv, admin, "").await;
     assert!(listed.contains(&"LATER".to_owned()) && !listed.contains(&"SOON".to_owned()), "{listed:?}");
