@@ -68,6 +68,15 @@ pub struct PolicyArgs {
     /// or this network's internal services.
     #[arg(long, env = "LATCHKEY_ALLOW_PRIVATE_DESTINATIONS", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_destinations: bool,
+
+    /// Days a deleted secret stays restorable (`POST /api/v1/secrets/{id}/restore`)
+    /// before the background sweep erases it for good.
+    #[arg(long, env = "LATCHKEY_RETENTION_DAYS", default_value_t = crate::vault::lifecycle::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub retention_days: u32,
+
+    /// How often the background sweep runs, in milliseconds (tests shorten it).
+    #[arg(long, env = "LATCHKEY_SWEEP_INTERVAL_MS", default_value_t = 60_000, hide = true, value_parser = clap::value_parser!(u64).range(10..))]
+    pub sweep_interval_ms: u64,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -86,6 +95,8 @@ impl PolicyArgs {
             approval_request_ttl: crate::vault::approvals::DEFAULT_REQUEST_TTL,
             max_claim_minutes: 1440,
             allow_private_destinations: false,
+            retention_days: crate::vault::lifecycle::DEFAULT_RETENTION_DAYS,
+            sweep_interval_ms: 60_000,
         }
     }
 
@@ -99,6 +110,8 @@ impl PolicyArgs {
             approval_request_ttl: self.approval_request_ttl,
             max_claim_minutes: self.max_claim_minutes,
             allow_private_destinations: self.allow_private_destinations,
+            retention_days: self.retention_days,
+            sweep_every: std::time::Duration::from_millis(self.sweep_interval_ms),
         }
     }
 }

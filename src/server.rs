@@ -255,10 +255,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs [`Vault::sweep`] every `SWEEP_EVERY` until `stop` is cancelled
+/// Runs [`Vault::sweep`] every `sweep_every` (the operator's, `SWEEP_EVERY` by default) until `stop` is cancelled
 /// (shutdown), never two at once; a sweep under way is cut short by it.
 async fn sweep_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
-    let mut every = tokio::time::interval(crate::vault::sweep::SWEEP_EVERY);
+    let mut every = tokio::time::interval(vault.config().sweep_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -252,7 +252,7 @@ async fn story(backend: Backend) {
         "secret.create",
         "secret.read",
         "secret.update",
-        "secret.delete",
+        "secret.deleted",
         "apikey.create",
         "apikey.revoke",
         "apikey.regenerate",

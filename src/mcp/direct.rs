@@ -399,6 +399,7 @@ mod tests {
             "get_secret",
             "list_api_keys",
             "list_claim_tokens",
+            "list_expiring_secrets",
             "list_projects",
             "list_secret_versions",
             "list_secrets",

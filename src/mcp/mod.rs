@@ -10,6 +10,7 @@ mod checks;
 mod claims;
 mod direct;
 pub mod http;
+mod lifecycle;
 mod params;
 mod proxy;
 mod requests;
@@ -166,6 +167,7 @@ impl LatchkeyMcp {
             + Self::request_tools()
             + Self::check_tools()
             + Self::run_tools()
+            + Self::lifecycle_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

@@ -153,7 +153,9 @@ impl LatchkeyMcp {
         Ok(Json(self.vault.update_secret(&self.principal(caller).await?, p.target.as_ref()?, change).await?))
     }
 
-    /// Delete a secret and all its versions. Cannot be undone.
+    /// Delete a secret: it is gone for reads and lists at once, but
+    /// restore_secret brings it back (with its versions) within the server's
+    /// retention, 30 days by default; meanwhile its name stays taken.
     #[tool(annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false))]
     async fn delete_secret(&self, Parameters(t): Parameters<SecretTarget>, caller: Caller) -> Result<Json<Deleted>, Error> {
         Ok(Json(self.vault.delete_secret(&self.principal(caller).await?, t.as_ref()?).await?))

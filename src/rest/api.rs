@@ -33,6 +33,14 @@ const TOKENS: &str = "Scopes are `secrets:{read|write|list|delete|*}:{glob}`; th
     TOKEN_EXPIRED, TOKEN_REVOKED, TOKEN_EXHAUSTED (maxUses used: each authenticated request is one use) or \
     IP_NOT_ALLOWED. A token reaches only secrets (and whoami/plan and project reads): keys, tokens, audit and \
     project changes answer 403 SCOPE_DENIED.";
+const LIST_SECRETS: &str = "Expired secrets are left out unless `includeExpired=true`; deleted ones are gone, except with \
+    `deleted=true`, which lists only those still restorable, with deletedAt and restorableUntil. `prefix` keeps \
+    secrets whose path (`{environment}/{name}`, or the bare name) starts with it, exactly.";
+const DELETE_SECRET: &str = "Without parameters, a soft delete: the secret is gone for every read, use and listing, but \
+    `POST /api/v1/secrets/{id}/restore` brings it back until `restorableUntil` (the operator's retention, 30 days by \
+    default), and its name stays taken meanwhile (409 SECRET_EXISTS with deletedSecretId). `permanent=true` erases it \
+    now with every version (admin keys only; works on a deleted one too). `version=N` deletes one version that is not \
+    the current one (400 for the current one, 404 for an unknown one).";
 // Every route refuses query parameters it does not take (see `handlers`).
 pub(super) const NO_PARAMS: &str = "INVALID_REQUEST: a query parameter (this route takes none)";
 pub(super) const BAD_BODY: &str = "INVALID_REQUEST: malformed body, bad field or enum value, or a query parameter (this route takes none)";
@@ -120,6 +128,7 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         .add(
             get(h::list_secrets),
             Op::new("get", "/api/v1/secrets", "secrets", "List secrets: metadata only, filters, cursor pagination")
+                .describe(LIST_SECRETS)
                 .query::<ListSecrets>()
                 .returns::<SecretPage>(200)
                 .invalid_request(BAD_QUERY),
@@ -128,6 +137,7 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
             get(h::get_secret),
             Op::new("get", "/api/v1/secrets/{id}", "secrets", "Read a secret with its decrypted value (audited)")
                 .describe(GATED_READ)
+                .error(410, "SECRET_EXPIRED: the secret passed its expiresAt (the message says when)")
                 .query::<ReadVersion>()
                 .returns::<SecretValue>(200)
                 .invalid_request(BAD_QUERY),
@@ -142,10 +152,16 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
         )
         .add(
             delete(h::delete_secret),
-            Op::new("delete", "/api/v1/secrets/{id}", "secrets", "Delete a secret and all its versions")
-                .query::<NoParams>()
-                .returns::<Deleted>(200)
-                .invalid_request(NO_PARAMS),
+            Op::new(
+                "delete",
+                "/api/v1/secrets/{id}",
+                "secrets",
+                "Delete a secret (restorable for the retention), purge it, or delete one old version",
+            )
+            .describe(DELETE_SECRET)
+            .query::<crate::vault::lifecycle::DeleteParams>()
+            .returns::<crate::vault::lifecycle::DeleteResult>(200)
+            .invalid_request("INVALID_REQUEST: both permanent and version, version the current one, or a parameter it does not take"),
         )
         .add(
             get(h::secret_versions),
@@ -347,5 +363,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::proxy::routes(t);
     let t = super::requests::routes(t);
     let t = super::checks::routes(t);
+    let t = super::lifecycle::routes(t);
     (t.router, t.ops)
 }

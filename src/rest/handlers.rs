@@ -69,8 +69,13 @@ pub async fn update_secret(
     Ok(Json(s.vault.update_secret(&p, SecretRef::Id(&id), req).await?))
 }
 
-pub async fn delete_secret(State(s): State<AppState>, Auth(p): Auth, _: Query<NoParams>, Path(id): Path<String>) -> Result<Json<Deleted>> {
-    Ok(Json(s.vault.delete_secret(&p, SecretRef::Id(&id)).await?))
+pub async fn delete_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<crate::vault::lifecycle::DeleteParams>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::vault::lifecycle::DeleteResult>> {
+    Ok(Json(s.vault.delete_secret_with(&p, SecretRef::Id(&id), q).await?))
 }
 
 pub async fn secret_versions(

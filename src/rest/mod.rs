@@ -11,6 +11,7 @@ mod export;
 mod extract;
 pub mod guard;
 mod handlers;
+mod lifecycle;
 pub mod openapi;
 mod proxy;
 mod requests;

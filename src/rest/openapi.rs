@@ -145,6 +145,8 @@ pub fn document(ops: &[Op]) -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            // `{*rest}`: the router's catch-all, a plain parameter to OpenAPI.
+            .map(|name| name.trim_start_matches('*'))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
         if let Some(q) = op.query {
@@ -184,7 +186,7 @@ pub fn document(ops: &[Op]) -> Value {
         if op.path.contains('{') {
             responses.insert("404".into(), error_response("not found (or another tenant's)"));
         }
-        let writes = matches!(op.method, "post" | "put" | "delete");
+        let writes = matches!(op.method, "post" | "put" | "patch" | "delete");
         if writes && (op.auth || op.body.is_some()) {
             responses.insert(
                 "409".into(),
@@ -211,7 +213,7 @@ pub fn document(ops: &[Op]) -> Value {
         }
         o.insert("responses".into(), Value::Object(responses));
         paths
-            .entry(op.path.to_owned())
+            .entry(op.path.replace("{*", "{"))
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .expect("object")

@@ -239,6 +239,11 @@ impl Store for CachedStore {
         self.inner.requests()
     }
 
+    // Each is a write of a secret the cache may hold (see below).
+    fn lifecycle(&self) -> &dyn super::lifecycle::LifecycleStore {
+        self
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await
@@ -539,5 +544,41 @@ impl Store for CachedStore {
 
     fn tracks_changes(&self) -> bool {
         self.inner.tracks_changes()
+    }
+}
+
+/// A secret's end of life, each a write of that secret: what the cache held
+/// of it is dropped first, as for `update_secret`.
+#[async_trait]
+impl super::lifecycle::LifecycleStore for CachedStore {
+    async fn soft_delete(&self, tenant_id: &str, id: &str, now: Millis, audit: &AuditRow) -> Result<Option<SecretRow>> {
+        let _writing = self.secret_write(tenant_id, id);
+        self.inner.lifecycle().soft_delete(tenant_id, id, now, audit).await
+    }
+
+    async fn restore(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now: Millis,
+        max_secrets: QuotaOf<'_>,
+        audit: &AuditRow,
+    ) -> Result<Option<SecretRow>> {
+        let _writing = self.secret_write(tenant_id, id);
+        self.inner.lifecycle().restore(tenant_id, id, now, max_secrets, audit).await
+    }
+
+    async fn purge(&self, tenant_id: &str, id: &str, deleted_before: Option<Millis>, audit: &AuditRow) -> Result<bool> {
+        let _writing = self.secret_write(tenant_id, id);
+        self.inner.lifecycle().purge(tenant_id, id, deleted_before, audit).await
+    }
+
+    async fn purgeable(&self, cutoff: Millis, limit: i64) -> Result<Vec<SecretRow>> {
+        self.inner.lifecycle().purgeable(cutoff, limit).await
+    }
+
+    async fn delete_version(&self, tenant_id: &str, id: &str, version: i64, audit: &AuditRow) -> Result<super::lifecycle::VersionDeleted> {
+        let _writing = self.secret_write(tenant_id, id);
+        self.inner.lifecycle().delete_version(tenant_id, id, version, audit).await
     }
 }

@@ -17,12 +17,14 @@
 //! - [`claims`]: claim tokens, one tenant's hand-off of a secret to another (a trait of its own).
 //! - [`shares`]: share links for people (a trait of its own).
 //! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
+//! - [`lifecycle`]: soft delete, restore, purge and version deletion (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 mod cached;
 pub mod claims;
 mod integrity;
+pub mod lifecycle;
 mod liveness;
 pub mod owners;
 pub mod postgres;
@@ -364,6 +366,16 @@ pub struct SecretFilter {
     /// Keyset cursor: the (name, id) of the last row of the previous page.
     pub after: Option<(String, String)>,
     pub limit: i64,
+    /// `false` (the default): live secrets only; `true`: soft-deleted ones
+    /// only (the restorable listing).
+    pub deleted: bool,
+    /// Leaves out secrets expired at this time (`expires_at <= t`).
+    pub hide_expired_at: Option<Millis>,
+    /// Only secrets with an expiry no later than this time.
+    pub expiring_before: Option<Millis>,
+    /// Only secrets whose path (`vault::scopes::path`) starts with this,
+    /// exactly (case included).
+    pub path_prefix: Option<String>,
 }
 
 /// One audit query, with the bounds on its work (see [`Store::query_audit`]).
@@ -440,6 +452,8 @@ pub trait Store: Send + Sync + 'static {
     fn shares(&self) -> &dyn shares::ShareStore;
     /// Secret requests (see [`requests`]).
     fn requests(&self) -> &dyn requests::RequestStore;
+    /// Soft delete, restore, purge, version deletion (see [`lifecycle`]).
+    fn lifecycle(&self) -> &dyn lifecycle::LifecycleStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

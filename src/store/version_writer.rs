@@ -129,6 +129,10 @@ pub struct Plan {
     pub audits: Vec<AuditRow>,
     /// Each secret a version was added to, as the batch leaves it.
     pub touched: Vec<SecretRow>,
+    /// `maxVersions`: (secret id, highest version to delete) for each touched
+    /// secret that has a bound and versions beyond it. Empty unless some
+    /// secret of the batch has `max_versions`, so the common batch pays nothing.
+    pub prunes: Vec<(String, i64)>,
 }
 
 /// Applies the jobs in arrival order to `rows` (the batch's secrets as the
@@ -143,6 +147,8 @@ pub fn plan(jobs: &[&Job], rows: Vec<SecretRow>, changed: &[&Credential]) -> Pla
         let outcome = match current.get(&job.id).filter(|r| r.tenant_id == job.tenant_id) {
             _ if changed.contains(&&job.actor) => Err(Error::Conflict(super::KEY_CHANGED.into())),
             None => Ok(WriteOutcome::Missing),
+            // Soft-deleted: gone for writes as for reads.
+            Some(row) if row.deleted_at.is_some() => Ok(WriteOutcome::Missing),
             Some(row) if job.expected_version.is_some_and(|e| e != row.current_version) => {
                 Ok(WriteOutcome::Stale { current: row.current_version })
             }
@@ -168,7 +174,9 @@ pub fn plan(jobs: &[&Job], rows: Vec<SecretRow>, changed: &[&Credential]) -> Pla
     }
     let mut touched: Vec<SecretRow> = current.into_values().filter(|r| versions.iter().any(|v| v.secret_id == r.id)).collect();
     touched.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    Plan { outcomes, versions, audits, touched }
+    let prunes =
+        touched.iter().filter_map(|r| Some((r.id.clone(), r.current_version - r.max_versions?))).filter(|(_, upto)| *upto >= 1).collect();
+    Plan { outcomes, versions, audits, touched, prunes }
 }
 
 #[cfg(test)]

@@ -672,6 +672,9 @@ mod tests {
             access_tier: Some(AccessTier::Critical),
             exposure: None,
             bindings: None,
+            expires_at: None,
+            expires_in: None,
+            max_versions: None,
         };
         let secret = vault.create_secret(&p, create).await.unwrap();
 

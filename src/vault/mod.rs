@@ -13,8 +13,10 @@ pub mod claims;
 mod cursor;
 pub mod exposure;
 pub mod keys;
+pub mod lifecycle;
 pub mod names;
 pub mod owners;
+pub mod paths;
 pub mod plans;
 pub mod principal;
 pub mod projects;
@@ -56,6 +58,10 @@ pub struct VaultConfig {
     pub max_claim_minutes: u32,
     /// Outbound requests may reach private and loopback addresses (`--allow-private-destinations`).
     pub allow_private_destinations: bool,
+    /// Days a soft-deleted secret stays restorable before the sweep purges it.
+    pub retention_days: u32,
+    /// How often `latchkey serve` sweeps (see `sweep`).
+    pub sweep_every: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -69,6 +75,8 @@ impl Default for VaultConfig {
             approval_request_ttl: approvals::DEFAULT_REQUEST_TTL,
             max_claim_minutes: 1440,
             allow_private_destinations: false,
+            retention_days: lifecycle::DEFAULT_RETENTION_DAYS,
+            sweep_every: sweep::SWEEP_EVERY,
         }
     }
 }

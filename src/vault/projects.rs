@@ -136,7 +136,7 @@ impl Vault {
                 if !self.store.delete_project(&p.tenant_id, &row.id, &audit).await? {
                     return Err(Error::NotFound("project"));
                 }
-                Ok(Deleted { id: row.id, deleted: true })
+                Ok(Deleted { id: row.id, deleted: true, restorable_until: None })
             }
             .await
         )

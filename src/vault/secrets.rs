@@ -81,7 +81,9 @@ impl Vault {
             }
         };
         let row = row.ok_or(Error::SecretNotFound)?;
+        super::lifecycle::check_not_deleted(&row)?;
         p.require_secret(action, &row)?;
+        super::lifecycle::check_visible(&row, action)?;
         Ok(row)
     }
 
@@ -108,10 +110,12 @@ impl Vault {
         self.check_value(&req.value)?;
         let bindings = super::bindings::validate(req.bindings.unwrap_or_default())?;
         let project_id = req.project_id.filter(|p| !p.is_empty());
+        let now = now_millis();
+        let expires_at = super::lifecycle::expiry(req.expires_at.map(Some), req.expires_in.as_deref(), now)?.flatten();
+        let max_versions = super::lifecycle::max_versions(req.max_versions)?;
         p.require_path(ScopeAction::Write, project_id.as_deref(), &environment, &name)?;
         self.check_project(p, project_id.as_deref()).await?;
 
-        let now = now_millis();
         let row = SecretRow {
             id: uuid::Uuid::new_v4().to_string(),
             tenant_id: p.tenant_id.clone(),
@@ -127,9 +131,9 @@ impl Vault {
             access_tier: req.access_tier.unwrap_or(AccessTier::Standard).as_str().to_owned(),
             exposure: req.exposure.unwrap_or_default().as_str().to_owned(),
             bindings: serde_json::to_string(&bindings).expect("serialisable"),
-            expires_at: None,
+            expires_at,
             deleted_at: None,
-            max_versions: None,
+            max_versions,
             retiring_version: None,
             retiring_until: None,
         };
@@ -145,7 +149,9 @@ impl Vault {
             "name": row.name, "version": 1, "environment": row.environment, "projectId": row.project_id, "accessTier": row.access_tier,
             "exposure": row.exposure, "bindings": bindings.len(),
         }));
-        self.store.create_secret(&row, &first, &|plan| Ok(plans::limits(plan)?.max_secrets), &audit).await?;
+        if let Err(e) = self.store.create_secret(&row, &first, &|plan| Ok(plans::limits(plan)?.max_secrets), &audit).await {
+            return Err(self.name_taken(&p.tenant_id, row.project_id.as_deref(), &row.environment, &row.name, e).await);
+        }
         SecretMeta::try_from(&row)
     }
 
@@ -255,7 +261,10 @@ impl Vault {
                 (row, v, false)
             }
         };
+        // Deleted or expired: judged on the row just read, no query of its own.
+        super::lifecycle::check_not_deleted(&row)?;
         p.require_secret(ScopeAction::Read, &row)?;
+        super::lifecycle::check_not_expired(&row, now_millis())?;
         let v = v.ok_or(Error::NotFound("version"))?;
         // Before the gate: no human is asked to approve a read that cannot answer.
         let exposure = Exposure::of_row(&row)?;
@@ -311,12 +320,19 @@ impl Vault {
             || req.environment.is_some()
             || req.access_tier.is_some()
             || req.exposure.is_some()
-            || req.bindings.is_some();
+            || req.bindings.is_some()
+            || req.expires_at.is_some()
+            || req.expires_in.is_some()
+            || req.max_versions.is_some();
         if req.value.is_none() && !metadata {
             return Err(Error::InvalidRequest(
-                "nothing to update: give value, name, environment, description, tags, secretType, accessTier, exposure or bindings".into(),
+                "nothing to update: give value, name, environment, description, tags, secretType, accessTier, exposure, bindings, \
+                 expiresAt, expiresIn or maxVersions"
+                    .into(),
             ));
         }
+        let expiry = super::lifecycle::expiry(req.expires_at, req.expires_in.as_deref(), now_millis())?;
+        let max_versions = req.max_versions.map(super::lifecycle::max_versions).transpose()?;
         if let Some(v) = &req.value {
             self.check_value(v)?;
         }
@@ -341,6 +357,7 @@ impl Vault {
 
         // Runs inside the store's write transaction, on the row as it is there.
         let change = |current: &SecretRow| {
+            super::lifecycle::check_not_deleted(current)?;
             // On the row as it is inside the write: a move needs both places.
             p.require_secret(ScopeAction::Write, current)?;
             let now = now_millis();
@@ -362,6 +379,12 @@ impl Vault {
             }
             if let Some(e) = &environment {
                 next.environment = e.clone();
+            }
+            if let Some(at) = expiry {
+                next.expires_at = at;
+            }
+            if let Some(m) = max_versions {
+                next.max_versions = m;
             }
             if let Some(tier) = req.access_tier {
                 // Judged on the row as it is inside the write: a lowering
@@ -424,7 +447,14 @@ impl Vault {
             let audit = p.audit("secret.update", "secret", Some(&next.id), "success").detail(detail);
             Ok((next, version, audit))
         };
-        match self.store.update_secret(&p.tenant_id, &row.id, req.expected_version, &change).await? {
+        let written = match self.store.update_secret(&p.tenant_id, &row.id, req.expected_version, &change).await {
+            Ok(w) => w,
+            Err(e) => {
+                let env = environment.as_deref().unwrap_or(&row.environment);
+                return Err(self.name_taken(&p.tenant_id, row.project_id.as_deref(), env, name.as_deref().unwrap_or(&row.name), e).await);
+            }
+        };
+        match written {
             WriteOutcome::Written(row) => SecretMeta::try_from(row.as_ref()),
             WriteOutcome::Missing => Err(Error::SecretNotFound),
             WriteOutcome::Stale { current } => Err(Error::VersionConflict { expected: req.expected_version.unwrap_or(current), current }),
@@ -444,6 +474,7 @@ impl Vault {
         let sealer = self.data_key(&p.tenant_id).await?.sealer();
         let author = p.clone();
         let change: VersionChange = Arc::new(move |current: &SecretRow| {
+            super::lifecycle::check_not_deleted(current)?;
             author.require_secret(ScopeAction::Write, current)?;
             let version = current.current_version + 1;
             let aad = SecretAad { tenant_id: &author.tenant_id, secret_id: &current.id, version };
@@ -466,20 +497,11 @@ impl Vault {
         }
     }
 
+    /// A soft delete (MCP's `delete_secret`; REST's DELETE without
+    /// parameters): restorable until the operator's retention passes.
     pub async fn delete_secret(&self, p: &Principal, r: SecretRef<'_>) -> Result<Deleted> {
-        let rid = r.id();
-        audited!(self, p, "secret.delete", "secret", rid, self.delete_secret_inner(p, &r).await)
-    }
-
-    async fn delete_secret_inner(&self, p: &Principal, r: &SecretRef<'_>) -> Result<Deleted> {
-        p.require(Permission::Write)?;
-        let row = self.visible_secret(p, r, ScopeAction::Delete).await?;
-        let audit = p.audit("secret.delete", "secret", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
-        if self.store.delete_secret(&p.tenant_id, &row.id, &audit).await? {
-            Ok(Deleted { id: row.id, deleted: true })
-        } else {
-            Err(Error::SecretNotFound)
-        }
+        let done = self.delete_secret_with(p, r, Default::default()).await?;
+        Ok(Deleted { id: done.id, deleted: done.deleted, restorable_until: done.restorable_until })
     }
 
     pub async fn list_secrets(&self, p: &Principal, q: ListSecrets) -> Result<SecretPage> {
@@ -509,6 +531,10 @@ impl Vault {
             path_globs: None,
             after: q.cursor.as_deref().filter(|c| !c.is_empty()).map(decode_cursor).transpose()?,
             limit: limit + 1,
+            deleted: q.deleted.unwrap_or(false),
+            hide_expired_at: Some(now_millis()).filter(|_| !q.include_expired.unwrap_or(false)),
+            expiring_before: q.expiring_within_days.map(|d| now_millis() + d * 86_400_000),
+            path_prefix: q.prefix.filter(|p| !p.is_empty()),
         };
         let mut rows = match &p.scopes {
             None => self.store.list_secrets(&p.tenant_id, &filter).await?,
@@ -536,7 +562,7 @@ impl Vault {
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = if has_more { rows.last().map(encode_cursor) } else { None };
-        let secrets = rows.iter().map(SecretMeta::try_from).collect::<Result<Vec<_>>>()?;
+        let secrets = rows.iter().map(|r| self.meta_of(r)).collect::<Result<Vec<_>>>()?;
         self.record_read(p, p.audit("secret.list", "secret", None, "success").detail(serde_json::json!({ "count": rows.len() }))).await?;
         Ok(SecretPage { count: secrets.len(), secrets, has_more, next_cursor })
     }
@@ -601,6 +627,9 @@ impl Vault {
                         access_tier: req.access_tier,
                         exposure: req.exposure,
                         bindings: None,
+                        expires_at: None,
+                        expires_in: None,
+                        max_versions: None,
                     };
                     match self.create_secret(p, create).await {
                         Ok(secret) => {

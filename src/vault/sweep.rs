@@ -3,7 +3,8 @@
 //! first time its expiry is noticed, a share link's by the access that uses
 //! it up or the revocation; this sweep, which `latchkey serve` runs every
 //! [`SWEEP_EVERY`], erases the rest: values of expired claims and share links
-//! nobody asked about since.
+//! nobody asked about since, and secrets soft-deleted longer ago than the
+//! operator's retention (`--retention-days`), every version with them.
 
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ impl Vault {
             tracing::debug!(claims, "swept expired claim values");
         }
         self.store.shares().erase_ended_shares(None, now).await?;
+        let purged = self.purge_expired_deletions().await?;
+        if purged > 0 {
+            tracing::info!(purged, "purged secrets deleted longer ago than the retention");
+        }
         Ok(())
     }
 }

@@ -27,6 +27,16 @@ pub(crate) fn time(ms: Millis, table: &'static str, id: &dyn std::fmt::Display, 
 
 /// A stored JSON list of strings (tags, a key's project scope), or an
 /// integrity error naming where it was.
+/// An optional time column (`None` stays `None`).
+pub(crate) fn opt_time(
+    ms: Option<Millis>,
+    table: &'static str,
+    id: &dyn std::fmt::Display,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>> {
+    ms.map(|ms| time(ms, table, id, field)).transpose()
+}
+
 pub(crate) fn json_list(text: &str, table: &'static str, id: &dyn std::fmt::Display, field: &'static str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|_| unreadable(table, id, field))
 }
@@ -170,7 +180,7 @@ pub struct Usage {
 
 // ---------------------------------------------------------------- secrets
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSecret {
     /// Name, unique per project and environment, e.g. `STRIPE_SECRET_KEY` or `production/stripe/key`.
@@ -195,6 +205,13 @@ pub struct CreateSecret {
     pub exposure: Option<super::exposure::Exposure>,
     /// Where the server's proxy may send the value (`POST /api/v1/secrets/{id}/proxy`); none by default.
     pub bindings: Option<Vec<super::bindings::Binding>>,
+    /// When reads start answering 410 SECRET_EXPIRED (RFC 3339, in the future); not with expiresIn.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Expire this long from now: `90d`, `24h`, `30m`; not with expiresAt.
+    pub expires_in: Option<String>,
+    /// Keep at most this many versions (1-100): each new version deletes the oldest beyond it.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_versions: Option<i64>,
 }
 
 /// A change to a secret. A `value` creates a new version; metadata alone does not.
@@ -242,6 +259,14 @@ pub struct EditSecret {
     pub exposure: Option<super::exposure::Exposure>,
     /// Replace the proxy's bindings; on a `masked`/`use_only` secret, only an owner may add one (403 OWNER_REQUIRED).
     pub bindings: Option<Vec<super::bindings::Binding>>,
+    /// RFC 3339, in the future; `null` clears the expiry. Not with expiresIn.
+    #[serde(default, deserialize_with = "super::lifecycle::double_option")]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Expire this long from now: `90d`, `24h`, `30m`.
+    pub expires_in: Option<String>,
+    /// Keep at most this many versions (1-100); `null` keeps all.
+    #[serde(default, deserialize_with = "super::lifecycle::double_option")]
+    pub max_versions: Option<Option<i64>>,
     /// Apply only if the secret is still at this version (else 409 VERSION_CONFLICT).
     pub expected_version: Option<i64>,
 }
@@ -258,6 +283,9 @@ impl From<UpdateSecret> for EditSecret {
             access_tier: u.access_tier,
             exposure: u.exposure,
             bindings: u.bindings,
+            expires_at: None,
+            expires_in: None,
+            max_versions: None,
             expected_version: u.expected_version,
         }
     }
@@ -324,6 +352,18 @@ pub struct SecretMeta {
     pub bindings: Vec<super::bindings::Binding>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When reads start answering 410 SECRET_EXPIRED; absent when it never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many versions are kept; absent when all are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<i64>,
+    /// Only in the restorable listing (`deleted=true`): when it was deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Only in the restorable listing: until when it can be restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restorable_until: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<&SecretRow> for SecretMeta {
@@ -345,6 +385,10 @@ impl TryFrom<&SecretRow> for SecretMeta {
             bindings: super::bindings::of_row(&s.bindings, &s.id)?,
             created_at: time(s.created_at, "secrets", &s.id, "created_at")?,
             updated_at: time(s.updated_at, "secrets", &s.id, "updated_at")?,
+            expires_at: opt_time(s.expires_at, "secrets", &s.id, "expires_at")?,
+            max_versions: s.max_versions,
+            deleted_at: opt_time(s.deleted_at, "secrets", &s.id, "deleted_at")?,
+            restorable_until: None,
         })
     }
 }
@@ -384,6 +428,16 @@ pub struct ListSecrets {
     pub limit: Option<i64>,
     /// `nextCursor` from the previous page.
     pub cursor: Option<String>,
+    /// Also list expired secrets (left out by default).
+    pub include_expired: Option<bool>,
+    /// List only soft-deleted secrets that can still be restored, with deletedAt and restorableUntil.
+    pub deleted: Option<bool>,
+    /// Only secrets whose path (`{environment}/{name}`, the bare name without an environment) starts with this.
+    pub prefix: Option<String>,
+    /// `GET /api/v1/secrets/expiring`'s window; not a query parameter.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub expiring_within_days: Option<i64>,
 }
 
 /// Which version of a secret to read. A misspelt `version` is refused:
@@ -458,6 +512,9 @@ pub struct VersionList {
 pub struct Deleted {
     pub id: String,
     pub deleted: bool,
+    /// A secret's soft delete: until when it can be restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restorable_until: Option<DateTime<Utc>>,
 }
 
 // ---------------------------------------------------------------- projects

@@ -88,6 +88,7 @@ impl PgBatch {
                  UPDATE secrets AS s SET current_version = v.ver, updated_at = v.at
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS v(id, seen, ver, at, name, project)
                  WHERE s.id = v.id AND s.current_version = v.seen AND s.name = v.name AND s.project_id IS NOT DISTINCT FROM v.project
+                   AND s.deleted_at IS NULL AND s.max_versions IS NULL
                    AND NOT EXISTS (SELECT 1 FROM UNNEST($26::bytea[], $28::text[], $29::text[]) AS w(h, p, s)
                                    WHERE NOT {})
                  RETURNING s.*
@@ -125,6 +126,10 @@ impl PgBatch {
         }
         let seen: HashMap<String, SecretRow> = rows.iter().map(|r| (r.id.clone(), r.clone())).collect();
         let plan = version_writer::plan(jobs, rows, &[]);
+        // A secret with `maxVersions` prunes in the locked path's transaction.
+        if !plan.prunes.is_empty() {
+            return Ok(jobs.iter().map(|_| None).collect());
+        }
         let unconfirmed = |job: &Job| remembered.contains(&job.id) && !plan.touched.iter().any(|r| r.id == job.id);
         if plan.versions.is_empty() {
             return Ok(jobs.iter().zip(plan.outcomes).map(|(job, o)| Some(o).filter(|_| !unconfirmed(job))).collect());
@@ -267,6 +272,16 @@ impl PgBatch {
             .bind(column(t, |r| r.current_version))
             .bind(column(t, |r| r.updated_at));
         bind_audit_columns(q, &plan.audits).bind(CHANNEL).bind(&self.instance).execute(&mut *tx).await?;
+        if !plan.prunes.is_empty() {
+            sqlx::query(
+                "DELETE FROM secret_versions sv USING UNNEST($1::text[], $2::bigint[]) AS p(id, upto) \
+                 WHERE sv.secret_id = p.id AND sv.version <= p.upto",
+            )
+            .bind(column(&plan.prunes, |p| p.0.as_str()))
+            .bind(column(&plan.prunes, |p| p.1))
+            .execute(&mut *tx)
+            .await?;
+        }
         if let Err(e) = tx.commit().await {
             if refused(&e) {
                 return Err(e.into());

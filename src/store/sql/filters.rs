@@ -42,6 +42,9 @@ pub(super) fn like_contains(text: &str, lower: impl Fn(&str) -> String) -> Strin
     out
 }
 
+/// A secret's path (`vault::scopes::path`) in SQL.
+const PATH: &str = "(CASE WHEN s.environment = '' THEN s.name ELSE s.environment || '/' || s.name END)";
+
 /// Builds the WHERE clause and binds of a secret listing.
 pub(super) fn secret_list_query(tenant_id: &str, f: &crate::store::SecretFilter) -> (String, Vec<Bind>) {
     let mut sql = String::from(
@@ -53,8 +56,14 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &crate::store::SecretFilter)
         binds.push(Bind::Text(value));
         sql.push_str(&clause.replace("$?", &format!("${}", binds.len())));
     };
+    // A soft-deleted secret is gone for every listing but the restorable one.
+    sql.push_str(if f.deleted { " AND s.deleted_at IS NOT NULL" } else { " AND s.deleted_at IS NULL" });
     if let Some(v) = &f.secret_type {
         push(&mut sql, " AND s.secret_type = $?", v.clone());
+    }
+    if let Some(v) = &f.path_prefix {
+        // Exact on both databases (SQLite's LIKE ignores ASCII case).
+        push(&mut sql, &format!(" AND SUBSTR({PATH}, 1, LENGTH($?)) = $?"), v.clone());
     }
     if let Some(v) = &f.environment {
         push(&mut sql, " AND s.environment = $?", v.clone());
@@ -84,13 +93,17 @@ pub(super) fn secret_list_query(tenant_id: &str, f: &crate::store::SecretFilter)
     if let Some(globs) = &f.path_globs {
         sql.push_str(" AND (1 = 0");
         for g in globs {
-            push(
-                &mut sql,
-                " OR (CASE WHEN s.environment = '' THEN s.name ELSE s.environment || '/' || s.name END) LIKE $? ESCAPE '\\'",
-                like_glob(g),
-            );
+            push(&mut sql, &format!(" OR {PATH} LIKE $? ESCAPE '\\'"), like_glob(g));
         }
         sql.push(')');
+    }
+    if let Some(t) = f.hide_expired_at {
+        binds.push(Bind::Int(t));
+        sql.push_str(&format!(" AND (s.expires_at IS NULL OR s.expires_at > ${})", binds.len()));
+    }
+    if let Some(t) = f.expiring_before {
+        binds.push(Bind::Int(t));
+        sql.push_str(&format!(" AND s.expires_at IS NOT NULL AND s.expires_at <= ${}", binds.len()));
     }
     if let Some(scope) = &f.project_scope {
         if scope.is_empty() {

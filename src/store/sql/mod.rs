@@ -16,6 +16,7 @@ mod approvals;
 mod claims;
 pub(super) mod dialect;
 mod filters;
+mod lifecycle;
 pub(super) mod owners;
 mod requests;
 mod shares;

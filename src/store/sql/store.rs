@@ -33,6 +33,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn lifecycle(&self) -> &dyn crate::store::lifecycle::LifecycleStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
@@ -254,7 +258,7 @@ impl<B: Backend> Store for B {
     async fn get_project(&self, tenant_id: &str, id: &str) -> Result<Option<ProjectRow>> {
         Ok(query::<B::Db>(
             "SELECT p.id, p.tenant_id, p.name, p.description, p.tags, p.created_at, p.updated_at, \
-             (SELECT COUNT(*) FROM secrets s WHERE s.project_id = p.id) AS secret_count \
+             (SELECT COUNT(*) FROM secrets s WHERE s.project_id = p.id AND s.deleted_at IS NULL) AS secret_count \
              FROM projects p WHERE p.tenant_id = $1 AND p.id = $2",
         )
         .bind(tenant_id)
@@ -266,7 +270,7 @@ impl<B: Backend> Store for B {
     async fn list_projects(&self, tenant_id: &str) -> Result<Vec<ProjectRow>> {
         Ok(query::<B::Db>(
             "SELECT p.id, p.tenant_id, p.name, p.description, p.tags, p.created_at, p.updated_at, \
-             (SELECT COUNT(*) FROM secrets s WHERE s.project_id = p.id) AS secret_count \
+             (SELECT COUNT(*) FROM secrets s WHERE s.project_id = p.id AND s.deleted_at IS NULL) AS secret_count \
              FROM projects p WHERE p.tenant_id = $1 ORDER BY p.name, p.id",
         )
         .bind(tenant_id)
@@ -299,13 +303,41 @@ impl<B: Backend> Store for B {
     async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
-        let remaining: i64 = query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1 AND project_id = $2")
+        let remaining: i64 = query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1 AND project_id = $2 AND deleted_at IS NULL")
             .bind(tenant_id)
             .bind(id)
             .fetch_one_scalar(&mut *tx)
             .await?;
         if remaining > 0 {
             return Err(Error::Conflict(format!("project still holds {remaining} secret(s); delete them first")));
+        }
+        // Its soft-deleted secrets go with it, erased (versions, tags), each
+        // audited as a purge by the same caller: the project's deletion is
+        // the decision to end what it held, and they could not be restored
+        // into a project that no longer exists.
+        let deleted: Vec<(String, String)> =
+            query::<B::Db>("SELECT id, name FROM secrets WHERE tenant_id = $1 AND project_id = $2 AND deleted_at IS NOT NULL ORDER BY id")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (secret_id, name) in &deleted {
+            query::<B::Db>("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(secret_id)
+                .execute(&mut *tx)
+                .await?;
+            query::<B::Db>("DELETE FROM secret_versions WHERE secret_id = $1").bind(secret_id).execute(&mut *tx).await?;
+            query::<B::Db>("DELETE FROM secret_tags WHERE secret_id = $1").bind(secret_id).execute(&mut *tx).await?;
+            let mut purged = audit.clone();
+            purged.action = "secret.purged".into();
+            purged.resource_type = "secret".into();
+            purged.resource_id = Some(secret_id.clone());
+            purged.detail = Some(serde_json::json!({ "name": name, "reason": "project deleted", "projectId": id }).to_string());
+            writes::insert_audit(&mut tx, &purged).await?;
+        }
+        if !deleted.is_empty() {
+            self.announce_change(&mut tx, tenant_id).await?;
         }
         let n = query::<B::Db>("DELETE FROM projects WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
@@ -437,6 +469,12 @@ impl<B: Backend> Store for B {
         if let Some(v) = &next {
             writes::insert_version(&mut tx, v).await?;
         }
+        // `maxVersions`: a new version, or a new bound, prunes the oldest beyond it.
+        if let Some(max) = s.max_versions
+            && (next.is_some() || current.max_versions != s.max_versions)
+        {
+            writes::prune_versions(&mut tx, &s.id, s.current_version, max).await?;
+        }
         self.announce_change(&mut tx, tenant_id).await?;
         writes::insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
@@ -496,12 +534,15 @@ impl<B: Backend> Store for B {
     }
 
     async fn count_secrets(&self, tenant_id: &str) -> Result<i64> {
-        Ok(query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(tenant_id).fetch_one_scalar(self.reader()).await?)
+        Ok(query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1 AND deleted_at IS NULL")
+            .bind(tenant_id)
+            .fetch_one_scalar(self.reader())
+            .await?)
     }
 
     async fn list_protected_secrets(&self, tenant_id: &str) -> Result<Vec<SecretRow>> {
         Ok(query::<B::Db>(AssertSqlSafe(format!(
-            "SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND access_tier <> 'standard' ORDER BY name, id"
+            "SELECT {SECRET_COLS} FROM secrets WHERE tenant_id = $1 AND access_tier <> 'standard' AND deleted_at IS NULL ORDER BY name, id"
         )))
         .bind(tenant_id)
         .fetch_all(self.reader())

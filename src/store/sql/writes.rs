@@ -133,6 +133,39 @@ pub(super) async fn insert_key<D: Dialect>(tx: &mut Transaction<'_, D>, k: &ApiK
     Ok(())
 }
 
+/// Refuses one more live secret beyond the tenant's plan quota:
+/// `max_secrets` is asked for the plan as the transaction reads it (under
+/// the tenant's lock, `lock_tenant`, when the plan has a quota). Soft-deleted
+/// secrets do not count. Shared by creations and restorations.
+pub(super) async fn check_quota<D: Dialect>(
+    tx: &mut Transaction<'_, D>,
+    lock_tenant: &'static str,
+    tenant_id: &str,
+    max_secrets: crate::store::QuotaOf<'_>,
+) -> Result<()> {
+    // The plan as the database has it now, not as a cached key carried it.
+    let plan: Option<String> =
+        query::<D>("SELECT plan FROM tenants WHERE id = $1").bind(tenant_id).fetch_optional_scalar(&mut **tx).await?;
+    let mut quota = max_secrets(&plan.ok_or(Error::NotFound("tenant"))?)?;
+    if quota.is_some() {
+        // A limited plan counts one creation at a time: under the
+        // tenant's lock, and by the plan as it is under the lock.
+        // Unlimited tenants create in parallel.
+        let plan: String = query::<D>(lock_tenant).bind(tenant_id).fetch_one_scalar(&mut **tx).await?;
+        quota = max_secrets(&plan)?;
+    }
+    if let Some(max) = quota {
+        let count: i64 = query::<D>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1 AND deleted_at IS NULL")
+            .bind(tenant_id)
+            .fetch_one_scalar(&mut **tx)
+            .await?;
+        if count >= max {
+            return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
+        }
+    }
+    Ok(())
+}
+
 /// A new secret with its first version, under the tenant's plan quota:
 /// `max_secrets` is asked for the plan as the transaction reads it (under
 /// the tenant's lock, `lock_tenant`, when the plan has a quota). Shared by
@@ -144,24 +177,7 @@ pub(super) async fn insert_secret<D: Dialect>(
     first: &VersionRow,
     max_secrets: crate::store::QuotaOf<'_>,
 ) -> Result<()> {
-    // The plan as the database has it now, not as a cached key carried it.
-    let plan: Option<String> =
-        query::<D>("SELECT plan FROM tenants WHERE id = $1").bind(&s.tenant_id).fetch_optional_scalar(&mut **tx).await?;
-    let mut quota = max_secrets(&plan.ok_or(Error::NotFound("tenant"))?)?;
-    if quota.is_some() {
-        // A limited plan counts one creation at a time: under the
-        // tenant's lock, and by the plan as it is under the lock.
-        // Unlimited tenants create in parallel.
-        let plan: String = query::<D>(lock_tenant).bind(&s.tenant_id).fetch_one_scalar(&mut **tx).await?;
-        quota = max_secrets(&plan)?;
-    }
-    if let Some(max) = quota {
-        let count: i64 =
-            query::<D>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1").bind(&s.tenant_id).fetch_one_scalar(&mut **tx).await?;
-        if count >= max {
-            return Err(Error::PlanLimitReached(format!("your plan allows {max} secrets; delete one or upgrade the plan")));
-        }
-    }
+    check_quota(tx, lock_tenant, &s.tenant_id, max_secrets).await?;
     query::<D>(AssertSqlSafe(format!(
         "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     )))
@@ -191,4 +207,21 @@ pub(super) async fn insert_secret<D: Dialect>(
     })?;
     replace_tags(tx, s).await?;
     insert_version(tx, first).await
+}
+
+/// Deletes a secret's versions older than the newest `max_versions` (those
+/// numbered `current - max_versions` and below): what a write under
+/// `maxVersions` does in its own transaction.
+pub(super) async fn prune_versions<D: Dialect>(
+    tx: &mut Transaction<'_, D>,
+    secret_id: &str,
+    current: i64,
+    max_versions: i64,
+) -> Result<()> {
+    query::<D>("DELETE FROM secret_versions WHERE secret_id = $1 AND version <= $2")
+        .bind(secret_id)
+        .bind(current - max_versions)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -68,8 +68,10 @@ async fn write_locked(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> crate:
         return Ok(plan.outcomes);
     }
     // Parameters are anonymous, so each statement takes the next ones in order.
+    // `maxVersions` prunes, only for the secrets that have one.
+    let prune = "DELETE FROM secret_versions WHERE secret_id = ? AND version <= ?; ".repeat(plan.prunes.len());
     let sql = format!(
-        "{}; {}; {}; COMMIT",
+        "{}; {}; {}; {prune}COMMIT",
         batch_sql(Shape::Versions, plan.versions.len()),
         batch_sql(Shape::Advance, plan.touched.len()),
         batch_sql(Shape::Audit, plan.audits.len())
@@ -81,7 +83,11 @@ async fn write_locked(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> crate:
     for r in &plan.touched {
         q = q.bind(&r.id).bind(r.current_version).bind(r.updated_at);
     }
-    bind_audit(q, &plan.audits).execute(&mut *conn).await?;
+    let mut q = bind_audit(q, &plan.audits);
+    for (id, upto) in &plan.prunes {
+        q = q.bind(id).bind(*upto);
+    }
+    q.execute(&mut *conn).await?;
     Ok(plan.outcomes)
 }
 
