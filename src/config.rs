@@ -68,6 +68,11 @@ pub struct PolicyArgs {
     /// or this network's internal services.
     #[arg(long, env = "LATCHKEY_ALLOW_PRIVATE_DESTINATIONS", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_destinations: bool,
+
+    /// How often the server runs its background jobs (due rotations and
+    /// their alerts), in milliseconds; they also run once at start.
+    #[arg(long, env = "LATCHKEY_JOBS_INTERVAL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(50..=86_400_000))]
+    pub jobs_interval_ms: u64,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -86,6 +91,7 @@ impl PolicyArgs {
             approval_request_ttl: crate::vault::approvals::DEFAULT_REQUEST_TTL,
             max_claim_minutes: 1440,
             allow_private_destinations: false,
+            jobs_interval_ms: 30_000,
         }
     }
 
@@ -99,6 +105,7 @@ impl PolicyArgs {
             approval_request_ttl: self.approval_request_ttl,
             max_claim_minutes: self.max_claim_minutes,
             allow_private_destinations: self.allow_private_destinations,
+            jobs_interval: std::time::Duration::from_millis(self.jobs_interval_ms),
         }
     }
 }

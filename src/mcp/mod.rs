@@ -14,6 +14,7 @@ mod params;
 mod proxy;
 mod requests;
 mod resources;
+mod rotation;
 mod run;
 mod shares;
 mod tools;
@@ -166,6 +167,7 @@ impl LatchkeyMcp {
             + Self::request_tools()
             + Self::check_tools()
             + Self::run_tools()
+            + Self::rotation_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

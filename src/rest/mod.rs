@@ -14,6 +14,7 @@ mod handlers;
 pub mod openapi;
 mod proxy;
 mod requests;
+mod rotation;
 mod shares;
 
 use std::sync::Arc;

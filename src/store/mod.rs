@@ -17,6 +17,7 @@
 //! - [`claims`]: claim tokens, one tenant's hand-off of a secret to another (a trait of its own).
 //! - [`shares`]: share links for people (a trait of its own).
 //! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
+//! - [`rotation`]: rotation policies and rotations (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -27,6 +28,7 @@ mod liveness;
 pub mod owners;
 pub mod postgres;
 pub mod requests;
+pub mod rotation;
 pub mod shares;
 mod sql;
 pub mod sqlite;
@@ -440,6 +442,8 @@ pub trait Store: Send + Sync + 'static {
     fn shares(&self) -> &dyn shares::ShareStore;
     /// Secret requests (see [`requests`]).
     fn requests(&self) -> &dyn requests::RequestStore;
+    /// Rotation policies and rotations (see [`rotation`]).
+    fn rotations(&self) -> &dyn rotation::RotationStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -20,6 +20,7 @@ pub mod principal;
 pub mod projects;
 pub mod proxy;
 pub mod requests;
+pub mod rotation;
 pub mod scopes;
 pub mod secrets;
 pub mod shares;
@@ -56,6 +57,8 @@ pub struct VaultConfig {
     pub max_claim_minutes: u32,
     /// Outbound requests may reach private and loopback addresses (`--allow-private-destinations`).
     pub allow_private_destinations: bool,
+    /// How often `latchkey serve` runs its background jobs (due rotations).
+    pub jobs_interval: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -69,6 +72,7 @@ impl Default for VaultConfig {
             approval_request_ttl: approvals::DEFAULT_REQUEST_TTL,
             max_claim_minutes: 1440,
             allow_private_destinations: false,
+            jobs_interval: std::time::Duration::from_secs(30),
         }
     }
 }

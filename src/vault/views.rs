@@ -324,6 +324,12 @@ pub struct SecretMeta {
     pub bindings: Vec<super::bindings::Binding>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// After a rotation with a grace period, until it ends: the replaced
+    /// version, still readable by number (then 410 VERSION_RETIRED).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retiring_version: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_ends_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<&SecretRow> for SecretMeta {
@@ -345,6 +351,10 @@ impl TryFrom<&SecretRow> for SecretMeta {
             bindings: super::bindings::of_row(&s.bindings, &s.id)?,
             created_at: time(s.created_at, "secrets", &s.id, "created_at")?,
             updated_at: time(s.updated_at, "secrets", &s.id, "updated_at")?,
+            retiring_version: super::rotation::retiring(s, crate::store::now_millis()).map(|r| r.0),
+            grace_ends_at: super::rotation::retiring(s, crate::store::now_millis())
+                .map(|r| time(r.1, "secrets", &s.id, "retiring_until"))
+                .transpose()?,
         })
     }
 }

@@ -18,6 +18,7 @@ pub(super) mod dialect;
 mod filters;
 pub(super) mod owners;
 mod requests;
+mod rotation;
 mod shares;
 mod store;
 mod writes;
