@@ -233,6 +233,32 @@ async fn rotation_revokes_tokens(backend: Backend) {
     assert!(revoked.iter().any(|e| e["resourceId"] == prod_id.as_str() && e["detail"]["reason"] == "secret rotated"), "{revoked:?}");
     let rotated = entries(&srv, &key, "secret.rotated").await;
     assert_eq!(rotated[0]["detail"]["tokensRevoked"].as_array().map(Vec::len), Some(2), "{rotated:?}");
+
+    // An approved read grant was for the old value: the rotation ends it.
+    let critical = secret(&srv, &key, json!({ "name": "root", "value": "critical-1", "accessTier": "critical" })).await;
+    let (s, agent) = srv.post("/api/v1/api-keys", &key, json!({ "name": "agent", "permissions": "read" })).await;
+    assert_eq!(s, 201, "{agent}");
+    let agent = agent["apiKey"].as_str().or(agent["key"].as_str()).unwrap().to_owned();
+    let (s, b) = srv.get(&format!("/api/v1/secrets/{critical}"), &agent).await;
+    assert_eq!((s, code(&b)), (403, "APPROVAL_REQUIRED"), "{b}");
+    operator(&srv, &["approvals", "approve", b["approvalId"].as_str().unwrap(), "--uses", "5"]).await;
+    assert_eq!(read(&srv, &agent, &critical).await["value"], "critical-1");
+    let r = rotate(&srv, &key, &critical, Some(json!({ "newValue": "critical-2" }))).await;
+    assert_eq!(r["grantsEnded"], 1, "{r}");
+    let (s, b) = srv.get(&format!("/api/v1/secrets/{critical}"), &agent).await;
+    assert_eq!((s, code(&b)), (403, "APPROVAL_REQUIRED"), "the new value needs a new approval: {b}");
+}
+
+/// `latchkey ARGS` as the operator runs it on the server's database.
+async fn operator(srv: &Server, args: &[&str]) {
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(args).arg("--data-dir").arg(&srv.data_dir);
+    cmd.env("LATCHKEY_MASTER_KEY", common::TEST_MASTER_KEY).env("LATCHKEY_LOG", "warn").env_remove("DATABASE_URL");
+    if let Some(url) = &srv.database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run latchkey")).await.unwrap();
+    assert!(out.status.success(), "latchkey {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
