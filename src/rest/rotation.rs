@@ -33,7 +33,8 @@ const ROTATE: &str = "A new version now. Body (optional): `{newValue?, reason?, 
     the current value). The replaced version stays readable by number for the grace period (the request's, else the \
     policy's, else none), then answers 410 VERSION_RETIRED. Ends the secret's approved read grants and revokes the live \
     scoped tokens whose read scope covers its path. Audited `secret.rotated` (versions, trigger, reason; never the \
-    value). The answer never holds the new value: read it like any other. Needs `write`.";
+    value). The answer never holds the new value: read it like any other. A secret with a policy has its next \
+    scheduled rotation moved to the schedule's next time from now. Needs `write`.";
 const ROTATE_NOW: &str = "`{id}` is a rotation policy's id or a secret's id (SecretCarousel's `sc rotate ID`). Same as \
     POST /api/v1/rotation/secrets/{id}/rotate.";
 
