@@ -193,6 +193,8 @@ pub async fn serve(
     let requests = vault.requests().clone();
     let sweeping = tokio_util::sync::CancellationToken::new();
     let sweeper = tokio::spawn(sweep_until(vault.clone(), sweeping.clone()));
+    let rotations =
+        tokio::spawn(crate::vault::rotation::scheduler::run_until(vault.clone(), vault.config().jobs_interval, sweeping.clone()));
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -242,6 +244,7 @@ pub async fn serve(
     drop(listener);
     sweeping.cancel();
     let _ = sweeper.await;
+    let _ = rotations.await;
     requests.close();
     let finished = async {
         graceful.shutdown().await;

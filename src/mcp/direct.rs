@@ -396,6 +396,7 @@ mod tests {
             "approval_status",
             "compare_environments",
             "get_project",
+            "get_rotation_status",
             "get_secret",
             "list_api_keys",
             "list_claim_tokens",

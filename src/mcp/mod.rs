@@ -15,6 +15,7 @@ mod params;
 mod proxy;
 mod requests;
 mod resources;
+mod rotation;
 mod run;
 mod shares;
 mod tools;
@@ -168,6 +169,7 @@ impl LatchkeyMcp {
             + Self::check_tools()
             + Self::run_tools()
             + Self::lifecycle_tools()
+            + Self::rotation_tools()
     }
 
     /// Whether this request has a caller (anonymous ones see less).

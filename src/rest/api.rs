@@ -364,5 +364,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::requests::routes(t);
     let t = super::checks::routes(t);
     let t = super::lifecycle::routes(t);
+    let t = super::rotation::routes(t);
     (t.router, t.ops)
 }

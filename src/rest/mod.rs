@@ -15,6 +15,7 @@ mod lifecycle;
 pub mod openapi;
 mod proxy;
 mod requests;
+mod rotation;
 mod shares;
 
 use std::sync::Arc;

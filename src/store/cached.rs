@@ -244,6 +244,12 @@ impl Store for CachedStore {
         self
     }
 
+    // A policy is not cached; a rotation writes a secret and revokes
+    // tokens, and goes through the wrapper below like every such write.
+    fn rotations(&self) -> &dyn super::rotation::RotationStore {
+        self
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await
@@ -580,5 +586,56 @@ impl super::lifecycle::LifecycleStore for CachedStore {
     async fn delete_version(&self, tenant_id: &str, id: &str, version: i64, audit: &AuditRow) -> Result<super::lifecycle::VersionDeleted> {
         let _writing = self.secret_write(tenant_id, id);
         self.inner.lifecycle().delete_version(tenant_id, id, version, audit).await
+    }
+}
+
+/// Rotation through the cache: a rotation touches its secret and the
+/// tenant's keys (the tokens it revokes); the rest passes through.
+#[async_trait]
+impl super::rotation::RotationStore for CachedStore {
+    async fn insert_policy(&self, row: &super::rotation::PolicyRow, audit: &AuditRow) -> Result<()> {
+        self.inner.rotations().insert_policy(row, audit).await
+    }
+    async fn get_policy(&self, tenant_id: &str, id: &str) -> Result<Option<super::rotation::PolicyRow>> {
+        self.inner.rotations().get_policy(tenant_id, id).await
+    }
+    async fn policy_for_secret(&self, tenant_id: &str, secret_id: &str) -> Result<Option<super::rotation::PolicyRow>> {
+        self.inner.rotations().policy_for_secret(tenant_id, secret_id).await
+    }
+    async fn list_policies(&self, tenant_id: &str, limit: i64) -> Result<Vec<super::rotation::PolicyRow>> {
+        self.inner.rotations().list_policies(tenant_id, limit).await
+    }
+    async fn update_policy(&self, row: &super::rotation::PolicyRow, audit: &AuditRow) -> Result<bool> {
+        self.inner.rotations().update_policy(row, audit).await
+    }
+    async fn delete_policy(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
+        self.inner.rotations().delete_policy(tenant_id, id, audit).await
+    }
+    async fn due_policies(&self, now: Millis, limit: i64) -> Result<Vec<super::rotation::PolicyRow>> {
+        self.inner.rotations().due_policies(now, limit).await
+    }
+    async fn alerts_due(&self, now: Millis, limit: i64) -> Result<Vec<super::rotation::PolicyRow>> {
+        self.inner.rotations().alerts_due(now, limit).await
+    }
+    async fn mark_alerted(&self, id: &str, next_run_at: Millis, audit: &AuditRow) -> Result<bool> {
+        self.inner.rotations().mark_alerted(id, next_run_at, audit).await
+    }
+    async fn rotate(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        advance: Option<&super::rotation::Advance>,
+        now: Millis,
+        change: super::rotation::RotateChange<'_>,
+    ) -> Result<super::rotation::RotateOutcome> {
+        let _secret = self.secret_write(tenant_id, id);
+        let _keys = self.keys_write(tenant_id);
+        self.inner.rotations().rotate(tenant_id, id, advance, now, change).await
+    }
+    async fn retired_at(&self, secret_id: &str, version: i64) -> Result<Option<Millis>> {
+        self.inner.rotations().retired_at(secret_id, version).await
+    }
+    async fn last_rotated_at(&self, secret_id: &str) -> Result<Option<Millis>> {
+        self.inner.rotations().last_rotated_at(secret_id).await
     }
 }

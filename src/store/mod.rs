@@ -18,6 +18,7 @@
 //! - [`shares`]: share links for people (a trait of its own).
 //! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
 //! - [`lifecycle`]: soft delete, restore, purge and version deletion (a trait of its own).
+//! - [`rotation`]: rotation policies and rotations (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -29,6 +30,7 @@ mod liveness;
 pub mod owners;
 pub mod postgres;
 pub mod requests;
+pub mod rotation;
 pub mod shares;
 mod sql;
 pub mod sqlite;
@@ -454,6 +456,8 @@ pub trait Store: Send + Sync + 'static {
     fn requests(&self) -> &dyn requests::RequestStore;
     /// Soft delete, restore, purge, version deletion (see [`lifecycle`]).
     fn lifecycle(&self) -> &dyn lifecycle::LifecycleStore;
+    /// Rotation policies and rotations (see [`rotation`]).
+    fn rotations(&self) -> &dyn rotation::RotationStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -22,6 +22,7 @@ pub mod principal;
 pub mod projects;
 pub mod proxy;
 pub mod requests;
+pub mod rotation;
 pub mod scopes;
 pub mod secrets;
 pub mod shares;
@@ -62,6 +63,8 @@ pub struct VaultConfig {
     pub retention_days: u32,
     /// How often `latchkey serve` sweeps (see `sweep`).
     pub sweep_every: std::time::Duration,
+    /// How often `latchkey serve` runs its background jobs (due rotations).
+    pub jobs_interval: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -77,6 +80,7 @@ impl Default for VaultConfig {
             allow_private_destinations: false,
             retention_days: lifecycle::DEFAULT_RETENTION_DAYS,
             sweep_every: sweep::SWEEP_EVERY,
+            jobs_interval: std::time::Duration::from_secs(30),
         }
     }
 }

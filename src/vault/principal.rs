@@ -44,6 +44,8 @@ pub enum Front {
     Cli,
     /// The pages for people (`/approvals`).
     Page,
+    /// A background job of the server (scheduled rotations).
+    Job,
 }
 
 impl Front {
@@ -53,6 +55,7 @@ impl Front {
             Front::Mcp => "mcp",
             Front::Cli => "cli",
             Front::Page => "page",
+            Front::Job => "job",
         }
     }
 }

@@ -266,6 +266,7 @@ impl Vault {
         p.require_secret(ScopeAction::Read, &row)?;
         super::lifecycle::check_not_expired(&row, now_millis())?;
         let v = v.ok_or(Error::NotFound("version"))?;
+        self.check_retired(&row, v.version).await?;
         // Before the gate: no human is asked to approve a read that cannot answer.
         let exposure = Exposure::of_row(&row)?;
         purpose.allowed(exposure, &row.name)?;

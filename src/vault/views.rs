@@ -364,6 +364,12 @@ pub struct SecretMeta {
     /// Only in the restorable listing: until when it can be restored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restorable_until: Option<DateTime<Utc>>,
+    /// After a rotation with a grace period, until it ends: the replaced
+    /// version, still readable by number (then 410 VERSION_RETIRED).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retiring_version: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_ends_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<&SecretRow> for SecretMeta {
@@ -389,6 +395,10 @@ impl TryFrom<&SecretRow> for SecretMeta {
             max_versions: s.max_versions,
             deleted_at: opt_time(s.deleted_at, "secrets", &s.id, "deleted_at")?,
             restorable_until: None,
+            retiring_version: super::rotation::retiring(s, crate::store::now_millis()).map(|r| r.0),
+            grace_ends_at: super::rotation::retiring(s, crate::store::now_millis())
+                .map(|r| time(r.1, "secrets", &s.id, "retiring_until"))
+                .transpose()?,
         })
     }
 }

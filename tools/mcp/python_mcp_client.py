@@ -40,6 +40,7 @@ ALL_TOOLS = {
     "http_request_with_secret",
     "request_secret", "request_status", "verify_secret", "compare_environments",
     "list_expiring_secrets", "restore_secret",
+    "rotate_secret", "get_rotation_status", "set_rotation_policy",
 }
 # Offered only by `latchkey mcp` (stdio): never listed over HTTP.
 LOCAL_TOOLS = {"run_with_secrets", "write_env_file"}

@@ -19,6 +19,7 @@ mod filters;
 mod lifecycle;
 pub(super) mod owners;
 mod requests;
+mod rotation;
 mod shares;
 mod store;
 mod writes;

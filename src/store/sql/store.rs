@@ -37,6 +37,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn rotations(&self) -> &dyn crate::store::rotation::RotationStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
