@@ -30,6 +30,7 @@
 pub mod config;
 pub mod crypto;
 pub mod docs;
+pub mod dotenv;
 pub mod edge;
 pub mod error;
 pub mod mcp;

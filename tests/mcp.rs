@@ -68,7 +68,7 @@ async fn story_over_http(backend: Backend) {
     let c = http_client(&srv, Some(&key)).await;
     let info = c.peer_info().expect("server info");
     assert!(info.instructions.as_deref().unwrap_or_default().contains("set_secret"));
-    assert_eq!(tool_names(&c).await.len(), 35);
+    assert_eq!(tool_names(&c).await.len(), 38);
     let me = ok(&c, "whoami", json!({})).await;
     assert_eq!(me["tenantId"], tenant.as_str());
 
@@ -422,7 +422,7 @@ async fn in_process_over_a_duplex_pipe() {
     });
     let c: Client = ().serve(client_end).await.unwrap();
     // The HTTP tools and the two local-only ones (src/mcp/run.rs).
-    assert_eq!(tool_names(&c).await.len(), 37);
+    assert_eq!(tool_names(&c).await.len(), 40);
     let set = ok(&c, "set_secret", json!({ "name": "LOCAL", "value": "in-process" })).await;
     assert_eq!(set["created"], true);
     assert_eq!(ok(&c, "get_secret", json!({ "name": "LOCAL" })).await["value"], "in-process");

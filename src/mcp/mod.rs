@@ -9,6 +9,7 @@
 mod checks;
 mod claims;
 mod direct;
+mod environments;
 pub mod http;
 mod params;
 mod proxy;
@@ -165,6 +166,7 @@ impl LatchkeyMcp {
             + Self::proxy_tools()
             + Self::request_tools()
             + Self::check_tools()
+            + Self::environment_tools()
             + Self::run_tools()
     }
 

@@ -347,5 +347,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::proxy::routes(t);
     let t = super::requests::routes(t);
     let t = super::checks::routes(t);
+    let t = super::environments::routes(t);
     (t.router, t.ops)
 }

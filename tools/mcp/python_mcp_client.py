@@ -39,6 +39,7 @@ ALL_TOOLS = {
     "create_share", "list_shares", "revoke_share", "extend_share",
     "http_request_with_secret",
     "request_secret", "request_status", "verify_secret", "compare_environments",
+    "promote_environment", "import_env", "validate_environment",
 }
 # Offered only by `latchkey mcp` (stdio): never listed over HTTP.
 LOCAL_TOOLS = {"run_with_secrets", "write_env_file"}
