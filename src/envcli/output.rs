@@ -103,7 +103,7 @@ pub(super) fn print_plan(plan: &BatchPlan, environment: &str, overwrite_flag: &s
     }
     let verb = if plan.applied { "" } else { "to " };
     text.push_str(&format!(
-        "{}: {} {verb}{create}, {} {verb}{update}, {} unchanged, {} {skip}\n",
+        "{}: {} {verb}{create}, {} {verb}{update}, {} unchanged, {} {verb}{skip}\n",
         place(environment),
         plan.created.len(),
         plan.updated.len(),
@@ -142,5 +142,39 @@ impl Progress {
         if let Some(bar) = self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn json_keeps_order_and_escapes() {
+        let entries = vec![("B".to_owned(), "say \"hi\"\nbye"), ("A".to_owned(), "grüße \\ 🔑")];
+        let text = json(&entries);
+        assert_eq!(text.as_str(), "{\n  \"B\": \"say \\\"hi\\\"\\nbye\",\n  \"A\": \"grüße \\\\ 🔑\"\n}\n");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["B"], "say \"hi\"\nbye");
+        assert_eq!(json::<&str>(&[]).as_str(), "{}\n");
+    }
+
+    #[test]
+    fn private_file_is_0600_and_not_replaced_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        write_private(&path, b"A='1'\n", false).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let err = write_private(&path, b"B='2'\n", false).unwrap_err();
+        assert_eq!(err.code(), "ALREADY_EXISTS");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "A='1'\n");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"B='2'\n", true).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "B='2'\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert!(check_writable(dir.path(), true).is_err(), "a directory is never replaced");
     }
 }
