@@ -13,7 +13,7 @@ use crate::vault::batch::{BatchPlan, ExportQuery, ImportRequest, PromoteRequest}
 use crate::vault::{Principal, Vault};
 
 pub(super) enum Target<'a> {
-    Local { vault: std::sync::Arc<Vault>, principal: Principal },
+    Local { vault: std::sync::Arc<Vault>, principal: Box<Principal> },
     Remote(Api<'a>),
 }
 
@@ -27,7 +27,7 @@ impl<'a> Target<'a> {
             }
             None => {
                 let (vault, principal) = crate::run::open_local(&conn.store, &conn.policy, api_key, &conn.tenant, agent).await?;
-                Ok(Target::Local { vault, principal })
+                Ok(Target::Local { vault, principal: Box::new(principal) })
             }
         }
     }
@@ -52,7 +52,7 @@ impl<'a> Target<'a> {
         let project_id = self.project_id(project).await?;
         match self {
             Target::Local { vault, principal } => {
-                let q = ExportQuery { project_id, environment: environment.to_owned(), ..Default::default() };
+                let q = ExportQuery { project_id, environment: environment.to_owned() };
                 vault.export_env(principal, &q).await
             }
             Target::Remote(api) => {
@@ -101,10 +101,10 @@ impl<'a> Target<'a> {
                 });
                 let answer = api.post("/api/v1/secrets/import", &body).await;
                 // The body held every value; zero the copy serde_json made.
-                if let serde_json::Value::Object(mut m) = body {
-                    if let Some(serde_json::Value::String(t)) = m.remove("content") {
-                        drop(Zeroizing::new(t));
-                    }
+                if let serde_json::Value::Object(mut m) = body
+                    && let Some(serde_json::Value::String(t)) = m.remove("content")
+                {
+                    drop(Zeroizing::new(t));
                 }
                 plan_of(answer?)
             }
@@ -130,7 +130,6 @@ impl<'a> Target<'a> {
                     names,
                     overwrite,
                     dry_run,
-                    ..Default::default()
                 };
                 vault.promote(principal, &req).await
             }
