@@ -254,6 +254,20 @@ async fn story(backend: Backend, mode: Mode) {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(stored(&srv, &key, &pid, "development").await, BTreeMap::from([("FROM_STDIN".to_owned(), "yes".to_owned())]));
 
+    // A masked secret cannot be pulled: the whole pull fails naming it, and no file is written.
+    let (s, body) = srv
+        .post(
+            "/api/v1/secrets",
+            &key,
+            json!({ "name": "HIDDEN", "value": "h1dden-value", "projectId": pid, "environment": "development", "exposure": "masked" }),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let never = cli.dir.path().join("never.env");
+    let err = cli.fails(&["pull", "--project", "web", "--environment", "development", "--output", never.to_str().unwrap()]).await;
+    assert!(err.contains("EXPOSURE_DENIED") && err.contains("HIDDEN") && !err.contains("h1dden-value"), "{err}");
+    assert!(!never.exists(), "no file for a failed pull");
+
     // An unknown project is an error, and nothing is read.
     let err = cli.fails(&["pull", "--project", "no-such-project", "--environment", "staging"]).await;
     assert!(err.contains("no-such-project"), "{err}");
