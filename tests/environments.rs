@@ -50,6 +50,9 @@ async fn listed(srv: &Server, key: &str, project: &str, env: &str) -> BTreeMap<S
 async fn values(srv: &Server, key: &str, project: &str, env: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, meta) in listed(srv, key, project, env).await {
+        if meta["exposure"] != "reveal" {
+            continue;
+        }
         let (s, b) = srv.get(&format!("/api/v1/secrets/{}", meta["id"].as_str().unwrap()), key).await;
         assert_eq!(s, 200, "{b}");
         out.insert(name, b["value"].as_str().unwrap().to_owned());
