@@ -50,6 +50,9 @@ async fn listed(srv: &Server, key: &str, project: &str, env: &str) -> BTreeMap<S
 async fn values(srv: &Server, key: &str, project: &str, env: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, meta) in listed(srv, key, project, env).await {
+        if meta["exposure"] != "reveal" {
+            continue;
+        }
         let (s, b) = srv.get(&format!("/api/v1/secrets/{}", meta["id"].as_str().unwrap()), key).await;
         assert_eq!(s, 200, "{b}");
         out.insert(name, b["value"].as_str().unwrap().to_owned());
@@ -331,4 +334,92 @@ async fn environments_promote_dotenv_and_templates_on_sqlite() {
 #[tokio::test]
 async fn environments_promote_dotenv_and_templates_on_postgres() {
     environments_story(Backend::Postgres).await;
+}
+
+/// `Store::write_batch`, below the vault: creates and new versions commit
+/// together with their audit entries, or nothing does (a secret that moved
+/// since the plan, a quota reached half-way).
+async fn batch_is_all_or_nothing(backend: Backend) {
+    use common::store_rows::{Fixture, entry};
+    use latchkey::store::{BatchWrite, SecretRow, Store, VersionRow, now_millis, postgres::PgStore, sqlite::SqliteStore};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = match backend {
+        Backend::Sqlite => Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+        Backend::Postgres => Arc::new(PgStore::open(&common::fresh_pg_database().await).await.unwrap()),
+    };
+    let f = Fixture::make(store.as_ref(), "batch").await;
+    let now = now_millis();
+    let create = |name: &str| {
+        let id = uuid::Uuid::new_v4().to_string();
+        let secret = SecretRow {
+            id: id.clone(),
+            tenant_id: f.tenant.clone(),
+            project_id: None,
+            environment: String::new(),
+            name: name.into(),
+            secret_type: "custom".into(),
+            description: None,
+            tags: "[]".into(),
+            current_version: 1,
+            created_at: now,
+            updated_at: now,
+            access_tier: "standard".into(),
+            exposure: "reveal".into(),
+            bindings: "[]".into(),
+            expires_at: None,
+            deleted_at: None,
+            max_versions: None,
+            retiring_version: None,
+            retiring_until: None,
+        };
+        let first = VersionRow { secret_id: id, version: 1, sealed: vec![1], created_at: now, created_by: f.key.id.clone() };
+        BatchWrite::Create { secret: Box::new(secret), first }
+    };
+    let next = |expected: i64| BatchWrite::Version {
+        secret_id: f.secret.clone(),
+        expected_version: expected,
+        version: VersionRow {
+            secret_id: f.secret.clone(),
+            version: expected + 1,
+            sealed: vec![2],
+            created_at: now,
+            created_by: f.key.id.clone(),
+        },
+    };
+    let audit = || vec![entry(&f.tenant, &f.key.id, "secrets.imported", Some(&f.credential()))];
+    let unlimited = |_: &str| Ok(None);
+    let version_of = |s: Arc<dyn Store>| {
+        let (t, id) = (f.tenant.clone(), f.secret.clone());
+        async move { s.get_secret(&t, &id).await.unwrap().unwrap().current_version }
+    };
+
+    store.write_batch(&f.tenant, &[create("N1"), next(1)], &unlimited, &audit()).await.unwrap();
+    assert_eq!(version_of(store.clone()).await, 2);
+    assert!(store.find_secret(&f.tenant, None, "", "N1").await.unwrap().is_some());
+
+    // The secret moved on since the plan: nothing of the batch is stored.
+    let e = store.write_batch(&f.tenant, &[create("N2"), next(1)], &unlimited, &audit()).await.unwrap_err();
+    assert!(matches!(e, latchkey::Error::VersionConflict { expected: 1, current: 2 }), "{e:?}");
+    assert!(store.find_secret(&f.tenant, None, "", "N2").await.unwrap().is_none(), "the create rolled back");
+    assert_eq!(version_of(store.clone()).await, 2);
+
+    // The quota is reached by the batch's second write: the first rolls back.
+    let two = |_: &str| Ok(Some(2));
+    let e = store.write_batch(&f.tenant, &[next(2), create("N3")], &two, &audit()).await.unwrap_err();
+    assert!(matches!(e, latchkey::Error::PlanLimitReached(_)), "{e:?}");
+    assert_eq!(version_of(store.clone()).await, 2, "the new version rolled back");
+    assert!(store.get_version(&f.secret, 3).await.unwrap().is_none());
+    assert_eq!(store.count_secrets(&f.tenant).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_is_all_or_nothing_on_sqlite() {
+    batch_is_all_or_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_batch_is_all_or_nothing_on_postgres() {
+    batch_is_all_or_nothing(Backend::Postgres).await;
 }

@@ -161,8 +161,8 @@ async fn story_over_http(backend: Backend) {
     // A secret filed under a project and an environment, by the template's query.
     let filed = ok(&c, "create_project", json!({ "name": "filed" })).await;
     let pid = filed["id"].as_str().unwrap();
-    ok(&c, "set_secret", json!({ "name": "DB_URL", "value": "filed-value", "projectId": pid, "environment": "prod" })).await;
-    let uri = format!("latchkey://secrets/DB_URL?projectId={pid}&environment=prod");
+    ok(&c, "set_secret", json!({ "name": "DB_URL", "value": "filed-value", "projectId": pid, "environment": "production" })).await;
+    let uri = format!("latchkey://secrets/DB_URL?projectId={pid}&environment=production");
     let shown = c.read_resource(ReadResourceRequestParams::new(uri)).await.unwrap();
     let text = format!("{:?}", shown.contents);
     assert!(text.contains(pid) && text.contains("history") && !text.contains("filed-value"), "{text}");
@@ -170,9 +170,9 @@ async fn story_over_http(backend: Backend) {
         assert!(c.read_resource(ReadResourceRequestParams::new(wrong)).await.is_err(), "{wrong} names no secret");
     }
     let misspelt =
-        c.read_resource(ReadResourceRequestParams::new(format!("latchkey://secrets/DB_URL?project={pid}&environment=prod"))).await;
+        c.read_resource(ReadResourceRequestParams::new(format!("latchkey://secrets/DB_URL?project={pid}&environment=production"))).await;
     assert!(format!("{misspelt:?}").contains("INVALID_REQUEST"), "an unknown query key is refused: {misspelt:?}");
-    ok(&c, "delete_secret", json!({ "name": "DB_URL", "projectId": pid, "environment": "prod" })).await;
+    ok(&c, "delete_secret", json!({ "name": "DB_URL", "projectId": pid, "environment": "production" })).await;
     ok(&c, "delete_project", json!({ "id": pid })).await;
     assert!(c.read_resource(ReadResourceRequestParams::new("latchkey://audit/recent")).await.is_ok());
 

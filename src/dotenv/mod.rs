@@ -26,7 +26,11 @@
 //! (`\\ \" \n \r`), which this parser and python-dotenv read back exactly.
 //! Node's `dotenv` decodes only `\n` and `\r` in double quotes, so it reads a
 //! value holding both `'` and (`"` or `\`) with those escapes left in: no
-//! quoting exists that it reads back for such a value.
+//! quoting exists that it reads back for such a value. python-dotenv (1.x)
+//! expands `${NAME}` in every value, single-quoted ones included, unless
+//! called with `interpolate=False`; it has no escape for it, so a value
+//! holding `${` reads back exactly there only without interpolation
+//! (checked: every other value of `tests/environments.rs` reads back exactly).
 
 mod parse;
 mod write;
