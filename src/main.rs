@@ -73,6 +73,11 @@ enum Command {
     /// Without --url it uses the local database as `latchkey mcp` does (all
     /// exposure modes); with --url and LATCHKEY_API_KEY, a server (reveal only).
     Run(latchkey::run::RunArgs),
+    /// An environment's secrets as a .env file: `latchkey env pull` prints or
+    /// writes them, `push FILE` stores a file's, `promote --from E1 --to E2`
+    /// copies one environment into another. Against a server with --url and
+    /// LATCHKEY_API_KEY, or the local database as `latchkey run` opens it.
+    Env(latchkey::envcli::EnvArgs),
     /// Operator commands for the tenants' human owners.
     Owner {
         #[command(subcommand)]
@@ -195,6 +200,7 @@ async fn main() -> std::process::ExitCode {
             eprintln!("latchkey run: {}: {}", e.code(), e.public_message_with_cause());
             std::process::ExitCode::FAILURE
         }),
+        Command::Env(args) => latchkey::envcli::main(args).await,
         command => match run(command).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -238,7 +244,7 @@ async fn run(command: Command) -> latchkey::Result<()> {
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
             latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant, workdir).await
         }
-        Command::Run(_) => unreachable!("handled in main"),
+        Command::Run(_) | Command::Env(_) => unreachable!("handled in main"),
         Command::Owner { action: OwnerAction::Add { tenant, name, public_url, store } } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             vault.set_site(latchkey::vault::owners::Site::new(public_url.as_deref(), None)?);

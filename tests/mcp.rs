@@ -68,7 +68,7 @@ async fn story_over_http(backend: Backend) {
     let c = http_client(&srv, Some(&key)).await;
     let info = c.peer_info().expect("server info");
     assert!(info.instructions.as_deref().unwrap_or_default().contains("set_secret"));
-    assert_eq!(tool_names(&c).await.len(), 40);
+    assert_eq!(tool_names(&c).await.len(), 43);
     let me = ok(&c, "whoami", json!({})).await;
     assert_eq!(me["tenantId"], tenant.as_str());
 
@@ -161,8 +161,8 @@ async fn story_over_http(backend: Backend) {
     // A secret filed under a project and an environment, by the template's query.
     let filed = ok(&c, "create_project", json!({ "name": "filed" })).await;
     let pid = filed["id"].as_str().unwrap();
-    ok(&c, "set_secret", json!({ "name": "DB_URL", "value": "filed-value", "projectId": pid, "environment": "prod" })).await;
-    let uri = format!("latchkey://secrets/DB_URL?projectId={pid}&environment=prod");
+    ok(&c, "set_secret", json!({ "name": "DB_URL", "value": "filed-value", "projectId": pid, "environment": "production" })).await;
+    let uri = format!("latchkey://secrets/DB_URL?projectId={pid}&environment=production");
     let shown = c.read_resource(ReadResourceRequestParams::new(uri)).await.unwrap();
     let text = format!("{:?}", shown.contents);
     assert!(text.contains(pid) && text.contains("history") && !text.contains("filed-value"), "{text}");
@@ -170,9 +170,9 @@ async fn story_over_http(backend: Backend) {
         assert!(c.read_resource(ReadResourceRequestParams::new(wrong)).await.is_err(), "{wrong} names no secret");
     }
     let misspelt =
-        c.read_resource(ReadResourceRequestParams::new(format!("latchkey://secrets/DB_URL?project={pid}&environment=prod"))).await;
+        c.read_resource(ReadResourceRequestParams::new(format!("latchkey://secrets/DB_URL?project={pid}&environment=production"))).await;
     assert!(format!("{misspelt:?}").contains("INVALID_REQUEST"), "an unknown query key is refused: {misspelt:?}");
-    ok(&c, "delete_secret", json!({ "name": "DB_URL", "projectId": pid, "environment": "prod" })).await;
+    ok(&c, "delete_secret", json!({ "name": "DB_URL", "projectId": pid, "environment": "production" })).await;
     ok(&c, "delete_project", json!({ "id": pid })).await;
     assert!(c.read_resource(ReadResourceRequestParams::new("latchkey://audit/recent")).await.is_ok());
 
@@ -430,7 +430,7 @@ async fn in_process_over_a_duplex_pipe() {
     });
     let c: Client = ().serve(client_end).await.unwrap();
     // The HTTP tools and the two local-only ones (src/mcp/run.rs).
-    assert_eq!(tool_names(&c).await.len(), 42);
+    assert_eq!(tool_names(&c).await.len(), 45);
     let set = ok(&c, "set_secret", json!({ "name": "LOCAL", "value": "in-process" })).await;
     assert_eq!(set["created"], true);
     assert_eq!(ok(&c, "get_secret", json!({ "name": "LOCAL" })).await["value"], "in-process");

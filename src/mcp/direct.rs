@@ -407,6 +407,7 @@ mod tests {
             "list_shares",
             "query_audit",
             "request_status",
+            "validate_environment",
             "verify_secret",
             "wait_for_approval",
             "whoami",

@@ -9,6 +9,7 @@
 mod checks;
 mod claims;
 mod direct;
+mod environments;
 pub mod http;
 mod lifecycle;
 mod params;
@@ -167,6 +168,7 @@ impl LatchkeyMcp {
             + Self::proxy_tools()
             + Self::request_tools()
             + Self::check_tools()
+            + Self::environment_tools()
             + Self::run_tools()
             + Self::lifecycle_tools()
             + Self::rotation_tools()

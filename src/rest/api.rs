@@ -365,5 +365,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::checks::routes(t);
     let t = super::lifecycle::routes(t);
     let t = super::rotation::routes(t);
+    let t = super::environments::routes(t);
     (t.router, t.ops)
 }

@@ -7,6 +7,7 @@ mod api;
 mod checks;
 mod claims;
 mod docs;
+mod environments;
 mod export;
 mod extract;
 pub mod guard;

@@ -16,7 +16,7 @@
 //! what a read answers, so `masked` and `use_only` secrets are refused there.
 
 pub mod child;
-mod remote;
+pub(crate) mod remote;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -85,13 +85,27 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 
 /// The local mode: the database, as the key given or the local tenant's admin.
 async fn local(args: &RunArgs, api_key: Option<&str>) -> Result<Vec<Injected>> {
-    let vault = open_vault(&args.store, &args.policy).await?;
-    let origin = Origin { front: Front::Cli, ip: None, user_agent: Some("latchkey run".into()) };
-    let session = vault.open_session(api_key, &args.tenant, origin).await?;
-    let principal = vault.session_caller(&session).await?;
+    let (vault, principal) = open_local(&args.store, &args.policy, api_key, &args.tenant, "latchkey run").await?;
     let used = use_selected(&vault, &principal, args.project.as_deref(), args.environment.clone(), args.only.clone(), Mechanism::Run).await;
     vault.store().close().await;
     used
+}
+
+/// The local database and who acts on it: the key given, else the admin of
+/// the local `tenant` (created on first use), as `latchkey mcp` does. The
+/// caller closes the store when done. `agent` is the audit trail's user agent.
+pub(crate) async fn open_local(
+    store: &StoreArgs,
+    policy: &PolicyArgs,
+    api_key: Option<&str>,
+    tenant: &str,
+    agent: &str,
+) -> Result<(Arc<Vault>, Principal)> {
+    let vault = open_vault(store, policy).await?;
+    let origin = Origin { front: Front::Cli, ip: None, user_agent: Some(agent.into()) };
+    let session = vault.open_session(api_key, tenant, origin).await?;
+    let principal = vault.session_caller(&session).await?;
+    Ok((vault, principal))
 }
 
 /// Opens the selected secrets for a use (the project named by id or by
@@ -115,7 +129,7 @@ pub async fn use_selected(
     Ok(secrets)
 }
 
-async fn project_id(vault: &Vault, p: &Principal, wanted: &str) -> Result<String> {
+pub(crate) async fn project_id(vault: &Vault, p: &Principal, wanted: &str) -> Result<String> {
     let projects = vault.list_projects(p).await?.projects;
     projects
         .iter()

@@ -47,30 +47,19 @@ struct Projects {
     projects: Vec<Project>,
 }
 
-struct Api<'a> {
+/// A REST client of one Latchkey server, as one API key: `latchkey run
+/// --url` and `latchkey env --url` talk to the server through it.
+pub(crate) struct Api<'a> {
     http: reqwest::Client,
     base: String,
     key: &'a str,
 }
 
 pub async fn fetch(url: &str, key: &str, project: Option<&str>, environment: Option<&str>, only: &[String]) -> Result<Vec<Injected>> {
-    let http = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .user_agent(concat!("latchkey-run/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(Error::internal)?;
-    let api = Api { http, base: url.trim_end_matches('/').to_owned(), key };
+    let api = Api::new(url, key, "latchkey-run")?;
     let project_id = match project.filter(|p| !p.is_empty()) {
         None => None,
-        Some(wanted) => {
-            let list: Projects = serde_json::from_value(api.get("/api/v1/projects", &[]).await?).map_err(|e| bad_answer(&e))?;
-            let found = list.projects.iter().find(|p| p.id == wanted).or_else(|| list.projects.iter().find(|p| p.name == wanted));
-            Some(
-                found
-                    .map(|p| p.id.clone())
-                    .ok_or_else(|| Error::InvalidRequest(format!("no project '{wanted}' (by id or name) visible to this key")))?,
-            )
-        }
+        Some(wanted) => Some(api.project_id(wanted).await?),
     };
     let mut chosen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -128,22 +117,60 @@ fn bad_answer(e: &dyn std::fmt::Display) -> Error {
     Error::InvalidRequest(format!("the server's answer is not a Latchkey answer: {e}"))
 }
 
-impl Api<'_> {
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .query(query)
+impl<'a> Api<'a> {
+    /// A client of the server at `url` (its base, e.g. `http://127.0.0.1:8200`),
+    /// naming itself `agent` in User-Agent.
+    pub(crate) fn new(url: &str, key: &'a str, agent: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .user_agent(format!("{agent}/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(Error::internal)?;
+        Ok(Api { http, base: url.trim_end_matches('/').to_owned(), key })
+    }
+
+    /// The id of the project named `wanted` by id or by name.
+    pub(crate) async fn project_id(&self, wanted: &str) -> Result<String> {
+        let list: Projects = serde_json::from_value(self.get("/api/v1/projects", &[]).await?).map_err(|e| bad_answer(&e))?;
+        let found = list.projects.iter().find(|p| p.id == wanted).or_else(|| list.projects.iter().find(|p| p.name == wanted));
+        found
+            .map(|p| p.id.clone())
+            .ok_or_else(|| Error::InvalidRequest(format!("no project '{wanted}' (by id or name) visible to this key")))
+    }
+
+    /// GET, answering the JSON body.
+    pub(crate) async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        let text = self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await?;
+        serde_json::from_str(&text).map_err(|e| bad_answer(&e))
+    }
+
+    /// GET, answering the body as text (e.g. dotenv), not parsed.
+    pub(crate) async fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<Zeroizing<String>> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+    }
+
+    /// POST a JSON body, answering the JSON body.
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let text = self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await?;
+        serde_json::from_str(&text).map_err(|e| bad_answer(&e))
+    }
+
+    /// Sends with the key; a success answers the body (it may hold values,
+    /// hence zeroized), an error answer becomes the error it names.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Zeroizing<String>> {
+        let resp = req
             .header("X-API-Key", self.key)
             .send()
             .await
             .map_err(|e| Error::InvalidRequest(format!("cannot reach {}: {}", self.base, without_url(&e))))?;
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let text = Zeroizing::new(
+            resp.text().await.map_err(|e| Error::InvalidRequest(format!("{} answered {status}: {}", self.base, without_url(&e))))?,
+        );
         if status.is_success() {
-            return Ok(body);
+            return Ok(text);
         }
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = body["code"].as_str().unwrap_or("");
         let message = body["message"].as_str().unwrap_or("").to_owned();
         Err(match code {
@@ -153,6 +180,17 @@ impl Api<'_> {
             }
             "SCOPE_DENIED" => Error::ScopeDenied(message),
             "SECRET_NOT_FOUND" => Error::SecretNotFound,
+            "INVALID_REQUEST" if body["lines"].is_array() => Error::InvalidLines(
+                body["lines"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| crate::error::LineError {
+                        line: l["line"].as_u64().unwrap_or(0) as usize,
+                        message: l["message"].as_str().unwrap_or_default().to_owned(),
+                    })
+                    .collect(),
+            ),
             "APPROVAL_REQUIRED" => Error::ApprovalRequired {
                 approval_id: body["approvalId"].as_str().unwrap_or_default().to_owned(),
                 approval_url: body["approvalUrl"].as_str().unwrap_or_default().to_owned(),

@@ -250,6 +250,11 @@ impl Store for CachedStore {
         self
     }
 
+    // Nor a project's environments and template.
+    fn environments(&self) -> &dyn super::environments::EnvironmentStore {
+        self.inner.environments()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await
@@ -432,6 +437,19 @@ impl Store for CachedStore {
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
         let _writing = self.secret_write(tenant_id, id);
         self.inner.delete_secret(tenant_id, id, audit).await
+    }
+
+    async fn write_batch(&self, tenant_id: &str, batch: &[BatchWrite], max_secrets: QuotaOf<'_>, audit: &[AuditRow]) -> Result<()> {
+        // Every secret that gets a new version is being written until the
+        // batch ends; new ones are in no cache yet.
+        let _writing: Vec<_> = batch
+            .iter()
+            .filter_map(|w| match w {
+                BatchWrite::Version { secret_id, .. } => Some(self.secret_write(tenant_id, secret_id)),
+                BatchWrite::Create { .. } => None,
+            })
+            .collect();
+        self.inner.write_batch(tenant_id, batch, max_secrets, audit).await
     }
 
     async fn list_versions(&self, secret_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<VersionMeta>> {

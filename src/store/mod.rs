@@ -24,6 +24,7 @@
 
 mod cached;
 pub mod claims;
+pub mod environments;
 mod integrity;
 pub mod lifecycle;
 mod liveness;
@@ -426,6 +427,16 @@ pub type VersionChange = std::sync::Arc<dyn Fn(&SecretRow) -> Result<(VersionRow
 /// the new row, the new version if the value changes, and the audit entry.
 pub type SecretChange<'a> = &'a (dyn Fn(&SecretRow) -> Result<(SecretRow, Option<VersionRow>, AuditRow)> + Send + Sync);
 
+/// One write of a batch (see [`Store::write_batch`]).
+#[derive(Debug)]
+pub enum BatchWrite {
+    /// A new secret and its first version.
+    Create { secret: Box<SecretRow>, first: VersionRow },
+    /// The next version of a secret that must still be at `expected_version`
+    /// (sealed for `expected_version + 1`).
+    Version { secret_id: String, expected_version: i64, version: VersionRow },
+}
+
 /// What a conditional secret write found.
 #[derive(Debug)]
 pub enum WriteOutcome {
@@ -458,6 +469,8 @@ pub trait Store: Send + Sync + 'static {
     fn lifecycle(&self) -> &dyn lifecycle::LifecycleStore;
     /// Rotation policies and rotations (see [`rotation`]).
     fn rotations(&self) -> &dyn rotation::RotationStore;
+    /// Project environments and templates (see [`environments`]).
+    fn environments(&self) -> &dyn environments::EnvironmentStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,
@@ -547,6 +560,13 @@ pub trait Store: Send + Sync + 'static {
         change: VersionChange,
     ) -> Result<WriteOutcome>;
     async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
+    /// Many creates and new versions in ONE transaction with their audit
+    /// entries (an import, a promotion): all or nothing. Each create counts
+    /// against the plan's quota as [`Store::create_secret`]'s does; each new
+    /// version goes in only while its secret is still at `expected_version`
+    /// and not deleted (else `VersionConflict`, or `SecretNotFound`, and
+    /// nothing is stored).
+    async fn write_batch(&self, tenant_id: &str, writes: &[BatchWrite], max_secrets: QuotaOf<'_>, audit: &[AuditRow]) -> Result<()>;
     /// Up to `limit` versions below `before` (all when `None`), newest first.
     async fn list_versions(&self, secret_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<VersionMeta>>;
     async fn list_secrets(&self, tenant_id: &str, filter: &SecretFilter) -> Result<Vec<SecretRow>>;

@@ -367,6 +367,7 @@ impl Vault {
         let project_id = req.project_id.filter(|p| !p.is_empty());
         p.require_path(ScopeAction::Write, project_id.as_deref(), &environment, &name)?;
         self.check_project(p, project_id.as_deref()).await?;
+        self.check_environment(&p.tenant_id, project_id.as_deref(), &environment).await?;
 
         let creator_key = self.data_key(&claim.creator_tenant_id).await?;
         let target_key = self.data_key(&p.tenant_id).await?;

@@ -65,6 +65,9 @@ pub enum Mechanism {
     Verify,
     /// Equality of two environments' values.
     Compare,
+    /// A copy into another environment (`POST /api/v1/secrets/promote`):
+    /// the value moves inside the vault and is never answered.
+    Promote,
 }
 
 impl Mechanism {
@@ -76,6 +79,7 @@ impl Mechanism {
             Mechanism::EnvFile => "env_file",
             Mechanism::Verify => "verify",
             Mechanism::Compare => "compare",
+            Mechanism::Promote => "promote",
         }
     }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::store::{ProjectRow, now_millis};
 
 impl Vault {
-    async fn visible_project(&self, p: &Principal, id: &str) -> Result<ProjectRow> {
+    pub(super) async fn visible_project(&self, p: &Principal, id: &str) -> Result<ProjectRow> {
         let row = if names::is_id(id) { self.store.get_project(&p.tenant_id, id).await? } else { None };
         let row = row.ok_or(Error::NotFound("project"))?;
         p.require_project(Some(&row.id))?;
@@ -41,7 +41,9 @@ impl Vault {
                 };
                 let audit = p.audit("project.create", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
                 self.store.insert_project(&row, &audit).await?;
-                ProjectView::try_from(&row)
+                let mut view = ProjectView::try_from(&row)?;
+                view.environments = crate::store::environments::DEFAULT_ENVIRONMENTS.iter().map(|e| e.to_string()).collect();
+                Ok(view)
             }
             .await
         )
@@ -57,7 +59,8 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let rows = self.store.list_projects(&p.tenant_id).await?;
-                let projects = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::try_from).collect::<Result<Vec<_>>>()?;
+                let mut projects = rows.iter().filter(|r| p.covers(Some(&r.id))).map(ProjectView::try_from).collect::<Result<Vec<_>>>()?;
+                self.with_environments(&p.tenant_id, &mut projects).await?;
                 self.record_read(p, p.audit("project.list", "project", None, "success")).await?;
                 Ok(ProjectList { count: projects.len(), projects })
             }
@@ -75,7 +78,8 @@ impl Vault {
             async {
                 p.require(Permission::Read)?;
                 let row = self.visible_project(p, id).await?;
-                let view = ProjectView::try_from(&row)?;
+                let mut view = ProjectView::try_from(&row)?;
+                self.with_environments(&p.tenant_id, std::slice::from_mut(&mut view)).await?;
                 self.record_read(p, p.audit("project.read", "project", Some(&row.id), "success")).await?;
                 Ok(view)
             }
@@ -110,7 +114,9 @@ impl Vault {
                 if !self.store.update_project(&row, &audit).await? {
                     return Err(Error::NotFound("project"));
                 }
-                ProjectView::try_from(&row)
+                let mut view = ProjectView::try_from(&row)?;
+                self.with_environments(&p.tenant_id, std::slice::from_mut(&mut view)).await?;
+                Ok(view)
             }
             .await
         )

@@ -115,6 +115,7 @@ impl Vault {
         let max_versions = super::lifecycle::max_versions(req.max_versions)?;
         p.require_path(ScopeAction::Write, project_id.as_deref(), &environment, &name)?;
         self.check_project(p, project_id.as_deref()).await?;
+        self.check_environment(&p.tenant_id, project_id.as_deref(), &environment).await?;
 
         let row = SecretRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -352,6 +353,9 @@ impl Vault {
         let tags = req.tags.as_deref().map(names::tags).transpose()?;
         let bindings = req.bindings.take().map(super::bindings::validate).transpose()?;
         let row = self.visible_secret(p, r, ScopeAction::Write).await?;
+        if let Some(e) = &environment {
+            self.check_environment(&p.tenant_id, row.project_id.as_deref(), e).await?;
+        }
         // A damaged row is refused before it is written over, not after.
         SecretMeta::try_from(&row)?;
         let key = self.data_key(&p.tenant_id).await?;

@@ -559,6 +559,8 @@ pub struct ProjectView {
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub secret_count: i64,
+    /// The environments its secrets may name (see `POST /api/v1/projects/{id}/environments`).
+    pub environments: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -574,6 +576,7 @@ impl TryFrom<&ProjectRow> for ProjectView {
             description: p.description.clone(),
             tags: json_list(&p.tags, "projects", &p.id, "tags")?,
             secret_count: p.secret_count,
+            environments: Vec::new(),
             created_at: time(p.created_at, "projects", &p.id, "created_at")?,
             updated_at: time(p.updated_at, "projects", &p.id, "updated_at")?,
         })

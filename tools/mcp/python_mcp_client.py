@@ -41,6 +41,7 @@ ALL_TOOLS = {
     "request_secret", "request_status", "verify_secret", "compare_environments",
     "list_expiring_secrets", "restore_secret",
     "rotate_secret", "get_rotation_status", "set_rotation_policy",
+    "promote_environment", "import_env", "validate_environment",
 }
 # Offered only by `latchkey mcp` (stdio): never listed over HTTP.
 LOCAL_TOOLS = {"run_with_secrets", "write_env_file"}

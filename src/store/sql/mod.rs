@@ -15,6 +15,7 @@
 mod approvals;
 mod claims;
 pub(super) mod dialect;
+mod environments;
 mod filters;
 mod lifecycle;
 pub(super) mod owners;

@@ -41,6 +41,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn environments(&self) -> &dyn crate::store::environments::EnvironmentStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
@@ -254,6 +258,7 @@ impl<B: Backend> Store for B {
         .execute(&mut *tx)
         .await
         .map_err(|e| writes::constraint_error(e, || Error::AlreadyExists(format!("a project named '{}' exists", p.name))))?;
+        super::environments::insert_defaults(&mut tx, &p.tenant_id, &p.id, p.created_at).await?;
         writes::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -517,6 +522,50 @@ impl<B: Backend> Store for B {
         writes::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn write_batch(&self, tenant_id: &str, batch: &[BatchWrite], max_secrets: QuotaOf<'_>, audit: &[AuditRow]) -> Result<()> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = Self::begin_write(&mut conn).await?;
+        for w in batch {
+            match w {
+                BatchWrite::Create { secret, first } => writes::insert_secret(&mut tx, B::LOCK_TENANT, secret, first, max_secrets).await?,
+                BatchWrite::Version { secret_id, expected_version, version } => {
+                    // One conditional UPDATE takes the row (PostgreSQL: its
+                    // lock until commit) only at the version the plan read.
+                    let n = query::<B::Db>(
+                        "UPDATE secrets SET current_version = $3, updated_at = $4 \
+                         WHERE tenant_id = $1 AND id = $2 AND current_version = $5 AND deleted_at IS NULL",
+                    )
+                    .bind(tenant_id)
+                    .bind(secret_id)
+                    .bind(version.version)
+                    .bind(version.created_at)
+                    .bind(*expected_version)
+                    .execute(&mut *tx)
+                    .await?;
+                    if n == 0 {
+                        let current: Option<i64> =
+                            query::<B::Db>("SELECT current_version FROM secrets WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL")
+                                .bind(tenant_id)
+                                .bind(secret_id)
+                                .fetch_optional_scalar(&mut *tx)
+                                .await?;
+                        return Err(match current {
+                            Some(current) => Error::VersionConflict { expected: *expected_version, current },
+                            None => Error::SecretNotFound,
+                        });
+                    }
+                    writes::insert_version(&mut tx, version).await?;
+                }
+            }
+        }
+        self.announce_change(&mut tx, tenant_id).await?;
+        for a in audit {
+            writes::insert_audit(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn list_versions(&self, secret_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<VersionMeta>> {
