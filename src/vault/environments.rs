@@ -229,7 +229,7 @@ impl Vault {
                 if !self.store.environments().delete_environment(&p.tenant_id, &project.id, &name, &audit).await? {
                     return Err(Error::NotFound("environment"));
                 }
-                Ok(Deleted { id: name, deleted: true })
+                Ok(Deleted { id: name, deleted: true, restorable_until: None })
             }
             .await
         )
@@ -310,7 +310,7 @@ impl Vault {
                 if !self.store.environments().delete_template(&p.tenant_id, &project.id, name, &audit).await? {
                     return Err(Error::NotFound("template entry"));
                 }
-                Ok(Deleted { id: name.to_owned(), deleted: true })
+                Ok(Deleted { id: name.to_owned(), deleted: true, restorable_until: None })
             }
             .await
         )
