@@ -20,14 +20,15 @@
 //!
 //! # What [`write`] writes
 //!
-//! `NAME='value'` when the value holds no `'`, `\` or carriage return: every
-//! parser reads that literally, newlines included. Otherwise
+//! `NAME='value'` when the value holds no `'`, no carriage return, no `\\`
+//! and does not end in `\`: every parser reads that literally, newlines and
+//! single backslashes included. Otherwise
 //! `NAME="value"` with `\`, `"`, newline and carriage return escaped
 //! (`\\ \" \n \r`), which this parser and python-dotenv read back exactly.
 //! Node's `dotenv` decodes only `\n` and `\r` in double quotes, so it reads a
-//! value holding both `'` and (`"` or `\`) with those escapes left in: no
-//! quoting exists that it reads back for such a value. python-dotenv (1.x)
-//! expands `${NAME}` in every value, single-quoted ones included, unless
+//! value holding `'` and (`"` or `\`), or `\\`, or a trailing `\`, with
+//! those escapes left in: no quoting exists that it reads back for such a
+//! value. python-dotenv (1.x) expands `${NAME}` in every value, single-quoted ones included, unless
 //! called with `interpolate=False`; it has no escape for it, so a value
 //! holding `${` reads back exactly there only without interpolation
 //! (checked: every other value of `tests/environments.rs` reads back exactly).

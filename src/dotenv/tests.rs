@@ -52,6 +52,8 @@ fn writes_what_it_reads_back() {
         "say \"hi\"",
         "both ' and \"",
         "back\\slash",
+        "two \\\\ in a row",
+        "C:\\path\\to",
         "ends with \\",
         "a#b # c",
         "k=v=w",
@@ -67,4 +69,10 @@ fn writes_what_it_reads_back() {
     let entries: Vec<(String, String)> = values.iter().enumerate().map(|(i, v)| (format!("K_{i}"), v.to_string())).collect();
     let text = write(&entries);
     assert_eq!(ok(&text), entries);
+}
+
+#[test]
+fn quotes_only_what_needs_it() {
+    let text = write(&[("A", "plain $x"), ("B", "C:\\dir"), ("C", "it's"), ("D", "a\\\\b"), ("E", "end\\"), ("F", "two\nlines")]);
+    assert_eq!(text.as_str(), "A='plain $x'\nB='C:\\dir'\nC=\"it's\"\nD=\"a\\\\\\\\b\"\nE=\"end\\\\\"\nF='two\nlines'\n");
 }

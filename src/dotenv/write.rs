@@ -10,7 +10,7 @@ pub fn write<N: AsRef<str>, V: AsRef<str>>(entries: &[(N, V)]) -> Zeroizing<Stri
         let value = value.as_ref();
         out.push_str(name.as_ref());
         out.push('=');
-        if !value.contains(['\'', '\\', '\r']) {
+        if literal(value) {
             out.push('\'');
             out.push_str(value);
             out.push('\'');
@@ -30,4 +30,12 @@ pub fn write<N: AsRef<str>, V: AsRef<str>>(entries: &[(N, V)]) -> Zeroizing<Stri
         out.push('\n');
     }
     out
+}
+
+/// Whether every parser reads `'value'` as the value itself: no quote to end
+/// it early, no carriage return (node's dotenv turns line ends into LF), no
+/// two backslashes in a row and no trailing backslash (python-dotenv decodes
+/// `\\` and `\'` inside single quotes).
+fn literal(value: &str) -> bool {
+    !value.contains(['\'', '\r']) && !value.contains("\\\\") && !value.ends_with('\\')
 }

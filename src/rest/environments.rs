@@ -32,8 +32,8 @@ const PROMOTE: &str = "Copies the secrets of `fromEnvironment` (or only `names`)
     mechanism `promote`; the approval gate applies), so masked and use_only secrets promote too; new secrets keep \
     their source's type, tier, exposure, tags, description and bindings. No value is ever answered.";
 const EXPORT: &str = "The environment's secrets as dotenv text (text/plain), by name: `NAME='value'`, or \
-    `NAME=\"value\"` with `\\\\ \\\" \\n \\r` escaped when the value holds a quote, a backslash or a carriage return, \
-    so that dotenv parsers read every value back exactly. Every value is an audited read; only `reveal` secrets \
+    `NAME=\"value\"` with `\\\\ \\\" \\n \\r` escaped when the value holds a single quote, a carriage \
+    return, two backslashes in a row or a trailing one, so that dotenv parsers read every value back exactly. Every value is an audited read; only `reveal` secrets \
     export: a masked or use_only one answers 403 EXPOSURE_DENIED naming it, and nothing is exported. A tier that \
     needs approval answers 403 APPROVAL_REQUIRED.";
 const IMPORT: &str = "Dotenv text into one project and environment. JSON `{content, environment?, projectId?, \
