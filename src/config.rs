@@ -74,12 +74,10 @@ pub struct PolicyArgs {
     #[arg(long, env = "LATCHKEY_RETENTION_DAYS", default_value_t = crate::vault::lifecycle::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(0..=3650))]
     pub retention_days: u32,
 
-    /// How often the background sweep runs, in milliseconds (tests shorten it).
-    #[arg(long, env = "LATCHKEY_SWEEP_INTERVAL_MS", default_value_t = 60_000, hide = true, value_parser = clap::value_parser!(u64).range(10..))]
-    pub sweep_interval_ms: u64,
-
     /// How often the server runs its background jobs (due rotations and
-    /// their alerts), in milliseconds; they also run once at start.
+    /// their alerts, the purge of deleted secrets past retention, the
+    /// erasure of ended claims' and shares' values), in milliseconds; they
+    /// also run once at start.
     #[arg(long, env = "LATCHKEY_JOBS_INTERVAL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(50..=86_400_000))]
     pub jobs_interval_ms: u64,
 }
@@ -101,7 +99,6 @@ impl PolicyArgs {
             max_claim_minutes: 1440,
             allow_private_destinations: false,
             retention_days: crate::vault::lifecycle::DEFAULT_RETENTION_DAYS,
-            sweep_interval_ms: 60_000,
             jobs_interval_ms: 30_000,
         }
     }
@@ -117,7 +114,6 @@ impl PolicyArgs {
             max_claim_minutes: self.max_claim_minutes,
             allow_private_destinations: self.allow_private_destinations,
             retention_days: self.retention_days,
-            sweep_every: std::time::Duration::from_millis(self.sweep_interval_ms),
             jobs_interval: std::time::Duration::from_millis(self.jobs_interval_ms),
         }
     }

@@ -258,10 +258,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs [`Vault::sweep`] every `sweep_every` (the operator's, `SWEEP_EVERY` by default) until `stop` is cancelled
+/// Runs [`Vault::sweep`] every `jobs_interval` (`--jobs-interval-ms`) until `stop` is cancelled
 /// (shutdown), never two at once; a sweep under way is cut short by it.
 async fn sweep_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
-    let mut every = tokio::time::interval(vault.config().sweep_every);
+    let mut every = tokio::time::interval(vault.config().jobs_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -378,7 +378,7 @@ async fn quota(backend: Backend) {
 }
 
 async fn story(backend: Backend) {
-    let srv = Server::start_with(Opts::new(backend).arg("--sweep-interval-ms").arg("100")).await;
+    let srv = Server::start_with(Opts::new(backend).arg("--jobs-interval-ms").arg("100")).await;
     let tenant = unique("life");
     let admin = srv.signup(&tenant).await;
     expiry(&srv, &admin).await;

@@ -204,7 +204,8 @@ async fn an_older_sqlite_database_keeps_every_version_through_the_upgrade() {
         assert_eq!(versions["versions"].as_array().unwrap().len(), 11, "{versions}");
     }
     let (doomed, kept) = (&ids[0].1, &ids[1].1);
-    assert_eq!(srv.delete(&format!("/api/v1/secrets/{doomed}"), &api).await.0, 200);
+    // A purge (a plain delete is restorable, and keeps its versions).
+    assert_eq!(srv.delete(&format!("/api/v1/secrets/{doomed}?permanent=true"), &api).await.0, 200);
     assert_eq!(srv.stop(), Some(0));
 
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();

@@ -63,9 +63,8 @@ pub struct VaultConfig {
     pub allow_private_destinations: bool,
     /// Days a soft-deleted secret stays restorable before the sweep purges it.
     pub retention_days: u32,
-    /// How often `latchkey serve` sweeps (see `sweep`).
-    pub sweep_every: std::time::Duration,
-    /// How often `latchkey serve` runs its background jobs (due rotations).
+    /// How often `latchkey serve` runs its background jobs (due rotations,
+    /// the sweep: see `sweep`).
     pub jobs_interval: std::time::Duration,
 }
 
@@ -81,7 +80,6 @@ impl Default for VaultConfig {
             max_claim_minutes: 1440,
             allow_private_destinations: false,
             retention_days: lifecycle::DEFAULT_RETENTION_DAYS,
-            sweep_every: sweep::SWEEP_EVERY,
             jobs_interval: std::time::Duration::from_secs(30),
         }
     }

@@ -1,19 +1,14 @@
 //! Background erasure: what has ended keeps no ciphertext. A pending claim's
 //! value is erased by the statement that ends it (redeemed, revoked) or the
 //! first time its expiry is noticed, a share link's by the access that uses
-//! it up or the revocation; this sweep, which `latchkey serve` runs every
-//! [`SWEEP_EVERY`], erases the rest: values of expired claims and share links
+//! it up or the revocation; this sweep, which `latchkey serve` runs with its
+//! other background jobs (`--jobs-interval-ms`), erases the rest: values of expired claims and share links
 //! nobody asked about since, and secrets soft-deleted longer ago than the
 //! operator's retention (`--retention-days`), every version with them.
-
-use std::time::Duration;
 
 use super::Vault;
 use crate::error::Result;
 use crate::store::now_millis;
-
-/// How often `latchkey serve` sweeps.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl Vault {
     /// Erases the ciphertexts that outlived what they were kept for: one

@@ -22,7 +22,9 @@ from urllib.parse import quote, quote_plus
 
 from common import Server, signup
 
-EXPLICIT_READ = re.compile(r"^/api/v1/secrets/[^/?]+(\?version=\d+)?$")
+EXPLICIT_READ = re.compile(r"^/api/v1/secrets/(path/[^?]+|[^/?]+)(\?version=\d+)?$")
+# The dotenv export answers the values of reveal secrets: an explicit read too.
+EXPORT = re.compile(r"^/api/v1/secrets/export/env(\?.*)?$")
 SHARE_ACCESS = re.compile(r"^(/api/v1/shares/access/|/s/)shr_[^/?]+$")
 
 
@@ -51,7 +53,7 @@ def scan(blob, canaries):
 
 def explicit(r):
     """An explicit read: REST GET of one secret, or the MCP get_secret tool."""
-    if r.method == "GET" and EXPLICIT_READ.match(r.path) and r.status == 200:
+    if r.method == "GET" and (EXPLICIT_READ.match(r.path) or EXPORT.match(r.path)) and r.status == 200:
         return True
     if r.method == "POST" and SHARE_ACCESS.match(r.path) and r.status == 200:
         return True
@@ -140,6 +142,31 @@ def use_without_reveal(c, key, tool, canary, hidden, res):
             if r.status != 200:
                 res.fail("a check failed: " + r.short())
         tool("compare_environments", {"from": "production", "to": "staging"})
+        # the lifecycle: a path read, metadata, a dotenv export (refused: not reveal), a promote (the
+        # values move, never shown), a rotation, a delete and restore, and the MCP tools of each
+        c.req("GET", "/api/v1/secrets/path/production/HID_MASKED")
+        c.req("PATCH", "/api/v1/secrets/" + ids["HID_USE_ONLY"], {"description": "canary", "expiresIn": "30d"})
+        r = c.req("GET", "/api/v1/secrets/export/env?environment=production")
+        if r.status != 403:
+            res.fail("exporting masked and use_only secrets was not refused: " + r.short())
+        for dry in (True, False):
+            c.req("POST", "/api/v1/secrets/promote", {"fromEnvironment": "production", "toEnvironment": "canary-copy",
+                                                      "dryRun": dry})
+        tool("promote_environment", {"fromEnvironment": "production", "toEnvironment": "canary-copy-mcp", "apply": True})
+        c.req("GET", "/api/v1/secrets/path/canary-copy/HID_USE_ONLY")
+        c.req("POST", "/api/v1/rotation/secrets/%s/rotate" % ids["HID_BASIC"], {"gracePeriod": "1h", "reason": "canary"})
+        c.req("GET", "/api/v1/rotation/secrets/%s/status" % ids["HID_BASIC"])
+        tool("rotate_secret", {"secret": "HID_QUERY", "environment": "production"})
+        c.req("DELETE", "/api/v1/secrets/" + ids["HID_QUERY"])
+        c.req("GET", "/api/v1/secrets?deleted=true")
+        c.req("POST", "/api/v1/secrets/%s/restore" % ids["HID_QUERY"])
+        tool("list_expiring_secrets", {"days": 60})
+        # a dotenv import with a bad line stores nothing and echoes no line of it
+        bad = "GOOD_ONE=%s\nthis is not a line %s\n" % (canary("import-bad-good", hidden=True), canary("import-bad", hidden=True))
+        r = c.req("POST", "/api/v1/secrets/import", {"content": bad, "environment": "canary-import"})
+        if r.status != 400:
+            res.fail("a bad dotenv import was not refused: " + r.short())
+        tool("import_env", {"content": bad, "environment": "canary-import"})
         c.req("POST", "/api/v1/secret-requests", {"name": "HID_REQUESTED", "reason": "canary"})
         tool("request_secret", {"name": "HID_REQUESTED_MCP", "reason": "canary"})
         c.req("GET", "/api/v1/secrets?limit=200")
@@ -297,7 +324,11 @@ def run(ctx, res):
             c.req("GET", "/api/v1/secrets/" + sid)
             c.req("GET", "/api/v1/secrets/%s?version=1" % sid)
         c.req("GET", "/api/v1/secrets/" + ids[3], key=read_key)
+        c.req("GET", "/api/v1/secrets/path/CANARY_0")
+        c.req("GET", "/api/v1/secrets/export/env")
+        c.req("POST", "/api/v1/secrets/import", {"content": "IMPORTED=%s\n" % canary("imported")})
         c.req("DELETE", "/api/v1/secrets/" + ids[3])
+        c.req("DELETE", "/api/v1/secrets/%s?permanent=true" % ids[3])
         audit = []
         cursor = None
         for _ in range(50):

@@ -29,6 +29,8 @@ METHODS = ("get", "put", "post", "delete", "patch")
 CLAIM_TARGET = [None]
 # The owner's secret (in its first project) the matrix's share links are made of (set by `Env`).
 SHARE_SECRET = [None]
+# Makes a fresh secret of the owner's in its first project (set by `Env`): a policy needs one of its own.
+NEW_SECRET = [None]
 
 
 def required_permission(method, path):
@@ -42,10 +44,18 @@ def required_permission(method, path):
         return "read"  # a use of the value: what a read would need
     if path.startswith("/api/v1/secret-requests"):
         return "read"  # asking a human for a value writes nothing itself
+    if path == "/api/v1/secrets/export/env":
+        return "read"  # reveal reads, as GET /api/v1/secrets/{id}
     return "read" if method == "get" else "write"
 
 
 def family(path):
+    if path.startswith("/api/v1/secrets/path/{"):
+        return "secret-path"  # the path holds environment/name of the owner's secret (no project)
+    if path.startswith("/api/v1/rotation/secrets/{"):
+        return "secrets"
+    if path.startswith("/api/v1/rotation/{"):
+        return "rotation"
     if path.startswith("/api/v1/claim-tokens/{") and path.endswith("/claim"):
         return "claim-redeem"  # the path holds a token for the owner to redeem
     if path == "/api/v1/shares/access/{token}":
@@ -59,7 +69,11 @@ def family(path):
 
 
 # Query parameters an operation requires.
-QUERY = {("get", "/api/v1/secrets/compare"): "?from=production&to=staging"}
+QUERY = {("get", "/api/v1/secrets/compare"): "?from=production&to=staging",
+         ("get", "/api/v1/projects/{id}/template/validate"): "?environment=production"}
+# What a path's `{name}` is: the environment and the template entry every
+# project fixture is given.
+NAMES = {"/api/v1/projects/{id}/environments/{name}": "isoenv", "/api/v1/projects/{id}/template/{name}": "ISO_NAME"}
 
 
 def uniq(prefix):
@@ -91,6 +105,16 @@ def body_for(method, path, schema_ref, components):
         ("post", "/api/v1/secrets/{id}/proxy"): lambda: {"method": "GET", "url": "http://127.0.0.1:9/iso"},
         ("post", "/api/v1/secrets/{id}/verify"): lambda: {"candidate": "iso-guess"},
         ("post", "/api/v1/secret-requests"): lambda: {"name": uniq("WANTED"), "reason": "isolation matrix"},
+        ("patch", "/api/v1/secrets/{id}"): lambda: {"description": "isolation matrix"},
+        ("put", "/api/v1/secrets/path/{path}"): lambda: {"value": "iso-path-value"},
+        ("post", "/api/v1/rotation"): lambda: {"secretId": NEW_SECRET[0](), "schedule": "30d"},
+        ("put", "/api/v1/rotation/{id}"): lambda: {"schedule": "60d"},
+        ("post", "/api/v1/rotation/{id}/rotate-now"): lambda: {},
+        ("post", "/api/v1/rotation/secrets/{id}/rotate"): lambda: {"reason": "isolation matrix"},
+        ("post", "/api/v1/projects/{id}/environments"): lambda: {"name": uniq("env")},
+        ("post", "/api/v1/projects/{id}/template"): lambda: {"name": "ISO_OTHER", "description": "matrix"},
+        ("post", "/api/v1/secrets/promote"): lambda: {"fromEnvironment": "iso-a", "toEnvironment": "iso-b", "dryRun": True},
+        ("post", "/api/v1/secrets/import"): lambda: {"content": "%s=iso\n" % uniq("IMP").replace("-", "_"), "environment": "iso"},
     }
     if (method, path) in known:
         return known[(method, path)]()
@@ -141,6 +165,7 @@ class Env:
         self.p2 = self.mk_project()
         self.owner_ids = {self.owner_tenant, self.p1, self.p2}
         SHARE_SECRET[0] = self.mk_secret(self.p1)
+        NEW_SECRET[0] = lambda: self.mk_secret(self.p1)
         self.controls = []  # (description, Resp, ok?)
         keys = {"owner": self.owner_key, "other-tenant": self.other_key, "none": None,
                 "bogus": "sc_" + uuid.uuid4().hex + uuid.uuid4().hex[:11]}
@@ -207,7 +232,25 @@ class Env:
         if fam == "secrets":
             return self.mk_secret(self.p1)
         if fam == "projects":
-            return self.mk_project()
+            pid = self.mk_project()
+            for path, body in (("environments", {"name": "isoenv"}), ("template", {"name": "ISO_NAME"})):
+                r = self.req("POST", "/api/v1/projects/%s/%s" % (pid, path), self.owner_key, body)
+                if r.status not in (200, 201):
+                    raise RuntimeError("fixture project %s: %s" % (path, r.short()))
+            return pid
+        if fam == "secret-path":
+            name = uniq("PATHED")
+            r = self.req("POST", "/api/v1/secrets", self.owner_key, {"name": name, "value": "pathed", "environment": "iso"})
+            if r.status != 201:
+                raise RuntimeError("fixture secret by path: " + r.short())
+            self.owner_ids.add(r.json()["id"])
+            return "iso/" + name
+        if fam == "rotation":
+            r = self.req("POST", "/api/v1/rotation", self.owner_key, {"secretId": self.mk_secret(self.p1), "schedule": "30d"})
+            if r.status != 201:
+                raise RuntimeError("fixture rotation policy: " + r.short())
+            self.owner_ids.add(r.json()["id"])
+            return r.json()["id"]
         if fam == "api-keys":
             return self.mk_key("read")[0]
         if fam == "approvals":
@@ -292,6 +335,11 @@ def expected(op_public, perm, fam, principal, method, path):
         return "403"  # DESTINATION_NOT_BOUND: checked before the value is opened
     if path == "/api/v1/secrets/compare" and principal in ("scoped-write", "scoped-admin"):
         return "403"  # without projectId it compares secrets in no project: beyond a scoped key
+    if path == "/api/v1/rotation" and method == "post" and principal != "owner":
+        # A policy for the owner's secret in project p1: another tenant finds no such secret.
+        return {"other-tenant": "404"}.get(principal, "403")
+    if fam == "secret-path" and method == "put" and principal == "other-tenant":
+        return "2xx"  # a secret at that path in its own tenant: created
     if fam == "secret-requests" and principal in ("scoped-write", "scoped-admin"):
         return "404"  # a request for a place (no project) beyond the key's projects looks absent
     if principal == "owner":
@@ -303,7 +351,7 @@ def expected(op_public, perm, fam, principal, method, path):
     if principal == "scoped-write":
         if perm == "admin":
             return "403"
-        if fam in ("secrets", "projects"):
+        if fam in ("secrets", "projects", "secret-path", "rotation"):
             return "403"  # the owner's object lies outside the key's project scope
         if method == "post":
             return "403"  # a secret without a project, or a project: outside a scoped key's reach
@@ -313,7 +361,7 @@ def expected(op_public, perm, fam, principal, method, path):
             return "403"  # the trail covers the whole tenant
         if fam == "api-keys":
             return "404"  # the fixture key has no project scope: beyond a scoped admin's reach
-        if fam in ("secrets", "projects") or method == "post":
+        if fam in ("secrets", "projects", "secret-path", "rotation") or method == "post":
             return "403"  # as for the scoped write key
         return "2xx"
     raise KeyError(principal)
@@ -357,7 +405,8 @@ def run(ctx, res):
             for principal in PRINCIPALS:
                 real = path + QUERY.get((method, path), "")
                 if fam:
-                    real = re.sub(r"\{[^}]+\}", env.fixture(fam), path)
+                    real = path.replace("{name}", NAMES.get(path, "{name}"))
+                    real = re.sub(r"\{[^}]+\}", env.fixture(fam), real) + QUERY.get((method, path), "")
                 body = body_for(method, path, ref, components)
                 if principal == "other-tenant":
                     probed.update(i for i in env.owner_ids if i in real)
