@@ -129,7 +129,9 @@ pub enum Error {
     VersionRetired(String),
     /// 409: the name is held by a soft-deleted secret (restore it, or purge
     /// it); the body carries `deletedSecretId`.
-    #[error("a deleted secret named '{name}' still holds this name until it is purged; restore it (POST /api/v1/secrets/{deleted_secret_id}/restore) or purge it (DELETE …?permanent=true)")]
+    #[error(
+        "a deleted secret named '{name}' still holds this name until it is purged; restore it (POST /api/v1/secrets/{deleted_secret_id}/restore) or purge it (DELETE …?permanent=true)"
+    )]
     SecretExists { name: String, deleted_secret_id: String },
     /// 400: lines of a text (a dotenv import) that do not parse; nothing
     /// was stored. The body carries `lines: [{line, message}]`.

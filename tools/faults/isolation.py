@@ -50,6 +50,8 @@ def required_permission(method, path):
 
 
 def family(path):
+    if path == "/api/v1/secrets/{id}/restore":
+        return "deleted-secrets"  # a secret of the owner's, deleted (restorable)
     if path.startswith("/api/v1/secrets/path/{"):
         return "secret-path"  # the path holds environment/name of the owner's secret (no project)
     if path.startswith("/api/v1/rotation/secrets/{"):
@@ -238,6 +240,12 @@ class Env:
                 if r.status not in (200, 201):
                     raise RuntimeError("fixture project %s: %s" % (path, r.short()))
             return pid
+        if fam == "deleted-secrets":
+            sid = self.mk_secret(self.p1)
+            r = self.req("DELETE", "/api/v1/secrets/" + sid, self.owner_key)
+            if r.status != 200:
+                raise RuntimeError("fixture deleted secret: " + r.short())
+            return sid
         if fam == "secret-path":
             name = uniq("PATHED")
             r = self.req("POST", "/api/v1/secrets", self.owner_key, {"name": name, "value": "pathed", "environment": "iso"})
@@ -333,8 +341,8 @@ def expected(op_public, perm, fam, principal, method, path):
         return "404"  # a link to a secret beyond the key's projects looks absent
     if path.endswith("/proxy") and principal in ("owner", "read-key"):
         return "403"  # DESTINATION_NOT_BOUND: checked before the value is opened
-    if path == "/api/v1/secrets/compare" and principal in ("scoped-write", "scoped-admin"):
-        return "403"  # without projectId it compares secrets in no project: beyond a scoped key
+    if path in ("/api/v1/secrets/compare", "/api/v1/secrets/export/env") and principal in ("scoped-write", "scoped-admin"):
+        return "403"  # without projectId it reads secrets in no project: beyond a scoped key
     if path == "/api/v1/rotation" and method == "post" and principal != "owner":
         # A policy for the owner's secret in project p1: another tenant finds no such secret.
         return {"other-tenant": "404"}.get(principal, "403")
@@ -351,7 +359,7 @@ def expected(op_public, perm, fam, principal, method, path):
     if principal == "scoped-write":
         if perm == "admin":
             return "403"
-        if fam in ("secrets", "projects", "secret-path", "rotation"):
+        if fam in ("secrets", "projects", "secret-path", "rotation", "deleted-secrets"):
             return "403"  # the owner's object lies outside the key's project scope
         if method == "post":
             return "403"  # a secret without a project, or a project: outside a scoped key's reach
@@ -361,7 +369,7 @@ def expected(op_public, perm, fam, principal, method, path):
             return "403"  # the trail covers the whole tenant
         if fam == "api-keys":
             return "404"  # the fixture key has no project scope: beyond a scoped admin's reach
-        if fam in ("secrets", "projects", "secret-path", "rotation") or method == "post":
+        if fam in ("secrets", "projects", "secret-path", "rotation", "deleted-secrets") or method == "post":
             return "403"  # as for the scoped write key
         return "2xx"
     raise KeyError(principal)
