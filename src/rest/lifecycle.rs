@@ -135,6 +135,7 @@ pub(super) fn routes(t: Table) -> Table {
             .query::<PathWriteQuery>()
             .body::<PathWrite>()
             .returns::<SetSecretResult>(201)
+            .also_returns(200)
             .error(409, "SECRET_EXISTS: a deleted secret holds the name (restore or purge it); VERSION_CONFLICT")
             .invalid_request(BAD_BODY),
     )

@@ -27,6 +27,7 @@ pub struct Op {
     invalid_request: &'static str,
     /// Error answers beyond those every operation of its kind documents.
     errors: Vec<(u16, &'static str)>,
+    also: Option<u16>,
 }
 
 impl Op {
@@ -45,6 +46,7 @@ impl Op {
             text_response: None,
             invalid_request: "INVALID_REQUEST: malformed body, bad field or enum value",
             errors: Vec::new(),
+            also: None,
         }
     }
     /// What a client must know beyond the summary and the schemas.
@@ -79,6 +81,12 @@ impl Op {
     pub fn returns<T: JsonSchema>(mut self, status: u16) -> Self {
         self.success = status;
         self.response = Some(schema_of::<T>);
+        self
+    }
+    /// A second success status with the same body (a PUT that creates, 201,
+    /// or writes what exists, 200).
+    pub fn also_returns(mut self, status: u16) -> Self {
+        self.also = Some(status);
         self
     }
     /// Success without a body (204).
@@ -171,6 +179,9 @@ pub fn document(ops: &[Op]) -> Value {
             }
             (None, None) => json!({ "description": "success" }),
         };
+        if let Some(also) = op.also {
+            responses.insert(also.to_string(), ok.clone());
+        }
         responses.insert(op.success.to_string(), ok);
         if op.body.is_some() || op.query.is_some() {
             responses.insert("400".into(), error_response(op.invalid_request));
