@@ -226,6 +226,22 @@ async fn environments_story(backend: Backend) {
         srv.post("/api/v1/secrets/import", &key, json!({ "projectId": pid, "environment": "qa", "content": text, "dryRun": true })).await;
     assert_eq!(s, 200, "{plan}");
     assert_eq!(plan["unchanged"].as_array().unwrap().len(), awkward().len(), "{plan}");
+    // An import's new versions obey a secret's maxVersions as any write does.
+    let kept = put_secret(&srv, &key, &pid, "qa", "KEEP_TWO", "v1", json!({ "maxVersions": 2 })).await;
+    for v in ["v2", "v3", "v4"] {
+        let (s, plan) = srv
+            .post(
+                "/api/v1/secrets/import",
+                &key,
+                json!({ "projectId": pid, "environment": "qa", "content": format!("KEEP_TWO={v}\n"), "overwrite": true }),
+            )
+            .await;
+        assert_eq!((s, plan["updated"].clone()), (200, json!(["KEEP_TWO"])), "{plan}");
+    }
+    let (_, versions) = srv.get(&format!("/api/v1/secrets/{kept}/versions"), &key).await;
+    let numbers: Vec<i64> = versions["versions"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, [4, 3], "{versions}");
+
     // A masked secret refuses the export, naming it; nothing is read.
     let (s, _, body) = export(&srv, &key, &pid, "production").await;
     assert_eq!(s, 403, "{body}");

@@ -557,6 +557,15 @@ impl<B: Backend> Store for B {
                         });
                     }
                     writes::insert_version(&mut tx, version).await?;
+                    // `maxVersions`, where the secret has one (NULL compares false: nothing goes).
+                    query::<B::Db>(
+                        "DELETE FROM secret_versions WHERE secret_id = $1 \
+                         AND version <= $2 - (SELECT max_versions FROM secrets WHERE id = $1)",
+                    )
+                    .bind(secret_id)
+                    .bind(version.version)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
