@@ -350,6 +350,11 @@ async fn paths(srv: &Server, admin: &str) {
     assert_eq!((s, code(&b)), (409, "CONFLICT"), "a live secret still blocks it: {b}");
     let (s, _) = srv.delete(&format!("/api/v1/secrets/{live}"), admin).await;
     assert_eq!(s, 200);
+    // Only an admin's deletion erases what is still restorable.
+    let writer = key_with(srv, admin, "write").await;
+    let (s, b) = srv.delete(&format!("/api/v1/projects/{pid}"), &writer).await;
+    assert_eq!((s, code(&b)), (409, "CONFLICT"), "a write key cannot end the retention: {b}");
+    assert_eq!(stored_rows(srv, &db).await, 1, "still restorable");
     let (s, b) = srv.delete(&format!("/api/v1/projects/{pid}"), admin).await;
     assert_eq!(s, 200, "{b}");
     for id in [&db, &live] {

@@ -370,7 +370,12 @@ async fn mcp_story(backend: Backend) {
     assert_clean(&w.to_string(), &value);
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let written = std::fs::read_to_string(&path).unwrap();
-    assert!(written.contains(&format!("TOKEN=\"{value}\"\n")) && written.contains("QUOTED=\"q\\\"u\\$ote\\\\d\"\n"), "{written}");
+    // Read back exactly by the dotenv parser `latchkey env push` uses (quotes, `$`, backslash included).
+    let back = latchkey::dotenv::parse(&written).expect("the file parses");
+    assert!(
+        back.contains(&("TOKEN".to_owned(), value.to_string())) && back.contains(&("QUOTED".to_owned(), quoted.to_owned())),
+        "{written}"
+    );
     let e = call(&c, "write_env_file", json!({ "path": ".env", "only": ["TOKEN"] })).await.unwrap_err();
     assert_eq!(e.0, "ALREADY_EXISTS", "{e:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), written, "untouched");

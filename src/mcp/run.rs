@@ -334,26 +334,13 @@ fn exists(target: &Path) -> Error {
     Error::AlreadyExists(format!("{} exists: pass overwrite: true to replace it", target.display()))
 }
 
-/// `NAME="value"` lines, values double-quoted with `\`, `"`, `$`, newlines and
-/// carriage returns escaped (so dotenv readers that expand `${…}` in double
-/// quotes take the value as it is).
+/// The dotenv text `latchkey env pull` and the export write (`crate::dotenv`:
+/// quoted so that dotenv readers take every value back exactly), under a
+/// warning line.
 fn dotenv(secrets: &[Injected]) -> Zeroizing<String> {
+    let pairs: Vec<(&str, &str)> = secrets.iter().map(|s| (s.name.as_str(), s.value.as_str())).collect();
     let mut text = Zeroizing::new(String::from("# Written by latchkey (write_env_file). Keep it out of version control.\n"));
-    for s in secrets {
-        text.push_str(&s.name);
-        text.push_str("=\"");
-        for c in s.value.chars() {
-            match c {
-                '\\' => text.push_str("\\\\"),
-                '"' => text.push_str("\\\""),
-                '$' => text.push_str("\\$"),
-                '\n' => text.push_str("\\n"),
-                '\r' => text.push_str("\\r"),
-                c => text.push(c),
-            }
-        }
-        text.push_str("\"\n");
-    }
+    text.push_str(&crate::dotenv::write(&pairs));
     text
 }
 
@@ -390,9 +377,12 @@ mod tests {
     }
 
     #[test]
-    fn dotenv_quotes_and_escapes() {
-        let text = dotenv(&[injected("A", "plain"), injected("B", "q\"u\\o$te\nline")]);
-        assert!(text.ends_with("A=\"plain\"\nB=\"q\\\"u\\\\o\\$te\\nline\"\n"), "{}", text.as_str());
+    fn dotenv_reads_back_exactly() {
+        let values = [("A", "plain"), ("B", "q\"u\\o$te\nline"), ("C", "it's ${HOME} # not a comment")];
+        let text = dotenv(&values.map(|(n, v)| injected(n, v)));
+        assert!(text.starts_with("# Written by latchkey"), "{}", text.as_str());
+        let back = crate::dotenv::parse(&text).expect("parses");
+        assert_eq!(back.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect::<Vec<_>>(), values);
     }
 
     #[test]

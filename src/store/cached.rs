@@ -354,8 +354,8 @@ impl Store for CachedStore {
         self.inner.update_project(project, audit).await
     }
 
-    async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
-        self.inner.delete_project(tenant_id, id, audit).await
+    async fn delete_project(&self, tenant_id: &str, id: &str, purge_deleted: bool, audit: &AuditRow) -> Result<bool> {
+        self.inner.delete_project(tenant_id, id, purge_deleted, audit).await
     }
 
     async fn create_secret(&self, secret: &SecretRow, first: &VersionRow, max_secrets: QuotaOf<'_>, audit: &AuditRow) -> Result<()> {

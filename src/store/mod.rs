@@ -515,7 +515,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_projects(&self, tenant_id: &str) -> Result<Vec<ProjectRow>>;
     async fn update_project(&self, project: &ProjectRow, audit: &AuditRow) -> Result<bool>;
     /// Deletes an empty project. `Err(Conflict)` while secrets remain; `Ok(false)` when missing.
-    async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
+    /// With `purge_deleted`, the project's soft-deleted secrets are erased
+    /// with it (each audited); without, they make it a 409 as live ones do.
+    async fn delete_project(&self, tenant_id: &str, id: &str, purge_deleted: bool, audit: &AuditRow) -> Result<bool>;
 
     // Secrets.
     /// Inserts a secret with its first version. `max_secrets` gives a plan's

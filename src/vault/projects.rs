@@ -139,7 +139,10 @@ impl Vault {
                 }
                 let row = self.visible_project(p, id).await?;
                 let audit = p.audit("project.delete", "project", Some(&row.id), "success").detail(serde_json::json!({ "name": row.name }));
-                if !self.store.delete_project(&p.tenant_id, &row.id, &audit).await? {
+                // Erasing what is still restorable is an admin's decision, as a
+                // purge is: a write key cannot end the retention this way.
+                let purge_deleted = p.require(Permission::Admin).is_ok();
+                if !self.store.delete_project(&p.tenant_id, &row.id, purge_deleted, &audit).await? {
                     return Err(Error::NotFound("project"));
                 }
                 Ok(Deleted { id: row.id, deleted: true, restorable_until: None })

@@ -309,7 +309,7 @@ impl<B: Backend> Store for B {
         Ok(true)
     }
 
-    async fn delete_project(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
+    async fn delete_project(&self, tenant_id: &str, id: &str, purge_deleted: bool, audit: &AuditRow) -> Result<bool> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
         let remaining: i64 = query::<B::Db>("SELECT COUNT(*) FROM secrets WHERE tenant_id = $1 AND project_id = $2 AND deleted_at IS NULL")
@@ -330,6 +330,13 @@ impl<B: Backend> Store for B {
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
+        if !purge_deleted && !deleted.is_empty() {
+            return Err(Error::Conflict(format!(
+                "project still holds {} deleted secret(s), restorable until the retention ends: restore them, wait, or \
+                 delete the project with an admin key (which erases them)",
+                deleted.len()
+            )));
+        }
         for (secret_id, name) in &deleted {
             query::<B::Db>("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant_id)
