@@ -131,7 +131,8 @@ async fn every_path_agrees(backend: Backend, case: &str, sql: &str) {
     let (a, b) = tokio::join!(f.batch_write(store), f.batch_write(store));
     refused(a, "a concurrent version batch", case);
     refused(b, "a concurrent version batch", case);
-    let deleted = store.delete_secret(&f.tenant, &f.secret, &entry(&f.tenant, &f.key.id, "secret.delete", Some(&f.credential()))).await;
+    let audit = entry(&f.tenant, &f.key.id, "secret.deleted", Some(&f.credential()));
+    let deleted = store.lifecycle().soft_delete(&f.tenant, &f.secret, latchkey::store::now_millis(), &audit).await;
     assert!(matches!(&deleted, Err(Error::Conflict(m)) if m == KEY_CHANGED), "a delete by a {case} key: {deleted:?}");
     assert_eq!(f.version(store).await, before, "nothing of a refused write is left");
 

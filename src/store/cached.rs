@@ -434,11 +434,6 @@ impl Store for CachedStore {
         self.inner.add_version(tenant_id, id, expected_version, actor, change).await
     }
 
-    async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
-        let _writing = self.secret_write(tenant_id, id);
-        self.inner.delete_secret(tenant_id, id, audit).await
-    }
-
     async fn write_batch(&self, tenant_id: &str, batch: &[BatchWrite], max_secrets: QuotaOf<'_>, audit: &[AuditRow]) -> Result<()> {
         // Every secret that gets a new version is being written until the
         // batch ends; new ones are in no cache yet.

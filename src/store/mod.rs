@@ -561,7 +561,6 @@ pub trait Store: Send + Sync + 'static {
         actor: &Credential,
         change: VersionChange,
     ) -> Result<WriteOutcome>;
-    async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool>;
     /// Many creates and new versions in ONE transaction with their audit
     /// entries (an import, a promotion): all or nothing. Each create counts
     /// against the plan's quota as [`Store::create_secret`]'s does; each new

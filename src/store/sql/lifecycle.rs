@@ -65,8 +65,12 @@ impl<B: Backend> LifecycleStore for B {
     async fn purge(&self, tenant_id: &str, id: &str, deleted_before: Option<Millis>, audit: &AuditRow) -> Result<bool> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
-        // The secret's row first (see `Store::delete_secret`: a version batch
-        // in flight holds it, so the deletes below see what it wrote).
+        // The secret's row first. Every write of a version holds that row
+        // until it commits, so on PostgreSQL this waits for a version batch
+        // in flight, and the deletes below, each a statement with a snapshot
+        // of its own, see what that batch wrote. PostgreSQL's versions have
+        // no foreign key to cascade from (migration 0003): deleted the other
+        // way round, they could outlive their secret.
         let n = match deleted_before {
             None => {
                 query::<B::Db>("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2").bind(tenant_id).bind(id).execute(&mut *tx).await?
@@ -83,8 +87,7 @@ impl<B: Backend> LifecycleStore for B {
         if n == 0 {
             return Ok(false);
         }
-        query::<B::Db>("DELETE FROM secret_versions WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
-        query::<B::Db>("DELETE FROM secret_tags WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
+        writes::erase_secret_rows(&mut tx, id).await?;
         super::shares::revoke_for_secret(&mut tx, tenant_id, id, crate::store::now_millis()).await?;
         self.announce_change(&mut tx, tenant_id).await?;
         writes::insert_audit(&mut tx, audit).await?;

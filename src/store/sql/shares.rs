@@ -13,7 +13,7 @@ const SHARE_COLS: &str = "id, token_hash, tenant_id, secret_id, secret_name, sec
      password_hash, allowed_ips, max_uses, uses, failed_attempts, locked_until, created_at, expires_at, revoked_at, \
      revoke_reason, last_accessed_at";
 
-/// Why a deleted secret's links stopped (see `delete_secret`).
+/// Why a deleted secret's links stopped (see `LifecycleStore::soft_delete` and `purge`).
 pub(super) const SECRET_DELETED: &str = "the secret was deleted";
 
 /// Revokes the links of a secret being deleted and erases their values,

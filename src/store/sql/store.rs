@@ -343,8 +343,7 @@ impl<B: Backend> Store for B {
                 .bind(secret_id)
                 .execute(&mut *tx)
                 .await?;
-            query::<B::Db>("DELETE FROM secret_versions WHERE secret_id = $1").bind(secret_id).execute(&mut *tx).await?;
-            query::<B::Db>("DELETE FROM secret_tags WHERE secret_id = $1").bind(secret_id).execute(&mut *tx).await?;
+            writes::erase_secret_rows(&mut tx, secret_id).await?;
             let mut purged = audit.clone();
             purged.action = "secret.purged".into();
             purged.resource_type = "secret".into();
@@ -506,29 +505,6 @@ impl<B: Backend> Store for B {
         change: VersionChange,
     ) -> Result<WriteOutcome> {
         self.versions().add(tenant_id, id, expected_version, actor, change).await
-    }
-
-    async fn delete_secret(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
-        let mut conn = self.write_conn().await?;
-        let mut tx = Self::begin_write(&mut conn).await?;
-        // The secret's row first. Every write of a version holds that row
-        // until it commits, so on PostgreSQL this waits for a version
-        // batch in flight, and the deletes below, each a statement with
-        // a snapshot of its own, see what that batch wrote. PostgreSQL's
-        // versions have no foreign key to cascade from (migration 0003):
-        // deleted the other way round, they could outlive their secret.
-        let n = query::<B::Db>("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2").bind(tenant_id).bind(id).execute(&mut *tx).await?;
-        if n == 0 {
-            return Ok(false);
-        }
-        query::<B::Db>("DELETE FROM secret_versions WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
-        query::<B::Db>("DELETE FROM secret_tags WHERE secret_id = $1").bind(id).execute(&mut *tx).await?;
-        // Its share links end with it, their values erased.
-        super::shares::revoke_for_secret(&mut tx, tenant_id, id, now_millis()).await?;
-        self.announce_change(&mut tx, tenant_id).await?;
-        writes::insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     async fn write_batch(&self, tenant_id: &str, batch: &[BatchWrite], max_secrets: QuotaOf<'_>, audit: &[AuditRow]) -> Result<()> {

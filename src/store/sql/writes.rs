@@ -209,6 +209,15 @@ pub(super) async fn insert_secret<D: Dialect>(
     insert_version(tx, first).await
 }
 
+/// Erases what a purged secret leaves once its `secrets` row is gone (that
+/// row first: see `LifecycleStore::purge`): every version, ciphertext
+/// included, and its tags.
+pub(super) async fn erase_secret_rows<D: Dialect>(tx: &mut Transaction<'_, D>, secret_id: &str) -> Result<()> {
+    query::<D>("DELETE FROM secret_versions WHERE secret_id = $1").bind(secret_id).execute(&mut **tx).await?;
+    query::<D>("DELETE FROM secret_tags WHERE secret_id = $1").bind(secret_id).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Deletes a secret's versions older than the newest `max_versions` (those
 /// numbered `current - max_versions` and below): what a write under
 /// `maxVersions` does in its own transaction.
