@@ -192,9 +192,80 @@ pub async fn master_key(args: &StoreArgs, store: &dyn Store) -> Result<MasterKey
     Ok(key)
 }
 
-/// Opens the store, finds the master key and checks it against the data.
+/// The key a master-key rotation moves to, when one is under way:
+/// `LATCHKEY_NEW_MASTER_KEY`, else `LATCHKEY_NEW_PASSPHRASE` (the same stored
+/// salt), else the data dir's `master.key.next` that an interrupted rotation
+/// left (key-file mode only).
+pub async fn next_master_key(args: &StoreArgs, store: &dyn Store) -> Result<Option<MasterKey>> {
+    if let Ok(b64) = std::env::var("LATCHKEY_NEW_MASTER_KEY") {
+        return master::from_base64(&b64)
+            .map(Some)
+            .map_err(|_| Error::InvalidRequest("LATCHKEY_NEW_MASTER_KEY must be base64 of exactly 32 bytes".into()));
+    }
+    if let Ok(pass) = std::env::var("LATCHKEY_NEW_PASSPHRASE") {
+        if pass.is_empty() {
+            return Err(Error::InvalidRequest("LATCHKEY_NEW_PASSPHRASE is empty".into()));
+        }
+        let fresh: [u8; 16] = rand::random();
+        let salt = store.meta_init("passphrase_salt", &fresh).await?;
+        return tokio::task::spawn_blocking(move || master::from_passphrase(&pass, &salt)).await.map(Some).map_err(Error::internal);
+    }
+    if key_file_mode() {
+        return master::read_next_key_file(&args.data_dir);
+    }
+    Ok(None)
+}
+
+/// Whether the master key comes from the data dir's key file.
+fn key_file_mode() -> bool {
+    std::env::var_os("LATCHKEY_MASTER_KEY").is_none() && std::env::var_os("LATCHKEY_PASSPHRASE").is_none()
+}
+
+/// Opens the store, finds the master key (and the next one during a
+/// rotation) and checks it against the data.
 pub async fn open_vault(store_args: &StoreArgs, policy: &PolicyArgs) -> Result<Arc<Vault>> {
     let store = open_store(store_args).await?;
     let key = master_key(store_args, store.as_ref()).await?;
-    Ok(Arc::new(Vault::open(store, key, policy.vault_config()).await?))
+    let next = next_master_key(store_args, store.as_ref()).await?;
+    Ok(Arc::new(Vault::open(store, crate::crypto::Keyring::new(key, next), policy.vault_config()).await?))
+}
+
+/// `latchkey rotate-master-key`: rewraps every tenant's data key under the
+/// new master key in one transaction. With a key file, the new key (given,
+/// or made here) is written as `master.key.next` before the rewrap and
+/// renamed over `master.key` after it; an interrupted run is finished by
+/// running it again, and a start in between opens with either key.
+pub async fn rotate_master_key(args: &StoreArgs, progress: &(dyn Fn(usize) + Sync)) -> Result<crate::vault::master_key::Rotated> {
+    let store = open_store(args).await?;
+    let key = master_key(args, store.as_ref()).await?;
+    let file_mode = key_file_mode();
+    let next = match (next_master_key(args, store.as_ref()).await?, file_mode) {
+        (Some(next), _) => next,
+        (None, true) => MasterKey::generate(),
+        (None, false) => {
+            return Err(Error::InvalidRequest(
+                "no new master key: set LATCHKEY_NEW_MASTER_KEY (or LATCHKEY_NEW_PASSPHRASE) beside the current one".into(),
+            ));
+        }
+    };
+    if file_mode {
+        match master::read_next_key_file(&args.data_dir)? {
+            Some(on_disk) if on_disk.expose() != next.expose() => {
+                return Err(Error::Conflict(format!(
+                    "{} holds another key (an earlier rotation's): finish that one first, without LATCHKEY_NEW_MASTER_KEY",
+                    args.data_dir.join(master::NEXT_KEY_FILE).display()
+                )));
+            }
+            Some(_) => {}
+            None => master::write_next_key_file(&args.data_dir, &next)?,
+        }
+    }
+    let vault = Vault::open(store, crate::crypto::Keyring::new(key, Some(next)), PolicyArgs::defaults().vault_config()).await?;
+    let rotated = vault.rotate_master_key(progress).await;
+    vault.store().close().await;
+    let rotated = rotated?;
+    if file_mode {
+        master::promote_next_key_file(&args.data_dir)?;
+    }
+    Ok(rotated)
 }

@@ -93,6 +93,14 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
+    /// Rewraps every tenant's data key under a new master key
+    /// (`LATCHKEY_NEW_MASTER_KEY` or `LATCHKEY_NEW_PASSPHRASE` beside the
+    /// current one; with a key file and neither, a new key file is made).
+    /// The order of steps with running replicas is in docs/operations.md.
+    RotateMasterKey {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Operator commands for tenants.
     Tenant {
         #[command(subcommand)]
@@ -269,6 +277,13 @@ async fn run(command: Command) -> latchkey::Result<()> {
             let done = latchkey::vault::approvals::operator_command(&vault, command).await;
             vault.store().close().await;
             println!("{}", done?);
+            Ok(())
+        }
+        Command::RotateMasterKey { store } => {
+            let bar = indicatif::ProgressBar::new_spinner().with_message("reading tenants' keys");
+            let rotated = latchkey::config::rotate_master_key(&store, &|n| bar.set_message(format!("{n} tenants' keys read"))).await;
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string(&rotated?).map_err(latchkey::Error::internal)?);
             Ok(())
         }
         Command::Tenant { action: TenantAction::SetPlan { tenant, plan }, store } => {

@@ -130,6 +130,11 @@ impl MasterKey {
         (key, wrapped)
     }
 
+    /// Wraps an existing data key (a master-key rotation moving it).
+    pub fn wrap_data_key(&self, tenant_id: &str, key: &DataKey) -> Vec<u8> {
+        seal_with(&self.0, &tenant_aad(tenant_id), &key.key, &[])
+    }
+
     pub fn unwrap_data_key(&self, tenant_id: &str, wrapped: &[u8]) -> Result<DataKey> {
         let mut plain = open_with(&self.0, &tenant_aad(tenant_id), split_format(wrapped)?)?;
         let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| Error::Integrity)?;

@@ -55,3 +55,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()
 }
+
+/// The key file a master-key rotation writes first (see [`write_next_key_file`]).
+pub const NEXT_KEY_FILE: &str = "master.key.next";
+
+/// Reads the data directory's next key file, if a rotation left one.
+pub fn read_next_key_file(data_dir: &Path) -> Result<Option<MasterKey>> {
+    let path = data_dir.join(NEXT_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(from_base64(&text)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::internal(format_args!("reading {}: {e}", path.display()))),
+    }
+}
+
+/// Writes `key` as the data directory's next key file (0600, synced with
+/// its directory) BEFORE the database is rewrapped under it, so the key the
+/// data depends on is on disk whenever the commit may have happened.
+pub fn write_next_key_file(data_dir: &Path, key: &MasterKey) -> Result<()> {
+    let path = data_dir.join(NEXT_KEY_FILE);
+    let text = Zeroizing::new(B64.encode(key.expose()));
+    write_private(&path, text.as_bytes()).map_err(|e| Error::internal(format_args!("writing {}: {e}", path.display())))?;
+    sync_dir(data_dir)
+}
+
+/// After the rewrap committed: the next key file becomes the key file.
+pub fn promote_next_key_file(data_dir: &Path) -> Result<()> {
+    let (from, to) = (data_dir.join(NEXT_KEY_FILE), data_dir.join(KEY_FILE));
+    std::fs::rename(&from, &to).map_err(|e| Error::internal(format_args!("renaming {} to {}: {e}", from.display(), to.display())))?;
+    sync_dir(data_dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::internal(format_args!("syncing {}: {e}", dir.display())))
+}

@@ -8,9 +8,11 @@
 //! PBKDF2 appears in [`master::from_passphrase`], run once at start, and in
 //! share-link passwords ([`pbkdf2`], checked on a bounded pool).
 
+pub mod keyring;
 pub mod keys;
 pub mod master;
 pub mod pbkdf2;
 pub mod tokens;
 
+pub use keyring::Keyring;
 pub use keys::{DataKey, MasterKey, SecretAad};

@@ -255,6 +255,10 @@ impl Store for CachedStore {
         self.inner.environments()
     }
 
+    fn keyring(&self) -> &dyn super::keyring::KeyringStore {
+        self.inner.keyring()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await

@@ -26,6 +26,7 @@ mod cached;
 pub mod claims;
 pub mod environments;
 mod integrity;
+pub mod keyring;
 pub mod lifecycle;
 mod liveness;
 pub mod owners;
@@ -471,6 +472,8 @@ pub trait Store: Send + Sync + 'static {
     fn rotations(&self) -> &dyn rotation::RotationStore;
     /// Project environments and templates (see [`environments`]).
     fn environments(&self) -> &dyn environments::EnvironmentStore;
+    /// Tenants' wrapped data keys, for a master-key rotation (see [`keyring`]).
+    fn keyring(&self) -> &dyn keyring::KeyringStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -16,6 +16,7 @@ pub mod environments;
 pub mod exposure;
 pub mod keys;
 pub mod lifecycle;
+pub mod master_key;
 pub mod names;
 pub mod owners;
 pub mod paths;
@@ -38,7 +39,7 @@ pub mod views;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::crypto::{DataKey, MasterKey};
+use crate::crypto::DataKey;
 use crate::error::{Error, Result};
 use crate::store::Store;
 pub use auth::Session;
@@ -88,7 +89,7 @@ impl Default for VaultConfig {
 pub struct Vault {
     store: Arc<dyn Store>,
     audit: audit_writer::AuditWriter,
-    master: MasterKey,
+    master: crate::crypto::Keyring,
     config: VaultConfig,
     /// Unwrapped tenant keys. Unwrapping is cheap (one AES-GCM open) but the
     /// cache keeps it off the read path entirely.
@@ -116,11 +117,14 @@ const KEY_CHECK: &str = "key_check";
 impl Vault {
     /// Opens the vault over `store`, refusing a master key that does not match
     /// the one the data was written with.
-    pub async fn open(store: Arc<dyn Store>, master: MasterKey, config: VaultConfig) -> Result<Self> {
+    /// While an operator moves the vault to another master key, `master`
+    /// holds both (see `crypto::keyring`) and either key's check is accepted.
+    pub async fn open(store: Arc<dyn Store>, master: impl Into<crate::crypto::Keyring>, config: VaultConfig) -> Result<Self> {
+        let master = master.into();
         plans::limits(&config.default_plan)?;
         let store: Arc<dyn Store> = crate::store::CachedStore::new(store);
         let stored = store.meta_init(KEY_CHECK, &master.key_check()).await?;
-        if !master.verify_key_check(&stored) {
+        if !master.accepts(&stored) {
             return Err(Error::Unauthorized(
                 "the master key does not match this database (key-check failed); start with the key it was created with".into(),
             ));

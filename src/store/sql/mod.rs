@@ -17,6 +17,7 @@ mod claims;
 pub(super) mod dialect;
 mod environments;
 mod filters;
+mod keyring;
 mod lifecycle;
 pub(super) mod owners;
 mod requests;

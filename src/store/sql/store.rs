@@ -45,6 +45,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn keyring(&self) -> &dyn crate::store::keyring::KeyringStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;

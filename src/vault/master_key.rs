@@ -1,0 +1,60 @@
+//! Moving the vault to another master key (`latchkey rotate-master-key`).
+//!
+//! Only the tenants' data keys are wrapped by the master key, so a rotation
+//! rewraps them, never a secret: every tenant's wrapping and the key check
+//! change in one transaction, so the database is wholly under one key or
+//! wholly under the other, never between. Processes started with both keys
+//! (`LATCHKEY_NEW_MASTER_KEY` beside the current one) keep serving
+//! throughout: they open either wrapping, and wrap new tenants' keys under
+//! the new key already. docs/operations.md gives the order of steps.
+
+use serde::Serialize;
+
+use super::principal::WithDetail;
+use super::{Front, Origin, Vault};
+use crate::error::{Error, Result};
+use crate::store::keyring::Rewrap;
+
+/// Tenants read per query while collecting the rewraps.
+const PAGE: i64 = 500;
+
+/// What a rotation did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotated {
+    /// Tenants whose data key is now wrapped by the new master key.
+    pub rewrapped: usize,
+    /// Tenants whose data key already was (created during the rotation, or
+    /// by an earlier run that this one completes).
+    pub already: usize,
+}
+
+impl Vault {
+    /// Rewraps every tenant's data key under the next master key and stores
+    /// the next key's check, in one transaction. `progress(tenants)` is
+    /// called as tenants are read. Needs a next key (else 400).
+    pub async fn rotate_master_key(&self, progress: &(dyn Fn(usize) + Sync)) -> Result<Rotated> {
+        let check = self
+            .master
+            .next_key_check()
+            .ok_or_else(|| Error::InvalidRequest("no new master key: set LATCHKEY_NEW_MASTER_KEY (or LATCHKEY_NEW_PASSPHRASE)".into()))?;
+        let (mut rewraps, mut already, mut after) = (Vec::new(), 0, None::<String>);
+        loop {
+            let page = self.store.keyring().wrapped_keys(after.as_deref(), PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (tenant_id, old) in page {
+                match self.master.rewrap(&tenant_id, &old)? {
+                    Some(new) => rewraps.push(Rewrap { tenant_id, old, new }),
+                    None => already += 1,
+                }
+            }
+            progress(rewraps.len() + already);
+        }
+        let audit = Origin::new(Front::Cli)
+            .audit(None, "operator", "master_key.rotated", "master_key", None, "success")
+            .detail(serde_json::json!({ "rewrapped": rewraps.len(), "already": already }));
+        self.store.keyring().rewrap_all(&rewraps, &check, &audit).await?;
+        Ok(Rotated { rewrapped: rewraps.len(), already })
+    }
+}
