@@ -60,6 +60,30 @@ impl Keyring {
         Ok(Some(next.wrap_data_key(tenant_id, &key)))
     }
 
+    /// A key of the vault's own wrapped by [`Self::wrapping`] (see
+    /// `MasterKey::wrap_key`).
+    pub fn wrap_key(&self, purpose: &[u8], key: &[u8; 32]) -> Vec<u8> {
+        self.wrapping().wrap_key(purpose, key)
+    }
+
+    pub fn unwrap_key(&self, purpose: &[u8], wrapped: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        match (self.current.unwrap_key(purpose, wrapped), &self.next) {
+            (Ok(key), _) => Ok(key),
+            (Err(_), Some(next)) => next.unwrap_key(purpose, wrapped),
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Like [`Self::rewrap`], for a key of the vault's own.
+    pub fn rewrap_key(&self, purpose: &[u8], wrapped: &[u8]) -> Result<Option<Vec<u8>>> {
+        let next = self.next.as_ref().ok_or_else(|| Error::internal("rewrap without a next master key"))?;
+        if next.unwrap_key(purpose, wrapped).is_ok() {
+            return Ok(None);
+        }
+        let key = self.current.unwrap_key(purpose, wrapped)?;
+        Ok(Some(next.wrap_key(purpose, &key)))
+    }
+
     /// The key check a new database starts with (see `Vault::open`).
     pub fn key_check(&self) -> Vec<u8> {
         self.wrapping().key_check()

@@ -142,6 +142,18 @@ impl MasterKey {
         Ok(DataKey::new(key))
     }
 
+    /// Wraps a key of the vault's own (not a tenant's: the audit chain's),
+    /// bound to `purpose`, to be stored beside the data.
+    pub fn wrap_key(&self, purpose: &[u8], key: &[u8; 32]) -> Vec<u8> {
+        seal_with(&self.0, purpose, key, &[])
+    }
+
+    pub fn unwrap_key(&self, purpose: &[u8], wrapped: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        let plain = zeroize::Zeroizing::new(open_with(&self.0, purpose, split_format(wrapped)?)?);
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| Error::Integrity)?;
+        Ok(zeroize::Zeroizing::new(key))
+    }
+
     /// A value stored beside the data so a start with the wrong key is refused.
     pub fn key_check(&self) -> Vec<u8> {
         seal_with(&self.0, b"latchkey/key-check", KEY_CHECK_PLAINTEXT, &[])

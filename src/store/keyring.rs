@@ -17,12 +17,20 @@ pub struct Rewrap {
     pub new: Vec<u8>,
 }
 
+/// A key of the vault's own, kept wrapped in `meta`, moving likewise.
+#[derive(Debug, Clone)]
+pub struct MetaRewrap {
+    pub key: &'static str,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
 #[async_trait]
 pub trait KeyringStore: Send + Sync {
     /// A page of (tenant id, wrapped data key), by id, after `after`.
     async fn wrapped_keys(&self, after: Option<&str>, limit: i64) -> Result<Vec<(String, Vec<u8>)>>;
-    /// Every rewrap and the new key check in ONE transaction with its audit
-    /// entry; a tenant whose wrapping is no longer `old` fails it all (409:
-    /// run the rotation again).
-    async fn rewrap_all(&self, rewraps: &[Rewrap], key_check: &[u8], audit: &AuditRow) -> Result<()>;
+    /// Every rewrap (tenants' data keys, the vault's own keys in `meta`) and
+    /// the new key check in ONE transaction with its audit entry; a wrapping
+    /// that is no longer `old` fails it all (409: run the rotation again).
+    async fn rewrap_all(&self, rewraps: &[Rewrap], meta: &[MetaRewrap], key_check: &[u8], audit: &AuditRow) -> Result<()>;
 }

@@ -1,7 +1,7 @@
 //! Moving the vault to another master key (`latchkey rotate-master-key`).
 //!
-//! Only the tenants' data keys are wrapped by the master key, so a rotation
-//! rewraps them, never a secret: every tenant's wrapping and the key check
+//! Only the tenants' data keys and the vault's own keys (`Vault::OWN_KEYS`)
+//! are wrapped by the master key, so a rotation rewraps them, never a secret: every tenant's wrapping and the key check
 //! change in one transaction, so the database is wholly under one key or
 //! wholly under the other, never between. Processes started with both keys
 //! (`LATCHKEY_NEW_MASTER_KEY` beside the current one) keep serving
@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::principal::WithDetail;
 use super::{Front, Origin, Vault};
 use crate::error::{Error, Result};
-use crate::store::keyring::Rewrap;
+use crate::store::keyring::{MetaRewrap, Rewrap};
 
 /// Tenants read per query while collecting the rewraps.
 const PAGE: i64 = 500;
@@ -51,10 +51,18 @@ impl Vault {
             }
             progress(rewraps.len() + already);
         }
+        let mut meta = Vec::new();
+        for (key, purpose) in super::OWN_KEYS {
+            if let Some(old) = self.store.meta_get(key).await?
+                && let Some(new) = self.master.rewrap_key(purpose, &old)?
+            {
+                meta.push(MetaRewrap { key, old, new });
+            }
+        }
         let audit = Origin::new(Front::Cli)
             .audit(None, "operator", "master_key.rotated", "master_key", None, "success")
             .detail(serde_json::json!({ "rewrapped": rewraps.len(), "already": already }));
-        self.store.keyring().rewrap_all(&rewraps, &check, &audit).await?;
+        self.store.keyring().rewrap_all(&rewraps, &meta, &check, &audit).await?;
         Ok(Rotated { rewrapped: rewraps.len(), already })
     }
 }

@@ -114,6 +114,14 @@ pub struct Vault {
 
 const KEY_CHECK: &str = "key_check";
 
+/// The audit chain's key (`store::chain`): random, kept in `meta` wrapped by
+/// the master key, so a master-key rotation rewraps it and the chain made
+/// before still verifies.
+const CHAIN_KEY: &str = "audit_chain_key";
+
+/// The vault's own keys kept wrapped in `meta` (name, purpose bound in).
+pub(crate) const OWN_KEYS: [(&str, &[u8]); 1] = [(CHAIN_KEY, b"latchkey/audit-chain-key")];
+
 impl Vault {
     /// Opens the vault over `store`, refusing a master key that does not match
     /// the one the data was written with.

@@ -19,7 +19,7 @@ impl<B: Backend> KeyringStore for B {
         Ok(rows)
     }
 
-    async fn rewrap_all(&self, rewraps: &[Rewrap], key_check: &[u8], audit: &AuditRow) -> Result<()> {
+    async fn rewrap_all(&self, rewraps: &[Rewrap], meta: &[MetaRewrap], key_check: &[u8], audit: &AuditRow) -> Result<()> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
         for r in rewraps {
@@ -34,6 +34,17 @@ impl<B: Backend> KeyringStore for B {
                     "tenant '{}' changed while the master key was being rotated; nothing was changed, run it again",
                     r.tenant_id
                 )));
+            }
+        }
+        for m in meta {
+            let n = query::<B::Db>("UPDATE meta SET value = $3 WHERE key = $1 AND value = $2")
+                .bind(m.key)
+                .bind(&m.old)
+                .bind(&m.new)
+                .execute(&mut *tx)
+                .await?;
+            if n == 0 {
+                return Err(Error::Conflict(format!("'{}' changed while the master key was being rotated; run it again", m.key)));
             }
         }
         query::<B::Db>("UPDATE meta SET value = $1 WHERE key = 'key_check'").bind(key_check).execute(&mut *tx).await?;
