@@ -23,6 +23,7 @@
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 mod cached;
+pub mod chain;
 pub mod claims;
 pub mod environments;
 mod integrity;
