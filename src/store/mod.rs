@@ -22,6 +22,7 @@
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
+pub mod audit_chain;
 mod cached;
 pub mod chain;
 pub mod claims;
@@ -489,6 +490,8 @@ pub trait Store: Send + Sync + 'static {
     fn rotations(&self) -> &dyn rotation::RotationStore;
     /// Project environments and templates (see [`environments`]).
     fn environments(&self) -> &dyn environments::EnvironmentStore;
+    /// The audit chain, read back for `verify` (see [`audit_chain`]).
+    fn audit_chain(&self) -> &dyn audit_chain::AuditChainStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

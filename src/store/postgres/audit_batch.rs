@@ -9,9 +9,9 @@ use sqlx::AssertSqlSafe;
 use super::PgStore;
 use super::columns::{audit_names, bind_audit_columns, bind_chain_columns, column, position_of, unnested};
 use crate::error::Result;
+use crate::store::chain::{self, Head};
 use crate::store::liveness::credential_is_live;
 use crate::store::sql::{AUDIT_INTO, Backend};
-use crate::store::chain::{self, Head};
 use crate::store::{Appended, AuditRow, Credential, Served, now_millis};
 
 impl PgStore {

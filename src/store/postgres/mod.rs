@@ -82,8 +82,13 @@ impl PgStore {
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
         let heads = Arc::new(super::chain::Heads::default());
         let instance = uuid::Uuid::new_v4().to_string();
-        let batch =
-            Arc::new(PgBatch { pool: pool.clone(), held: Held::new(pool.clone()), instance: instance.clone(), last: Default::default(), heads: heads.clone() });
+        let batch = Arc::new(PgBatch {
+            pool: pool.clone(),
+            held: Held::new(pool.clone()),
+            instance: instance.clone(),
+            last: Default::default(),
+            heads: heads.clone(),
+        });
         let store = PgStore {
             versions: VersionWriter::start(batch.clone()),
             batch,

@@ -41,6 +41,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn audit_chain(&self) -> &dyn crate::store::audit_chain::AuditChainStore {
+        self
+    }
+
     fn environments(&self) -> &dyn crate::store::environments::EnvironmentStore {
         self
     }
@@ -680,7 +684,7 @@ impl<B: Backend> Store for B {
 
         let page = AuditWhere::range(tenant_id, f).after(f.after).since(page_edge).matching(f);
         let sql = format!(
-            "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail{} \
+            "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail, client, tool, reason{} \
              ORDER BY at DESC, id DESC LIMIT {} OFFSET {}",
             page.sql,
             f.limit.max(1),
