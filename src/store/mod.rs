@@ -405,6 +405,11 @@ pub struct SecretFilter {
 pub struct AuditFilter {
     pub action: Option<String>,
     pub resource_type: Option<String>,
+    /// The acting key's id; like `action`, checked row by row in the scan.
+    pub actor: Option<String>,
+    pub front: Option<String>,
+    /// An MCP tool's name.
+    pub tool: Option<String>,
     pub start: Option<Millis>,
     pub end: Option<Millis>,
     /// Keyset cursor: the `(at, id)` of the last entry already seen; the page

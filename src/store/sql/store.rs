@@ -670,7 +670,7 @@ impl<B: Backend> Store for B {
     // `at >= $n` and may choose a scan of the whole table (of every
     // tenant), which is what the bounds are there to prevent.
     async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<AuditSlice> {
-        let filtered = f.action.is_some() || f.resource_type.is_some();
+        let filtered = f.action.is_some() || f.resource_type.is_some() || f.actor.is_some() || f.front.is_some() || f.tool.is_some();
         let counted = f.count_limit > 0;
         let top_edge = if filtered && (counted || f.after.is_none()) {
             audit_scan_edge::<B::Db>(self.reader(), tenant_id, f, None).await?
