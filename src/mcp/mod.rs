@@ -113,8 +113,13 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
+    /// Over stdio the session's peer is the client that sent `initialize`.
+    /// Over HTTP the server is stateless (`direct`): a call's peer is a
+    /// stand-in, not the client, so the entry names the User-Agent instead
+    /// (`Origin::audit`).
     fn of(ctx: &RequestContext<RoleServer>, tool: Option<&str>) -> Self {
-        let client = ctx.peer.peer_info().map(|i| format!("{}/{}", i.client_info.name, i.client_info.version));
+        let stdio = ctx.extensions.get::<Parts>().is_none();
+        let client = ctx.peer.peer_info().filter(|_| stdio).map(|i| format!("{}/{}", i.client_info.name, i.client_info.version));
         // Kept short: a client names itself, and the trail is no place for an essay.
         let client = client.map(|c| c.chars().take(200).collect());
         Agent { client, tool: tool.map(str::to_owned) }
