@@ -22,7 +22,9 @@
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
+pub mod audit_chain;
 mod cached;
+pub mod chain;
 pub mod claims;
 pub mod environments;
 mod integrity;
@@ -284,6 +286,23 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     /// JSON object with non-secret context (names, versions, reasons).
     pub detail: Option<String>,
+    /// The entry's position in its chain (see `store::chain`); `None` for
+    /// entries written before chaining, and until the store appends it.
+    #[sqlx(default)]
+    pub chain_seq: Option<i64>,
+    /// HMAC over the entry and its predecessor's hash (see `store::chain`).
+    #[sqlx(default)]
+    pub chain_hash: Option<Vec<u8>>,
+    /// The agent that acted: the MCP client's name/version from
+    /// `initialize`, else the request's `User-Agent`.
+    #[sqlx(default)]
+    pub client: Option<String>,
+    /// The MCP tool whose call made the entry.
+    #[sqlx(default)]
+    pub tool: Option<String>,
+    /// The reason the caller gave, where the action takes one.
+    #[sqlx(default)]
+    pub reason: Option<String>,
     /// The acting key as the request presented it; `None` for actions that
     /// are no key's (the operator's CLI, anonymous and failed attempts). An
     /// entry with one goes in only while that credential is live (see
@@ -387,6 +406,11 @@ pub struct SecretFilter {
 pub struct AuditFilter {
     pub action: Option<String>,
     pub resource_type: Option<String>,
+    /// The acting key's id; like `action`, checked row by row in the scan.
+    pub actor: Option<String>,
+    pub front: Option<String>,
+    /// An MCP tool's name.
+    pub tool: Option<String>,
     pub start: Option<Millis>,
     pub end: Option<Millis>,
     /// Keyset cursor: the `(at, id)` of the last entry already seen; the page
@@ -474,6 +498,8 @@ pub trait Store: Send + Sync + 'static {
     fn environments(&self) -> &dyn environments::EnvironmentStore;
     /// Tenants' wrapped data keys, for a master-key rotation (see [`keyring`]).
     fn keyring(&self) -> &dyn keyring::KeyringStore;
+    /// The audit chain, read back for `verify` (see [`audit_chain`]).
+    fn audit_chain(&self) -> &dyn audit_chain::AuditChainStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

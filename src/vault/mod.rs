@@ -5,6 +5,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod audit_verify;
 mod audit_writer;
 pub mod auth;
 pub mod batch;
@@ -137,6 +138,10 @@ impl Vault {
                 "the master key does not match this database (key-check failed); start with the key it was created with".into(),
             ));
         }
+        // The chain's key: made once, kept wrapped (see `CHAIN_KEY`).
+        let fresh = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
+        let wrapped = store.meta_init(CHAIN_KEY, &master.wrap_key(OWN_KEYS[0].1, &fresh)).await?;
+        crate::store::chain::set_key(master.unwrap_key(OWN_KEYS[0].1, &wrapped)?);
         let (mut request_limiters, mut monthly_caps) = (HashMap::new(), HashMap::new());
         for name in plans::PLAN_NAMES {
             let limits = plans::limits(name)?;
