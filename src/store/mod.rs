@@ -19,6 +19,7 @@
 //! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
 //! - [`lifecycle`]: soft delete, restore, purge and version deletion (a trait of its own).
 //! - [`rotation`]: rotation policies and rotations (a trait of its own).
+//! - [`trail`]: the audit trail's size and retention's pruning (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -35,6 +36,7 @@ pub mod rotation;
 pub mod shares;
 mod sql;
 pub mod sqlite;
+pub mod trail;
 mod version_writer;
 
 use async_trait::async_trait;
@@ -325,6 +327,14 @@ impl Credential {
     }
 }
 
+/// A connection pool's state at one moment (see [`Store::pool_stats`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    /// Connections open, idle among them.
+    pub open: u32,
+    pub idle: u32,
+}
+
 /// What one audit batch did.
 #[derive(Debug, Default)]
 pub struct Appended {
@@ -471,6 +481,12 @@ pub trait Store: Send + Sync + 'static {
     fn rotations(&self) -> &dyn rotation::RotationStore;
     /// Project environments and templates (see [`environments`]).
     fn environments(&self) -> &dyn environments::EnvironmentStore;
+    /// The audit trail's size and retention's pruning (see [`trail`]).
+    fn trail(&self) -> &dyn trail::TrailStore;
+    /// The read pool's connections right now, for `/metrics`.
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,
