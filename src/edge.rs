@@ -260,7 +260,7 @@ pub fn origin_of(parts: &Parts, front: Front) -> Origin {
         None => parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string()),
     };
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
-    Origin { front, ip, user_agent }
+    Origin { front, ip, user_agent, ..Default::default() }
 }
 
 /// The credential a request carries, in `X-API-Key` or `Authorization:

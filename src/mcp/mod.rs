@@ -216,7 +216,7 @@ impl LatchkeyMcp {
 /// Serves one local MCP client over stdin/stdout until it hangs up.
 pub async fn serve_stdio(vault: Arc<Vault>, api_key: Option<&str>, tenant: &str, workdir: Workdir) -> Result<()> {
     use rmcp::ServiceExt;
-    let origin = Origin { front: Front::Mcp, ip: None, user_agent: Some("latchkey mcp (stdio)".into()) };
+    let origin = Origin { front: Front::Mcp, user_agent: Some("latchkey mcp (stdio)".into()), ..Default::default() };
     let session = vault.open_session(api_key, tenant, origin).await?;
     tracing::info!(tenant = ?session.tenant_id(), "serving MCP on stdio");
     let store = vault.store().clone();

@@ -102,7 +102,7 @@ pub(crate) async fn open_local(
     agent: &str,
 ) -> Result<(Arc<Vault>, Principal)> {
     let vault = open_vault(store, policy).await?;
-    let origin = Origin { front: Front::Cli, ip: None, user_agent: Some(agent.into()) };
+    let origin = Origin { front: Front::Cli, user_agent: Some(agent.into()), ..Default::default() };
     let session = vault.open_session(api_key, tenant, origin).await?;
     let principal = vault.session_caller(&session).await?;
     Ok((vault, principal))

@@ -36,7 +36,7 @@
 
 use std::sync::OnceLock;
 
-use super::sql::{AUDIT_INTO, Params};
+use super::sql::{AUDIT_INTO, AUDIT_WIDTH, Params};
 
 /// The rule, as an SQL expression over four SQL operands (parameters or
 /// columns of the caller's query): true when a key row has exactly the hash,
@@ -51,7 +51,7 @@ pub(super) fn credential_is_live(hash: &str, permission: &str, scope: &str, at: 
 
 /// The audit insert of a single write by a key: its one row goes in only if
 /// the credential is live ([`credential_is_live`]); otherwise nothing is
-/// inserted and the write rolls back. Parameters: the 11 audit columns, then
+/// inserted and the write rolls back. Parameters: the audit columns, then
 /// the key's hash, permission and scope as the request presented them, and
 /// the time. An entry without a credential takes [`plain_audit_sql`].
 pub(super) fn guarded_audit_sql(params: Params) -> &'static str {
@@ -59,15 +59,21 @@ pub(super) fn guarded_audit_sql(params: Params) -> &'static str {
     SQL[usize::from(params == Params::Anonymous)].get_or_init(|| {
         format!(
             "INSERT INTO {AUDIT_INTO} SELECT {} WHERE {}",
-            params.list(1, 11),
-            credential_is_live(&params.list(12, 1), &params.list(13, 1), &params.list(14, 1), &params.list(15, 1))
+            params.list(1, AUDIT_WIDTH),
+            credential_is_live(
+                &params.list(AUDIT_WIDTH + 1, 1),
+                &params.list(AUDIT_WIDTH + 2, 1),
+                &params.list(AUDIT_WIDTH + 3, 1),
+                &params.list(AUDIT_WIDTH + 4, 1)
+            )
         )
     })
 }
 
 /// The audit insert of a single write with no credential to check (the
-/// operator's CLI). Parameters: the 11 audit columns.
+/// operator's CLI). Parameters: the audit columns.
 pub(super) fn plain_audit_sql(params: Params) -> &'static str {
     static SQL: [OnceLock<String>; 2] = [const { OnceLock::new() }; 2];
-    SQL[usize::from(params == Params::Anonymous)].get_or_init(|| format!("INSERT INTO {AUDIT_INTO} VALUES ({})", params.list(1, 11)))
+    SQL[usize::from(params == Params::Anonymous)]
+        .get_or_init(|| format!("INSERT INTO {AUDIT_INTO} VALUES ({})", params.list(1, AUDIT_WIDTH)))
 }

@@ -285,6 +285,23 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     /// JSON object with non-secret context (names, versions, reasons).
     pub detail: Option<String>,
+    /// The entry's position in its chain (see `store::chain`); `None` for
+    /// entries written before chaining, and until the store appends it.
+    #[sqlx(default)]
+    pub chain_seq: Option<i64>,
+    /// HMAC over the entry and its predecessor's hash (see `store::chain`).
+    #[sqlx(default)]
+    pub chain_hash: Option<Vec<u8>>,
+    /// The agent that acted: the MCP client's name/version from
+    /// `initialize`, else the request's `User-Agent`.
+    #[sqlx(default)]
+    pub client: Option<String>,
+    /// The MCP tool whose call made the entry.
+    #[sqlx(default)]
+    pub tool: Option<String>,
+    /// The reason the caller gave, where the action takes one.
+    #[sqlx(default)]
+    pub reason: Option<String>,
     /// The acting key as the request presented it; `None` for actions that
     /// are no key's (the operator's CLI, anonymous and failed attempts). An
     /// entry with one goes in only while that credential is live (see

@@ -208,6 +208,11 @@ mod tests {
                 ip: None,
                 user_agent: None,
                 detail: None,
+                chain_seq: None,
+                chain_hash: None,
+                client: None,
+                tool: None,
+                reason: None,
                 credential: None,
                 served: None,
             };

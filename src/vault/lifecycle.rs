@@ -378,22 +378,16 @@ impl Vault {
         for _ in 0..PURGE_BATCHES {
             let batch = self.store.lifecycle().purgeable(cutoff, PURGE_BATCH).await?;
             for row in &batch {
-                let audit = crate::store::AuditRow {
-                    id: 0,
-                    tenant_id: Some(row.tenant_id.clone()),
-                    at: now_millis(),
-                    actor: "system:retention".into(),
-                    front: "system".into(),
-                    action: "secret.purged".into(),
-                    resource_type: "secret".into(),
-                    resource_id: Some(row.id.clone()),
-                    outcome: "success".into(),
-                    ip: None,
-                    user_agent: None,
-                    detail: Some(serde_json::json!({ "name": row.name, "reason": "retention" }).to_string()),
-                    credential: None,
-                    served: None,
-                };
+                let mut audit = super::Origin::new(super::Front::Job).audit(
+                    Some(&row.tenant_id),
+                    "system:retention",
+                    "secret.purged",
+                    "secret",
+                    Some(&row.id),
+                    "success",
+                );
+                audit.front = "system".into();
+                audit.detail = Some(serde_json::json!({ "name": row.name, "reason": "retention" }).to_string());
                 if self.store.lifecycle().purge(&row.tenant_id, &row.id, Some(cutoff), &audit).await? {
                     purged += 1;
                 }

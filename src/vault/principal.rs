@@ -37,8 +37,9 @@ impl Permission {
 }
 
 /// Which front a request came through, recorded in the audit trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Front {
+    #[default]
     Rest,
     Mcp,
     Cli,
@@ -61,16 +62,35 @@ impl Front {
 }
 
 /// Where a request came from; known before the caller is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub front: Front,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The agent that acts, for every entry the request makes: the MCP
+    /// client's `name/version` from `initialize`, else the `User-Agent`.
+    pub client: Option<String>,
+    /// The MCP tool being called, for the entries its call makes.
+    pub tool: Option<String>,
+    /// The reason the caller gave for this action, where it takes one.
+    pub reason: Option<String>,
 }
 
 impl Origin {
     pub fn new(front: Front) -> Self {
-        Origin { front, ip: None, user_agent: None }
+        Origin { front, ..Default::default() }
+    }
+
+    /// This origin for one MCP tool call: its entries name the tool.
+    pub fn with_tool(&self, tool: &str) -> Self {
+        Origin { tool: Some(tool.to_owned()), ..self.clone() }
+    }
+
+    /// This origin with the reason a caller gave (kept to 500 characters:
+    /// the trail records why, not an essay). An empty reason is none.
+    pub fn with_reason(&self, reason: Option<&str>) -> Self {
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty()).map(|r| r.chars().take(500).collect());
+        Origin { reason: reason.or_else(|| self.reason.clone()), ..self.clone() }
     }
 
     /// An audit row for an action taken before (or without) authentication.
@@ -96,6 +116,11 @@ impl Origin {
             ip: self.ip.clone(),
             user_agent: self.user_agent.clone(),
             detail: None,
+            chain_seq: None,
+            chain_hash: None,
+            client: self.client.clone().or_else(|| self.user_agent.clone()),
+            tool: self.tool.clone(),
+            reason: self.reason.clone(),
             credential: None,
             served: None,
         }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use sqlx::AssertSqlSafe;
 
 use super::PgStore;
-use super::columns::{audit_names, bind_audit_columns, column, position_of, unnested};
+use super::columns::{audit_names, bind_audit_columns, bind_chain_columns, column, position_of, unnested};
 use crate::error::Result;
 use crate::store::liveness::credential_is_live;
 use crate::store::sql::{AUDIT_INTO, Backend};
@@ -52,7 +52,7 @@ impl PgStore {
                  SELECT n FROM refused",
                 credential_is_live("k.h", "k.p", "k.s", "$20"),
                 audit_names().join(", "),
-                unnested(1),
+                unnested(1, 21),
             )
         });
         // Failures and anonymous attempts are recorded whatever the key's state.
@@ -77,6 +77,7 @@ impl PgStore {
             .bind(served_at)
             // Judged now, as every write's key is (see `store::liveness`).
             .bind(now_millis());
+        let q = bind_chain_columns(q, entries);
         let mut held = self.audit.lock().await?;
         let done = q.fetch_all(held.conn()).await;
         let refused = held

@@ -19,23 +19,27 @@ pub(super) fn position_of<T: PartialEq>(seen: &mut Vec<T>, item: T) -> i64 {
     at as i64 + 1
 }
 
-/// The audit columns of [`bind_audit_columns`] as typed array parameters
-/// from `$first`, in `AUDIT_INTO`'s order.
-pub(super) fn audit_params(first: usize) -> Vec<String> {
+/// The audit columns as typed array parameters, in `AUDIT_INTO`'s order:
+/// the eleven of [`bind_audit_columns`] from `$first`, then the five of
+/// [`bind_chain_columns`] from `$extra` (bound last, after a statement's
+/// other parameters).
+pub(super) fn audit_params(first: usize, extra: usize) -> Vec<String> {
     let types = ["text", "bigint", "text", "text", "text", "text", "text", "text", "text", "text", "text"];
-    types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect()
+    let chain = ["bigint", "bytea", "text", "text", "text"];
+    let main = types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i));
+    main.chain(chain.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", extra + i))).collect()
 }
 
 /// The columns of [`audit_params`] unnested in a select list, in step, each
 /// named as in [`audit_names`]. In the select list the arrays are read row
 /// by row; in `FROM`, PostgreSQL first copies each into a tuplestore.
-pub(super) fn unnested(first: usize) -> String {
-    audit_params(first).iter().zip(audit_names()).map(|(p, c)| format!("unnest({p}) AS {c}")).collect::<Vec<_>>().join(", ")
+pub(super) fn unnested(first: usize, extra: usize) -> String {
+    audit_params(first, extra).iter().zip(audit_names()).map(|(p, c)| format!("unnest({p}) AS {c}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Names for the columns of [`audit_params`] where a query must name them.
 pub(super) fn audit_names() -> Vec<String> {
-    (1..=11).map(|i| format!("c{i}")).collect()
+    (1..=crate::store::sql::AUDIT_WIDTH).map(|i| format!("c{i}")).collect()
 }
 
 /// Binds audit rows as eleven column arrays, after whatever `q` binds.
@@ -51,4 +55,14 @@ pub(super) fn bind_audit_columns<'q>(q: PgQuery<'q>, a: &'q [AuditRow]) -> PgQue
         .bind(column(a, |a| a.ip.as_deref()))
         .bind(column(a, |a| a.user_agent.as_deref()))
         .bind(column(a, |a| a.detail.as_deref()))
+}
+
+/// Binds the audit rows' chain and agent columns as five arrays (see
+/// [`audit_params`]), after whatever `q` binds.
+pub(super) fn bind_chain_columns<'q>(q: PgQuery<'q>, a: &'q [AuditRow]) -> PgQuery<'q> {
+    q.bind(column(a, |a| a.chain_seq))
+        .bind(column(a, |a| a.chain_hash.as_deref()))
+        .bind(column(a, |a| a.client.as_deref()))
+        .bind(column(a, |a| a.tool.as_deref()))
+        .bind(column(a, |a| a.reason.as_deref()))
 }

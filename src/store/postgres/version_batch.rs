@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 
-use super::columns::{audit_names, audit_params, bind_audit_columns, column, unnested};
+use super::columns::{audit_names, audit_params, bind_audit_columns, bind_chain_columns, column, unnested};
 use super::held::Held;
 use super::write_conn::WriteConn;
 use super::{CHANNEL, refused};
@@ -104,7 +104,7 @@ impl PgBatch {
              SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced FROM advanced",
                 credential_is_live("w.h", "w.p", "w.s", "$27"),
                 audit_names().join(", "),
-                unnested(12),
+                unnested(12, 30),
             )
         });
         let (mut rows, mut unknown) = (Vec::new(), Vec::new());
@@ -161,6 +161,7 @@ impl PgBatch {
             .bind(now_millis())
             .bind(column(&credentials, |c| c.permission.as_str()))
             .bind(column(&credentials, |c| c.project_scope.as_str()));
+        let q = bind_chain_columns(q, a);
         let written: std::collections::HashSet<&str> = t.iter().map(|r| r.id.as_str()).collect();
         let mut held = self.held.lock().await?;
         let done = q.fetch_all(held.conn()).await;
@@ -231,7 +232,7 @@ impl PgBatch {
                  INSERT INTO {AUDIT_INTO} SELECT * FROM UNNEST({})
              )
              SELECT pg_notify($20, $21)",
-                audit_params(9).join(", ")
+                audit_params(9, 22).join(", ")
             )
         });
         let mut conn = WriteConn::acquire(&self.pool).await?;
@@ -271,7 +272,8 @@ impl PgBatch {
             .bind(column(t, |r| r.id.as_str()))
             .bind(column(t, |r| r.current_version))
             .bind(column(t, |r| r.updated_at));
-        bind_audit_columns(q, &plan.audits).bind(CHANNEL).bind(&self.instance).execute(&mut *tx).await?;
+        let q = bind_audit_columns(q, &plan.audits).bind(CHANNEL).bind(&self.instance);
+        bind_chain_columns(q, &plan.audits).execute(&mut *tx).await?;
         if !plan.prunes.is_empty() {
             sqlx::query(
                 "DELETE FROM secret_versions sv USING UNNEST($1::text[], $2::bigint[]) AS p(id, upto) \

@@ -99,7 +99,7 @@ impl Params {
     }
 }
 
-/// Most rows in one audit `INSERT` (11 parameters each, far below either
+/// Most rows in one audit `INSERT` ([`AUDIT_WIDTH`] parameters each, far below either
 /// database's limit); a larger batch takes several statements.
 pub(super) const AUDIT_ROWS_PER_INSERT: usize = 64;
 
@@ -109,8 +109,11 @@ pub(super) const SECRET_COLS: &str = "id, tenant_id, project_id, environment, na
 
 /// The audit table and the columns every audit insert fills, in bind order
 /// (see `bind_audit`).
-pub(super) const AUDIT_INTO: &str =
-    "audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail)";
+pub(super) const AUDIT_INTO: &str = "audit_log (tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail, \
+     chain_seq, chain_hash, client, tool, reason)";
+
+/// How many columns [`AUDIT_INTO`] names: the parameters of one audit row.
+pub(super) const AUDIT_WIDTH: usize = 16;
 
 /// The columns of `api_keys`, in [`ApiKeyRow`](super::ApiKeyRow)'s order.
 pub(super) const KEY_COLS: &str = "id, tenant_id, name, prefix, key_hash, permission, project_scope, expires_at, revoked_at, created_at, updated_at, \

@@ -60,7 +60,12 @@ pub(in crate::store) fn bind_audit<'q, D: Dialect>(mut q: Stmt<'q, D>, chunk: &'
             .bind(&a.outcome)
             .bind(&a.ip)
             .bind(&a.user_agent)
-            .bind(&a.detail);
+            .bind(&a.detail)
+            .bind(a.chain_seq)
+            .bind(&a.chain_hash)
+            .bind(&a.client)
+            .bind(&a.tool)
+            .bind(&a.reason);
     }
     q
 }

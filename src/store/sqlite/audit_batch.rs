@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite};
 use super::{SqliteStore, lock_writer};
 use crate::error::Result;
 use crate::store::sql::dialect::query;
-use crate::store::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, Params, bind_audit};
+use crate::store::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, AUDIT_WIDTH, Params, bind_audit};
 use crate::store::{Appended, AuditRow};
 
 impl SqliteStore {
@@ -49,5 +49,6 @@ impl SqliteStore {
 fn audit_batch_sql(rows: usize) -> &'static str {
     static SQL: [OnceLock<String>; AUDIT_ROWS_PER_INSERT] = [const { OnceLock::new() }; AUDIT_ROWS_PER_INSERT];
     assert!((1..=AUDIT_ROWS_PER_INSERT).contains(&rows), "audit insert of {rows} rows");
-    SQL[rows - 1].get_or_init(|| format!("INSERT INTO {AUDIT_INTO} VALUES {}; PRAGMA data_version", Params::Anonymous.values(rows, 11)))
+    SQL[rows - 1]
+        .get_or_init(|| format!("INSERT INTO {AUDIT_INTO} VALUES {}; PRAGMA data_version", Params::Anonymous.values(rows, AUDIT_WIDTH)))
 }

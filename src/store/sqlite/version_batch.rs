@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite};
 use super::{Writer, lock_writer};
 use crate::store::liveness::credential_is_live;
 use crate::store::sql::dialect::query;
-use crate::store::sql::{AUDIT_INTO, Params, SECRET_COLS, bind_audit};
+use crate::store::sql::{AUDIT_INTO, AUDIT_WIDTH, Params, SECRET_COLS, bind_audit};
 use crate::store::version_writer::{self, BatchWrite, Job, MAX_BATCH};
 use crate::store::{WriteOutcome, now_millis};
 
@@ -135,7 +135,7 @@ fn batch_sql(shape: Shape, n: usize) -> &'static str {
             Shape::Versions => {
                 format!("INSERT OR FAIL INTO secret_versions (secret_id, version, sealed, created_at, created_by) VALUES {}", list(5))
             }
-            Shape::Audit => format!("INSERT OR FAIL INTO {AUDIT_INTO} VALUES {}", list(11)),
+            Shape::Audit => format!("INSERT OR FAIL INTO {AUDIT_INTO} VALUES {}", list(AUDIT_WIDTH)),
             Shape::Advance => format!(
                 "UPDATE OR FAIL secrets SET current_version = v.column2, updated_at = v.column3 FROM (VALUES {}) AS v WHERE secrets.id = v.column1",
                 list(3)
