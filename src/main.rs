@@ -96,10 +96,35 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
+    /// Operator commands for the audit trail: `latchkey audit verify --tenant T`
+    /// walks the tenant's hash chain (progress on stderr, the report as JSON
+    /// on stdout); exit code 0 when verified, 1 when broken, 2 on an error.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Operator commands for tenants.
     Tenant {
         #[command(subcommand)]
         action: TenantAction,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Verify a tenant's audit chain.
+    Verify {
+        /// The tenant's id (`''` for entries without a tenant).
+        #[arg(long)]
+        tenant: String,
+        /// RFC 3339 time or YYYY-MM-DD: the first entry reported.
+        #[arg(long)]
+        start_date: Option<String>,
+        /// RFC 3339 time or YYYY-MM-DD (whole day): the last entry reported.
+        #[arg(long)]
+        end_date: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -193,6 +218,25 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }),
         Command::Env(args) => latchkey::envcli::main(args).await,
+        Command::Audit { action: AuditAction::Verify { tenant, start_date, end_date, store } } => {
+            let done = async {
+                let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
+                let report =
+                    latchkey::vault::audit_verify::operator_verify(&vault, &tenant, start_date.as_deref(), end_date.as_deref()).await;
+                vault.store().close().await;
+                report
+            };
+            match done.await {
+                Ok(report) => {
+                    let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    std::process::ExitCode::from(if report.verified { 0 } else { 1 })
+                }
+                Err(e) => {
+                    eprintln!("latchkey: {}", e.public_message_with_cause());
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
         command => match run(command).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -245,7 +289,7 @@ async fn run(command: Command) -> latchkey::Result<()> {
             let api_key = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty());
             latchkey::mcp::serve_stdio(vault, api_key.as_deref(), &tenant, workdir).await
         }
-        Command::Run(_) | Command::Env(_) => unreachable!("handled in main"),
+        Command::Run(_) | Command::Env(_) | Command::Audit { .. } => unreachable!("handled in main"),
         Command::Owner { action: OwnerAction::Add { tenant, name, public_url, store } } => {
             let vault = open_vault(&store, &PolicyArgs::defaults()).await?;
             vault.set_site(latchkey::vault::owners::Site::new(public_url.as_deref(), None)?);

@@ -137,6 +137,15 @@ impl MasterKey {
         Ok(DataKey::new(key))
     }
 
+    /// The key of the audit trail's hash chain (`store::chain`): derived, so
+    /// the master key itself never keys anything but data keys.
+    pub fn audit_chain_key(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+        hk.expand(b"latchkey audit chain v1", okm.as_mut()).expect("32 bytes is a valid HKDF length");
+        okm
+    }
+
     /// A value stored beside the data so a start with the wrong key is refused.
     pub fn key_check(&self) -> Vec<u8> {
         seal_with(&self.0, b"latchkey/key-check", KEY_CHECK_PLAINTEXT, &[])

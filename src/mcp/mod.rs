@@ -101,17 +101,49 @@ enum Caller {
     /// An HTTP request without a key.
     Anonymous(Origin),
     /// The local client of `latchkey mcp` (stdio), whose key the server holds.
-    Local,
+    Local(Agent),
+}
+
+/// What the audit trail says of the agent behind a call: the MCP client's
+/// `name/version` from `initialize`, and the tool called.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Agent {
+    client: Option<String>,
+    tool: Option<String>,
+}
+
+impl Agent {
+    /// Over stdio the session's peer is the client that sent `initialize`.
+    /// Over HTTP the server is stateless (`direct`): a call's peer is a
+    /// stand-in, not the client, so the entry names the User-Agent instead
+    /// (`Origin::audit`).
+    fn of(ctx: &RequestContext<RoleServer>, tool: Option<&str>) -> Self {
+        let stdio = ctx.extensions.get::<Parts>().is_none();
+        let client = ctx.peer.peer_info().filter(|_| stdio).map(|i| format!("{}/{}", i.client_info.name, i.client_info.version));
+        // Kept short: a client names itself, and the trail is no place for an essay.
+        let client = client.map(|c| c.chars().take(200).collect());
+        Agent { client, tool: tool.map(str::to_owned) }
+    }
+
+    /// `origin` with this agent's client and tool (each when known).
+    fn apply(&self, origin: Origin) -> Origin {
+        Origin { client: self.client.clone().or(origin.client), tool: self.tool.clone().or(origin.tool), ..origin }
+    }
 }
 
 impl Caller {
-    fn of(ctx: &RequestContext<RoleServer>) -> Self {
+    fn of(ctx: &RequestContext<RoleServer>, tool: Option<&str>) -> Self {
+        let agent = Agent::of(ctx, tool);
         match ctx.extensions.get::<Parts>() {
             Some(parts) => match parts.extensions.get::<Principal>() {
-                Some(principal) => Caller::Key(Box::new(principal.clone())),
-                None => Caller::Anonymous(crate::edge::origin_of(parts, Front::Mcp)),
+                Some(principal) => {
+                    let mut principal = principal.clone();
+                    principal.origin = agent.apply(principal.origin);
+                    Caller::Key(Box::new(principal))
+                }
+                None => Caller::Anonymous(agent.apply(crate::edge::origin_of(parts, Front::Mcp))),
             },
-            None => Caller::Local,
+            None => Caller::Local(agent),
         }
     }
 
@@ -119,14 +151,14 @@ impl Caller {
         match self {
             Caller::Key(principal) => principal.origin.clone(),
             Caller::Anonymous(origin) => origin.clone(),
-            Caller::Local => Origin::new(Front::Mcp),
+            Caller::Local(agent) => agent.apply(Origin::new(Front::Mcp)),
         }
     }
 }
 
 impl FromContextPart<ToolCallContext<'_, LatchkeyMcp>> for Caller {
     fn from_context_part(ctx: &mut ToolCallContext<'_, LatchkeyMcp>) -> std::result::Result<Self, rmcp::ErrorData> {
-        Ok(Caller::of(&ctx.request_context))
+        Ok(Caller::of(&ctx.request_context, Some(&ctx.name)))
     }
 }
 
@@ -190,8 +222,12 @@ impl LatchkeyMcp {
         match caller {
             Caller::Key(principal) => Ok(*principal),
             Caller::Anonymous(_) => Err(need_key()),
-            Caller::Local => match &self.local {
-                Some(session) => self.vault.session_caller(session).await,
+            Caller::Local(agent) => match &self.local {
+                Some(session) => {
+                    let mut p = self.vault.session_caller(session).await?;
+                    p.origin = agent.apply(p.origin);
+                    Ok(p)
+                }
                 None => Err(need_key()),
             },
         }

@@ -74,7 +74,7 @@ impl LatchkeyMcp {
                 _ => ReadResourceResponse::Complete(ReadResourceResult::new(vec![ResourceContents::text(crate::docs::LLMS_TXT, uri)])),
             });
         }
-        let p = self.principal(Caller::of(ctx)).await.map_err(resource_error)?;
+        let p = self.principal(Caller::of(ctx, None)).await.map_err(resource_error)?;
         let result = match uri {
             SECRETS => {
                 let page = self.vault.list_secrets(&p, ListSecrets { limit: Some(200), ..Default::default() }).await;

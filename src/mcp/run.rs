@@ -208,7 +208,7 @@ impl LatchkeyMcp {
     /// The local session's working directory, or the local-only refusal.
     fn workdir_for(&self, caller: &Caller, tool: &str) -> Result<Arc<Workdir>> {
         match (caller, &self.local, &self.workdir) {
-            (Caller::Local, Some(_), Some(workdir)) => Ok(workdir.clone()),
+            (Caller::Local(_), Some(_), Some(workdir)) => Ok(workdir.clone()),
             _ => Err(local_only(tool)),
         }
     }

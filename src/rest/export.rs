@@ -15,8 +15,22 @@ use crate::error::{Error, Result};
 use crate::vault::audit::AuditPages;
 use crate::vault::views::{AuditEntry, ExportFormat};
 
-const CSV_HEADER: [&str; 11] =
-    ["id", "timestamp", "action", "resourceType", "resourceId", "actor", "front", "outcome", "ipAddress", "userAgent", "detail"];
+const CSV_HEADER: [&str; 14] = [
+    "id",
+    "timestamp",
+    "action",
+    "resourceType",
+    "resourceId",
+    "actor",
+    "front",
+    "outcome",
+    "ipAddress",
+    "userAgent",
+    "detail",
+    "client",
+    "tool",
+    "reason",
+];
 
 /// The streamed answer; `tenant` names the file.
 pub fn response(format: ExportFormat, pages: AuditPages, tenant: &str) -> Response {
@@ -100,7 +114,7 @@ impl Export {
     }
 }
 
-fn csv_record(e: &AuditEntry) -> [String; 11] {
+fn csv_record(e: &AuditEntry) -> [String; 14] {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     [
         e.id.to_string(),
@@ -114,10 +128,13 @@ fn csv_record(e: &AuditEntry) -> [String; 11] {
         text(&e.ip_address),
         text(&e.user_agent),
         e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+        text(&e.client),
+        text(&e.tool),
+        text(&e.reason),
     ]
 }
 
-fn csv_rows(records: impl Iterator<Item = [String; 11]>) -> Result<Bytes> {
+fn csv_rows(records: impl Iterator<Item = [String; 14]>) -> Result<Bytes> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for record in records {
         w.write_record(record.map(defused)).map_err(Error::internal)?;

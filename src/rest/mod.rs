@@ -4,6 +4,7 @@
 //! axum router and the OpenAPI document.
 
 mod api;
+mod audit_verify;
 mod checks;
 mod claims;
 mod docs;

@@ -265,6 +265,11 @@ impl Store for CachedStore {
         self.inner.pool_stats()
     }
 
+    // The chain is never cached: verify reads what the database holds.
+    fn audit_chain(&self) -> &dyn super::audit_chain::AuditChainStore {
+        self.inner.audit_chain()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await

@@ -23,7 +23,9 @@
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
+pub mod audit_chain;
 mod cached;
+pub mod chain;
 pub mod claims;
 pub mod environments;
 mod integrity;
@@ -413,6 +415,11 @@ pub struct SecretFilter {
 pub struct AuditFilter {
     pub action: Option<String>,
     pub resource_type: Option<String>,
+    /// The acting key's id; like `action`, checked row by row in the scan.
+    pub actor: Option<String>,
+    pub front: Option<String>,
+    /// An MCP tool's name.
+    pub tool: Option<String>,
     pub start: Option<Millis>,
     pub end: Option<Millis>,
     /// Keyset cursor: the `(at, id)` of the last entry already seen; the page
@@ -504,6 +511,8 @@ pub trait Store: Send + Sync + 'static {
     fn pool_stats(&self) -> PoolStats {
         PoolStats::default()
     }
+    /// The audit chain, read back for `verify` (see [`audit_chain`]).
+    fn audit_chain(&self) -> &dyn audit_chain::AuditChainStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

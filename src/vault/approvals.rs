@@ -400,6 +400,7 @@ impl Vault {
     }
 
     pub async fn deny(&self, p: &Principal, id: &str, reason: &str) -> Result<ApprovalView> {
+        let p = &*p.with_reason(Some(reason));
         audited!(self, p, "approval.denied", "approval", Some(id), self.deny_inner(p, id, reason).await)
     }
 

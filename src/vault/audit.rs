@@ -64,10 +64,23 @@ fn next_position(rows: &[AuditRow], page_full: bool, unscanned_before: Option<Mi
 const EXPORT_PAGE: i64 = 1000;
 
 /// The filters the query and the export share, with their dates parsed.
-fn range_filter(action: Option<String>, resource_type: Option<String>, start: Option<&str>, end: Option<&str>) -> Result<AuditFilter> {
+/// The row-by-row filters of an audit query: action, resource type, actor, front, tool.
+pub struct Matching {
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub actor: Option<String>,
+    pub front: Option<String>,
+    pub tool: Option<String>,
+}
+
+fn range_filter(m: Matching, start: Option<&str>, end: Option<&str>) -> Result<AuditFilter> {
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
     Ok(AuditFilter {
-        action: action.filter(|s| !s.is_empty()),
-        resource_type: resource_type.filter(|s| !s.is_empty()),
+        action: given(m.action),
+        resource_type: given(m.resource_type),
+        actor: given(m.actor),
+        front: given(m.front),
+        tool: given(m.tool),
         start: start.filter(|s| !s.is_empty()).map(|s| parse_bound("startDate", s, false)).transpose()?,
         end: end.filter(|s| !s.is_empty()).map(|s| parse_bound("endDate", s, true)).transpose()?,
         scan: SCAN_ROWS,
@@ -142,7 +155,11 @@ impl Vault {
                     limit: limit + 1,
                     offset,
                     count_limit: COUNT_CAP + 1,
-                    ..range_filter(q.action, q.resource_type, q.start_date.as_deref(), q.end_date.as_deref())?
+                    ..range_filter(
+                        Matching { action: q.action, resource_type: q.resource_type, actor: q.actor, front: q.front, tool: q.tool },
+                        q.start_date.as_deref(),
+                        q.end_date.as_deref()
+                    )?
                 };
                 let mut found = self.store.query_audit(&p.tenant_id, &filter).await?;
                 let page_full = found.rows.len() as i64 > limit;
@@ -180,7 +197,11 @@ impl Vault {
                     limit: EXPORT_PAGE + 1,
                     // No count: an export's length is its entries.
                     count_limit: 0,
-                    ..range_filter(q.action, q.resource_type, q.start_date.as_deref(), q.end_date.as_deref())?
+                    ..range_filter(
+                        Matching { action: q.action, resource_type: q.resource_type, actor: q.actor, front: q.front, tool: q.tool },
+                        q.start_date.as_deref(),
+                        q.end_date.as_deref(),
+                    )?
                 };
                 self.record_read(p, p.audit("audit.export", "audit", None, "success")).await?;
                 Ok(AuditPages { store: self.store.clone(), tenant_id: p.tenant_id.clone(), filter, done: false })

@@ -5,6 +5,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod audit_verify;
 mod audit_writer;
 pub mod auth;
 pub mod batch;
@@ -133,6 +134,7 @@ impl Vault {
                 "the master key does not match this database (key-check failed); start with the key it was created with".into(),
             ));
         }
+        crate::store::chain::set_key(master.audit_chain_key());
         let (mut request_limiters, mut monthly_caps) = (HashMap::new(), HashMap::new());
         for name in plans::PLAN_NAMES {
             let limits = plans::limits(name)?;

@@ -320,6 +320,20 @@ impl Principal {
         }
     }
 
+    /// This caller, with the reason it gave for the action at hand: every
+    /// entry the action makes records it. Borrowed as is when none was given
+    /// (reads take this path, and pay no copy).
+    pub fn with_reason(&self, reason: Option<&str>) -> std::borrow::Cow<'_, Principal> {
+        match reason.map(str::trim).filter(|r| !r.is_empty()) {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(r) => {
+                let mut p = self.clone();
+                p.origin = p.origin.with_reason(Some(r));
+                std::borrow::Cow::Owned(p)
+            }
+        }
+    }
+
     pub fn audit(&self, action: &str, resource_type: &str, resource_id: Option<&str>, outcome: &str) -> AuditRow {
         let mut row = self.origin.audit(Some(&self.tenant_id), &self.key_id, action, resource_type, resource_id, outcome);
         // Owners and the operator are no `api_keys` row: the liveness check

@@ -189,6 +189,7 @@ impl Vault {
 
     /// Asks a human for a value (see the module's doc).
     pub async fn create_request(&self, p: &Principal, req: CreateRequest) -> Result<RequestView> {
+        let p = &*p.with_reason(Some(&req.reason));
         audited!(self, p, "request.create", "secret_request", None, self.create_request_inner(p, req).await)
     }
 

@@ -160,6 +160,7 @@ impl Vault {
     /// returning the value. A `masked` secret answers a preview instead of
     /// the value; a `use_only` one answers 403 `EXPOSURE_DENIED`.
     pub async fn read_secret(&self, p: &Principal, r: SecretRef<'_>, read: &ReadVersion) -> Result<SecretValue> {
+        let p = &*p.with_reason(read.reason.as_deref());
         let rid = r.id();
         audited!(self, p, "secret.read", "secret", rid, self.read_secret_inner(p, &r, read, Purpose::Read).await)
     }

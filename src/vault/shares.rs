@@ -705,6 +705,7 @@ impl Vault {
     /// `POST /api/v1/shares/{id}/revoke` and `DELETE /api/v1/shares/{id}`:
     /// the link stops at once and its value is erased; 409 `ALREADY_REVOKED`.
     pub async fn revoke_share(&self, p: &Principal, id: &str, req: RevokeShare) -> Result<ShareView> {
+        let p = &*p.with_reason(req.reason.as_deref());
         audited!(self, p, "share.revoke", "share", Some(id), self.revoke_share_inner(p, id, req).await)
     }
 

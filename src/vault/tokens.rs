@@ -215,6 +215,7 @@ pub(crate) fn address_entry(field: &str, raw: &str) -> Result<String> {
 impl Vault {
     /// `POST /api/v1/tokens`: mints a token, audited (`token.create`).
     pub async fn create_token(&self, p: &Principal, req: TokenRequest) -> Result<TokenIssued> {
+        let p = &*p.with_reason(req.reason.as_deref());
         audited!(self, p, "token.create", "token", None, self.issue_token(p, req).await)
     }
 

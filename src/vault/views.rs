@@ -697,6 +697,12 @@ pub struct AuditQuery {
     pub action: Option<String>,
     /// e.g. `secret`, `project`, `api_key`, `tenant`, `audit`.
     pub resource_type: Option<String>,
+    /// The acting key's id (or `operator`, `system`).
+    pub actor: Option<String>,
+    /// `rest`, `mcp`, `cli`, `page`, `job` or `system`.
+    pub front: Option<String>,
+    /// An MCP tool's name, e.g. `get_secret`.
+    pub tool: Option<String>,
     /// RFC 3339 time or `YYYY-MM-DD` (inclusive).
     pub start_date: Option<String>,
     /// RFC 3339 time or `YYYY-MM-DD` (inclusive, whole day).
@@ -721,6 +727,12 @@ pub struct AuditExportQuery {
     pub action: Option<String>,
     /// As for `GET /api/v1/audit`.
     pub resource_type: Option<String>,
+    /// As for `GET /api/v1/audit`.
+    pub actor: Option<String>,
+    /// As for `GET /api/v1/audit`.
+    pub front: Option<String>,
+    /// As for `GET /api/v1/audit`.
+    pub tool: Option<String>,
     /// RFC 3339 time or `YYYY-MM-DD` (inclusive).
     pub start_date: Option<String>,
     /// RFC 3339 time or `YYYY-MM-DD` (inclusive, whole day).
@@ -764,6 +776,13 @@ pub struct AuditEntry {
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// The agent that acted: the MCP client's `name/version` from
+    /// `initialize`, else the request's User-Agent.
+    pub client: Option<String>,
+    /// The MCP tool whose call made the entry.
+    pub tool: Option<String>,
+    /// The reason the caller gave, where the action takes one.
+    pub reason: Option<String>,
 }
 
 impl TryFrom<&AuditRow> for AuditEntry {
@@ -781,6 +800,9 @@ impl TryFrom<&AuditRow> for AuditEntry {
             outcome: a.outcome.clone(),
             ip_address: a.ip.clone(),
             user_agent: a.user_agent.clone(),
+            client: a.client.clone(),
+            tool: a.tool.clone(),
+            reason: a.reason.clone(),
             detail: a
                 .detail
                 .as_deref()

@@ -5,22 +5,10 @@ use latchkey::store::{ApiKeyRow, AuditRow, Credential, SecretRow, Store, TenantR
 
 /// An audit entry of `action` on a secret, by `actor` presenting `credential`.
 pub fn entry(tenant_id: &str, actor: &str, action: &str, credential: Option<&Credential>) -> AuditRow {
-    AuditRow {
-        id: 0,
-        tenant_id: Some(tenant_id.to_owned()),
-        at: now_millis(),
-        actor: actor.to_owned(),
-        front: "rest".into(),
-        action: action.into(),
-        resource_type: "secret".into(),
-        resource_id: None,
-        outcome: "success".into(),
-        ip: None,
-        user_agent: None,
-        detail: None,
-        credential: credential.cloned(),
-        served: None,
-    }
+    let origin = latchkey::vault::Origin::new(latchkey::vault::Front::Rest);
+    let mut row = origin.audit(Some(tenant_id), actor, action, "secret", None, "success");
+    row.credential = credential.cloned();
+    row
 }
 
 /// A tenant with one admin key and one secret at version 1.

@@ -52,6 +52,8 @@ pub struct PgStore {
     /// The audit writer's connection, and the version writer's batches.
     audit: Held,
     batch: Arc<PgBatch>,
+    /// Each audit chain's head as this replica last wrote it (see `store::chain`).
+    heads: Arc<super::chain::Heads>,
 }
 
 impl PgStore {
@@ -78,9 +80,15 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| crate::error::Error::internal(format_args!("migrations: {e}")))?;
+        let heads = Arc::new(super::chain::Heads::default());
         let instance = uuid::Uuid::new_v4().to_string();
-        let batch =
-            Arc::new(PgBatch { pool: pool.clone(), held: Held::new(pool.clone()), instance: instance.clone(), last: Default::default() });
+        let batch = Arc::new(PgBatch {
+            pool: pool.clone(),
+            held: Held::new(pool.clone()),
+            instance: instance.clone(),
+            last: Default::default(),
+            heads: heads.clone(),
+        });
         let store = PgStore {
             versions: VersionWriter::start(batch.clone()),
             batch,
@@ -90,6 +98,7 @@ impl PgStore {
             instance,
             changed: Arc::new(AtomicBool::new(true)),
             listening: Arc::new(AtomicBool::new(false)),
+            heads,
         };
         listener::spawn(store.reader.clone(), store.instance.clone(), store.changed.clone(), store.listening.clone());
         Ok(store)

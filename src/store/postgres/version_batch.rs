@@ -25,6 +25,8 @@ pub(super) struct PgBatch {
     /// Each secret as this replica's last batch left it, so the next batch on
     /// it needs no read first. Only a guess: the write compares and sets.
     pub(super) last: std::sync::Mutex<HashMap<String, SecretRow>>,
+    /// The audit chains' heads this replica cached (see `store::chain`).
+    pub(super) heads: std::sync::Arc<crate::store::chain::Heads>,
 }
 
 /// Most secrets [`PgBatch::last`] remembers; it starts over when full.
@@ -100,8 +102,17 @@ impl PgBatch {
              ), audited AS (
                  INSERT INTO {AUDIT_INTO} SELECT {} FROM (SELECT {}, unnest($23::text[]) AS id) a
                  WHERE a.id IN (SELECT id FROM advanced)
+             ), heads AS (
+                 INSERT INTO audit_chain_heads (chain, seq, hash) SELECT * FROM UNNEST($35::text[], $36::bigint[], $37::bytea[])
+                 ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash
              )
-             SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced FROM advanced",
+             SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced,
+                    -- The entries were linked for every secret: unless all
+                    -- advanced, the statement fails (an unknown setting) and
+                    -- writes nothing, and the locked path takes the batch.
+                    CASE WHEN (SELECT count(*) FROM advanced) <> cardinality($1::text[])
+                         THEN current_setting('latchkey.partial_batch') END AS whole
+             FROM advanced",
                 credential_is_live("w.h", "w.p", "w.s", "$27"),
                 audit_names().join(", "),
                 unnested(12, 30),
@@ -134,7 +145,13 @@ impl PgBatch {
         if plan.versions.is_empty() {
             return Ok(jobs.iter().zip(plan.outcomes).map(|(job, o)| Some(o).filter(|_| !unconfirmed(job))).collect());
         }
-        let (v, t, a) = (&plan.versions, &plan.touched, &plan.audits);
+        // Linked from the cached heads: a stale one fails on the chain's
+        // unique index, and the locked path takes the batch.
+        let mut heads = self.cached_heads(&plan.audits).await?;
+        let mut audits = plan.audits.clone();
+        crate::store::chain::link(&mut audits, &mut heads);
+        let advance = Advance::of(&heads);
+        let (v, t, a) = (&plan.versions, &plan.touched, &audits);
         let was = |r: &SecretRow| &seen[&r.id];
         let q = sqlx::query(AssertSqlSafe(WRITE.as_str()))
             .bind(column(t, |r| r.id.as_str()))
@@ -161,7 +178,7 @@ impl PgBatch {
             .bind(now_millis())
             .bind(column(&credentials, |c| c.permission.as_str()))
             .bind(column(&credentials, |c| c.project_scope.as_str()));
-        let q = bind_chain_columns(q, a);
+        let q = bind_chain_columns(q, a).bind(advance.chains).bind(advance.seqs).bind(advance.hashes);
         let written: std::collections::HashSet<&str> = t.iter().map(|r| r.id.as_str()).collect();
         let mut held = self.held.lock().await?;
         let done = q.fetch_all(held.conn()).await;
@@ -189,6 +206,7 @@ impl PgBatch {
             }
         };
         self.remember(&advanced, t.iter().map(|r| r.id.as_str()));
+        self.heads.put(&heads);
         let advanced: HashMap<&str, &SecretRow> = advanced.iter().map(|r| (r.id.as_str(), r)).collect();
         let unconfirmed: Vec<bool> = jobs.iter().map(|j| unconfirmed(j)).collect();
         Ok(jobs
@@ -230,6 +248,9 @@ impl PgBatch {
                  FROM UNNEST($6::text[], $7::bigint[], $8::bigint[]) AS v(id, ver, at) WHERE s.id = v.id
              ), audited AS (
                  INSERT INTO {AUDIT_INTO} SELECT * FROM UNNEST({})
+             ), heads AS (
+                 INSERT INTO audit_chain_heads (chain, seq, hash) SELECT * FROM UNNEST($27::text[], $28::bigint[], $29::bytea[])
+                 ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash
              )
              SELECT pg_notify($20, $21)",
                 audit_params(9, 22).join(", ")
@@ -258,10 +279,14 @@ impl PgBatch {
             .iter()
             .map(|&i| Ok(credentials[crate::store::integrity::position(i, credentials.len())?]))
             .collect::<crate::error::Result<_>>()?;
-        let plan = version_writer::plan(jobs, rows, &changed);
+        let mut plan = version_writer::plan(jobs, rows, &changed);
         if plan.versions.is_empty() {
             return Ok(plan.outcomes);
         }
+        // Linked from the heads, locked in this transaction (see `store::chain`).
+        let mut heads = super::audit_batch::read_heads(&mut tx, &crate::store::chain::chains(&plan.audits), true).await?;
+        crate::store::chain::link(&mut plan.audits, &mut heads);
+        let advance = Advance::of(&heads);
         let (v, t) = (&plan.versions, &plan.touched);
         let q = sqlx::query(AssertSqlSafe(WRITE.as_str()))
             .bind(column(v, |v| v.secret_id.as_str()))
@@ -273,7 +298,7 @@ impl PgBatch {
             .bind(column(t, |r| r.current_version))
             .bind(column(t, |r| r.updated_at));
         let q = bind_audit_columns(q, &plan.audits).bind(CHANNEL).bind(&self.instance);
-        bind_chain_columns(q, &plan.audits).execute(&mut *tx).await?;
+        bind_chain_columns(q, &plan.audits).bind(advance.chains).bind(advance.seqs).bind(advance.hashes).execute(&mut *tx).await?;
         if !plan.prunes.is_empty() {
             sqlx::query(
                 "DELETE FROM secret_versions sv USING UNNEST($1::text[], $2::bigint[]) AS p(id, upto) \
@@ -304,7 +329,20 @@ impl PgBatch {
                 .collect());
         }
         self.remember(t, std::iter::empty());
+        self.heads.put(&heads);
         Ok(plan.outcomes)
+    }
+
+    /// The heads of the chains `audits` append to, as cached, else as the
+    /// database has them (unlocked: a guess the unique index checks).
+    async fn cached_heads(&self, audits: &[crate::store::AuditRow]) -> crate::error::Result<HashMap<String, crate::store::chain::Head>> {
+        let (mut heads, missing) = self.heads.get(&crate::store::chain::chains(audits));
+        if !missing.is_empty() {
+            let mut held = self.held.lock().await?;
+            let read = super::audit_batch::read_heads(held.conn(), &missing, false).await;
+            heads.extend(held.settle(read)?);
+        }
+        Ok(heads)
     }
 
     /// Notes `rows` as written, and forgets the `tried` secrets that are not
@@ -319,6 +357,25 @@ impl PgBatch {
         }
         for row in rows {
             last.insert(row.id.clone(), row.clone());
+        }
+    }
+}
+
+/// The heads a batch leaves, as three column arrays.
+struct Advance {
+    chains: Vec<String>,
+    seqs: Vec<i64>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl Advance {
+    fn of(heads: &HashMap<String, crate::store::chain::Head>) -> Self {
+        let mut list: Vec<_> = heads.iter().collect();
+        list.sort_by_key(|(c, _)| *c);
+        Advance {
+            chains: list.iter().map(|(c, _)| (*c).clone()).collect(),
+            seqs: list.iter().map(|(_, h)| h.seq).collect(),
+            hashes: list.iter().map(|(_, h)| h.hash.clone()).collect(),
         }
     }
 }

@@ -175,13 +175,23 @@ impl AuditWhere {
         self
     }
 
-    /// The action and resource type filters.
+    /// The action, resource type, actor, front and tool filters (none
+    /// indexed: the scan is bounded, see `AuditFilter::scan`).
     pub(super) fn matching(mut self, f: &crate::store::AuditFilter) -> Self {
         if let Some(v) = &f.action {
             self.add(" AND action = $?", Bind::Text(v.clone()));
         }
         if let Some(v) = &f.resource_type {
             self.add(" AND resource_type = $?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &f.actor {
+            self.add(" AND actor = $?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &f.front {
+            self.add(" AND front = $?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &f.tool {
+            self.add(" AND tool = $?", Bind::Text(v.clone()));
         }
         self
     }

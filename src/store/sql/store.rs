@@ -41,6 +41,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn audit_chain(&self) -> &dyn crate::store::audit_chain::AuditChainStore {
+        self
+    }
+
     fn environments(&self) -> &dyn crate::store::environments::EnvironmentStore {
         self
     }
@@ -675,7 +679,7 @@ impl<B: Backend> Store for B {
     // `at >= $n` and may choose a scan of the whole table (of every
     // tenant), which is what the bounds are there to prevent.
     async fn query_audit(&self, tenant_id: &str, f: &AuditFilter) -> Result<AuditSlice> {
-        let filtered = f.action.is_some() || f.resource_type.is_some();
+        let filtered = f.action.is_some() || f.resource_type.is_some() || f.actor.is_some() || f.front.is_some() || f.tool.is_some();
         let counted = f.count_limit > 0;
         let top_edge = if filtered && (counted || f.after.is_none()) {
             audit_scan_edge::<B::Db>(self.reader(), tenant_id, f, None).await?
@@ -689,7 +693,7 @@ impl<B: Backend> Store for B {
 
         let page = AuditWhere::range(tenant_id, f).after(f.after).since(page_edge).matching(f);
         let sql = format!(
-            "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail{} \
+            "SELECT id, tenant_id, at, actor, front, action, resource_type, resource_id, outcome, ip, user_agent, detail, client, tool, reason{} \
              ORDER BY at DESC, id DESC LIMIT {} OFFSET {}",
             page.sql,
             f.limit.max(1),

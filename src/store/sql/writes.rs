@@ -25,8 +25,18 @@ pub(super) fn constraint_error(e: sqlx::Error, on_unique: impl FnOnce() -> Error
 /// The audit entry of a write, inside its transaction; refuses (and so
 /// rolls back the write) when the entry's credential is no longer live
 /// (see `store::liveness`): revoked, expired, regenerated, narrowed or gone.
+///
+/// The entry is linked to its chain (see `store::chain`) from the head read
+/// under lock in this transaction, and the head moves on with it: a write
+/// transaction appends in the order its lock on the head gives it.
 pub(super) async fn insert_audit<D: Dialect>(tx: &mut Transaction<'_, D>, a: &AuditRow) -> Result<()> {
     use crate::store::liveness::{guarded_audit_sql, plain_audit_sql};
+    let chain = crate::store::chain::chain_of(a).to_owned();
+    let head = lock_head(tx, &chain).await?;
+    let mut linked = a.clone();
+    let mut heads = std::collections::HashMap::from([(chain.clone(), head)]);
+    crate::store::chain::link(std::slice::from_mut(&mut linked), &mut heads);
+    let a = &linked;
     let n = match &a.credential {
         // Expiry is judged now, inside the transaction, not at the entry's
         // time (taken before waiting for the writer).
@@ -42,7 +52,29 @@ pub(super) async fn insert_audit<D: Dialect>(tx: &mut Transaction<'_, D>, a: &Au
     if n == 0 {
         return Err(Error::Conflict(KEY_CHANGED.into()));
     }
+    query::<D>("UPDATE audit_chain_heads SET seq = $1, hash = $2 WHERE chain = $3")
+        .bind(a.chain_seq)
+        .bind(a.chain_hash.clone())
+        .bind(chain)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// The head of `chain`, locked until the transaction ends: the upsert takes
+/// the row lock on PostgreSQL (SQLite's write transaction holds the whole
+/// database), and makes the row of a chain's first entry, so two first
+/// entries queue on it as any others do.
+pub(in crate::store) async fn lock_head<D: Dialect>(tx: &mut Transaction<'_, D>, chain: &str) -> Result<crate::store::chain::Head> {
+    let (seq, hash): (i64, Vec<u8>) = query::<D>(
+        "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES ($1, 0, $2) \
+         ON CONFLICT (chain) DO UPDATE SET seq = audit_chain_heads.seq RETURNING seq, hash",
+    )
+    .bind(chain)
+    .bind(crate::store::chain::GENESIS.as_slice())
+    .fetch_one::<(i64, Vec<u8>)>(&mut **tx)
+    .await?;
+    Ok(crate::store::chain::Head { seq, hash })
 }
 
 /// Binds `chunk` as the parameters of an audit insert, after whatever

@@ -38,6 +38,8 @@ pub struct SqliteStore {
     /// connection it moves only when another connection commits, and the
     /// reader connections are read-only: a move means another process wrote.
     data_version: AtomicI64,
+    /// Each audit chain's head as this process last wrote it (see `store::chain`).
+    heads: Arc<super::chain::Heads>,
     /// Stops the checkpointer (see [`checkpoint_beside_the_writer`]) and
     /// waits for it to close its connection.
     checkpointer: std::sync::Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
@@ -106,8 +108,10 @@ impl SqliteStore {
         // more round trip to the connection's thread per query; a file has no
         // peer that could have gone away.
         let reader = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.read_only(true)).await?;
+        let heads = Arc::new(super::chain::Heads::default());
         Ok(SqliteStore {
             versions: VersionWriter::start(Arc::new(SqliteBatch(Arc::clone(&writer)))),
+            heads,
             writer,
             reader,
             data_version: AtomicI64::new(data_version),

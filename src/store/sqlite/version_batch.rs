@@ -62,19 +62,25 @@ async fn write_locked(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> crate:
             _ => rows.push(sqlx::FromRow::from_row(&row)?),
         }
     }
-    let plan = version_writer::plan(&jobs, rows, &changed);
+    let mut plan = version_writer::plan(&jobs, rows, &changed);
     if plan.versions.is_empty() {
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         return Ok(plan.outcomes);
     }
+    // The audit entries link from the heads as this transaction, holding
+    // SQLite's write lock, reads them (see `store::chain`).
+    let mut heads = super::audit_batch::read_heads(&mut *conn, &crate::store::chain::chains(&plan.audits)).await?;
+    crate::store::chain::link(&mut plan.audits, &mut heads);
+    let heads = super::audit_batch::heads_json(&heads)?;
     // Parameters are anonymous, so each statement takes the next ones in order.
     // `maxVersions` prunes, only for the secrets that have one.
     let prune = "DELETE FROM secret_versions WHERE secret_id = ? AND version <= ?; ".repeat(plan.prunes.len());
     let sql = format!(
-        "{}; {}; {}; {prune}COMMIT",
+        "{}; {}; {}; {}; {prune}COMMIT",
         batch_sql(Shape::Versions, plan.versions.len()),
         batch_sql(Shape::Advance, plan.touched.len()),
-        batch_sql(Shape::Audit, plan.audits.len())
+        batch_sql(Shape::Audit, plan.audits.len()),
+        super::audit_batch::HEADS_SQL
     );
     let mut q = query::<Sqlite>(AssertSqlSafe(sql));
     for v in &plan.versions {
@@ -83,7 +89,7 @@ async fn write_locked(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> crate:
     for r in &plan.touched {
         q = q.bind(&r.id).bind(r.current_version).bind(r.updated_at);
     }
-    let mut q = bind_audit(q, &plan.audits);
+    let mut q = bind_audit(q, &plan.audits).bind(heads);
     for (id, upto) in &plan.prunes {
         q = q.bind(id).bind(*upto);
     }

@@ -438,6 +438,7 @@ impl Vault {
 
     /// Rotates a secret now (by hand): `POST /api/v1/rotation/secrets/{id}/rotate`.
     pub async fn rotate_secret(&self, p: &Principal, r: SecretRef<'_>, opts: RotateOptions) -> Result<RotationResult> {
+        let p = &*p.with_reason(opts.reason.as_deref());
         let rid = r.id().map(str::to_owned);
         audited!(
             self,

@@ -1,0 +1,197 @@
+//! The audit trail's hash chain (issue 27): each chain (a tenant's entries;
+//! `''` for entries without a tenant) numbers its entries 1, 2, 3 …
+//! (`chain_seq`), and each entry carries `chain_hash`, an HMAC-SHA256 under a
+//! key derived from the master key over a length-prefixed encoding of the
+//! chain, the position, the previous entry's hash and every stored field.
+//! Editing, deleting or reordering rows breaks the links; `audit_chain_heads`
+//! holds each chain's last position and hash, so deleting the last entries
+//! shows too.
+//!
+//! How appends stay a chain whoever writes (one process, a CLI next to a
+//! server on SQLite, many replicas on PostgreSQL):
+//! - The migration's unique index on `(COALESCE(tenant_id, ''), chain_seq)`
+//!   lets only one entry take a position: a writer that links from a stale
+//!   head fails instead of forking the chain, and nothing it wrote commits.
+//! - Every append advances the head in the same transaction or statement as
+//!   its rows, and an entry left out (a refused credential) is never linked:
+//!   the batch is linked again without it (see the audit batches), so a
+//!   refusal leaves no gap.
+//! - Writes in a transaction read the head under lock (`lock_head`). The
+//!   audited-read batches link from a head cached in the process ([`Heads`]),
+//!   so the common case costs no extra round trip; when another process moved
+//!   a head, the insert fails on the unique index and the batch is linked
+//!   again from heads read under lock.
+//!
+//! The key is process-wide ([`set_key`], from `Vault::open`): one process
+//! serves one master key.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::AuditRow;
+
+/// The hash before a chain's first entry.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+static KEY: OnceLock<Zeroizing<[u8; 32]>> = OnceLock::new();
+
+/// Sets the chain key for this process (the first call wins: one process
+/// serves one master key).
+pub fn set_key(key: Zeroizing<[u8; 32]>) {
+    let _ = KEY.set(key);
+}
+
+fn key() -> &'static [u8; 32] {
+    // A store used without a vault (its own unit tests) chains under zeros:
+    // such rows do not verify under any real key.
+    KEY.get().map_or(&GENESIS, |k| k)
+}
+
+/// The chain an entry belongs to.
+pub fn chain_of(a: &AuditRow) -> &str {
+    a.tenant_id.as_deref().unwrap_or("")
+}
+
+/// A chain's last position and hash (position 0 and [`GENESIS`] when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head { seq: 0, hash: GENESIS.to_vec() }
+    }
+}
+
+/// The keyed hash of entry `a` at position `seq` of `chain`, after `prev`.
+/// Each field is written with its length (or a marker for NULL), so no two
+/// different entries encode alike.
+pub fn hash(chain: &str, seq: i64, prev: &[u8], a: &AuditRow) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key()).expect("HMAC takes any key length");
+    let mut text = |t: Option<&str>| match t {
+        None => mac.update(&[0]),
+        Some(t) => {
+            mac.update(&[1]);
+            mac.update(&(t.len() as u64).to_be_bytes());
+            mac.update(t.as_bytes());
+        }
+    };
+    text(Some("latchkey audit v1"));
+    text(Some(chain));
+    text(Some(&seq.to_string()));
+    text(Some(&hex(prev)));
+    text(Some(&a.at.to_string()));
+    for field in [
+        a.tenant_id.as_deref(),
+        Some(a.actor.as_str()),
+        Some(a.front.as_str()),
+        Some(a.action.as_str()),
+        Some(a.resource_type.as_str()),
+        a.resource_id.as_deref(),
+        Some(a.outcome.as_str()),
+        a.ip.as_deref(),
+        a.user_agent.as_deref(),
+        a.detail.as_deref(),
+        a.client.as_deref(),
+        a.tool.as_deref(),
+        a.reason.as_deref(),
+    ] {
+        text(field);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Numbers and hashes `rows` in order, each after the head of its chain in
+/// `heads` (missing: an empty chain), and moves those heads on.
+pub fn link(rows: &mut [AuditRow], heads: &mut HashMap<String, Head>) {
+    for a in rows.iter_mut() {
+        let head = heads.entry(chain_of(a).to_owned()).or_default();
+        let seq = head.seq + 1;
+        let h = hash(chain_of(a), seq, &head.hash, a);
+        a.chain_seq = Some(seq);
+        a.chain_hash = Some(h.clone());
+        *head = Head { seq, hash: h };
+    }
+}
+
+/// The distinct chains of `rows`, sorted (heads are locked in this order).
+pub fn chains(rows: &[AuditRow]) -> Vec<String> {
+    let mut c: Vec<String> = rows.iter().map(|a| chain_of(a).to_owned()).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+/// The heads as this process last wrote or read them: a guess the unique
+/// index checks, never trusted for correctness.
+#[derive(Default)]
+pub struct Heads(Mutex<HashMap<String, Head>>);
+
+/// Most chains remembered; the cache starts over when full.
+const REMEMBERED: usize = 4096;
+
+impl Heads {
+    /// The cached heads of `chains`, and the chains not cached.
+    pub fn get(&self, chains: &[String]) -> (HashMap<String, Head>, Vec<String>) {
+        let cache = self.0.lock().expect("not poisoned");
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        for c in chains {
+            match cache.get(c) {
+                Some(h) => {
+                    found.insert(c.clone(), h.clone());
+                }
+                None => missing.push(c.clone()),
+            }
+        }
+        (found, missing)
+    }
+
+    /// Notes heads as committed.
+    pub fn put(&self, heads: &HashMap<String, Head>) {
+        let mut cache = self.0.lock().expect("not poisoned");
+        if cache.len() + heads.len() > REMEMBERED {
+            cache.clear();
+        }
+        cache.extend(heads.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    /// Forgets every head (another process wrote, or a write failed).
+    pub fn clear(&self) {
+        self.0.lock().expect("not poisoned").clear();
+    }
+}
+
+/// Whether `e` is the unique index refusing a position another writer took.
+pub fn position_taken(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.message().contains("audit_chain_order"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_follow_each_chain() {
+        let row = |t: Option<&str>| crate::vault::Origin::default().audit(t, "k", "secret.read", "secret", None, "success");
+        let mut rows = vec![row(Some("a")), row(None), row(Some("a"))];
+        let mut heads = HashMap::new();
+        link(&mut rows, &mut heads);
+        assert_eq!(rows.iter().map(|r| r.chain_seq.unwrap()).collect::<Vec<_>>(), [1, 1, 2]);
+        assert_eq!(rows[2].chain_hash.as_deref().unwrap(), hash("a", 2, rows[0].chain_hash.as_ref().unwrap(), &rows[2]).as_slice());
+        let mut edited = rows[2].clone();
+        edited.actor = "other".into();
+        assert_ne!(hash("a", 2, rows[0].chain_hash.as_ref().unwrap(), &edited), rows[2].chain_hash.clone().unwrap());
+        assert_eq!(heads["a"].seq, 2);
+    }
+}
