@@ -51,7 +51,8 @@ async fn story(backend: Backend) {
     assert_eq!(s, 404);
     let mcp = common::mcp_client::connect(&srv, &admin).await;
     common::mcp_client::tool(&mcp, "list_secrets", json!({})).await.expect("list_secrets");
-    let _ = common::mcp_client::call(&mcp, "no_such_tool_x9", json!({})).await;
+    let unknown = rmcp::model::CallToolRequestParams::new("no_such_tool_x9").with_arguments(serde_json::Map::new());
+    assert!(mcp.call_tool(unknown).await.is_err(), "an unknown tool is a protocol error");
     mcp.cancel().await.ok();
 
     let text = scrape(&srv, &addr).await;
