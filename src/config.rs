@@ -80,6 +80,18 @@ pub struct PolicyArgs {
     /// also run once at start.
     #[arg(long, env = "LATCHKEY_JOBS_INTERVAL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(50..=86_400_000))]
     pub jobs_interval_ms: u64,
+
+    /// Days audit entries are kept; older ones are pruned by a background
+    /// job (in bounded batches, once across replicas), the chain staying
+    /// verifiable from a checkpoint. Default: keep everything.
+    #[arg(long, env = "LATCHKEY_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub audit_retention_days: Option<u32>,
+
+    /// With --audit-retention-days: write pruned entries here first, as
+    /// gzip'd JSON lines, one file per tenant and UTC day
+    /// (DIR/<tenant>/<YYYY-MM-DD>.jsonl.gz), synced before the rows go.
+    #[arg(long, env = "LATCHKEY_AUDIT_ARCHIVE_DIR", value_name = "DIR")]
+    pub audit_archive_dir: Option<PathBuf>,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -100,6 +112,8 @@ impl PolicyArgs {
             allow_private_destinations: false,
             retention_days: crate::vault::lifecycle::DEFAULT_RETENTION_DAYS,
             jobs_interval_ms: 30_000,
+            audit_retention_days: None,
+            audit_archive_dir: None,
         }
     }
 
@@ -115,6 +129,8 @@ impl PolicyArgs {
             allow_private_destinations: self.allow_private_destinations,
             retention_days: self.retention_days,
             jobs_interval: std::time::Duration::from_millis(self.jobs_interval_ms),
+            audit_retention_days: self.audit_retention_days,
+            audit_archive_dir: self.audit_archive_dir.clone(),
         }
     }
 }

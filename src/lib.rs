@@ -27,6 +27,8 @@
 //! - [`outbound`]: the one guarded HTTP client for requests Latchkey makes
 //!   itself (the secret proxy): timeouts, a response cap, same-origin
 //!   redirects, private destinations refused after resolution.
+//! - [`telemetry`]: Prometheus metrics on their own listener, structured
+//!   logs, request ids.
 
 pub mod config;
 pub mod crypto;
@@ -43,6 +45,7 @@ pub mod rest;
 pub mod run;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod vault;
 
 pub use error::{Error, Result};

@@ -4,7 +4,6 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 use latchkey::config::{PolicyArgs, StoreArgs, open_vault};
-use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator spent a sixth of a loaded server's CPU in malloc and
 /// free (consolidating fragments between requests); mimalloc's per-thread
@@ -45,6 +44,10 @@ enum Command {
         /// accepted. Default: what the open-file limit leaves room for.
         #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
         max_connections: Option<u32>,
+        /// Address of a second listener that serves only `GET /metrics`
+        /// (Prometheus text). Off unless set; the public listener never serves it.
+        #[arg(long, env = "LATCHKEY_METRICS_LISTEN", value_name = "ADDR")]
+        metrics_listen: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
@@ -213,20 +216,9 @@ enum TenantAction {
     SetPlan { tenant: String, plan: String },
 }
 
-/// `LATCHKEY_LOG` (default `info`), except that rmcp never logs below `error`:
-/// at debug it prints whole tool calls and results, secret values included;
-/// at info it writes lines for every stateless HTTP request; and at warn it
-/// prints the caller's JSON-RPC id with Display (`%id` in rmcp 3.11's
-/// "response error" and "rejected peer request"), so an id holding a newline
-/// would forge a log line. Its error lines print only transport faults.
-fn log_filter() -> EnvFilter {
-    let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    filter.add_directive("rmcp=error".parse().expect("a valid directive"))
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
+    latchkey::telemetry::logs::init();
     match Cli::parse().command {
         // `latchkey run` exits as its child did; its own failures name their code.
         Command::Run(args) => latchkey::run::run(args).await.map(std::process::ExitCode::from).unwrap_or_else(|e| {
@@ -265,7 +257,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> latchkey::Result<()> {
     match command {
-        Command::Serve { listen, public_url, allowed_hosts, trusted_proxies, max_connections, store, policy } => {
+        Command::Serve { listen, public_url, allowed_hosts, trusted_proxies, max_connections, metrics_listen, store, policy } => {
             let max_connections = latchkey::server::connection_cap(max_connections);
             let vault = open_vault(&store, &policy).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
@@ -279,9 +271,18 @@ async fn run(command: Command) -> latchkey::Result<()> {
             if !addr.ip().is_loopback() {
                 tracing::info!(hosts = %allowed.describe(), "listening beyond loopback: requests are served for these Host names only");
             }
+            let metrics = match metrics_listen {
+                Some(at) => Some(start_metrics(&at, vault.clone()).await?),
+                None => None,
+            };
             // One line on stdout so scripts and tests learn the port when listening on :0.
             println!("latchkey listening on http://{addr}");
-            latchkey::server::serve(listener, vault, allowed, max_connections, shutdown).await.map_err(latchkey::Error::internal)
+            let served = latchkey::server::serve(listener, vault, allowed, max_connections, shutdown).await;
+            if let Some((stop, task)) = metrics {
+                stop.cancel();
+                let _ = task.await;
+            }
+            served.map_err(latchkey::Error::internal)
         }
         Command::Mcp { print_tools: true, .. } => {
             let text = serde_json::to_string_pretty(&latchkey::mcp::LatchkeyMcp::tool_catalog()).map_err(latchkey::Error::internal)?;
@@ -338,6 +339,28 @@ async fn run(command: Command) -> latchkey::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Binds `--metrics-listen`, installs the recorder before the first request
+/// is served, and serves `/metrics` until the returned token is cancelled.
+async fn start_metrics(
+    at: &str,
+    vault: std::sync::Arc<latchkey::Vault>,
+) -> latchkey::Result<(tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| latchkey::Error::InvalidRequest(format!("cannot listen on {at} (--metrics-listen): {e}")))?;
+    let addr = listener.local_addr().map_err(latchkey::Error::internal)?;
+    latchkey::telemetry::install()?;
+    tracing::info!(%addr, "metrics listening: GET /metrics");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(latchkey::telemetry::listener::serve(listener, vault, stop.clone()));
+    let task = tokio::spawn(async move {
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok((stop, task))
 }
 
 impl ApprovalAction {

@@ -50,15 +50,21 @@ pub fn app(vault: Arc<Vault>, allowed: Allowed) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store")))
         // A JSON error that echoes input must never be sniffed into HTML.
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff")))
+        // Outermost: the request's id exists before its span, and every answer is counted.
+        .layer(axum::middleware::from_fn(crate::telemetry::http::observe))
         .with_state(AppState { vault })
 }
 
-/// The span of one request, as tower-http's default makes it (DEBUG), except
-/// that a credential in the path (a claim token, `…/claim-tokens/ctk_…/claim`;
-/// a share's, `shr_…`) shows only its prefix, and the query is left out: a
-/// debug log must not hand out what the request presented.
+/// The span of one request, as tower-http's default makes it, except that
+/// it is at INFO, so warnings and errors logged while the request runs carry
+/// its `request_id` (see `telemetry::http`, which sets the header before
+/// this runs); that a credential in the path (a claim token,
+/// `…/claim-tokens/ctk_…/claim`; a share's, `shr_…`) shows only its prefix;
+/// and that the query is left out: a log must not hand out what the request
+/// presented.
 fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
-    tracing::debug_span!("request", method = %req.method(), path = %redact_path(req.uri().path()), version = ?req.version())
+    let id = req.headers().get(&crate::telemetry::http::X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %redact_path(req.uri().path()), version = ?req.version())
 }
 
 /// `path` with every segment that is a credential cut to its prefix.
@@ -195,6 +201,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_until(vault.clone(), sweeping.clone()));
     let rotations =
         tokio::spawn(crate::vault::rotation::scheduler::run_until(vault.clone(), vault.config().jobs_interval, sweeping.clone()));
+    let retention = tokio::spawn(crate::vault::retention::run_until(vault.clone(), sweeping.clone()));
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -245,6 +252,7 @@ pub async fn serve(
     sweeping.cancel();
     let _ = sweeper.await;
     let _ = rotations.await;
+    let _ = retention.await;
     requests.close();
     let finished = async {
         graceful.shutdown().await;

@@ -263,7 +263,10 @@ impl ServerHandler for LatchkeyMcp {
             return super::run::local_only(&request.name).into_call_tool_result();
         }
         let touched = self.touched(&ctx);
-        let response = self.tool_router.call(ToolCallContext::new(self, request, ctx)).await?;
+        let (tool, known) = (request.name.clone(), self.tool_router.has_route(&request.name));
+        let response = self.tool_router.call(ToolCallContext::new(self, request, ctx)).await;
+        crate::telemetry::mcp_call(&tool, known, crate::telemetry::outcome_of(&response));
+        let response = response?;
         let response = match response {
             CallToolResponse::Complete(result) if result.is_error == Some(true) => {
                 let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();

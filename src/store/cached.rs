@@ -33,6 +33,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::error::Result;
+use crate::telemetry::{CACHE, CacheCounters};
 
 /// The longest a change by another process goes unnoticed while idle.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -259,6 +260,15 @@ impl Store for CachedStore {
         self.inner.keyring()
     }
 
+    // Nor the audit trail, which no cached read answers from.
+    fn trail(&self) -> &dyn super::trail::TrailStore {
+        self.inner.trail()
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        self.inner.pool_stats()
+    }
+
     // The chain is never cached: verify reads what the database holds.
     fn audit_chain(&self) -> &dyn super::audit_chain::AuditChainStore {
         self.inner.audit_chain()
@@ -301,8 +311,10 @@ impl Store for CachedStore {
             return self.inner.find_api_key(key_hash).await;
         }
         if let Some(k) = self.state.read().expect("cache lock").keys.get(key_hash) {
+            CacheCounters::count(&CACHE.key_hits);
             return Ok(Some(k.clone()));
         }
+        CacheCounters::count(&CACHE.key_misses);
         let generation = self.generation();
         let found = self.inner.find_api_key(key_hash).await?;
         if let Some(k) = &found {
@@ -398,8 +410,10 @@ impl Store for CachedStore {
         }
         let key = (tenant_id.to_owned(), id.to_owned());
         if let Some((s, v)) = self.state.read().expect("cache lock").secrets.get(&key) {
+            CacheCounters::count(&CACHE.secret_hits);
             return Ok((Some((s.clone(), Some(v.clone()))), true));
         }
+        CacheCounters::count(&CACHE.secret_misses);
         let generation = self.generation();
         let found = self.inner.read_secret(tenant_id, id, None).await?;
         if let Some((s, Some(v))) = &found {
@@ -540,7 +554,10 @@ impl Store for CachedStore {
 
     async fn append_audit(&self, entries: &[AuditRow]) -> Result<Appended> {
         let _noticing = self.noticing.lock().await;
+        let started = std::time::Instant::now();
         let appended = self.inner.append_audit(entries).await?;
+        // Here rather than in each database's batch writer: one place, both backends.
+        crate::telemetry::audit_batch(entries.len(), started.elapsed());
         // A refused entry means the database holds a key or secret change
         // this cache was not told of (a notification not delivered yet, or lost).
         if appended.changed || !appended.refused.is_empty() {

@@ -19,6 +19,7 @@
 //! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
 //! - [`lifecycle`]: soft delete, restore, purge and version deletion (a trait of its own).
 //! - [`rotation`]: rotation policies and rotations (a trait of its own).
+//! - [`trail`]: the audit trail's size and retention's pruning (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -38,6 +39,7 @@ pub mod rotation;
 pub mod shares;
 mod sql;
 pub mod sqlite;
+pub mod trail;
 mod version_writer;
 
 use async_trait::async_trait;
@@ -345,6 +347,14 @@ impl Credential {
     }
 }
 
+/// A connection pool's state at one moment (see [`Store::pool_stats`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    /// Connections open, idle among them.
+    pub open: u32,
+    pub idle: u32,
+}
+
 /// What one audit batch did.
 #[derive(Debug, Default)]
 pub struct Appended {
@@ -498,6 +508,12 @@ pub trait Store: Send + Sync + 'static {
     fn environments(&self) -> &dyn environments::EnvironmentStore;
     /// Tenants' wrapped data keys, for a master-key rotation (see [`keyring`]).
     fn keyring(&self) -> &dyn keyring::KeyringStore;
+    /// The audit trail's size and retention's pruning (see [`trail`]).
+    fn trail(&self) -> &dyn trail::TrailStore;
+    /// The read pool's connections right now, for `/metrics`.
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
     /// The audit chain, read back for `verify` (see [`audit_chain`]).
     fn audit_chain(&self) -> &dyn audit_chain::AuditChainStore;
 

@@ -15,6 +15,7 @@ pub mod claims;
 mod cursor;
 pub mod environments;
 pub mod exposure;
+mod gauges;
 pub mod keys;
 pub mod lifecycle;
 pub mod master_key;
@@ -26,6 +27,7 @@ pub mod principal;
 pub mod projects;
 pub mod proxy;
 pub mod requests;
+pub mod retention;
 pub mod rotation;
 pub mod scopes;
 pub mod secrets;
@@ -68,6 +70,10 @@ pub struct VaultConfig {
     /// How often `latchkey serve` runs its background jobs (due rotations,
     /// the sweep: see `sweep`).
     pub jobs_interval: std::time::Duration,
+    /// Audit entries older than this many days are pruned (`None`: kept for
+    /// ever), archived first into `audit_archive_dir` when set (see `retention`).
+    pub audit_retention_days: Option<u32>,
+    pub audit_archive_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for VaultConfig {
@@ -83,6 +89,8 @@ impl Default for VaultConfig {
             allow_private_destinations: false,
             retention_days: lifecycle::DEFAULT_RETENTION_DAYS,
             jobs_interval: std::time::Duration::from_secs(30),
+            audit_retention_days: None,
+            audit_archive_dir: None,
         }
     }
 }

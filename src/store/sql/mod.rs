@@ -25,6 +25,7 @@ mod requests;
 mod rotation;
 mod shares;
 mod store;
+mod trail;
 mod writes;
 
 pub(super) use writes::bind_audit;

@@ -53,6 +53,15 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn trail(&self) -> &dyn crate::store::trail::TrailStore {
+        self
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let pool = self.reader();
+        PoolStats { open: pool.size(), idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX) }
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
