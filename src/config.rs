@@ -80,6 +80,16 @@ pub struct PolicyArgs {
     /// also run once at start.
     #[arg(long, env = "LATCHKEY_JOBS_INTERVAL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(50..=86_400_000))]
     pub jobs_interval_ms: u64,
+
+    /// How often the webhook worker looks for due deliveries, in milliseconds
+    /// (an idle look is one indexed read).
+    #[arg(long, env = "LATCHKEY_WEBHOOK_POLL_MS", default_value_t = 1_000, hide = true, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub webhook_poll_ms: u64,
+
+    /// The first retry delay of a failed webhook delivery, in milliseconds;
+    /// it doubles with each attempt up to an hour (tests shorten it).
+    #[arg(long, env = "LATCHKEY_WEBHOOK_BACKOFF_MS", default_value_t = 30_000, hide = true, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub webhook_backoff_ms: u64,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -100,6 +110,8 @@ impl PolicyArgs {
             allow_private_destinations: false,
             retention_days: crate::vault::lifecycle::DEFAULT_RETENTION_DAYS,
             jobs_interval_ms: 30_000,
+            webhook_poll_ms: 1_000,
+            webhook_backoff_ms: 30_000,
         }
     }
 
@@ -115,6 +127,8 @@ impl PolicyArgs {
             allow_private_destinations: self.allow_private_destinations,
             retention_days: self.retention_days,
             jobs_interval: std::time::Duration::from_millis(self.jobs_interval_ms),
+            webhook_poll: std::time::Duration::from_millis(self.webhook_poll_ms),
+            webhook_backoff: std::time::Duration::from_millis(self.webhook_backoff_ms),
         }
     }
 }

@@ -195,6 +195,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_until(vault.clone(), sweeping.clone()));
     let rotations =
         tokio::spawn(crate::vault::rotation::scheduler::run_until(vault.clone(), vault.config().jobs_interval, sweeping.clone()));
+    let webhooks = tokio::spawn(crate::vault::webhooks::worker::run_until(vault.clone(), sweeping.clone()));
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -245,6 +246,7 @@ pub async fn serve(
     sweeping.cancel();
     let _ = sweeper.await;
     let _ = rotations.await;
+    let _ = webhooks.await;
     requests.close();
     let finished = async {
         graceful.shutdown().await;

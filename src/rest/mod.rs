@@ -18,6 +18,7 @@ mod proxy;
 mod requests;
 mod rotation;
 mod shares;
+mod webhooks;
 
 use std::sync::Arc;
 

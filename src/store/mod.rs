@@ -19,6 +19,7 @@
 //! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
 //! - [`lifecycle`]: soft delete, restore, purge and version deletion (a trait of its own).
 //! - [`rotation`]: rotation policies and rotations (a trait of its own).
+//! - [`webhooks`]: webhooks and their delivery queue (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -36,6 +37,7 @@ pub mod shares;
 mod sql;
 pub mod sqlite;
 mod version_writer;
+pub mod webhooks;
 
 use async_trait::async_trait;
 
@@ -471,6 +473,8 @@ pub trait Store: Send + Sync + 'static {
     fn rotations(&self) -> &dyn rotation::RotationStore;
     /// Project environments and templates (see [`environments`]).
     fn environments(&self) -> &dyn environments::EnvironmentStore;
+    /// Webhooks and their delivery queue (see [`webhooks`]).
+    fn webhooks(&self) -> &dyn webhooks::WebhookStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

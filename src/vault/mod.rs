@@ -34,6 +34,7 @@ pub mod throttle;
 pub mod tokens;
 mod usage;
 pub mod views;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -66,6 +67,10 @@ pub struct VaultConfig {
     /// How often `latchkey serve` runs its background jobs (due rotations,
     /// the sweep: see `sweep`).
     pub jobs_interval: std::time::Duration,
+    /// How often the webhook worker looks for due deliveries (see `webhooks::worker`).
+    pub webhook_poll: std::time::Duration,
+    /// A failed delivery's first retry delay; it doubles up to an hour.
+    pub webhook_backoff: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -81,6 +86,8 @@ impl Default for VaultConfig {
             allow_private_destinations: false,
             retention_days: lifecycle::DEFAULT_RETENTION_DAYS,
             jobs_interval: std::time::Duration::from_secs(30),
+            webhook_poll: std::time::Duration::from_secs(1),
+            webhook_backoff: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -23,6 +23,7 @@ mod requests;
 mod rotation;
 mod shares;
 mod store;
+mod webhooks;
 mod writes;
 
 pub(super) use writes::bind_audit;

@@ -45,6 +45,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn webhooks(&self) -> &dyn crate::store::webhooks::WebhookStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
