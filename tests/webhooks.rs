@@ -221,6 +221,7 @@ async fn story(backend: Backend) {
         assert_eq!((p["data"]["resourceType"].as_str(), p["data"]["resourceId"].as_str()), (Some("secret"), Some(sid.as_str())), "{p}");
         assert_eq!(p["data"]["name"], "db-password", "{p}");
     }
+    assert!(got.iter().all(|g| g.path == "a"), "{got:#?}");
     let shown = deliveries(&srv, &key, &id).await;
     assert_eq!(shown.len(), 3, "{shown:?}");
     assert!(shown.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1 && d["lastStatusCode"] == 200), "{shown:?}");
@@ -230,13 +231,21 @@ async fn story(backend: Backend) {
     rx.fail(2);
     let (s, b) = srv.post("/api/v1/secrets", &key, json!({ "name": "retried", "value": unique("v") })).await;
     assert_eq!(s, 201, "{b}");
-    let got = rx.wait("the retried delivery", &srv, |g| g.iter().any(|x| x.event == "secret.created" && x.answered == 200 && x.body.contains("retried"))).await;
+    let got = rx
+        .wait("the retried delivery", &srv, |g| {
+            g.iter().any(|x| x.event == "secret.created" && x.answered == 200 && x.body.contains("retried"))
+        })
+        .await;
     let tries: Vec<&Got> = got.iter().filter(|x| x.body.contains("\"retried\"")).collect();
     assert_eq!(tries.iter().map(|x| x.answered).collect::<Vec<_>>(), [500, 500, 200], "{tries:#?}");
     assert!(tries.iter().all(|x| x.delivery == tries[0].delivery && x.json()["id"] == tries[0].json()["id"]), "one delivery, tried thrice");
     let shown = deliveries(&srv, &key, &id).await;
     let d = shown.iter().find(|d| d["id"] == tries[0].delivery.as_str()).unwrap();
-    assert_eq!((d["status"].as_str(), d["attempts"].as_i64(), d["lastStatusCode"].as_i64()), (Some("delivered"), Some(3), Some(200)), "{d}");
+    assert_eq!(
+        (d["status"].as_str(), d["attempts"].as_i64(), d["lastStatusCode"].as_i64()),
+        (Some("delivered"), Some(3), Some(200)),
+        "{d}"
+    );
 
     // The test event, for this webhook only; a new secret signs what follows.
     let (s, t) = srv.call("POST", &format!("{HOOKS}/{id}/test"), Some(&key), None).await;
@@ -353,7 +362,9 @@ async fn two_servers_deliver_each_event_once() {
     }
     rx.wait("every event", &one, |g| g.len() >= N).await;
     // Many more turns of both workers: nothing more arrives.
-    let (s, t) = one.call("POST", &format!("{HOOKS}/{}/test", one.get(HOOKS, &key).await.1["webhooks"][0]["id"].as_str().unwrap()), Some(&key), None).await;
+    let (s, t) = one
+        .call("POST", &format!("{HOOKS}/{}/test", one.get(HOOKS, &key).await.1["webhooks"][0]["id"].as_str().unwrap()), Some(&key), None)
+        .await;
     assert_eq!(s, 202, "{t}");
     let got = rx.wait("the test event after them", &one, |g| g.iter().any(|x| x.event == "webhook.test")).await;
     let mut seen = HashMap::new();
@@ -369,7 +380,8 @@ async fn two_servers_deliver_each_event_once() {
 /// creation (400), and a name that resolves to one at each delivery.
 async fn private_destinations_refused(backend: Backend) {
     let rx = Receiver::start().await;
-    let srv = Server::start_with(Opts::new(backend).env("LATCHKEY_WEBHOOK_POLL_MS", "50").env("LATCHKEY_WEBHOOK_BACKOFF_MS", "100000")).await;
+    let srv =
+        Server::start_with(Opts::new(backend).env("LATCHKEY_WEBHOOK_POLL_MS", "50").env("LATCHKEY_WEBHOOK_BACKOFF_MS", "100000")).await;
     let key = srv.signup(&unique("hooks-private")).await;
     for url in [rx.url("p"), "http://10.1.2.3/hook".to_owned(), "http://[::1]:9/".to_owned()] {
         let (s, b) = srv.post(HOOKS, &key, json!({ "url": url, "events": ["*"] })).await;

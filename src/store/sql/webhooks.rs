@@ -159,7 +159,7 @@ impl<B: Backend> WebhookStore for B {
     async fn claim_due(&self, now: Millis, lease_until: Millis, limit: i64) -> Result<Vec<DeliveryRow>> {
         // A read first: an idle queue costs no write (SQLite's one writer).
         let any: Option<i64> =
-            query::<B::Db>("SELECT 1 FROM webhook_deliveries WHERE status = $1 AND next_attempt_at <= $2 LIMIT 1")
+            query::<B::Db>("SELECT next_attempt_at FROM webhook_deliveries WHERE status = $1 AND next_attempt_at <= $2 LIMIT 1")
                 .bind(PENDING)
                 .bind(now)
                 .fetch_optional_scalar(self.reader())

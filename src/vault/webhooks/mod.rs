@@ -265,7 +265,9 @@ impl Vault {
         p.require_key("manage webhooks")?;
         p.require(Permission::Admin)?;
         if p.project_scope.is_some() {
-            return Err(Error::ScopeDenied("a project-scoped key cannot manage webhooks: a webhook receives every project's events".into()));
+            return Err(Error::ScopeDenied(
+                "a project-scoped key cannot manage webhooks: a webhook receives every project's events".into(),
+            ));
         }
         Ok(())
     }
@@ -497,7 +499,10 @@ mod tests {
 
     #[test]
     fn events_are_checked_and_stored_between_commas() {
-        assert_eq!(stored_events(&["secret.created".into(), "secret.created".into(), "apikey.revoked".into()]).unwrap(), ",secret.created,apikey.revoked,");
+        assert_eq!(
+            stored_events(&["secret.created".into(), "secret.created".into(), "apikey.revoked".into()]).unwrap(),
+            ",secret.created,apikey.revoked,"
+        );
         assert_eq!(stored_events(&["secret.deleted".into(), "*".into()]).unwrap(), ",*,");
         let err = stored_events(&["secret.read".into()]).unwrap_err().to_string();
         assert!(err.contains("unknown event 'secret.read'") && err.contains("secret.rotation_due"), "{err}");
