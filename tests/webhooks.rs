@@ -283,6 +283,7 @@ async fn story(backend: Backend) {
         assert!(trail.contains(action), "{action} not audited: {trail}");
     }
     assert!(!trail.contains(&secret) && !trail.contains(&secret2) && !trail.contains("/hook/a"), "{trail}");
+    assert!(!srv.stderr().contains("webhook"), "the worker logged a failure:\n{}", srv.stderr());
 }
 
 #[tokio::test]

@@ -97,6 +97,9 @@ pub trait WebhookStore: Send + Sync {
     /// Records how the attempt `attempts` of a delivery ended, unless
     /// another worker took it since (its lease lapsed): false then.
     async fn finish(&self, id: &str, attempts: i64, how: &Attempt) -> Result<bool>;
+    /// Deletes up to `limit` finished deliveries (delivered, failed,
+    /// cancelled) of events older than `before`; answers how many.
+    async fn prune_finished(&self, before: Millis, limit: i64) -> Result<u64>;
     /// Deliveries still pending, every tenant's (for metrics).
     async fn queue_depth(&self) -> Result<i64>;
 }

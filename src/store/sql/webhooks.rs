@@ -209,6 +209,22 @@ impl<B: Backend> WebhookStore for B {
         Ok(n == 1)
     }
 
+    async fn prune_finished(&self, before: Millis, limit: i64) -> Result<u64> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = Self::begin_write(&mut conn).await?;
+        let n = query::<B::Db>(
+            "DELETE FROM webhook_deliveries WHERE id IN \
+             (SELECT id FROM webhook_deliveries WHERE status <> $1 AND created_at < $2 LIMIT $3)",
+        )
+        .bind(PENDING)
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn queue_depth(&self) -> Result<i64> {
         query::<B::Db>("SELECT COUNT(*) FROM webhook_deliveries WHERE status = $1").bind(PENDING).fetch_one_scalar(self.reader()).await
     }

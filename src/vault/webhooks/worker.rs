@@ -8,6 +8,8 @@
 //! backoff (`--webhook-backoff-ms`, 30 s by default, doubling, at most an
 //! hour apart) until 24 h after the event, when the delivery is `failed`.
 //!
+//! Finished deliveries are deleted a week after their event.
+//!
 //! The signature is Stripe's convention: `Latchkey-Signature:
 //! t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 
@@ -35,6 +37,12 @@ const MAX_ROUNDS: usize = 8;
 const MAX_BACKOFF_MS: Millis = 3_600_000;
 /// How long after its event a delivery is tried.
 pub const GIVE_UP_AFTER_MS: Millis = 24 * 3_600_000;
+/// How long finished deliveries stay visible in `GET /api/v1/webhooks/{id}`.
+const KEEP_FINISHED_MS: Millis = 7 * 24 * 3_600_000;
+/// How often finished deliveries past that are deleted (also at start), and
+/// the most one turn deletes.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const PRUNE_BATCH: i64 = 5_000;
 /// The most of a failure's note that is kept.
 const NOTE_CHARS: usize = 200;
 
@@ -44,10 +52,17 @@ const NOTE_CHARS: usize = 200;
 pub async fn run_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
     let mut every = tokio::time::interval(vault.config().webhook_poll);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = every.tick() => {}
+        }
+        if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned = Some(std::time::Instant::now());
+            if let Err(e) = vault.store().webhooks().prune_finished(now_millis() - KEEP_FINISHED_MS, PRUNE_BATCH).await {
+                tracing::warn!("pruning webhook deliveries failed: {}", e.public_message_with_cause());
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => break,
