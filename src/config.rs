@@ -92,6 +92,16 @@ pub struct PolicyArgs {
     /// (DIR/<tenant>/<YYYY-MM-DD>.jsonl.gz), synced before the rows go.
     #[arg(long, env = "LATCHKEY_AUDIT_ARCHIVE_DIR", value_name = "DIR")]
     pub audit_archive_dir: Option<PathBuf>,
+
+    /// How often the webhook worker looks for due deliveries, in milliseconds
+    /// (an idle look is one indexed read).
+    #[arg(long, env = "LATCHKEY_WEBHOOK_POLL_MS", default_value_t = 1_000, hide = true, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub webhook_poll_ms: u64,
+
+    /// The first retry delay of a failed webhook delivery, in milliseconds;
+    /// it doubles with each attempt up to an hour (tests shorten it).
+    #[arg(long, env = "LATCHKEY_WEBHOOK_BACKOFF_MS", default_value_t = 30_000, hide = true, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub webhook_backoff_ms: u64,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -114,6 +124,8 @@ impl PolicyArgs {
             jobs_interval_ms: 30_000,
             audit_retention_days: None,
             audit_archive_dir: None,
+            webhook_poll_ms: 1_000,
+            webhook_backoff_ms: 30_000,
         }
     }
 
@@ -131,6 +143,8 @@ impl PolicyArgs {
             jobs_interval: std::time::Duration::from_millis(self.jobs_interval_ms),
             audit_retention_days: self.audit_retention_days,
             audit_archive_dir: self.audit_archive_dir.clone(),
+            webhook_poll: std::time::Duration::from_millis(self.webhook_poll_ms),
+            webhook_backoff: std::time::Duration::from_millis(self.webhook_backoff_ms),
         }
     }
 }

@@ -202,6 +202,7 @@ pub async fn serve(
     let rotations =
         tokio::spawn(crate::vault::rotation::scheduler::run_until(vault.clone(), vault.config().jobs_interval, sweeping.clone()));
     let retention = tokio::spawn(crate::vault::retention::run_until(vault.clone(), sweeping.clone()));
+    let webhooks = tokio::spawn(crate::vault::webhooks::worker::run_until(vault.clone(), sweeping.clone()));
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -253,6 +254,7 @@ pub async fn serve(
     let _ = sweeper.await;
     let _ = rotations.await;
     let _ = retention.await;
+    let _ = webhooks.await;
     requests.close();
     let finished = async {
         graceful.shutdown().await;

@@ -367,5 +367,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::rotation::routes(t);
     let t = super::environments::routes(t);
     let t = super::audit_verify::routes(t);
+    let t = super::webhooks::routes(t);
     (t.router, t.ops)
 }

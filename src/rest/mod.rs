@@ -19,6 +19,7 @@ mod proxy;
 mod requests;
 mod rotation;
 mod shares;
+mod webhooks;
 
 use std::sync::Arc;
 

@@ -274,6 +274,12 @@ impl Store for CachedStore {
         self.inner.audit_chain()
     }
 
+    // Nor a webhook or a delivery; events are enqueued by the database
+    // itself, with the audit entries of the writes that pass through here.
+    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+        self.inner.webhooks()
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.inner.close().await

@@ -20,6 +20,7 @@
 //! - [`lifecycle`]: soft delete, restore, purge and version deletion (a trait of its own).
 //! - [`rotation`]: rotation policies and rotations (a trait of its own).
 //! - [`trail`]: the audit trail's size and retention's pruning (a trait of its own).
+//! - [`webhooks`]: webhooks and their delivery queue (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
@@ -41,6 +42,7 @@ mod sql;
 pub mod sqlite;
 pub mod trail;
 mod version_writer;
+pub mod webhooks;
 
 use async_trait::async_trait;
 
@@ -516,6 +518,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The audit chain, read back for `verify` (see [`audit_chain`]).
     fn audit_chain(&self) -> &dyn audit_chain::AuditChainStore;
+
+    /// Webhooks and their delivery queue (see [`webhooks`]).
+    fn webhooks(&self) -> &dyn webhooks::WebhookStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -38,6 +38,7 @@ pub mod throttle;
 pub mod tokens;
 mod usage;
 pub mod views;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -74,6 +75,11 @@ pub struct VaultConfig {
     /// ever), archived first into `audit_archive_dir` when set (see `retention`).
     pub audit_retention_days: Option<u32>,
     pub audit_archive_dir: Option<std::path::PathBuf>,
+
+    /// How often the webhook worker looks for due deliveries (see `webhooks::worker`).
+    pub webhook_poll: std::time::Duration,
+    /// A failed delivery's first retry delay; it doubles up to an hour.
+    pub webhook_backoff: std::time::Duration,
 }
 
 impl Default for VaultConfig {
@@ -91,6 +97,8 @@ impl Default for VaultConfig {
             jobs_interval: std::time::Duration::from_secs(30),
             audit_retention_days: None,
             audit_archive_dir: None,
+            webhook_poll: std::time::Duration::from_secs(1),
+            webhook_backoff: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -26,6 +26,7 @@ mod rotation;
 mod shares;
 mod store;
 mod trail;
+mod webhooks;
 mod writes;
 
 pub(super) use writes::bind_audit;

@@ -62,6 +62,10 @@ impl<B: Backend> Store for B {
         PoolStats { open: pool.size(), idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX) }
     }
 
+    fn webhooks(&self) -> &dyn crate::store::webhooks::WebhookStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
