@@ -100,6 +100,29 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The operator's backup of the whole server (every tenant): a
+    /// consistent copy while servers run, restored only into an empty data
+    /// directory or database. The master key is not in it: keep it.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Writes the backup to FILE (which must not exist).
+    Create {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restores FILE into an empty data directory (SQLite) or an empty database (PostgreSQL).
+    Restore {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// What the operator does with approval requests; each decision is audited
@@ -269,6 +292,18 @@ async fn run(command: Command) -> latchkey::Result<()> {
             let done = latchkey::vault::approvals::operator_command(&vault, command).await;
             vault.store().close().await;
             println!("{}", done?);
+            Ok(())
+        }
+        Command::Backup { action: BackupAction::Create { file, store } } => {
+            let done = latchkey::dump::create(&file, &store).await?;
+            println!("wrote {}: {done}", file.display());
+            eprintln!("note: {}", latchkey::dump::MASTER_KEY_NOTE);
+            Ok(())
+        }
+        Command::Backup { action: BackupAction::Restore { file, store } } => {
+            let done = latchkey::dump::restore(&file, &store).await?;
+            println!("restored {}: {done}", file.display());
+            eprintln!("note: {}", latchkey::dump::MASTER_KEY_NOTE);
             Ok(())
         }
         Command::Tenant { action: TenantAction::SetPlan { tenant, plan }, store } => {

@@ -366,5 +366,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::lifecycle::routes(t);
     let t = super::rotation::routes(t);
     let t = super::environments::routes(t);
+    let t = super::backups::routes(t);
     (t.router, t.ops)
 }

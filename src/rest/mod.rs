@@ -4,6 +4,7 @@
 //! axum router and the OpenAPI document.
 
 mod api;
+pub mod backups;
 mod checks;
 mod claims;
 mod docs;

@@ -19,9 +19,11 @@
 //! - [`requests`]: secret requests, a value an agent asks a human for (a trait of its own).
 //! - [`lifecycle`]: soft delete, restore, purge and version deletion (a trait of its own).
 //! - [`rotation`]: rotation policies and rotations (a trait of its own).
+//! - [`backups`]: tenant backups, their snapshot and restore (a trait of its own).
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
+pub mod backups;
 mod cached;
 pub mod claims;
 pub mod environments;
@@ -471,6 +473,8 @@ pub trait Store: Send + Sync + 'static {
     fn rotations(&self) -> &dyn rotation::RotationStore;
     /// Project environments and templates (see [`environments`]).
     fn environments(&self) -> &dyn environments::EnvironmentStore;
+    /// Tenant backups: archives, snapshots, restore (see [`backups`]).
+    fn backups(&self) -> &dyn backups::BackupStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

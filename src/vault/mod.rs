@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 mod audit_writer;
 pub mod auth;
+pub mod backups;
 pub mod batch;
 pub mod bindings;
 pub mod checks;

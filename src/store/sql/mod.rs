@@ -13,6 +13,7 @@
 //! - [`filters`]: statements shaped by a request's filters.
 
 mod approvals;
+mod backups;
 mod claims;
 pub(super) mod dialect;
 mod environments;
