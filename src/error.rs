@@ -91,6 +91,10 @@ pub enum Error {
     /// 401: the password given for a share link is wrong (no use is counted).
     #[error("wrong password for this share link")]
     InvalidPassword,
+    /// 403: a backup archive's passphrase is missing or wrong (nothing
+    /// was changed).
+    #[error("{0}")]
+    InvalidPassphrase(String),
     /// 429: too many wrong passwords; the share link is locked for a while.
     #[error("too many wrong passwords: this share link is locked; retry after {} s", retry_after.as_secs().max(1))]
     ShareLocked { retry_after: Duration },
@@ -197,6 +201,7 @@ impl Error {
             Error::ShareRevoked => "SHARE_REVOKED",
             Error::PasswordRequired => "PASSWORD_REQUIRED",
             Error::InvalidPassword => "INVALID_PASSWORD",
+            Error::InvalidPassphrase(_) => "INVALID_PASSPHRASE",
             Error::ShareLocked { .. } => "SHARE_LOCKED",
             Error::RequestFulfilled => "REQUEST_FULFILLED",
             Error::RequestCancelled => "REQUEST_CANCELLED",
@@ -239,6 +244,7 @@ impl Error {
             | Error::ApprovalRequired { .. }
             | Error::DestinationNotBound(_)
             | Error::DestinationRefused(_)
+            | Error::InvalidPassphrase(_)
             | Error::PlanLimitReached(_)
             | Error::SignupClosed
             | Error::ForbiddenHost(_)

@@ -21,6 +21,7 @@
 //! - [`pages`]: the pages for people (`/approvals`): owners sign in and decide.
 //! - [`redact`]: replacing secret values (and their encoded forms) in output, also as a stream.
 //! - [`run`]: `latchkey run`, a command with secrets in its environment and its output redacted.
+//! - [`dump`]: `latchkey backup create | restore FILE`, the operator's backup of the whole server.
 //! - [`envcli`]: `latchkey env pull | push | promote`, an environment as a `.env` file.
 //! - [`edge`]: what every HTTP front checks and reads first: `Host`/`Origin`,
 //!   the client's address, the credential.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod crypto;
 pub mod docs;
 pub mod dotenv;
+pub mod dump;
 pub mod edge;
 pub mod envcli;
 pub mod error;

@@ -118,6 +118,29 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The operator's backup of the whole server (every tenant): a
+    /// consistent copy while servers run, restored only into an empty data
+    /// directory or database. The master key is not in it: keep it.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Writes the backup to FILE (which must not exist).
+    Create {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restores FILE into an empty data directory (SQLite) or an empty database (PostgreSQL).
+    Restore {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -329,6 +352,18 @@ async fn run(command: Command) -> latchkey::Result<()> {
             let rotated = latchkey::config::rotate_master_key(&store, &|n| bar.set_message(format!("{n} tenants' keys read"))).await;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&rotated?).map_err(latchkey::Error::internal)?);
+            Ok(())
+        }
+        Command::Backup { action: BackupAction::Create { file, store } } => {
+            let done = latchkey::dump::create(&file, &store).await?;
+            println!("wrote {}: {done}", file.display());
+            eprintln!("note: {}", latchkey::dump::MASTER_KEY_NOTE);
+            Ok(())
+        }
+        Command::Backup { action: BackupAction::Restore { file, store } } => {
+            let done = latchkey::dump::restore(&file, &store).await?;
+            println!("restored {}: {done}", file.display());
+            eprintln!("note: {}", latchkey::dump::MASTER_KEY_NOTE);
             Ok(())
         }
         Command::Tenant { action: TenantAction::SetPlan { tenant, plan }, store } => {

@@ -90,6 +90,8 @@ async fn read_body_first(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = req.into_parts();
+    // A backup archive is the one body allowed past the usual limit.
+    let limit = if parts.uri.path() == rest::backups::UPLOAD_PATH { limit.max(rest::backups::UPLOAD_LIMIT) } else { limit };
     let Ok(read) = tokio::time::timeout(BODY_TIME, read_at_most(body, limit)).await else {
         let why = format!("the request body did not arrive within {} s", BODY_TIME.as_secs());
         let mut resp = Error::RequestTimeout(why).into_response();

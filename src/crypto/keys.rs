@@ -256,6 +256,47 @@ impl DataKey {
     }
 }
 
+/// A fresh random 256-bit key (a backup's archive key).
+pub fn random_key() -> zeroize::Zeroizing<[u8; 32]> {
+    zeroize::Zeroizing::new(random())
+}
+
+/// Seals `plaintext` under a standalone key: `format | nonce | ciphertext+tag`.
+/// For blobs that are no secret version (a backup's body, a wrapped key).
+pub fn seal_with_key(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    seal_with(key, aad, plaintext, &[])
+}
+
+/// Opens what [`seal_with_key`] sealed; `Integrity` on any mismatch.
+pub fn open_with_key(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    open_with(key, aad, split_format(sealed)?).map(zeroize::Zeroizing::new)
+}
+
+impl DataKey {
+    /// The key that wraps other keys for this tenant (a backup's archive
+    /// key): derived, so the data key itself never encrypts anything but
+    /// through HKDF.
+    fn wrapping_key(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        let hk = Hkdf::<Sha256>::new(None, &self.key);
+        let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+        hk.expand(b"latchkey key wrapping v1", okm.as_mut()).expect("32 bytes is a valid HKDF length");
+        okm
+    }
+
+    /// Wraps `key` for this tenant, bound to `aad`.
+    pub fn wrap_key(&self, aad: &[u8], key: &[u8; 32]) -> Vec<u8> {
+        seal_with(&self.wrapping_key(), aad, key, &[])
+    }
+
+    /// Unwraps what [`DataKey::wrap_key`] wrapped; `Integrity` when another
+    /// tenant's key (or another server's) wrapped it, or `aad` differs.
+    pub fn unwrap_key(&self, aad: &[u8], wrapped: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        let plain = open_with_key(&self.wrapping_key(), aad, wrapped)?;
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| Error::Integrity)?;
+        Ok(zeroize::Zeroizing::new(key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

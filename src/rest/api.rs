@@ -368,5 +368,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::environments::routes(t);
     let t = super::audit_verify::routes(t);
     let t = super::webhooks::routes(t);
+    let t = super::backups::routes(t);
     (t.router, t.ops)
 }

@@ -5,6 +5,7 @@
 
 mod api;
 mod audit_verify;
+pub mod backups;
 mod checks;
 mod claims;
 mod docs;

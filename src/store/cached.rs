@@ -68,6 +68,8 @@ struct State {
     /// nothing they touch is filled meanwhile. Kept through `clear`.
     writing_secrets: HashMap<(String, String), usize>,
     writing_keys: HashMap<String, usize>,
+    /// Restores in flight: every secret of these tenants is being written.
+    writing_tenants: HashMap<String, usize>,
 }
 
 impl State {
@@ -96,8 +98,17 @@ impl State {
 
 /// What a write of this process touches.
 enum Touch {
-    Secret { tenant_id: String, id: String },
-    KeysOf { tenant_id: String },
+    Secret {
+        tenant_id: String,
+        id: String,
+    },
+    KeysOf {
+        tenant_id: String,
+    },
+    /// Every secret of the tenant (a restore from a backup).
+    SecretsOf {
+        tenant_id: String,
+    },
 }
 
 /// A write in flight (see [`CachedStore::writing`]); dropping it, when the
@@ -128,6 +139,10 @@ impl Drop for Writing<'_> {
             Touch::KeysOf { tenant_id } => {
                 st.keys.retain(|_, k| k.key.tenant_id != *tenant_id);
                 done(&mut st.writing_keys, tenant_id.clone());
+            }
+            Touch::SecretsOf { tenant_id } => {
+                st.secrets.retain(|(t, _), _| t != tenant_id);
+                done(&mut st.writing_tenants, tenant_id.clone());
             }
         }
     }
@@ -195,6 +210,12 @@ impl CachedStore {
                 let before = st.keys.len();
                 st.keys.retain(|_, k| k.key.tenant_id != *tenant_id);
                 st.keys.len() != before
+            }
+            Touch::SecretsOf { tenant_id } => {
+                *st.writing_tenants.entry(tenant_id.clone()).or_default() += 1;
+                let before = st.secrets.len();
+                st.secrets.retain(|(t, _), _| t != tenant_id);
+                st.secrets.len() != before
             }
         };
         drop(st);
@@ -278,6 +299,11 @@ impl Store for CachedStore {
     // itself, with the audit entries of the writes that pass through here.
     fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
         self.inner.webhooks()
+    }
+
+    // A restore rewrites every secret of a tenant (see below).
+    fn backups(&self) -> &dyn super::backups::BackupStore {
+        self
     }
 
     async fn close(&self) {
@@ -424,7 +450,11 @@ impl Store for CachedStore {
         let found = self.inner.read_secret(tenant_id, id, None).await?;
         if let Some((s, Some(v))) = &found {
             let mut st = self.state.write().expect("cache lock");
-            if st.generation == generation && !st.writing_secrets.contains_key(&key) && st.make_room(secret_size(s, v)) {
+            if st.generation == generation
+                && !st.writing_secrets.contains_key(&key)
+                && !st.writing_tenants.contains_key(tenant_id)
+                && st.make_room(secret_size(s, v))
+            {
                 st.secrets.insert(key, (s.clone(), v.clone()));
             }
         }
@@ -682,5 +712,38 @@ impl super::rotation::RotationStore for CachedStore {
     }
     async fn last_rotated_at(&self, secret_id: &str) -> Result<Option<Millis>> {
         self.inner.rotations().last_rotated_at(secret_id).await
+    }
+}
+
+/// Backups through the cache: a restore is a write of every secret of its
+/// tenant, so what the cache held of them is dropped first (and again when
+/// it returns), as for `update_secret`; the rest passes through.
+#[async_trait]
+impl super::backups::BackupStore for CachedStore {
+    async fn snapshot(&self, tenant_id: &str) -> Result<super::backups::TenantData> {
+        self.inner.backups().snapshot(tenant_id).await
+    }
+    async fn insert_backup(&self, row: &super::backups::BackupRow, max: i64, audit: &AuditRow) -> Result<()> {
+        self.inner.backups().insert_backup(row, max, audit).await
+    }
+    async fn list_backups(&self, tenant_id: &str) -> Result<Vec<super::backups::BackupRow>> {
+        self.inner.backups().list_backups(tenant_id).await
+    }
+    async fn get_backup(&self, tenant_id: &str, id: &str, archive: bool) -> Result<Option<super::backups::BackupRow>> {
+        self.inner.backups().get_backup(tenant_id, id, archive).await
+    }
+    async fn delete_backup(&self, tenant_id: &str, id: &str, audit: &AuditRow) -> Result<bool> {
+        self.inner.backups().delete_backup(tenant_id, id, audit).await
+    }
+    async fn restore(
+        &self,
+        tenant_id: &str,
+        data: &super::backups::TenantData,
+        max_secrets: QuotaOf<'_>,
+        now: Millis,
+        audit: &AuditRow,
+    ) -> Result<()> {
+        let _writing = self.writing(Touch::SecretsOf { tenant_id: tenant_id.to_owned() });
+        self.inner.backups().restore(tenant_id, data, max_secrets, now, audit).await
     }
 }

@@ -25,6 +25,11 @@
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 pub mod audit_chain;
+//! - [`backups`]: tenant backups, their snapshot and restore (a trait of its own).
+//! - [`liveness`]: the one rule for "is this credential still live".
+//! - [`integrity`]: stored data that does not parse is an error, never a default.
+
+pub mod backups;
 mod cached;
 pub mod chain;
 pub mod claims;
@@ -521,6 +526,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Webhooks and their delivery queue (see [`webhooks`]).
     fn webhooks(&self) -> &dyn webhooks::WebhookStore;
+
+    /// Tenant backups: archives, snapshots, restore (see [`backups`]).
+    fn backups(&self) -> &dyn backups::BackupStore;
 
     async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless `key` exists; returns whatever is stored afterwards,

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod audit_verify;
 mod audit_writer;
 pub mod auth;
+pub mod backups;
 pub mod batch;
 pub mod bindings;
 pub mod checks;

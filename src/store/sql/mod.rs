@@ -14,6 +14,7 @@
 
 mod approvals;
 mod audit_chain;
+mod backups;
 mod claims;
 pub(super) mod dialect;
 mod environments;

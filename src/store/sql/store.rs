@@ -66,6 +66,10 @@ impl<B: Backend> Store for B {
         self
     }
 
+    fn backups(&self) -> &dyn crate::store::backups::BackupStore {
+        self
+    }
+
     async fn close(&self) {
         self.close_writer().await;
         self.reader().close().await;
