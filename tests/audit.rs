@@ -428,7 +428,22 @@ async fn exports(backend: Backend) {
     let header: Vec<String> = csv.headers().unwrap().iter().map(str::to_owned).collect();
     assert_eq!(
         header,
-        ["id", "timestamp", "action", "resourceType", "resourceId", "actor", "front", "outcome", "ipAddress", "userAgent", "detail"]
+        [
+            "id",
+            "timestamp",
+            "action",
+            "resourceType",
+            "resourceId",
+            "actor",
+            "front",
+            "outcome",
+            "ipAddress",
+            "userAgent",
+            "detail",
+            "client",
+            "tool",
+            "reason"
+        ]
     );
     let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
     let csv_ids: Vec<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
@@ -440,6 +455,8 @@ async fn exports(backend: Backend) {
     assert_eq!(serde_json::from_str::<Value>(&read_row[10]).unwrap(), same["detail"], "detail as JSON text");
     assert_eq!(&read_row[1], same["timestamp"].as_str().unwrap());
     assert_eq!(&read_row[8], "127.0.0.1");
+    // The client is the User-Agent here (no MCP client), and as guarded.
+    assert_eq!(&read_row[11], format!("'{formula}"));
 
     // Filters as for the query API. A rare action in a long trail: its
     // pages end at each scan window, most of them empty, and the export

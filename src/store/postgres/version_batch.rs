@@ -104,12 +104,15 @@ impl PgBatch {
                  WHERE a.id IN (SELECT id FROM advanced)
              ), heads AS (
                  INSERT INTO audit_chain_heads (chain, seq, hash) SELECT * FROM UNNEST($35::text[], $36::bigint[], $37::bytea[])
+                 WHERE (SELECT count(*) FROM advanced) = cardinality($1::text[])
                  ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash
              )
              SELECT {SECRET_COLS}, (SELECT pg_notify($24, $25)) AS announced,
-                    -- The entries were linked for every secret: unless all
-                    -- advanced, the statement fails (an unknown setting) and
-                    -- writes nothing, and the locked path takes the batch.
+                    -- The entries were linked for every secret: when some but
+                    -- not all advanced, the statement fails (an unknown
+                    -- setting) and writes nothing, and the locked path takes
+                    -- the batch. When none advanced, nothing was written
+                    -- (the heads move only with all).
                     CASE WHEN (SELECT count(*) FROM advanced) <> cardinality($1::text[])
                          THEN current_setting('latchkey.partial_batch') END AS whole
              FROM advanced",
@@ -206,7 +209,11 @@ impl PgBatch {
             }
         };
         self.remember(&advanced, t.iter().map(|r| r.id.as_str()));
-        self.heads.put(&heads);
+        if advanced.len() == t.len() {
+            self.heads.put(&heads);
+        } else {
+            self.heads.clear();
+        }
         let advanced: HashMap<&str, &SecretRow> = advanced.iter().map(|r| (r.id.as_str(), r)).collect();
         let unconfirmed: Vec<bool> = jobs.iter().map(|j| unconfirmed(j)).collect();
         Ok(jobs
