@@ -152,11 +152,7 @@ async fn story(backend: Backend) {
     let edited = id_at(&srv, &tenant, 5).await;
     with_tampered(&srv, &[edited], vec![format!("UPDATE audit_log SET actor = 'someone-else' WHERE id = {edited}")], async {
         let r = verify(&srv, &admin, "").await;
-        assert_eq!(
-            (r["verified"].as_bool(), r["firstBroken"].as_i64(), r["reason"].as_str()),
-            (Some(false), Some(edited), Some("hash")),
-            "{r}"
-        );
+        assert_eq!((r["verified"].as_bool(), r["firstBroken"].as_i64(), r["reason"].as_str()), (Some(false), Some(edited), Some("hash")), "{r}");
         assert_eq!(r["entries"], 4, "{r}");
         let (code, cli) = cli_verify(&srv, &tenant, &[]);
         assert_eq!((code, cli["firstBroken"].as_i64()), (1, Some(edited)), "{cli}");
@@ -180,11 +176,7 @@ async fn story(backend: Backend) {
     };
     with_tampered(&srv, &[a, b], vec![swap(a, b), swap(b, a)], async {
         let r = verify(&srv, &admin, "").await;
-        assert_eq!(
-            (r["verified"].as_bool(), r["firstBroken"].as_i64(), r["reason"].as_str()),
-            (Some(false), Some(earlier), Some("hash")),
-            "{r}"
-        );
+        assert_eq!((r["verified"].as_bool(), r["firstBroken"].as_i64(), r["reason"].as_str()), (Some(false), Some(earlier), Some("hash")), "{r}");
     })
     .await;
     assert_eq!(verify(&srv, &admin, "").await["verified"], true);
@@ -193,11 +185,7 @@ async fn story(backend: Backend) {
     let (gone, next) = (id_at(&srv, &tenant, 6).await, id_at(&srv, &tenant, 7).await);
     with_tampered(&srv, &[gone], vec![format!("DELETE FROM audit_log WHERE id = {gone}")], async {
         let r = verify(&srv, &admin, "").await;
-        assert_eq!(
-            (r["verified"].as_bool(), r["firstBroken"].as_i64(), r["reason"].as_str()),
-            (Some(false), Some(next), Some("position")),
-            "{r}"
-        );
+        assert_eq!((r["verified"].as_bool(), r["firstBroken"].as_i64(), r["reason"].as_str()), (Some(false), Some(next), Some("position")), "{r}");
     })
     .await;
     assert_eq!(verify(&srv, &admin, "").await["verified"], true);
@@ -294,8 +282,7 @@ async fn a_stdio_session_beside_the_server_on_sqlite() {
     let session = async {
         for _ in 0..20 {
             let args = json!({ "name": "LOCAL_KEY" });
-            let r =
-                client.call_tool(CallToolRequestParams::new("get_secret").with_arguments(args.as_object().unwrap().clone())).await.unwrap();
+            let r = client.call_tool(CallToolRequestParams::new("get_secret").with_arguments(args.as_object().unwrap().clone())).await.unwrap();
             assert_ne!(r.is_error, Some(true), "{r:?}");
         }
     };
