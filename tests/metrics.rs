@@ -101,7 +101,14 @@ async fn story(backend: Backend) {
         assert!(uuid::Uuid::parse_str(&id).is_ok() && Some(id.as_str()) != bad, "{id}");
     }
     // An error body names the id too.
-    let resp = srv.http.get(srv.url("/api/v1/secrets/missing-one")).header("X-API-Key", &admin).header("x-request-id", "err-7").send().await.unwrap();
+    let resp = srv
+        .http
+        .get(srv.url("/api/v1/secrets/missing-one"))
+        .header("X-API-Key", &admin)
+        .header("x-request-id", "err-7")
+        .send()
+        .await
+        .unwrap();
     assert!(resp.status().is_client_error() && resp.headers()["x-request-id"] == "err-7");
     let body: Value = resp.json().await.unwrap();
     assert!(body["code"].is_string() && body["requestId"] == "err-7", "{body}");
@@ -124,13 +131,16 @@ async fn metrics_on_postgres() {
 /// escape codes, and a request's lines carry its request id.
 #[tokio::test]
 async fn json_logs() {
-    let srv = Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_LOG_FORMAT", "json").env("LATCHKEY_LOG", "info,tower_http=debug")).await;
+    let srv =
+        Server::start_with(Opts::new(Backend::Sqlite).env("LATCHKEY_LOG_FORMAT", "json").env("LATCHKEY_LOG", "info,tower_http=debug"))
+            .await;
     srv.signup(&unique("logs")).await;
     let resp = srv.http.get(srv.url("/healthz")).header("x-request-id", "json-log-1").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let text = srv.stderr();
     assert!(!text.contains('\u{1b}'), "{text}");
-    let lines: Vec<Value> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let lines: Vec<Value> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
     assert!(lines.iter().any(|l| l["fields"]["message"] == "latchkey listening"), "{text}");
     assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{text}");
     // tower-http's lines about the request sit in its span, which names the id.

@@ -105,8 +105,12 @@ pub struct CacheCounters {
     pub secret_misses: AtomicU64,
 }
 
-pub static CACHE: CacheCounters =
-    CacheCounters { key_hits: AtomicU64::new(0), key_misses: AtomicU64::new(0), secret_hits: AtomicU64::new(0), secret_misses: AtomicU64::new(0) };
+pub static CACHE: CacheCounters = CacheCounters {
+    key_hits: AtomicU64::new(0),
+    key_misses: AtomicU64::new(0),
+    secret_hits: AtomicU64::new(0),
+    secret_misses: AtomicU64::new(0),
+};
 
 impl CacheCounters {
     #[inline]

@@ -133,7 +133,8 @@ fn write_archive(dir: &Path, rows: &[StoredEntry]) -> Result<()> {
     let io = |what: &str, path: &Path, e: std::io::Error| Error::internal(format_args!("audit archive: {what} {}: {e}", path.display()));
     let mut files: BTreeMap<PathBuf, Vec<&StoredEntry>> = BTreeMap::new();
     for row in rows {
-        let day = chrono::DateTime::from_timestamp_millis(row.at).map_or_else(|| "invalid-date".into(), |t| t.format("%Y-%m-%d").to_string());
+        let day =
+            chrono::DateTime::from_timestamp_millis(row.at).map_or_else(|| "invalid-date".into(), |t| t.format("%Y-%m-%d").to_string());
         files.entry(dir.join(chain_dir(row.tenant_id.as_deref())).join(format!("{day}.jsonl.gz"))).or_default().push(row);
     }
     for (path, rows) in files {

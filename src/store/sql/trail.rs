@@ -31,14 +31,13 @@ impl<B: Backend> TrailStore for B {
     async fn trail_size(&self) -> Result<TrailSize> {
         // One MIN and one MAX each in a subquery of its own: SQLite reads a
         // lone min() or max() from the index's end, two together by a scan.
-        let rows: i64 = query::<B::Db>(
-            "SELECT COALESCE((SELECT MAX(id) FROM audit_log) - (SELECT MIN(id) FROM audit_log) + 1, 0)",
-        )
-        .fetch_one_scalar(self.reader())
-        .await?;
+        let rows: i64 = query::<B::Db>("SELECT COALESCE((SELECT MAX(id) FROM audit_log) - (SELECT MIN(id) FROM audit_log) + 1, 0)")
+            .fetch_one_scalar(self.reader())
+            .await?;
         let mut size = TrailSize { rows, ..TrailSize::default() };
         if B::NAME == "postgres" {
-            size.table_bytes = Some(query::<B::Db>("SELECT pg_total_relation_size('audit_log')::BIGINT").fetch_one_scalar(self.reader()).await?);
+            size.table_bytes =
+                Some(query::<B::Db>("SELECT pg_total_relation_size('audit_log')::BIGINT").fetch_one_scalar(self.reader()).await?);
         } else {
             size.database_bytes = Some(
                 query::<B::Db>(
@@ -52,7 +51,13 @@ impl<B: Backend> TrailStore for B {
     }
 
     async fn chains(&self) -> Result<Vec<String>> {
-        let mut chains: Vec<String> = query::<B::Db>("SELECT id FROM tenants UNION SELECT chain FROM audit_chain_heads WHERE chain <> '' ORDER BY 1").fetch_all::<(String,)>(self.reader()).await?.into_iter().map(|(id,)| id).collect();
+        let mut chains: Vec<String> =
+            query::<B::Db>("SELECT id FROM tenants UNION SELECT chain FROM audit_chain_heads WHERE chain <> '' ORDER BY 1")
+                .fetch_all::<(String,)>(self.reader())
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
         chains.push(String::new());
         Ok(chains)
     }
@@ -97,13 +102,12 @@ impl<B: Backend> TrailStore for B {
             return Ok(Pruned::Deleted(n));
         }
         // Then the chain's oldest entries, up to the first that is not old enough.
-        let mut head: Vec<StoredEntry> = query::<B::Db>(AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLS} FROM audit_log WHERE {IN_CHAIN} ORDER BY chain_seq LIMIT $2"
-        )))
-        .bind(chain)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut head: Vec<StoredEntry> =
+            query::<B::Db>(AssertSqlSafe(format!("SELECT {ENTRY_COLS} FROM audit_log WHERE {IN_CHAIN} ORDER BY chain_seq LIMIT $2")))
+                .bind(chain)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
         let old = head.iter().take_while(|e| e.at < before).count();
         head.truncate(old);
         let Some(last) = head.last() else { return Ok(Pruned::Deleted(0)) };
