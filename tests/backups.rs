@@ -202,7 +202,14 @@ async fn tenant_story(backend: Backend) {
     let (s, _) = srv.get(&format!("/api/v1/backup/{backup_id}"), &key).await;
     assert_eq!(s, 404);
     assert!(audit_actions(&srv, &key).await.iter().any(|a| a == "backup.deleted"));
-    let _ = TEST_MASTER_KEY;
+
+    // A passphrase archive opens offline: with a critical secret in the
+    // tenant, only an owner may make one; without a passphrase a key may.
+    create_secret(&srv, &key, json!({ "name": "ROOT_TOKEN", "value": "gated", "accessTier": "critical" })).await;
+    let (s, b) = srv.post("/api/v1/backup", &key, json!({ "passphrase": "correct horse battery" })).await;
+    assert_eq!((s, code(&b)), (403, "OWNER_REQUIRED"), "{b}");
+    let (s, b) = srv.post("/api/v1/backup", &key, json!({})).await;
+    assert_eq!(s, 201, "{b}");
 }
 
 #[tokio::test]
