@@ -202,7 +202,14 @@ async fn tenant_story(backend: Backend) {
     let (s, _) = srv.get(&format!("/api/v1/backup/{backup_id}"), &key).await;
     assert_eq!(s, 404);
     assert!(audit_actions(&srv, &key).await.iter().any(|a| a == "backup.deleted"));
-    let _ = TEST_MASTER_KEY;
+
+    // A passphrase archive opens offline: with a critical secret in the
+    // tenant, only an owner may make one; without a passphrase a key may.
+    create_secret(&srv, &key, json!({ "name": "ROOT_TOKEN", "value": "gated", "accessTier": "critical" })).await;
+    let (s, b) = srv.post("/api/v1/backup", &key, json!({ "passphrase": "correct horse battery" })).await;
+    assert_eq!((s, code(&b)), (403, "OWNER_REQUIRED"), "{b}");
+    let (s, b) = srv.post("/api/v1/backup", &key, json!({})).await;
+    assert_eq!(s, 201, "{b}");
 }
 
 #[tokio::test]
@@ -213,4 +220,127 @@ async fn tenant_backups_on_sqlite() {
 #[tokio::test]
 async fn tenant_backups_on_postgres() {
     tenant_story(Backend::Postgres).await;
+}
+
+/// `latchkey backup create|restore` on the server's database, as the operator runs it.
+fn operator(args: &[&str], srv_dir: &std::path::Path, database_url: Option<&str>) -> (bool, String) {
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.arg("backup").args(args).arg("--data-dir").arg(srv_dir);
+    cmd.env_remove("DATABASE_URL").env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY).env("LATCHKEY_LOG", "warn");
+    if let Some(url) = database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let out = cmd.output().expect("run latchkey backup");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+async fn operator_story(backend: Backend) {
+    let srv = Server::start(backend).await;
+    let tenant = unique("ops");
+    let key = srv.signup(&tenant).await;
+    let a = create_secret(&srv, &key, json!({ "name": "A", "value": "a1" })).await;
+    new_version(&srv, &key, &a, "a2").await;
+    create_secret(&srv, &key, json!({ "name": "B", "value": "b1", "environment": "production" })).await;
+    let (s, _) = srv.post("/api/v1/backup", &key, json!({ "name": "inside" })).await;
+    assert_eq!(s, 201);
+    let before = everything(&srv, &key).await;
+
+    // While the server serves (and writes: a read is an audited write).
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("server.backup");
+    let file_arg = file.to_str().unwrap();
+    let (ok, out) = operator(&["create", file_arg], &srv.data_dir, srv.database_url.as_deref());
+    assert!(ok, "{out}");
+    assert!(out.contains("master key is not in the backup"), "{out}");
+    let (ok, out) = operator(&["create", file_arg], &srv.data_dir, srv.database_url.as_deref());
+    assert!(!ok && out.contains("exists"), "an existing file is never overwritten: {out}");
+    everything(&srv, &key).await;
+
+    // Into a non-empty target: refused, nothing touched.
+    let (ok, out) = operator(&["restore", file_arg], &srv.data_dir, srv.database_url.as_deref());
+    assert!(!ok, "{out}");
+    assert!(out.contains("empty"), "{out}");
+
+    // Into a fresh data dir / database, then a server on it with the same key.
+    let fresh_dir = tmp.path().join("fresh");
+    let fresh_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(common::fresh_pg_database().await),
+    };
+    let (ok, out) = operator(&["restore", file_arg], &fresh_dir, fresh_url.as_deref());
+    assert!(ok, "{out}");
+    let mut opts = Opts::new(backend);
+    opts.data_dir = Some(fresh_dir.clone());
+    opts.database_url = fresh_url.clone();
+    let restored = Server::start_with(opts).await;
+    assert_eq!(everything(&restored, &key).await, before, "every value, read back through the restored server");
+    let (s, list) = restored.get("/api/v1/backup", &key).await;
+    assert_eq!((s, list["count"].as_u64()), (200, Some(1)), "tenant backups travel with it: {list}");
+    // New rows get new ids after the restored ones (sequences reset).
+    create_secret(&restored, &key, json!({ "name": "AFTER", "value": "after" })).await;
+    assert!(audit_actions(&restored, &key).await.iter().any(|a| a == "secret.create"));
+    drop(restored);
+    let (ok, out) = operator(&["restore", file_arg], &fresh_dir, fresh_url.as_deref());
+    assert!(!ok && out.contains("empty"), "a second restore into it is refused: {out}");
+}
+
+#[tokio::test]
+async fn operator_backup_on_sqlite() {
+    operator_story(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn operator_backup_on_postgres() {
+    operator_story(Backend::Postgres).await;
+}
+
+/// SecretCarousel's Python SDK (`create_backup`, `list_backups`) and its CLI
+/// (`sc backup --name X`, `sc backups`): the name is kept and listed.
+#[tokio::test]
+async fn sdk_and_sc_cli_backups() {
+    let srv = Server::start(Backend::Sqlite).await;
+    let tenant = unique("bk-sdk");
+    let key = srv.signup(&tenant).await;
+    create_secret(&srv, &key, json!({ "name": "X", "value": "x" })).await;
+    let script = r#"
+import json, sys
+from secretcarousel import SecretCarouselClient
+c = SecretCarouselClient(sys.argv[2], base_url=sys.argv[1])
+made = c.create_backup(name="sdk-nightly")
+listed = c.list_backups()
+print(json.dumps({"made": made, "listed": listed}))
+"#;
+    let (base, k) = (srv.base.clone(), key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::python()).arg("-c").arg(script).arg(base).arg(k).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(got["made"]["name"].as_str(), Some("sdk-nightly"), "{got}");
+    assert_eq!(got["listed"]["backups"][0]["name"].as_str(), Some("sdk-nightly"), "{got}");
+
+    // The sc CLI, in a project directory of its own with the tenant's key.
+    let dir = tempfile::tempdir().unwrap();
+    let (home, project) = (dir.path().join("home"), dir.path().join("project"));
+    std::fs::create_dir_all(project.join(".sc")).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(project.join(".sc/config.json"), json!({ "apiKey": key, "tenantId": tenant, "baseUrl": srv.base }).to_string()).unwrap();
+    let sc = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("timeout");
+        cmd.arg("300").arg("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/sc-cli/sc")).args(args).current_dir(&project);
+        cmd.env("HOME", &home).env("SC_BASE_URL", &srv.base).env("NO_COLOR", "1").env_remove("SC_API_KEY");
+        let out = cmd.output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, out) = sc(&["backup", "--name", "cli-weekly"]);
+    assert!(ok, "{out}");
+    let (ok, listing) = sc(&["backups"]);
+    assert!(ok && listing.contains("cli-weekly") && listing.contains("sdk-nightly"), "{listing}");
+    let (s, list) = srv.get("/api/v1/backup", &key).await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = list["backups"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cli-weekly", "sdk-nightly"], "newest first: {list}");
 }

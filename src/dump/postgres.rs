@@ -68,10 +68,10 @@ async fn tables_in_order(conn: &mut PgConnection) -> Result<Vec<String>> {
     .await?;
     let mut parents: BTreeMap<&str, BTreeSet<&str>> = names.iter().map(|n| (n.as_str(), BTreeSet::new())).collect();
     for (child, parent) in &edges {
-        if child != parent {
-            if let Some(set) = parents.get_mut(child.as_str()) {
-                set.insert(parent.as_str());
-            }
+        if child != parent
+            && let Some(set) = parents.get_mut(child.as_str())
+        {
+            set.insert(parent.as_str());
         }
     }
     let mut order: Vec<String> = Vec::with_capacity(names.len());

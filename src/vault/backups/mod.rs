@@ -191,10 +191,8 @@ impl Vault {
             Some(n) => n.to_owned(),
         };
         let passphrase = req.passphrase.map(Zeroizing::new);
-        if let Some(pass) = &passphrase {
-            if !PASSPHRASE_LEN.contains(&pass.chars().count()) {
-                return Err(Error::InvalidRequest("passphrase must be 8 to 1024 characters".into()));
-            }
+        if passphrase.as_ref().is_some_and(|pass| !PASSPHRASE_LEN.contains(&pass.chars().count())) {
+            return Err(Error::InvalidRequest("passphrase must be 8 to 1024 characters".into()));
         }
         let data = self.store.backups().snapshot(&p.tenant_id).await?;
         if passphrase.is_some() && !p.is_owner() && data.secrets.iter().any(|s| s.access_tier != "standard" || s.exposure != "reveal") {
