@@ -67,6 +67,7 @@ async fn story(backend: Backend) {
     assert!(sample(&text, "latchkey_audit_batch_commit_seconds_bucket", &[]).is_some(), "{text}");
     assert!(sample(&text, "latchkey_cache_lookups_total", &["cache=\"secrets\"", "result=\"hit\""]).is_some(), "{text}");
     assert!(sample(&text, "latchkey_db_pool_connections", &["state=\"open\""]).is_some(), "{text}");
+    assert_eq!(sample(&text, "latchkey_webhook_queue_depth", &[]), Some(0.0), "no webhooks, no queue:\n{text}");
     let rows = sample(&text, "latchkey_audit_trail_rows", &[]).expect("trail rows");
     assert!(rows >= 5.0, "{text}");
     let bytes = match backend {

@@ -39,6 +39,7 @@ pub mod names {
     pub const AUDIT_PRUNED: &str = "latchkey_audit_pruned_entries_total";
     pub const AUDIT_ARCHIVED: &str = "latchkey_audit_archived_entries_total";
     pub const AUDIT_PRUNE_RUNS: &str = "latchkey_audit_prune_runs_total";
+    pub const WEBHOOK_QUEUE: &str = "latchkey_webhook_queue_depth";
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

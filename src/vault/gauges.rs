@@ -24,6 +24,8 @@ impl Vault {
         if let Some(bytes) = size.database_bytes {
             metrics::gauge!(names::DATABASE_BYTES, "backend" => backend).set(bytes as f64);
         }
+        // Deliveries not yet delivered or given up (pending and retrying).
+        metrics::gauge!(names::WEBHOOK_QUEUE, "backend" => backend).set(self.webhook_queue_depth().await? as f64);
         Ok(())
     }
 }
