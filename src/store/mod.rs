@@ -21,14 +21,13 @@
 //! - [`rotation`]: rotation policies and rotations (a trait of its own).
 //! - [`trail`]: the audit trail's size and retention's pruning (a trait of its own).
 //! - [`webhooks`]: webhooks and their delivery queue (a trait of its own).
+//! - [`backups`]: tenant backups, their snapshot and restore (a trait of its own).
+//! - [`keyring`]: tenants' wrapped data keys, for a master-key rotation (a trait of its own).
+//! - [`audit_chain`], [`chain`]: the audit trail's hash chain and its reading back for verify.
 //! - [`liveness`]: the one rule for "is this credential still live".
 //! - [`integrity`]: stored data that does not parse is an error, never a default.
 
 pub mod audit_chain;
-//! - [`backups`]: tenant backups, their snapshot and restore (a trait of its own).
-//! - [`liveness`]: the one rule for "is this credential still live".
-//! - [`integrity`]: stored data that does not parse is an error, never a default.
-
 pub mod backups;
 mod cached;
 pub mod chain;
