@@ -74,9 +74,10 @@ async fn tenant_with_trail(srv: &Server) -> (String, String) {
 /// Moves the first `n` entries of the tenant's chain 40 days back; answers
 /// their (seq, hash) last one.
 async fn age_chain_head(srv: &Server, tenant: &str, n: i64) -> (String, String) {
+    // Read first: the retention job (every 100 ms) may prune them as soon as they are old.
+    let last = rows(srv, &format!("SELECT chain_seq, chain_hash FROM audit_log WHERE tenant_id = $1 AND chain_seq = {n}"), tenant).await;
     let old = format!("UPDATE audit_log SET at = at - {} WHERE tenant_id = $1 AND chain_seq IS NOT NULL AND chain_seq <= {n}", 40 * DAY_MS);
     srv.sql(&old, &[tenant]).await;
-    let last = rows(srv, &format!("SELECT chain_seq, chain_hash FROM audit_log WHERE tenant_id = $1 AND chain_seq = {n}"), tenant).await;
     (last[0][0].clone(), last[0][1].clone())
 }
 
