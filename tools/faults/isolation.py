@@ -36,7 +36,7 @@ NEW_SECRET = [None]
 def required_permission(method, path):
     """What the operation needs (from llms.txt and the service code): api-keys
     and audit need admin; reads need read; writes need write; plan needs a key."""
-    if path.startswith("/api/v1/api-keys") or path.startswith("/api/v1/audit"):
+    if path.startswith(("/api/v1/api-keys", "/api/v1/audit", "/api/v1/webhooks", "/api/v1/backup")):
         return "admin"
     if path.startswith("/api/v1/plan") or path == "/api/v1/tokens":
         return "read"  # any key may mint a token within its own rights
@@ -64,6 +64,10 @@ def family(path):
         return "share-access"  # the path holds a live link's token
     if path.startswith("/api/v1/shares/{"):
         return "shares"
+    if path.startswith("/api/v1/webhooks/{"):
+        return "webhooks"
+    if path.startswith("/api/v1/backup/{"):
+        return "backups"
     for f in ("secrets", "projects", "api-keys", "approvals", "tokens", "claim-tokens", "secret-requests"):
         if path.startswith("/api/v1/%s/{" % f):
             return f
@@ -304,6 +308,22 @@ class Env:
                 raise RuntimeError("fixture secret request: " + r.short())
             self.owner_ids.add(r.json()["id"])
             return r.json()["id"]
+        if fam in ("webhooks", "backups"):
+            # At most 20 of each a tenant: one, made again only once a cell deleted it.
+            path = {"webhooks": "/api/v1/webhooks/", "backups": "/api/v1/backup/"}[fam]
+            kept = getattr(self, "kept_" + fam, None)
+            if kept and self.req("GET", path + kept, self.owner_key).status == 200:
+                return kept
+            # A disabled hook to an address that never resolves: the matrix sends no webhook anywhere.
+            body = {"webhooks": {"url": "https://hooks.invalid/isolation", "events": ["secret.rotation_due"], "enabled": False},
+                    "backups": {"name": uniq("iso-backup")}}[fam]
+            r = self.req("POST", path.rstrip("/"), self.owner_key, body)
+            if r.status != 201:
+                raise RuntimeError("fixture %s: %s" % (fam, r.short()))
+            kid = r.json()["id"]
+            self.owner_ids.add(kid)
+            setattr(self, "kept_" + fam, kid)
+            return kid
         if fam == "tokens":
             r = self.req("POST", "/api/v1/tokens", self.owner_key, {"scopes": ["secrets:read:nothing/*"]})
             if r.status != 201:
@@ -350,6 +370,10 @@ def expected(op_public, perm, fam, principal, method, path):
         return "2xx"  # a secret at that path in its own tenant: created
     if fam == "secret-requests" and principal in ("scoped-write", "scoped-admin"):
         return "404"  # a request for a place (no project) beyond the key's projects looks absent
+    if path == "/api/v1/webhooks/{id}/test" and principal == "owner":
+        return "409"  # the fixture hook is disabled, so nothing is ever sent
+    if path == "/api/v1/backup/restore" and principal in ("owner", "other-tenant"):
+        return "400"  # the body must be an archive; the matrix sends none
     if principal == "owner":
         return "2xx"
     if principal == "other-tenant":
@@ -365,8 +389,8 @@ def expected(op_public, perm, fam, principal, method, path):
             return "403"  # a secret without a project, or a project: outside a scoped key's reach
         return "2xx"
     if principal == "scoped-admin":
-        if path.startswith("/api/v1/audit"):
-            return "403"  # the trail covers the whole tenant
+        if path.startswith(("/api/v1/audit", "/api/v1/webhooks", "/api/v1/backup")):
+            return "403"  # the trail, hooks and backups cover the whole tenant
         if fam == "api-keys":
             return "404"  # the fixture key has no project scope: beyond a scoped admin's reach
         if fam in ("secrets", "projects", "secret-path", "rotation", "deleted-secrets") or method == "post":
