@@ -534,7 +534,10 @@ async fn connections_cut_by_postgres() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(both_ok, "reads and rotations did not recover ({failures} failures)");
-    assert!(failures <= 4, "{failures} failed requests after the cut");
+    // Each dead connection fails at most the one request that meets it: the
+    // audit writer's, the version writer's, and the pooled ones that a write
+    // or an audit chain's locked retry (its heads moved) takes.
+    assert!(failures <= 6, "{failures} failed requests after the cut");
 }
 
 /// A rotation batch that takes the locked path (its secret moved behind the
