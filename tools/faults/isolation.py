@@ -114,6 +114,9 @@ def body_for(method, path, schema_ref, components):
         ("patch", "/api/v1/secrets/{id}"): lambda: {"description": "isolation matrix"},
         ("put", "/api/v1/secrets/path/{path}"): lambda: {"value": "iso-path-value"},
         ("post", "/api/v1/rotation"): lambda: {"secretId": NEW_SECRET[0](), "schedule": "30d"},
+        # Disabled, to an address that never resolves: nothing is ever sent.
+        ("post", "/api/v1/webhooks"): lambda: {"url": "https://hooks.invalid/isolation", "events": ["secret.rotation_due"],
+                                               "enabled": False},
         ("put", "/api/v1/rotation/{id}"): lambda: {"schedule": "60d"},
         ("post", "/api/v1/rotation/{id}/rotate-now"): lambda: {},
         ("post", "/api/v1/rotation/secrets/{id}/rotate"): lambda: {"reason": "isolation matrix"},
