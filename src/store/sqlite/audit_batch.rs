@@ -44,7 +44,7 @@ impl SqliteStore {
                 sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             }
             let (mut heads, missing) = if attempt == 1 { self.heads.get(&chains) } else { (HashMap::new(), chains.clone()) };
-            let read = read_heads(&mut *conn, &missing).await;
+            let read = read_heads(&mut conn, &missing).await;
             let read = match read {
                 Ok(read) => read,
                 Err(e) => {
