@@ -106,7 +106,7 @@ pub(super) fn routes(t: Table) -> Table {
         Op::new("post", "/api/v1/claim-tokens/{id}/claim", "claim-tokens", "Redeem a claim token ({id} is the ctk_ token) into your vault, once")
             .describe(REDEEM)
             .query::<NoParams>()
-            .body::<RedeemClaim>()
+            .optional_body::<RedeemClaim>()
             .returns::<ClaimRedeemed>(200)
             .error(410, "CLAIM_ALREADY_REDEEMED, CLAIM_EXPIRED or CLAIM_REVOKED")
             .invalid_request(BAD_BODY),

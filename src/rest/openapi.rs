@@ -20,6 +20,8 @@ pub struct Op {
     tag: &'static str,
     auth: bool,
     body: Option<SchemaFn>,
+    /// The body may be left out (`OptionalBody`: SDKs send none).
+    body_optional: bool,
     query: Option<SchemaFn>,
     success: u16,
     response: Option<SchemaFn>,
@@ -40,6 +42,7 @@ impl Op {
             tag,
             auth: true,
             body: None,
+            body_optional: false,
             query: None,
             success: 200,
             response: None,
@@ -72,6 +75,12 @@ impl Op {
     }
     pub fn body<T: JsonSchema>(mut self) -> Self {
         self.body = Some(schema_of::<T>);
+        self
+    }
+    /// A body the handler takes as `OptionalBody`: absent means all defaults.
+    pub fn optional_body<T: JsonSchema>(mut self) -> Self {
+        self.body = Some(schema_of::<T>);
+        self.body_optional = true;
         self
     }
     pub fn query<T: JsonSchema>(mut self) -> Self {
@@ -164,7 +173,12 @@ pub fn document(ops: &[Op]) -> Value {
             o.insert("parameters".into(), Value::Array(params));
         }
         if let Some(b) = op.body {
-            o.insert("requestBody".into(), json!({ "required": true, "content": { "application/json": { "schema": b(&mut g) } } }));
+            // An optional body may also be JSON `null` (see `OptionalBody`).
+            let (required, schema) = match op.body_optional {
+                false => (true, json!(b(&mut g))),
+                true => (false, json!({ "anyOf": [b(&mut g), { "type": "null" }] })),
+            };
+            o.insert("requestBody".into(), json!({ "required": required, "content": { "application/json": { "schema": schema } } }));
         }
         let mut responses = Map::new();
         let ok = match (op.response, op.text_response) {

@@ -128,7 +128,7 @@ pub(super) fn routes(t: Table) -> Table {
         Op::new("post", "/api/v1/shares/{id}/revoke", "shares", "Revoke a share link with an optional {reason} (409 ALREADY_REVOKED)")
             .describe(MANAGE)
             .query::<NoParams>()
-            .body::<RevokeShare>()
+            .optional_body::<RevokeShare>()
             .returns::<ShareView>(200)
             .invalid_request(BAD_BODY),
     )
@@ -152,7 +152,7 @@ pub(super) fn routes(t: Table) -> Table {
             .describe(ACCESS)
             .public()
             .query::<NoParams>()
-            .body::<AccessShare>()
+            .optional_body::<AccessShare>()
             .returns::<SharedSecret>(200)
             .invalid_request(BAD_BODY),
     )

@@ -53,7 +53,6 @@ pub struct VerifyReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// Entries are missing from the end of the chain (its head is further).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
     /// Retention's checkpoint the walk started after, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

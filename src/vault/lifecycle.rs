@@ -42,7 +42,8 @@ pub fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> st
 pub fn parse_expires_in(raw: &str) -> Result<i64> {
     let bad = || Error::InvalidRequest(format!("expiresIn '{raw}' is not a duration: use a number and d, h or m, e.g. 90d, 24h, 30m"));
     let raw = raw.trim();
-    let (digits, unit) = raw.split_at(raw.len().saturating_sub(1));
+    // The unit is the last character, whatever its width in bytes.
+    let (digits, unit) = raw.split_at(raw.char_indices().last().map_or(0, |(i, _)| i));
     let n: i64 = if digits.bytes().all(|b| b.is_ascii_digit()) { digits.parse().map_err(|_| bad())? } else { return Err(bad()) };
     let unit = match unit {
         "d" => DAY,
@@ -397,5 +398,20 @@ impl Vault {
             }
         }
         Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_bad_ones_are_400_never_a_panic() {
+        assert_eq!(parse_expires_in("90d").unwrap(), 90 * DAY);
+        assert_eq!(parse_expires_in(" 30m ").unwrap(), 30 * MINUTE);
+        // A multi-byte last character once split a character in two (a panic, answered 500).
+        for bad in [",ó", "ó", "5ó", "", "d", "-1d", "0d", "1w", "🙂"] {
+            assert!(matches!(parse_expires_in(bad), Err(Error::InvalidRequest(_))), "{bad}");
+        }
     }
 }
