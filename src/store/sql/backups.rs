@@ -238,41 +238,10 @@ async fn insert_tenant_data<D: Dialect>(tx: &mut Transaction<'_, D>, tenant_id: 
         .map_err(|e| writes::constraint_error(e, taken("template entry")))?;
     }
     for s in &d.secrets {
-        query::<D>(AssertSqlSafe(format!(
-            "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        )))
-        .bind(&s.id)
-        .bind(tenant_id)
-        .bind(&s.project_id)
-        .bind(&s.environment)
-        .bind(&s.name)
-        .bind(&s.secret_type)
-        .bind(&s.description)
-        .bind(&s.tags)
-        .bind(s.current_version)
-        .bind(s.created_at)
-        .bind(s.updated_at)
-        .bind(&s.access_tier)
-        .bind(&s.exposure)
-        .bind(&s.bindings)
-        .bind(s.expires_at)
-        .bind(s.deleted_at)
-        .bind(s.max_versions)
-        .bind(s.retiring_version)
-        .bind(s.retiring_until)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| writes::constraint_error(e, taken("secret")))?;
-        let tags: Vec<String> =
-            serde_json::from_str(&s.tags).map_err(|_| Error::InvalidRequest("the backup's tags do not parse".into()))?;
-        for tag in tags {
-            query::<D>("INSERT INTO secret_tags (secret_id, tenant_id, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(&s.id)
-                .bind(tenant_id)
-                .bind(tag)
-                .execute(&mut **tx)
-                .await?;
-        }
+        // An uploaded archive is input: its tags must parse (400), not fail as stored data would (500).
+        serde_json::from_str::<Vec<String>>(&s.tags).map_err(|_| Error::InvalidRequest("the backup's tags do not parse".into()))?;
+        debug_assert_eq!(s.tenant_id, tenant_id);
+        writes::insert_secret_row(tx, s, taken("secret")).await?;
     }
     for v in &d.versions {
         writes::insert_version(tx, v).await?;

@@ -215,6 +215,21 @@ pub(super) async fn insert_secret<D: Dialect>(
     max_secrets: crate::store::QuotaOf<'_>,
 ) -> Result<()> {
     check_quota(tx, lock_tenant, &s.tenant_id, max_secrets).await?;
+    insert_secret_row(tx, s, || {
+        Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name))
+    })
+    .await?;
+    insert_version(tx, first).await
+}
+
+/// A secret's row and its tags, as they are (no quota, no version): a new
+/// secret's, or a restored backup's. `on_unique` says what a taken id or
+/// name means to the caller.
+pub(super) async fn insert_secret_row<D: Dialect>(
+    tx: &mut Transaction<'_, D>,
+    s: &SecretRow,
+    on_unique: impl FnOnce() -> Error,
+) -> Result<()> {
     query::<D>(AssertSqlSafe(format!(
         "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     )))
@@ -239,11 +254,8 @@ pub(super) async fn insert_secret<D: Dialect>(
     .bind(s.retiring_until)
     .execute(&mut **tx)
     .await
-    .map_err(|e| {
-        constraint_error(e, || Error::AlreadyExists(format!("a secret named '{}' already exists in this project and environment", s.name)))
-    })?;
-    replace_tags(tx, s).await?;
-    insert_version(tx, first).await
+    .map_err(|e| constraint_error(e, on_unique))?;
+    replace_tags(tx, s).await
 }
 
 /// Erases what a purged secret leaves once its `secrets` row is gone (that
