@@ -5,14 +5,13 @@ use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, Transaction};
 
 use super::dialect::{Dialect, query};
+use super::rotation::POLICY_COLS;
 use super::{Backend, SECRET_COLS, writes};
 use crate::error::{Error, Result};
 use crate::store::backups::*;
 use crate::store::{AuditRow, Millis, QuotaOf};
 
 const BACKUP_COLS: &str = "id, tenant_id, name, created_at, created_by, secrets, versions, projects, size_bytes, passphrase_protected";
-const POLICY_COLS: &str = "id, tenant_id, secret_id, schedule, alert_days_before, generator, grace_period_ms, next_run_at, \
-     alerted_for, last_rotated_at, created_by, created_at, updated_at";
 /// Why a restore ended the tenant's share links.
 const RESTORED: &str = "the tenant was restored from a backup";
 
@@ -256,25 +255,7 @@ async fn insert_tenant_data<D: Dialect>(tx: &mut Transaction<'_, D>, tenant_id: 
             .await?;
     }
     for r in &d.policies {
-        query::<D>(AssertSqlSafe(format!(
-            "INSERT INTO rotation_policies ({POLICY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        )))
-        .bind(&r.id)
-        .bind(tenant_id)
-        .bind(&r.secret_id)
-        .bind(&r.schedule)
-        .bind(r.alert_days_before)
-        .bind(&r.generator)
-        .bind(r.grace_period_ms)
-        .bind(r.next_run_at)
-        .bind(r.alerted_for)
-        .bind(r.last_rotated_at)
-        .bind(&r.created_by)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| writes::constraint_error(e, taken("rotation policy")))?;
+        super::rotation::insert_policy_row(tx, r, taken("rotation policy")).await?;
     }
     query::<D>("UPDATE tenants SET gate_sensitive = $2 WHERE id = $1").bind(tenant_id).bind(d.gate_sensitive).execute(&mut **tx).await?;
     Ok(())

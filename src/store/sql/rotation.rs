@@ -2,43 +2,54 @@
 //! versions and the rotation itself.
 
 use async_trait::async_trait;
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Transaction};
 
-use super::dialect::query;
+use super::dialect::{Dialect, query};
 use super::{Backend, KEY_COLS, SECRET_COLS, writes};
 use crate::error::{Error, Result};
 use crate::store::rotation::*;
 use crate::store::{ApiKeyRow, AuditRow, Millis, SecretRow, WriteOutcome};
 
-const POLICY_COLS: &str = "id, tenant_id, secret_id, schedule, alert_days_before, generator, grace_period_ms, next_run_at, \
+pub(super) const POLICY_COLS: &str = "id, tenant_id, secret_id, schedule, alert_days_before, generator, grace_period_ms, next_run_at, \
      alerted_for, last_rotated_at, created_by, created_at, updated_at";
 
 const ONE_PER_SECRET: &str = "that secret has a rotation policy already: change it with PUT /api/v1/rotation/{id}";
+
+/// A policy's row as it is: a new policy's, or a restored backup's.
+/// `on_unique` says what a taken id (or secret) means to the caller.
+pub(super) async fn insert_policy_row<D: Dialect>(
+    tx: &mut Transaction<'_, D>,
+    r: &PolicyRow,
+    on_unique: impl FnOnce() -> Error,
+) -> Result<()> {
+    query::<D>(AssertSqlSafe(format!(
+        "INSERT INTO rotation_policies ({POLICY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    )))
+    .bind(&r.id)
+    .bind(&r.tenant_id)
+    .bind(&r.secret_id)
+    .bind(&r.schedule)
+    .bind(r.alert_days_before)
+    .bind(&r.generator)
+    .bind(r.grace_period_ms)
+    .bind(r.next_run_at)
+    .bind(r.alerted_for)
+    .bind(r.last_rotated_at)
+    .bind(&r.created_by)
+    .bind(r.created_at)
+    .bind(r.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| writes::constraint_error(e, on_unique))?;
+    Ok(())
+}
 
 #[async_trait]
 impl<B: Backend> RotationStore for B {
     async fn insert_policy(&self, r: &PolicyRow, audit: &AuditRow) -> Result<()> {
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;
-        query::<B::Db>(AssertSqlSafe(format!(
-            "INSERT INTO rotation_policies ({POLICY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        )))
-        .bind(&r.id)
-        .bind(&r.tenant_id)
-        .bind(&r.secret_id)
-        .bind(&r.schedule)
-        .bind(r.alert_days_before)
-        .bind(&r.generator)
-        .bind(r.grace_period_ms)
-        .bind(r.next_run_at)
-        .bind(r.alerted_for)
-        .bind(r.last_rotated_at)
-        .bind(&r.created_by)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| writes::constraint_error(e, || Error::Conflict(ONE_PER_SECRET.into())))?;
+        insert_policy_row(&mut tx, r, || Error::Conflict(ONE_PER_SECRET.into())).await?;
         writes::insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
