@@ -102,6 +102,17 @@ pub struct PolicyArgs {
     /// it doubles with each attempt up to an hour (tests shorten it).
     #[arg(long, env = "LATCHKEY_WEBHOOK_BACKOFF_MS", default_value_t = 30_000, hide = true, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub webhook_backoff_ms: u64,
+
+    /// How often a replica looks for tenants' data-key rotations (started
+    /// here or elsewhere) and works their resealing pass, in milliseconds. The
+    /// pass starts three polls after a rotation, and a replica that died
+    /// holding one is replaced after thirty.
+    #[arg(long, env = "LATCHKEY_KEY_ROTATION_POLL_MS", default_value_t = 1_000, hide = true, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub key_rotation_poll_ms: u64,
+
+    /// Versions a data-key rotation's pass reseals per transaction.
+    #[arg(long, env = "LATCHKEY_KEY_ROTATION_BATCH", default_value_t = 500, hide = true, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub key_rotation_batch: i64,
 }
 
 fn parse_ttl_arg(raw: &str) -> std::result::Result<std::time::Duration, String> {
@@ -126,6 +137,8 @@ impl PolicyArgs {
             audit_archive_dir: None,
             webhook_poll_ms: 1_000,
             webhook_backoff_ms: 30_000,
+            key_rotation_poll_ms: 1_000,
+            key_rotation_batch: 500,
         }
     }
 
@@ -145,6 +158,8 @@ impl PolicyArgs {
             audit_archive_dir: self.audit_archive_dir.clone(),
             webhook_poll: std::time::Duration::from_millis(self.webhook_poll_ms),
             webhook_backoff: std::time::Duration::from_millis(self.webhook_backoff_ms),
+            key_rotation_poll: std::time::Duration::from_millis(self.key_rotation_poll_ms),
+            key_rotation_batch: self.key_rotation_batch,
         }
     }
 }

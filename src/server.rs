@@ -205,6 +205,7 @@ pub async fn serve(
         tokio::spawn(crate::vault::rotation::scheduler::run_until(vault.clone(), vault.config().jobs_interval, sweeping.clone()));
     let retention = tokio::spawn(crate::vault::retention::run_until(vault.clone(), sweeping.clone()));
     let webhooks = tokio::spawn(crate::vault::webhooks::worker::run_until(vault.clone(), sweeping.clone()));
+    let data_keys = tokio::spawn(crate::vault::data_keys::run_until(vault.clone(), sweeping.clone()));
     let router = app(vault, allowed);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -257,6 +258,7 @@ pub async fn serve(
     let _ = rotations.await;
     let _ = retention.await;
     let _ = webhooks.await;
+    let _ = data_keys.await;
     requests.close();
     let finished = async {
         graceful.shutdown().await;

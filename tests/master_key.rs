@@ -62,12 +62,22 @@ async fn rotation_while_reading(backend: Backend) {
     };
     // Before: two tenants (and one never read again until after the
     // rotation) under the old key only.
-    let old = Server::start_with(on_same_data(dir.path(), &url, backend)).await;
+    let old = Server::start_with(on_same_data(dir.path(), &url, backend).arg("--key-rotation-poll-ms").arg("50")).await;
     let mut tenants = Vec::new();
     for t in ["mk-alpha", "mk-beta", "mk-cold"] {
         let key = old.signup(t).await;
         let id = store(&old, &key, "DB_PASSWORD", &format!("value-of-{t}")).await;
         tenants.push((t.to_owned(), key, id));
+    }
+    // One tenant rotated its data key: its retired generation is wrapped by
+    // the master key too, and must move with the current one.
+    let (s, b) = old.post("/api/v1/tenant/rotate-key", &tenants[0].1, json!(null)).await;
+    assert_eq!(s, 202, "{b}");
+    for _ in 0..600 {
+        if old.get("/api/v1/tenant/key", &tenants[0].1).await.1["rotation"]["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     old.stop();
 
@@ -109,7 +119,8 @@ async fn rotation_while_reading(backend: Backend) {
     .await
     .unwrap();
     assert!(ok, "rotate-master-key failed: {err}");
-    assert_eq!(out, json!({ "rewrapped": 3, "already": 1 }), "{err}");
+    // Four data keys (mk-alpha's two generations, mk-beta's, mk-cold's); mk-gamma's was new already.
+    assert_eq!(out, json!({ "rewrapped": 4, "already": 1 }), "{err}");
     // A few more reads after the commit, then stop.
     let after = reads.load(Ordering::SeqCst) + 30;
     for _ in 0..2000 {
@@ -127,7 +138,7 @@ async fn rotation_while_reading(backend: Backend) {
     assert_eq!(value(&srv, key, id).await, (200, json!(format!("value-of-{t}"))));
     // The rotation is in the trail, with what it did.
     assert_eq!(
-        srv.sql("UPDATE audit_log SET outcome = outcome WHERE action = 'master_key.rotated' AND detail LIKE '%\"rewrapped\":3%'", &[])
+        srv.sql("UPDATE audit_log SET outcome = outcome WHERE action = 'master_key.rotated' AND detail LIKE '%\"rewrapped\":4%'", &[])
             .await,
         1
     );

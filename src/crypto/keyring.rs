@@ -36,27 +36,28 @@ impl Keyring {
         self.next.is_some()
     }
 
-    /// A fresh data key for `tenant_id`, wrapped by [`Self::wrapping`].
-    pub fn new_data_key(&self, tenant_id: &str) -> (DataKey, Vec<u8>) {
-        self.wrapping().new_data_key(tenant_id)
+    /// A fresh data key of `generation` for `tenant_id`, wrapped by
+    /// [`Self::wrapping`].
+    pub fn new_data_key(&self, tenant_id: &str, generation: u32) -> (DataKey, Vec<u8>) {
+        self.wrapping().new_data_key(tenant_id, generation)
     }
 
-    pub fn unwrap_data_key(&self, tenant_id: &str, wrapped: &[u8]) -> Result<DataKey> {
-        match (self.current.unwrap_data_key(tenant_id, wrapped), &self.next) {
+    pub fn unwrap_data_key(&self, tenant_id: &str, generation: u32, wrapped: &[u8]) -> Result<DataKey> {
+        match (self.current.unwrap_data_key(tenant_id, generation, wrapped), &self.next) {
             (Ok(key), _) => Ok(key),
-            (Err(_), Some(next)) => next.unwrap_data_key(tenant_id, wrapped),
+            (Err(_), Some(next)) => next.unwrap_data_key(tenant_id, generation, wrapped),
             (Err(e), None) => Err(e),
         }
     }
 
     /// `wrapped` opened by whichever key made it and wrapped again by the
     /// next key; `None` when it already is.
-    pub fn rewrap(&self, tenant_id: &str, wrapped: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn rewrap(&self, tenant_id: &str, generation: u32, wrapped: &[u8]) -> Result<Option<Vec<u8>>> {
         let next = self.next.as_ref().ok_or_else(|| Error::internal("rewrap without a next master key"))?;
-        if next.unwrap_data_key(tenant_id, wrapped).is_ok() {
+        if next.unwrap_data_key(tenant_id, generation, wrapped).is_ok() {
             return Ok(None);
         }
-        let key = self.current.unwrap_data_key(tenant_id, wrapped)?;
+        let key = self.current.unwrap_data_key(tenant_id, generation, wrapped)?;
         Ok(Some(next.wrap_data_key(tenant_id, &key)))
     }
 

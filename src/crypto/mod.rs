@@ -15,4 +15,4 @@ pub mod pbkdf2;
 pub mod tokens;
 
 pub use keyring::Keyring;
-pub use keys::{DataKey, MasterKey, SecretAad};
+pub use keys::{DataKey, MasterKey, SecretAad, blob_generation};

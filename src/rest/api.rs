@@ -369,5 +369,6 @@ pub fn routes() -> (Router<AppState>, Vec<Op>) {
     let t = super::audit_verify::routes(t);
     let t = super::webhooks::routes(t);
     let t = super::backups::routes(t);
+    let t = super::data_keys::routes(t);
     (t.router, t.ops)
 }

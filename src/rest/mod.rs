@@ -8,6 +8,7 @@ mod audit_verify;
 pub mod backups;
 mod checks;
 mod claims;
+mod data_keys;
 mod docs;
 mod environments;
 mod export;

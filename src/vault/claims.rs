@@ -369,7 +369,7 @@ impl Vault {
         self.check_project(p, project_id.as_deref()).await?;
         self.check_environment(&p.tenant_id, project_id.as_deref(), &environment).await?;
 
-        let creator_key = self.data_key(&claim.creator_tenant_id).await?;
+        let creator_key = self.key_for(&claim.creator_tenant_id, claim.sealed.as_deref().unwrap_or_default()).await?;
         let target_key = self.data_key(&p.tenant_id).await?;
         let secret_id = uuid::Uuid::new_v4().to_string();
         let make = |c: &ClaimRow| -> Result<(SecretRow, VersionRow, Vec<AuditRow>)> {

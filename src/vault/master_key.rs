@@ -1,6 +1,6 @@
 //! Moving the vault to another master key (`latchkey rotate-master-key`).
 //!
-//! Only the tenants' data keys and the vault's own keys (`Vault::OWN_KEYS`)
+//! Only the tenants' data keys (every generation) and the vault's own keys (`Vault::OWN_KEYS`)
 //! are wrapped by the master key, so a rotation rewraps them, never a secret: every tenant's wrapping and the key check
 //! change in one transaction, so the database is wholly under one key or
 //! wholly under the other, never between. Processes started with both keys
@@ -22,9 +22,10 @@ const PAGE: i64 = 500;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotated {
-    /// Tenants whose data key is now wrapped by the new master key.
+    /// Tenant data keys (one per tenant and generation) now wrapped by the
+    /// new master key.
     pub rewrapped: usize,
-    /// Tenants whose data key already was (created during the rotation, or
+    /// Tenant data keys that already were (created during the rotation, or
     /// by an earlier run that this one completes).
     pub already: usize,
 }
@@ -38,14 +39,21 @@ impl Vault {
             .master
             .next_key_check()
             .ok_or_else(|| Error::InvalidRequest("no new master key: set LATCHKEY_NEW_MASTER_KEY (or LATCHKEY_NEW_PASSPHRASE)".into()))?;
-        let (mut rewraps, mut already, mut after) = (Vec::new(), 0, None::<String>);
+        let (mut rewraps, mut already, mut after) = (Vec::new(), 0, None::<(String, i64)>);
         loop {
-            let page = self.store.keyring().wrapped_keys(after.as_deref(), PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (tenant_id, old) in page {
-                match self.master.rewrap(&tenant_id, &old)? {
-                    Some(new) => rewraps.push(Rewrap { tenant_id, old, new }),
+            let page = self.store.keyring().wrapped_keys(after.as_ref().map(|(t, g)| (t.as_str(), *g)), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.tenant_id.clone(), last.generation));
+            for k in page {
+                let generation = u32::try_from(k.generation).map_err(|_| Error::Integrity)?;
+                match self.master.rewrap(&k.tenant_id, generation, &k.wrapped_key)? {
+                    Some(new) => rewraps.push(Rewrap {
+                        tenant_id: k.tenant_id,
+                        generation: k.generation,
+                        current: k.current,
+                        old: k.wrapped_key,
+                        new,
+                    }),
                     None => already += 1,
                 }
             }

@@ -14,6 +14,7 @@ pub mod bindings;
 pub mod checks;
 pub mod claims;
 mod cursor;
+pub mod data_keys;
 pub mod environments;
 pub mod exposure;
 mod gauges;
@@ -81,6 +82,11 @@ pub struct VaultConfig {
     pub webhook_poll: std::time::Duration,
     /// A failed delivery's first retry delay; it doubles up to an hour.
     pub webhook_backoff: std::time::Duration,
+    /// How often a replica looks for data-key rotations and works their
+    /// pass (see `data_keys`).
+    pub key_rotation_poll: std::time::Duration,
+    /// Versions resealed per transaction by a rotation's pass.
+    pub key_rotation_batch: i64,
 }
 
 impl Default for VaultConfig {
@@ -100,6 +106,8 @@ impl Default for VaultConfig {
             audit_archive_dir: None,
             webhook_poll: std::time::Duration::from_secs(1),
             webhook_backoff: std::time::Duration::from_secs(30),
+            key_rotation_poll: std::time::Duration::from_secs(1),
+            key_rotation_batch: 500,
         }
     }
 }
@@ -109,8 +117,9 @@ pub struct Vault {
     audit: audit_writer::AuditWriter,
     master: crate::crypto::Keyring,
     config: VaultConfig,
-    /// Unwrapped tenant keys. Unwrapping is cheap (one AES-GCM open) but the
-    /// cache keeps it off the read path entirely.
+    /// Unwrapped tenant keys, every generation (see `data_keys`). Unwrapping
+    /// is cheap (one AES-GCM open) but the cache keeps it off the read path
+    /// entirely.
     data_keys: RwLock<HashMap<String, Arc<DataKey>>>,
     /// Keyed by client address (see `throttle::client_key`).
     signup_limiter: throttle::Throttle,
@@ -205,16 +214,6 @@ impl Vault {
 
     pub fn config(&self) -> &VaultConfig {
         &self.config
-    }
-
-    async fn data_key(&self, tenant_id: &str) -> Result<Arc<DataKey>> {
-        if let Some(k) = self.data_keys.read().expect("lock").get(tenant_id) {
-            return Ok(k.clone());
-        }
-        let tenant = self.store.get_tenant(tenant_id).await?.ok_or_else(|| Error::internal("tenant row vanished"))?;
-        let key = Arc::new(self.master.unwrap_data_key(tenant_id, &tenant.wrapped_key)?);
-        self.data_keys.write().expect("lock").insert(tenant_id.to_owned(), key.clone());
-        Ok(key)
     }
 
     /// Records a failed attempt by an authenticated caller (denied, missing,

@@ -276,7 +276,7 @@ impl Vault {
         if purpose.gated() && !*passed_gate && self.gate(p, &row, reason).await? == super::approvals::Gate::Granted {
             *passed_gate = true;
         }
-        let key = self.data_key(&p.tenant_id).await?;
+        let key = self.key_for(&p.tenant_id, &v.sealed).await?;
         let plain = key.open(&SecretAad { tenant_id: &p.tenant_id, secret_id: &row.id, version: v.version }, &v.sealed)?;
         let value = Zeroizing::new(String::from_utf8(plain).map_err(|_| Error::Integrity)?);
         let mut audit = match purpose {

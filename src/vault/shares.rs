@@ -603,7 +603,7 @@ impl Vault {
         // The value as sealed when the link was made: the UPDATE above
         // only ever erases it, so the row read before it holds the same.
         let sealed = row.sealed.as_deref().ok_or(Error::ShareExhausted)?;
-        let key = self.data_key(&row.tenant_id).await?;
+        let key = self.key_for(&row.tenant_id, sealed).await?;
         let plain = key.open(&SecretAad { tenant_id: &row.tenant_id, secret_id: &aad_id(&row.id), version: 0 }, sealed)?;
         let value = String::from_utf8(plain).map_err(|_| Error::Integrity)?;
         Ok(SharedSecret {

@@ -55,7 +55,7 @@ impl Vault {
         let limits = plans::limits(plan)?;
         let bounded = |what: &str, v: Option<String>| v.map(|v| names::text(what, &v, 512)).transpose();
         let now = now_millis();
-        let (_, wrapped) = self.master.new_data_key(&id);
+        let (_, wrapped) = self.master.new_data_key(&id, 0);
         let tenant = TenantRow {
             email: req.email.as_deref().map(names::email).transpose()?.flatten(),
             agent: bounded("agent", req.agent)?,

@@ -337,8 +337,8 @@ mod tests {
     #[test]
     fn opens_with_its_tenant_key_only_and_refuses_an_edited_header() {
         let mk = MasterKey::generate();
-        let (dk, _) = mk.new_data_key("acme");
-        let (other, _) = mk.new_data_key("acme");
+        let (dk, _) = mk.new_data_key("acme", 0);
+        let (other, _) = mk.new_data_key("acme", 0);
         let archive = seal(header(), &Body::default(), &dk, None).unwrap();
         assert!(open(&archive, Unlock::Tenant { tenant_id: "acme", key: &dk }).unwrap().is_some());
         assert!(open(&archive, Unlock::Tenant { tenant_id: "acme", key: &other }).unwrap().is_none());

@@ -202,7 +202,7 @@ impl Vault {
                     .into(),
             ));
         }
-        let key = self.data_key(&p.tenant_id).await?;
+        let key = self.fresh_data_key(&p.tenant_id).await?;
         let body = body_of(&p.tenant_id, &data, &key)?;
         let id = uuid::Uuid::new_v4().to_string();
         let header = Header {
@@ -361,7 +361,8 @@ impl Vault {
         passphrase: Option<Zeroizing<String>>,
         source: &str,
     ) -> Result<RestoreResult> {
-        let key = self.data_key(&p.tenant_id).await?;
+        // Read afresh: the archive may be wrapped by a generation newer than the cached key.
+        let key = self.fresh_data_key(&p.tenant_id).await?;
         let (header, _) = archive::read_header(bytes)?;
         let (opened, unlocked_with) = if archive::tenant_opens(&header, &p.tenant_id, &key) {
             (archive::open(bytes, Unlock::Tenant { tenant_id: &p.tenant_id, key: &key })?, "tenantKey")

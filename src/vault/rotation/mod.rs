@@ -548,7 +548,7 @@ impl Vault {
                 }
                 Zeroizing::new(v)
             }
-            None => self.generator_for(secret, policy, &key).await?.generate()?,
+            None => self.generator_for(secret, policy).await?.generate()?,
         };
         let now = now_millis();
         let advance = match policy {
@@ -637,13 +637,14 @@ impl Vault {
     }
 
     /// The policy's generator, else one shaped like the current value.
-    async fn generator_for(&self, secret: &SecretRow, policy: Option<&PolicyRow>, key: &crate::crypto::DataKey) -> Result<Generator> {
+    async fn generator_for(&self, secret: &SecretRow, policy: Option<&PolicyRow>) -> Result<Generator> {
         if let Some(json) = policy.and_then(|p| p.generator.as_deref()) {
             return serde_json::from_str(json).map_err(|_| Error::Integrity);
         }
         let Some(v) = self.store.get_version(&secret.id, secret.current_version).await? else {
             return Ok(Generator::default());
         };
+        let key = self.key_for(&secret.tenant_id, &v.sealed).await?;
         let plain = key.open(&SecretAad { tenant_id: &secret.tenant_id, secret_id: &secret.id, version: v.version }, &v.sealed)?;
         let plain = Zeroizing::new(plain);
         Ok(std::str::from_utf8(&plain).map(Generator::like).unwrap_or_default())

@@ -294,7 +294,7 @@ impl Vault {
     }
 
     pub(crate) async fn open_webhook_secret(&self, row: &WebhookRow) -> Result<Zeroizing<Vec<u8>>> {
-        let key = self.data_key(&row.tenant_id).await?;
+        let key = self.key_for(&row.tenant_id, &row.secret_sealed).await?;
         Ok(Zeroizing::new(key.open(&SecretAad { tenant_id: &row.tenant_id, secret_id: &aad_id(&row.id), version: 0 }, &row.secret_sealed)?))
     }
 
