@@ -18,7 +18,7 @@ const WHO: &str = "Needs an admin API key (or an owner) with no project scope: a
     events; other keys get 403 SCOPE_DENIED, scoped tokens too.";
 const CREATE: &str = "`events`: any of secret.created, secret.updated, secret.deleted, secret.rotated, secret.shared, \
     secret.restored, secret.purged, secret.rotation_due, apikey.created, apikey.revoked, backup.created, \
-    approval.requested, approval.decided, claim.created, claim.redeemed, or `*` for all (an unknown one is 400 naming \
+    approval.requested, approval.decided, claim.created, claim.redeemed, tenant.key_rotated, or `*` for all (an unknown one is 400 naming \
     them). `url`: http or https; a private, loopback or link-local address is refused (400) unless the operator \
     passes --allow-private-destinations, and a name resolving to one is refused at each delivery. Without `secret`, \
     a `whsec_…` signing secret is made and answered once as `secret`; it is never shown again. At most 20 webhooks \

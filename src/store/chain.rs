@@ -38,18 +38,20 @@ use super::AuditRow;
 /// The hash before a chain's first entry.
 pub const GENESIS: [u8; 32] = [0; 32];
 
-static KEY: OnceLock<Zeroizing<[u8; 32]>> = OnceLock::new();
+/// The HMAC keyed with the chain key, cloned for each entry: keying costs
+/// two SHA-256 blocks, which every entry would pay again.
+static KEYED: OnceLock<Hmac<Sha256>> = OnceLock::new();
 
 /// Sets the chain key for this process (the first call wins: one process
 /// serves one master key).
 pub fn set_key(key: Zeroizing<[u8; 32]>) {
-    let _ = KEY.set(key);
+    let _ = KEYED.set(<Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC takes any key length"));
 }
 
-fn key() -> &'static [u8; 32] {
+fn keyed() -> Hmac<Sha256> {
     // A store used without a vault (its own unit tests) chains under zeros:
     // such rows do not verify under any real key.
-    KEY.get().map_or(&GENESIS, |k| k)
+    KEYED.get().cloned().unwrap_or_else(|| <Hmac<Sha256> as Mac>::new_from_slice(&GENESIS).expect("HMAC takes any key length"))
 }
 
 /// The chain an entry belongs to.
@@ -74,7 +76,7 @@ impl Default for Head {
 /// Each field is written with its length (or a marker for NULL), so no two
 /// different entries encode alike.
 pub fn hash(chain: &str, seq: i64, prev: &[u8], a: &AuditRow) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key()).expect("HMAC takes any key length");
+    let mut mac = keyed();
     let mut text = |t: Option<&str>| match t {
         None => mac.update(&[0]),
         Some(t) => {
@@ -85,9 +87,13 @@ pub fn hash(chain: &str, seq: i64, prev: &[u8], a: &AuditRow) -> Vec<u8> {
     };
     text(Some("latchkey audit v1"));
     text(Some(chain));
-    text(Some(&seq.to_string()));
-    text(Some(&hex(prev)));
-    text(Some(&a.at.to_string()));
+    text(Some(itoa::Buffer::new().format(seq)));
+    // On the stack for a hash's 32 bytes; a damaged head of another length
+    // still hashes (and fails to verify).
+    let mut buf = [0u8; 64];
+    let prev_hex: std::borrow::Cow<'_, str> = if prev.len() <= 32 { hex_into(prev, &mut buf).into() } else { hex(prev).into() };
+    text(Some(&prev_hex));
+    text(Some(itoa::Buffer::new().format(a.at)));
     for field in [
         a.tenant_id.as_deref(),
         Some(a.actor.as_str()),
@@ -109,19 +115,49 @@ pub fn hash(chain: &str, seq: i64, prev: &[u8], a: &AuditRow) -> Vec<u8> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut out).to_owned()
 }
 
-/// Numbers and hashes `rows` in order, each after the head of its chain in
-/// `heads` (missing: an empty chain), and moves those heads on.
-pub fn link(rows: &mut [AuditRow], heads: &mut HashMap<String, Head>) {
-    for a in rows.iter_mut() {
-        let head = heads.entry(chain_of(a).to_owned()).or_default();
+/// Lowercase hex of `bytes` in `out` (twice as long), without allocating:
+/// a link hashes its predecessor's hash as hex.
+fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let out = &mut out[..bytes.len() * 2];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    }
+    std::str::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// An entry's place in its chain: what `chain_seq` and `chain_hash` store.
+pub type Link = (Option<i64>, Option<Vec<u8>>);
+
+/// The position and hash of each of `rows`, in order, each after the head
+/// of its chain in `heads` (missing: an empty chain); moves those heads on.
+pub fn links(rows: &[AuditRow], heads: &mut HashMap<String, Head>) -> Vec<Link> {
+    let mut out = Vec::with_capacity(rows.len());
+    for a in rows {
+        let chain = chain_of(a);
+        if !heads.contains_key(chain) {
+            heads.insert(chain.to_owned(), Head::default());
+        }
+        let head = heads.get_mut(chain).expect("inserted above");
         let seq = head.seq + 1;
-        let h = hash(chain_of(a), seq, &head.hash, a);
-        a.chain_seq = Some(seq);
-        a.chain_hash = Some(h.clone());
-        *head = Head { seq, hash: h };
+        let h = hash(chain, seq, &head.hash, a);
+        *head = Head { seq, hash: h.clone() };
+        out.push((Some(seq), Some(h)));
+    }
+    out
+}
+
+/// [`links`] written into the rows.
+pub fn link(rows: &mut [AuditRow], heads: &mut HashMap<String, Head>) {
+    let linked = links(rows, heads);
+    for (a, (seq, h)) in rows.iter_mut().zip(linked) {
+        a.chain_seq = seq;
+        a.chain_hash = h;
     }
 }
 

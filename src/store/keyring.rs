@@ -113,8 +113,7 @@ pub trait KeyringStore: Send + Sync {
     /// `wrapped` becomes the current key of generation `from + 1`, and the
     /// tenant's rotation row starts over. 409 while a rotation of the tenant
     /// is running, or when the generation is no longer `from`.
-    async fn start_key_rotation(&self, tenant_id: &str, from: i64, wrapped: &[u8], by: &str, audit: &AuditRow)
-    -> Result<KeyRotationRow>;
+    async fn start_key_rotation(&self, tenant_id: &str, from: i64, wrapped: &[u8], by: &str, audit: &AuditRow) -> Result<KeyRotationRow>;
 
     async fn key_rotation(&self, tenant_id: &str) -> Result<Option<KeyRotationRow>>;
 
@@ -125,8 +124,13 @@ pub trait KeyringStore: Send + Sync {
     /// Takes the lease of one running rotation started before
     /// `started_before` whose lease has lapsed or is `by`'s already (no write
     /// when there is none), until `lease_until`, for `by`.
-    async fn lease_key_rotation(&self, by: &str, now: Millis, lease_until: Millis, started_before: Millis)
-    -> Result<Option<KeyRotationRow>>;
+    async fn lease_key_rotation(
+        &self,
+        by: &str,
+        now: Millis,
+        lease_until: Millis,
+        started_before: Millis,
+    ) -> Result<Option<KeyRotationRow>>;
 
     /// The tenant's versions, every secret (soft-deleted ones too) together.
     async fn count_versions(&self, tenant_id: &str) -> Result<i64>;

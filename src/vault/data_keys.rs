@@ -235,11 +235,18 @@ impl Vault {
             match key.open(&aad, &v.sealed) {
                 Ok(plain) => {
                     let plain = zeroize::Zeroizing::new(plain);
-                    reseals.push(Reseal { secret_id: v.secret_id.clone(), version: v.version, old: v.sealed.clone(), new: key.seal(&aad, &plain) });
+                    reseals.push(Reseal {
+                        secret_id: v.secret_id.clone(),
+                        version: v.version,
+                        old: v.sealed.clone(),
+                        new: key.seal(&aad, &plain),
+                    });
                 }
                 // Left as it is: an integrity failure is the sign of a
                 // tampered row, and resealing cannot mend it.
-                Err(e) => tracing::error!(tenant = %row.tenant_id, secret = %v.secret_id, version = v.version, "cannot reseal a version: {e}"),
+                Err(e) => {
+                    tracing::error!(tenant = %row.tenant_id, secret = %v.secret_id, version = v.version, "cannot reseal a version: {e}")
+                }
             }
         }
         if let Some(last) = versions.last() {

@@ -73,8 +73,10 @@ impl<B: Backend> KeyringStore for B {
     async fn tenant_keys(&self, tenant_id: &str) -> Result<Option<TenantKeys>> {
         // The retired keys are read second: a rotation committing between the
         // two reads moves the current key there, so none is missed.
-        let Some((generation, current)) =
-            query::<B::Db>("SELECT key_generation, wrapped_key FROM tenants WHERE id = $1").bind(tenant_id).fetch_optional(self.reader()).await?
+        let Some((generation, current)) = query::<B::Db>("SELECT key_generation, wrapped_key FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(self.reader())
+            .await?
         else {
             return Ok(None);
         };
@@ -87,14 +89,7 @@ impl<B: Backend> KeyringStore for B {
         Ok(Some(TenantKeys { generation, current, older }))
     }
 
-    async fn start_key_rotation(
-        &self,
-        tenant_id: &str,
-        from: i64,
-        wrapped: &[u8],
-        by: &str,
-        audit: &AuditRow,
-    ) -> Result<KeyRotationRow> {
+    async fn start_key_rotation(&self, tenant_id: &str, from: i64, wrapped: &[u8], by: &str, audit: &AuditRow) -> Result<KeyRotationRow> {
         let now = audit.at;
         let mut conn = self.write_conn().await?;
         let mut tx = Self::begin_write(&mut conn).await?;

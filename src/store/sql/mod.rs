@@ -30,7 +30,7 @@ mod trail;
 mod webhooks;
 mod writes;
 
-pub(super) use writes::bind_audit;
+pub(super) use writes::{bind_audit, bind_linked};
 
 use std::future::Future;
 

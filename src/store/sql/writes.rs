@@ -79,8 +79,17 @@ pub(in crate::store) async fn lock_head<D: Dialect>(tx: &mut Transaction<'_, D>,
 
 /// Binds `chunk` as the parameters of an audit insert, after whatever
 /// `q` already binds.
-pub(in crate::store) fn bind_audit<'q, D: Dialect>(mut q: Stmt<'q, D>, chunk: &'q [AuditRow]) -> Stmt<'q, D> {
-    for a in chunk {
+pub(in crate::store) fn bind_audit<'q, D: Dialect>(q: Stmt<'q, D>, chunk: &'q [AuditRow]) -> Stmt<'q, D> {
+    bind_linked(q, chunk.iter().map(|a| (a, &a.chain_seq, &a.chain_hash)))
+}
+
+/// [`bind_audit`] with each row's chain position and hash given beside it
+/// (an audit batch links without copying its rows).
+pub(in crate::store) fn bind_linked<'q, D: Dialect>(
+    mut q: Stmt<'q, D>,
+    rows: impl IntoIterator<Item = (&'q AuditRow, &'q Option<i64>, &'q Option<Vec<u8>>)>,
+) -> Stmt<'q, D> {
+    for (a, chain_seq, chain_hash) in rows {
         q = q
             .bind(&a.tenant_id)
             .bind(a.at)
@@ -93,8 +102,8 @@ pub(in crate::store) fn bind_audit<'q, D: Dialect>(mut q: Stmt<'q, D>, chunk: &'
             .bind(&a.ip)
             .bind(&a.user_agent)
             .bind(&a.detail)
-            .bind(a.chain_seq)
-            .bind(&a.chain_hash)
+            .bind(chain_seq)
+            .bind(chain_hash)
             .bind(&a.client)
             .bind(&a.tool)
             .bind(&a.reason);

@@ -12,7 +12,7 @@ use super::{SqliteStore, WriteConn, lock_writer};
 use crate::error::Result;
 use crate::store::chain::{self, Head};
 use crate::store::sql::dialect::query;
-use crate::store::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, AUDIT_WIDTH, Params, bind_audit};
+use crate::store::sql::{AUDIT_INTO, AUDIT_ROWS_PER_INSERT, AUDIT_WIDTH, Params, bind_linked};
 use crate::store::{Appended, AuditRow};
 
 /// Tries of a batch whose heads another process moved (the last reads them
@@ -53,9 +53,8 @@ impl SqliteStore {
                 }
             };
             heads.extend(read);
-            let mut rows = entries.to_vec();
-            chain::link(&mut rows, &mut heads);
-            match insert_linked(&mut conn, &rows, &heads, !locked).await {
+            let links = chain::links(entries, &mut heads);
+            match insert_linked(&mut conn, entries, &links, &heads, !locked).await {
                 Ok(v) => {
                     let changed = self.data_version.swap(v, Ordering::SeqCst) != v;
                     if changed {
@@ -114,13 +113,20 @@ pub(super) const HEADS_SQL: &str = "INSERT INTO audit_chain_heads (chain, seq, h
 /// transaction (`begin`: opened by the first chunk's call; else already
 /// open), and answers `data_version` after the commit. On an error the
 /// transaction is still open: the caller rolls it back.
-async fn insert_linked(conn: &mut WriteConn, rows: &[AuditRow], heads: &HashMap<String, Head>, begin: bool) -> sqlx::Result<i64> {
+async fn insert_linked(
+    conn: &mut WriteConn,
+    rows: &[AuditRow],
+    links: &[chain::Link],
+    heads: &HashMap<String, Head>,
+    begin: bool,
+) -> sqlx::Result<i64> {
     let json = heads_json(heads).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     let chunks: Vec<&[AuditRow]> = rows.chunks(AUDIT_ROWS_PER_INSERT).collect();
     let mut version = None;
-    for (i, chunk) in chunks.iter().enumerate() {
+    for (i, (chunk, linked)) in chunks.iter().zip(links.chunks(AUDIT_ROWS_PER_INSERT)).enumerate() {
         let last = i + 1 == chunks.len();
-        let q = bind_audit(query::<Sqlite>(AssertSqlSafe(audit_batch_sql(chunk.len(), begin && i == 0, last))), chunk).into_inner();
+        let sql = query::<Sqlite>(AssertSqlSafe(audit_batch_sql(chunk.len(), begin && i == 0, last)));
+        let q = bind_linked(sql, chunk.iter().zip(linked).map(|(a, (seq, hash))| (a, seq, hash))).into_inner();
         let q = if last { q.bind(json.as_str()) } else { q };
         let got: Vec<i64> = q.try_map(|row: sqlx::sqlite::SqliteRow| row.try_get(0)).fetch_all(&mut **conn).await?;
         version = got.last().copied();

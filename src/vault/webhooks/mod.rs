@@ -47,6 +47,7 @@ pub const EVENTS: &[&str] = &[
     "approval.decided",
     "claim.created",
     "claim.redeemed",
+    "tenant.key_rotated",
 ];
 /// What `POST /api/v1/webhooks/{id}/test` sends, to that webhook only.
 pub const TEST_EVENT: &str = "webhook.test";
@@ -514,8 +515,20 @@ mod tests {
     #[test]
     fn every_event_has_an_action_in_both_migrations() {
         for (name, sql) in [
-            ("sqlite", include_str!("../../../migrations/sqlite/0015_webhooks.sql")),
-            ("postgres", include_str!("../../../migrations/postgres/0016_webhooks.sql")),
+            (
+                "sqlite",
+                concat!(
+                    include_str!("../../../migrations/sqlite/0015_webhooks.sql"),
+                    include_str!("../../../migrations/sqlite/0018_webhook_trigger.sql")
+                ),
+            ),
+            (
+                "postgres",
+                concat!(
+                    include_str!("../../../migrations/postgres/0016_webhooks.sql"),
+                    include_str!("../../../migrations/postgres/0019_webhook_trigger.sql")
+                ),
+            ),
         ] {
             for e in EVENTS {
                 assert!(sql.contains(&format!("', '{e}')")), "{name}: no action maps to {e}");
