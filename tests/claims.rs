@@ -330,6 +330,58 @@ async fn one_of_a_hundred_simultaneous_redemptions_wins_on_postgres() {
     one_of_a_hundred(Backend::Postgres).await;
 }
 
+/// Claims crossing between two tenants, redeemed at the same time in both
+/// directions: each redemption writes into both tenants' audit chains, and
+/// every one succeeds (their heads are locked in one order, so PostgreSQL
+/// never has to abort one as a deadlock).
+async fn crossing_redemptions(backend: Backend) {
+    let srv = std::sync::Arc::new(Server::start(backend).await);
+    let (ta, tb) = (unique("cross-a"), unique("cross-b"));
+    let (a, b) = (srv.signup(&ta).await, srv.signup(&tb).await);
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        let (_, to_b) = claim(
+            &srv,
+            &a,
+            json!({ "secretValue": "x", "secretName": format!("from-a-{i}"), "targetTenantId": tb, "contractId": "cross" }),
+        )
+        .await;
+        let (_, to_a) = claim(
+            &srv,
+            &b,
+            json!({ "secretValue": "y", "secretName": format!("from-b-{i}"), "targetTenantId": ta, "contractId": "cross" }),
+        )
+        .await;
+        tokens.push((b.clone(), to_b));
+        tokens.push((a.clone(), to_a));
+    }
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|(key, token)| {
+            let srv = srv.clone();
+            tokio::spawn(async move { redeem(&srv, &key, &token).await })
+        })
+        .collect();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    for key in [&a, &b] {
+        let (s, v) = srv.get("/api/v1/audit/verify", key).await;
+        assert_eq!((s, &v["verified"]), (200, &json!(true)), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn crossing_redemptions_all_succeed_on_sqlite() {
+    crossing_redemptions(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn crossing_redemptions_all_succeed_on_postgres() {
+    crossing_redemptions(Backend::Postgres).await;
+}
+
 /// Two `latchkey serve` processes on one PostgreSQL: one redemption in all,
 /// and the new secret is readable at once on the other process, by id and by name.
 #[tokio::test]

@@ -40,9 +40,7 @@ impl<B: Backend> ClaimStore for B {
         .execute(&mut *tx)
         .await
         .map_err(|e| writes::constraint_error(e, || Error::Conflict("that claim token exists".into())))?;
-        for a in audit {
-            writes::insert_audit(&mut tx, a).await?;
-        }
+        writes::insert_audits(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -109,9 +107,7 @@ impl<B: Backend> ClaimStore for B {
             .bind(&secret.id)
             .execute(&mut *tx)
             .await?;
-        for a in &audit {
-            writes::insert_audit(&mut tx, a).await?;
-        }
+        writes::insert_audits(&mut tx, &audit).await?;
         tx.commit().await?;
         claim.sealed = None;
         claim.redeemed_secret_id = Some(secret.id);
@@ -133,9 +129,7 @@ impl<B: Backend> ClaimStore for B {
         if revoked.is_none() {
             return Ok(None);
         }
-        for a in audit {
-            writes::insert_audit(&mut tx, a).await?;
-        }
+        writes::insert_audits(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(revoked)
     }

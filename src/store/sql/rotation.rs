@@ -251,9 +251,7 @@ impl<B: Backend> RotationStore for B {
             .await?;
         // The actor's entry first, while its own key is as it was: a token
         // may rotate a secret its own scope covers, and so revoke itself.
-        for a in &r.audit {
-            writes::insert_audit(&mut tx, a).await?;
-        }
+        writes::insert_audits(&mut tx, &r.audit).await?;
         for token in &r.revoke {
             query::<B::Db>("UPDATE api_keys SET revoked_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
                 .bind(tenant_id)

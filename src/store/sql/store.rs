@@ -578,9 +578,7 @@ impl<B: Backend> Store for B {
             }
         }
         self.announce_change(&mut tx, tenant_id).await?;
-        for a in audit {
-            writes::insert_audit(&mut tx, a).await?;
-        }
+        writes::insert_audits(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -61,6 +61,23 @@ pub(super) async fn insert_audit<D: Dialect>(tx: &mut Transaction<'_, D>, a: &Au
     Ok(())
 }
 
+/// Several audit entries of one transaction, in order. Their chains' heads
+/// are locked first, in sorted order: a claim's entries go to two tenants'
+/// chains, and two transactions locking the same two heads in opposite
+/// orders would deadlock on PostgreSQL (the audit batches lock theirs sorted too).
+pub(super) async fn insert_audits<D: Dialect>(tx: &mut Transaction<'_, D>, rows: &[AuditRow]) -> Result<()> {
+    let chains = crate::store::chain::chains(rows);
+    if chains.len() > 1 {
+        for chain in &chains {
+            lock_head(tx, chain).await?;
+        }
+    }
+    for a in rows {
+        insert_audit(tx, a).await?;
+    }
+    Ok(())
+}
+
 /// The head of `chain`, locked until the transaction ends: the upsert takes
 /// the row lock on PostgreSQL (SQLite's write transaction holds the whole
 /// database), and makes the row of a chain's first entry, so two first
