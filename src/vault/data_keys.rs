@@ -39,6 +39,8 @@ use crate::store::{Millis, now_millis};
 /// Batches one worker turn takes (one turn per tick): at the defaults, 10 000
 /// versions a second, with the writer free between batches.
 const BATCHES_PER_TURN: usize = 20;
+/// Who the entry that ends a pass names.
+pub const RESEALER: &str = "key-rotation";
 /// How far back a replica looks for rotations it may not have heard of (more
 /// than any clock skew between replicas).
 const LOOK_BACK_MS: Millis = 10 * 60_000;
@@ -267,8 +269,8 @@ impl Vault {
         }
         let saved = self.store.keyring().save_key_rotation(row, instance, &reseals).await?;
         if saved && row.state == DONE {
-            let audit = crate::vault::Origin::new(crate::vault::Front::Cli)
-                .audit(Some(&row.tenant_id), "system", "tenant.key_resealed", "tenant", Some(&row.tenant_id), "success")
+            let audit = super::Origin::new(super::Front::Job)
+                .audit(Some(&row.tenant_id), RESEALER, "tenant.key_resealed", "tenant", Some(&row.tenant_id), "success")
                 .detail(serde_json::json!({ "generation": row.generation, "passes": row.passes }));
             self.record(audit).await?;
             tracing::info!(tenant = %row.tenant_id, generation = row.generation, "data-key rotation finished: every version is sealed under the new key");
