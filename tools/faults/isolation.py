@@ -36,7 +36,7 @@ NEW_SECRET = [None]
 def required_permission(method, path):
     """What the operation needs (from llms.txt and the service code): api-keys
     and audit need admin; reads need read; writes need write; plan needs a key."""
-    if path.startswith(("/api/v1/api-keys", "/api/v1/audit", "/api/v1/webhooks", "/api/v1/backup")):
+    if path.startswith(("/api/v1/api-keys", "/api/v1/audit", "/api/v1/webhooks", "/api/v1/backup", "/api/v1/tenant/")):
         return "admin"
     if path.startswith("/api/v1/plan") or path == "/api/v1/tokens":
         return "read"  # any key may mint a token within its own rights
@@ -392,8 +392,8 @@ def expected(op_public, perm, fam, principal, method, path):
             return "403"  # a secret without a project, or a project: outside a scoped key's reach
         return "2xx"
     if principal == "scoped-admin":
-        if path.startswith(("/api/v1/audit", "/api/v1/webhooks", "/api/v1/backup")):
-            return "403"  # the trail, hooks and backups cover the whole tenant
+        if path.startswith(("/api/v1/audit", "/api/v1/webhooks", "/api/v1/backup", "/api/v1/tenant/")):
+            return "403"  # the trail, hooks, backups and the data key cover the whole tenant
         if fam == "api-keys":
             return "404"  # the fixture key has no project scope: beyond a scoped admin's reach
         if fam in ("secrets", "projects", "secret-path", "rotation", "deleted-secrets") or method == "post":
