@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::principal::{Permission, Principal, WithDetail};
+use super::views::time;
 use super::{Vault, audited};
 use crate::crypto::{DataKey, SecretAad, blob_generation};
 use crate::error::{Error, Result};
@@ -76,11 +77,9 @@ pub struct KeyRotationView {
     pub versions: i64,
 }
 
-fn time(ms: Millis) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn generation(n: i64) -> Result<u32> {
+/// A stored generation number as the key functions take it; a row holding
+/// none (negative, too large) is a damaged one.
+pub(crate) fn generation(n: i64) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::Integrity)
 }
 
@@ -167,10 +166,10 @@ impl Vault {
             None => None,
             Some(r) => Some(KeyRotationView {
                 generation: r.generation,
+                started_at: time(r.started_at, "key_rotations", &r.tenant_id, "started_at")?,
+                finished_at: r.finished_at.map(|at| time(at, "key_rotations", &r.tenant_id, "finished_at")).transpose()?,
                 state: r.state,
-                started_at: time(r.started_at),
                 started_by: r.started_by,
-                finished_at: r.finished_at.map(time),
                 resealed: r.resealed,
                 versions: self.store.keyring().count_versions(tenant_id).await?,
             }),

@@ -45,7 +45,7 @@ impl Vault {
             let Some(last) = page.last() else { break };
             after = Some((last.tenant_id.clone(), last.generation));
             for k in page {
-                let generation = u32::try_from(k.generation).map_err(|_| Error::Integrity)?;
+                let generation = super::data_keys::generation(k.generation)?;
                 match self.master.rewrap(&k.tenant_id, generation, &k.wrapped_key)? {
                     Some(new) => rewraps.push(Rewrap {
                         tenant_id: k.tenant_id,
