@@ -275,22 +275,13 @@ pub async fn serve(
 /// Runs [`Vault::sweep`] every `jobs_interval` (`--jobs-interval-ms`) until `stop` is cancelled
 /// (shutdown), never two at once; a sweep under way is cut short by it.
 async fn sweep_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
-    let mut every = tokio::time::interval(vault.config().jobs_interval);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = every.tick() => {}
+    let vault = &vault;
+    crate::vault::jobs::every(vault.config().jobs_interval, &stop, move || async move {
+        if let Err(e) = vault.sweep().await {
+            tracing::warn!("sweep failed: {}", e.public_message_with_cause());
         }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            swept = vault.sweep() => {
-                if let Err(e) = swept {
-                    tracing::warn!("sweep failed: {}", e.public_message_with_cause());
-                }
-            }
-        }
-    }
+    })
+    .await
 }
 
 /// File handles kept back from client connections: the database's (SQLite's

@@ -286,18 +286,14 @@ fn millis(d: Duration) -> Millis {
 /// elsewhere replaced, and works the pass of running rotations, until `stop`.
 pub async fn run_until(vault: Arc<Vault>, stop: CancellationToken) {
     let instance = uuid::Uuid::new_v4().to_string();
-    let mut every = tokio::time::interval(vault.config().key_rotation_poll);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = every.tick() => {}
-        }
+    let (vault, stop, instance) = (&vault, &stop, instance.as_str());
+    super::jobs::every(vault.config().key_rotation_poll, stop, move || async move {
         if let Err(e) = vault.forget_rotated_keys(now_millis() - LOOK_BACK_MS).await {
             tracing::warn!("looking for data-key rotations failed: {}", e.public_message_with_cause());
         }
-        if let Err(e) = vault.reseal_turn(&instance, &stop).await {
+        if let Err(e) = vault.reseal_turn(instance, stop).await {
             tracing::warn!("resealing versions under a new data key failed: {}", e.public_message_with_cause());
         }
-    }
+    })
+    .await
 }

@@ -18,6 +18,7 @@ pub mod data_keys;
 pub mod environments;
 pub mod exposure;
 mod gauges;
+pub mod jobs;
 pub mod keys;
 pub mod lifecycle;
 pub mod master_key;

@@ -9,9 +9,10 @@
 //! With an archive dir, each batch's rows are first appended, as one gzip
 //! member of JSON lines, to `DIR/<tenant>/<YYYY-MM-DD>.jsonl.gz` (UTC day of
 //! the entry; entries of no tenant under `_none`), and the file and its
-//! directory are synced before the rows are deleted. A crash between the two
-//! leaves the rows in place and the next run archives them again: an
-//! archive may hold an entry twice (same `id`), never lose one.
+//! directory are synced before the rows are deleted. A crash (or a shutdown,
+//! which drops a turn under way) between the two leaves the rows in place and
+//! the next run archives them again: an archive may hold an entry twice (same
+//! `id`), never lose one.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -95,14 +96,9 @@ pub async fn run_until(vault: Arc<Vault>, stop: CancellationToken) {
         }
         return;
     }
-    let mut every = tokio::time::interval(vault.config().jobs_interval);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = every.tick() => {}
-        }
-        let result = match vault.prune_audit(&stop).await {
+    let (vault, stop) = (&vault, &stop);
+    super::jobs::every(vault.config().jobs_interval, stop, move || async move {
+        let result = match vault.prune_audit(stop).await {
             Ok(run) if run.busy => "skipped",
             Ok(_) => "done",
             Err(e) => {
@@ -111,7 +107,8 @@ pub async fn run_until(vault: Arc<Vault>, stop: CancellationToken) {
             }
         };
         metrics::counter!(names::AUDIT_PRUNE_RUNS, "result" => result).increment(1);
-    }
+    })
+    .await
 }
 
 /// The archive's folder of a chain: the tenant id (a slug, see

@@ -90,20 +90,13 @@ impl Vault {
 /// Runs [`Vault::run_rotation_jobs`] at once and then every `every` until
 /// `stop` is cancelled, never two runs at once.
 pub async fn run_until(vault: Arc<Vault>, every: Duration, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
+    let vault = &vault;
+    crate::vault::jobs::every(every, &stop, move || async move {
+        match vault.run_rotation_jobs().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rotations = n, "scheduled rotations ran"),
+            Err(e) => tracing::warn!("rotation jobs failed: {}", e.public_message_with_cause()),
         }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            ran = vault.run_rotation_jobs() => match ran {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rotations = n, "scheduled rotations ran"),
-                Err(e) => tracing::warn!("rotation jobs failed: {}", e.public_message_with_cause()),
-            }
-        }
-    }
+    })
+    .await
 }

@@ -50,29 +50,25 @@ const NOTE_CHARS: usize = 200;
 /// cancelled; a turn under way is cut short by it (its deliveries are taken
 /// again when their lease ends).
 pub async fn run_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
-    let mut every = tokio::time::interval(vault.config().webhook_poll);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let vault = &vault;
     let mut pruned: Option<std::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = every.tick() => {}
-        }
-        if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+    crate::vault::jobs::every(vault.config().webhook_poll, &stop, move || {
+        let prune = pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        if prune {
             pruned = Some(std::time::Instant::now());
-            if let Err(e) = vault.store().webhooks().prune_finished(now_millis() - KEEP_FINISHED_MS, PRUNE_BATCH).await {
-                tracing::warn!("pruning webhook deliveries failed: {}", e.public_message_with_cause());
-            }
         }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            done = vault.deliver_due() => {
-                if let Err(e) = done {
-                    tracing::warn!("webhook deliveries failed: {}", e.public_message_with_cause());
+        async move {
+            if prune {
+                if let Err(e) = vault.store().webhooks().prune_finished(now_millis() - KEEP_FINISHED_MS, PRUNE_BATCH).await {
+                    tracing::warn!("pruning webhook deliveries failed: {}", e.public_message_with_cause());
                 }
             }
+            if let Err(e) = vault.deliver_due().await {
+                tracing::warn!("webhook deliveries failed: {}", e.public_message_with_cause());
+            }
         }
-    }
+    })
+    .await
 }
 
 /// `t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>`.
