@@ -58,10 +58,8 @@ pub async fn run_until(vault: Arc<Vault>, stop: tokio_util::sync::CancellationTo
             pruned = Some(std::time::Instant::now());
         }
         async move {
-            if prune {
-                if let Err(e) = vault.store().webhooks().prune_finished(now_millis() - KEEP_FINISHED_MS, PRUNE_BATCH).await {
-                    tracing::warn!("pruning webhook deliveries failed: {}", e.public_message_with_cause());
-                }
+            if prune && let Err(e) = vault.store().webhooks().prune_finished(now_millis() - KEEP_FINISHED_MS, PRUNE_BATCH).await {
+                tracing::warn!("pruning webhook deliveries failed: {}", e.public_message_with_cause());
             }
             if let Err(e) = vault.deliver_due().await {
                 tracing::warn!("webhook deliveries failed: {}", e.public_message_with_cause());
