@@ -38,114 +38,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
-
+use common::sc::{User, value_of};
 use common::{Backend, Server, unique};
 use serde_json::{Value, json};
-
-const SC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/sc-cli/sc");
-
-/// Installs the CLI once per test binary, with the caller's own environment
-/// (its npm configuration), before any run with a private `HOME`.
-fn install() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let out = Command::new("timeout").args(["600", "bash", SC, "--version"]).output().expect("run tools/sc-cli/sc");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "installing the sc CLI failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(text.trim(), "2.20.0", "the pinned CLI version");
-    });
-}
-
-/// What one `sc` command did: its exit status and its output (stdout then
-/// stderr, colours stripped).
-struct Run {
-    ok: bool,
-    out: String,
-}
-
-/// One user of the CLI: a project directory to run `sc` in and a home of
-/// their own, so no configuration of this machine's user is read or written.
-struct User {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    base: String,
-}
-
-impl User {
-    fn new(srv: &Server) -> User {
-        install();
-        let dir = tempfile::tempdir().unwrap();
-        let (home, project) = (dir.path().join("home"), dir.path().join("project"));
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::create_dir_all(&project).unwrap();
-        User { _dir: dir, home, project, base: srv.base.clone() }
-    }
-
-    async fn sc(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new("timeout");
-        cmd.arg("120").arg("bash").arg(SC).args(args).current_dir(&self.project);
-        cmd.env("HOME", &self.home).env("XDG_CONFIG_HOME", self.home.join(".config")).env("SC_BASE_URL", &self.base);
-        cmd.env("NO_COLOR", "1").env_remove("SC_API_KEY").env_remove("SECRETCAROUSEL_API_KEY").env_remove("SECRETCAROUSEL_BASE_URL");
-        let out = tokio::task::spawn_blocking(move || cmd.output().expect("run sc")).await.unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        Run { ok: out.status.success(), out: strip_ansi(&text) }
-    }
-
-    /// `sc ARGS` must succeed; returns its output.
-    async fn ok(&self, args: &[&str]) -> String {
-        let run = self.sc(args).await;
-        assert!(run.ok, "sc {} failed:\n{}", args.join(" "), run.out);
-        assert!(!run.out.contains("[object Object]"), "sc {}:\n{}", args.join(" "), run.out);
-        run.out
-    }
-
-    /// `sc ARGS` must fail; returns its output.
-    async fn fails(&self, args: &[&str]) -> String {
-        let run = self.sc(args).await;
-        assert!(!run.ok, "sc {} should have failed:\n{}", args.join(" "), run.out);
-        run.out
-    }
-
-    /// `sc signup TENANT` in the project directory; returns the key it saved.
-    async fn signup(&self, tenant: &str) -> String {
-        let out = self.ok(&["signup", tenant]).await;
-        let config: Value = serde_json::from_str(&std::fs::read_to_string(self.project.join(".sc/config.json")).unwrap()).unwrap();
-        let key = config["apiKey"].as_str().unwrap_or_else(|| panic!("no key saved: {config}\n{out}")).to_owned();
-        assert!(out.contains(&key), "signup shows the key once: {out}");
-        key
-    }
-
-    /// `sc secret NAME VALUE [ARGS]`; returns the new secret's id as printed.
-    async fn create(&self, name: &str, value: &str, args: &[&str]) -> String {
-        let mut all = vec!["secret", name, value];
-        all.extend_from_slice(args);
-        let out = self.ok(&all).await;
-        let id = out.lines().find_map(|l| l.trim().strip_prefix("ID:")).unwrap_or_else(|| panic!("no ID in:\n{out}"));
-        id.trim().to_owned()
-    }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// An error body's code and message, in the flat shape SecretCarousel's
 /// clients read (`{"error","message","code"}`) or the older nested one.
@@ -167,17 +62,11 @@ fn names(list: &[Value]) -> Vec<&str> {
     list.iter().map(|v| v["name"].as_str().unwrap()).collect()
 }
 
-async fn value_of(srv: &Server, key: &str, id: &str) -> Value {
-    let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), key).await;
-    assert_eq!(s, 200, "{body}");
-    body
-}
-
 /// Passes against today's server: signup, create, list, show, and errors
 /// that print the server's message and code.
 async fn signup_create_list_show_and_errors(backend: Backend) {
     let srv = Server::start(backend).await;
-    let user = User::new(&srv);
+    let user = User::new(&srv.base);
     let tenant = unique("sc-cli");
     let key = user.signup(&tenant).await;
 
@@ -212,7 +101,7 @@ async fn signup_create_list_show_and_errors(backend: Backend) {
 
     // A taken tenant, from a second user, and the reserved local tenant: the
     // CLI's signup prints the server's message alone (no code).
-    let other = User::new(&srv);
+    let other = User::new(&srv.base);
     for (tenant, want) in [(tenant.as_str(), "ALREADY_EXISTS"), ("local", "INVALID_REQUEST")] {
         let (s, body) = srv.call("POST", "/api/signup", None, Some(json!({ "tenantId": tenant }))).await;
         let (code, message) = error_of(&body);
@@ -226,7 +115,7 @@ async fn signup_create_list_show_and_errors(backend: Backend) {
 /// Needs the server to take `q` and `limit=50` on the secret list.
 async fn search(backend: Backend) {
     let srv = Server::start(backend).await;
-    let user = User::new(&srv);
+    let user = User::new(&srv.base);
     user.signup(&unique("sc-search")).await;
     user.create("STRIPE_KEY", "sk_live_123", &["-t", "api-key"]).await;
     user.create("DB_URL", "postgres://db.internal/app", &[]).await;
@@ -241,7 +130,7 @@ async fn search(backend: Backend) {
 /// Needs the server to take `limit=500` on the secret list.
 async fn env_pull_and_promote(backend: Backend) {
     let srv = Server::start(backend).await;
-    let user = User::new(&srv);
+    let user = User::new(&srv.base);
     let key = user.signup(&unique("sc-env")).await;
     user.create("DB_URL", "postgres://db.internal/app", &["--env", "development"]).await;
     user.create("API_TOKEN", "tok_123", &["-t", "api-key", "--env", "development"]).await;
@@ -267,7 +156,7 @@ async fn env_pull_and_promote(backend: Backend) {
 /// Needs the server to rename and move a secret by PUT `name` / `environment`.
 async fn update_renames_and_moves(backend: Backend) {
     let srv = Server::start(backend).await;
-    let user = User::new(&srv);
+    let user = User::new(&srv.base);
     let key = user.signup(&unique("sc-update")).await;
     let id = user.create("STRIPE_KEY", "sk_live_123", &["-t", "api-key", "--env", "development"]).await;
     let before = value_of(&srv, &key, &id).await;
@@ -321,7 +210,7 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
 /// once; A shares another secret by link, sees its counters, revokes it.
 async fn claim_and_share(backend: Backend) {
     let srv = Server::start(backend).await;
-    let (alice, bob) = (User::new(&srv), User::new(&srv));
+    let (alice, bob) = (User::new(&srv.base), User::new(&srv.base));
     let alice_key = alice.signup(&unique("sc-alice")).await;
     let bob_tenant = unique("sc-bob");
     let bob_key = bob.signup(&bob_tenant).await;

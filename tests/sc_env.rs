@@ -17,28 +17,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use common::sc::{User, value_of};
 use common::{Backend, Server, unique};
 use serde_json::{Value, json};
-
-const SC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/sc-cli/sc");
-
-/// Installs the CLI once per test binary (as tests/sc_cli.rs does).
-fn install() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let out = Command::new("timeout").args(["600", "bash", SC, "--version"]).output().expect("run tools/sc-cli/sc");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "installing the sc CLI failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(text.trim(), "2.20.0", "the pinned CLI version");
-    });
-}
 
 /// A loopback HTTP proxy in front of the server that records each request's
 /// method and path (query included) before passing it on unchanged.
@@ -93,78 +79,6 @@ impl Recorder {
     }
 }
 
-/// One user of the CLI, with a project directory and a home of their own,
-/// talking to the server through the recorder.
-struct User {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    base: String,
-}
-
-/// What one `sc` command did.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl User {
-    fn new(base: &str) -> User {
-        install();
-        let dir = tempfile::tempdir().unwrap();
-        let (home, project) = (dir.path().join("home"), dir.path().join("project"));
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::create_dir_all(&project).unwrap();
-        User { _dir: dir, home, project, base: base.to_owned() }
-    }
-
-    async fn sc(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new("timeout");
-        cmd.arg("300").arg("bash").arg(SC).args(args).current_dir(&self.project);
-        cmd.env("HOME", &self.home).env("XDG_CONFIG_HOME", self.home.join(".config")).env("SC_BASE_URL", &self.base);
-        cmd.env("NO_COLOR", "1").env_remove("SC_API_KEY").env_remove("SECRETCAROUSEL_API_KEY").env_remove("SECRETCAROUSEL_BASE_URL");
-        let out = tokio::task::spawn_blocking(move || cmd.output().expect("run sc")).await.unwrap();
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: strip_ansi(&String::from_utf8_lossy(&out.stderr)),
-        }
-    }
-
-    /// `sc ARGS` must succeed; returns its standard output, colours stripped.
-    async fn ok(&self, args: &[&str]) -> String {
-        let run = self.sc(args).await;
-        assert!(run.ok, "sc {} failed:\n{}{}", args.join(" "), run.stdout, run.stderr);
-        strip_ansi(&run.stdout)
-    }
-
-    /// `sc signup TENANT`; returns the key it saved in `.sc/config.json`.
-    async fn signup(&self, tenant: &str) -> String {
-        self.ok(&["signup", tenant]).await;
-        let config: Value = serde_json::from_str(&std::fs::read_to_string(self.project.join(".sc/config.json")).unwrap()).unwrap();
-        config["apiKey"].as_str().expect("a saved key").to_owned()
-    }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 async fn create(srv: &Server, key: &str, body: Value) -> String {
     let (s, created) = srv.post("/api/v1/secrets", key, body).await;
     assert_eq!(s, 201, "{created}");
@@ -178,12 +92,6 @@ async fn listed(srv: &Server, key: &str, environment: &str) -> Vec<Value> {
     let mut all = body["secrets"].as_array().unwrap().clone();
     all.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_owned());
     all
-}
-
-async fn value_of(srv: &Server, key: &str, id: &str) -> Value {
-    let (s, body) = srv.get(&format!("/api/v1/secrets/{id}"), key).await;
-    assert_eq!(s, 200, "{body}");
-    body
 }
 
 /// `sc env pull` prints the environment's secrets as `NAME=value`, each value
@@ -208,7 +116,7 @@ async fn pull_writes_the_values(backend: Backend) {
     create(&srv, &key, json!({ "name": "DEV_ONLY", "value": "d", "environment": "development" })).await;
     rec.take();
 
-    let out = user.ok(&["env", "pull", "--env", "staging"]).await;
+    let out = user.run_ok(&["env", "pull", "--env", "staging"]).await.stdout;
     let want: String = values.iter().map(|(n, v)| format!("{n}={v}\n")).collect();
     assert_eq!(out, want, "the .env `sc env pull --env staging > .env` writes");
     let seen = rec.take();
@@ -216,9 +124,9 @@ async fn pull_writes_the_values(backend: Backend) {
     assert_eq!(seen.len(), 1 + values.len(), "one list, then one read per secret: {seen:?}");
 
     // Without --env, the CLI's default environment (development).
-    assert_eq!(user.ok(&["env", "pull"]).await, "DEV_ONLY=d\n");
+    assert_eq!(user.run_ok(&["env", "pull"]).await.stdout, "DEV_ONLY=d\n");
     // An empty environment prints nothing and succeeds.
-    assert_eq!(user.ok(&["env", "pull", "--env", "qa"]).await.trim(), "");
+    assert_eq!(user.run_ok(&["env", "pull", "--env", "qa"]).await.stdout.trim(), "");
 
     // Each read is audited as any read is, for the key the CLI signed up with.
     let (s, audit) = srv.get("/api/v1/audit?action=secret.read&limit=100", &key).await;
@@ -247,7 +155,7 @@ async fn pull_of_300_is_one_list_and_a_read_each(backend: Backend) {
     assert_eq!((s, page["count"].as_u64(), page["hasMore"].as_bool()), (200, Some(N as u64), Some(false)), "one page holds all");
     rec.take();
 
-    let out = user.ok(&["env", "pull"]).await;
+    let out = user.run_ok(&["env", "pull"]).await.stdout;
     let want: String = names.iter().map(|n| format!("{n}=v-{n}\n")).collect();
     assert_eq!(out, want);
     let seen = rec.take();
@@ -278,7 +186,7 @@ async fn promote_copies_staging_to_production(backend: Backend) {
     rec.take();
 
     let run = user.sc(&["env", "promote", "--from", "staging", "--to", "production"]).await;
-    let out = format!("{}{}", strip_ansi(&run.stdout), run.stderr);
+    let out = run.all();
     assert!(!run.ok, "a promotion with a failure exits 1: {out}");
     assert!(out.contains("Promoted 2/3 secrets from staging to production"), "{out}");
     assert!(out.contains("Failed 1:") && out.contains("SHARED:") && out.contains("[ALREADY_EXISTS]"), "the taken name is reported: {out}");
@@ -303,7 +211,7 @@ async fn promote_copies_staging_to_production(backend: Backend) {
 
     // Promoting again creates nothing: every name is taken now.
     let run = user.sc(&["env", "promote", "--from", "staging", "--to", "production"]).await;
-    let out = format!("{}{}", strip_ansi(&run.stdout), run.stderr);
+    let out = run.all();
     assert!(!run.ok && out.contains("Promoted 0/3") && out.contains("Failed 3:"), "{out}");
     assert_eq!(listed(&srv, &key, "production").await.len(), 3);
 }

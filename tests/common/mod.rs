@@ -5,6 +5,7 @@
 
 pub mod mcp_client;
 pub mod pg_proxy;
+pub mod sc;
 pub mod store_rows;
 
 use std::io::{BufRead, BufReader};
