@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 /// never two turns at once; a turn that overruns delays the next tick rather
 /// than bunching the missed ones. A turn under way when `stop` fires is
 /// dropped at its next await: every job writes in transactions that commit
-/// or roll back whole, so a dropped turn leaves nothing half done.
+/// or roll back whole, so a dropped turn leaves nothing half done (audit
+/// retention's archive may then hold a batch twice; see `retention`).
 pub async fn every<F, Fut>(period: Duration, stop: &CancellationToken, mut turn: F)
 where
     F: FnMut() -> Fut,

@@ -5,16 +5,12 @@ use std::sync::OnceLock;
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 
 use super::{Writer, lock_writer};
+use crate::store::chain::hex;
 use crate::store::liveness::credential_is_live;
 use crate::store::sql::dialect::query;
 use crate::store::sql::{AUDIT_INTO, AUDIT_WIDTH, Params, SECRET_COLS, bind_audit};
 use crate::store::version_writer::{self, BatchWrite, Job, MAX_BATCH};
 use crate::store::{WriteOutcome, now_millis};
-
-/// Lower-case hex, for handing key hashes to SQLite inside a JSON array.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// SQLite's statements for a batch of new versions, one text per row count
 /// (the writer's statement cache holds them all).
